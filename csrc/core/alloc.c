@@ -1,0 +1,65 @@
+#include "core/alloc.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "core/error.h"
+
+#define SIMD_ALIGN 64
+#define HUGE_ALIGN (2u << 20)
+
+static void *aligned(size_t alignment, size_t bytes)
+{
+    void *p = NULL;
+    if (bytes == 0)
+        bytes = 1;
+    /* Round up: aligned_alloc wants a multiple of the alignment. */
+    if (bytes > SIZE_MAX - alignment) {
+        pyllm_error(PYLLM_ERR_MEMORY, "cannot allocate %zu bytes", bytes);
+        return NULL;
+    }
+    bytes = (bytes + alignment - 1) / alignment * alignment;
+    if (posix_memalign(&p, alignment, bytes) != 0) {
+        pyllm_error(PYLLM_ERR_MEMORY, "cannot allocate %zu bytes", bytes);
+        return NULL;
+    }
+    return p;
+}
+
+void *pyllm_alloc(size_t bytes) { return aligned(SIMD_ALIGN, bytes); }
+
+void *pyllm_calloc(size_t count, size_t size)
+{
+    size_t bytes = pyllm_mul_size(count, size);
+    if (bytes == 0 && count != 0 && size != 0)
+        return NULL;
+    void *p = aligned(SIMD_ALIGN, bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+void *pyllm_alloc_big(size_t bytes)
+{
+    if (bytes < HUGE_ALIGN)
+        return aligned(SIMD_ALIGN, bytes);
+    void *p = aligned(HUGE_ALIGN, bytes);
+#ifdef MADV_HUGEPAGE
+    if (p)
+        madvise(p, (bytes + HUGE_ALIGN - 1) / HUGE_ALIGN * HUGE_ALIGN, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+void pyllm_free(void *p) { free(p); }
+
+size_t pyllm_mul_size(size_t count, size_t size)
+{
+    if (size != 0 && count > SIZE_MAX / size) {
+        pyllm_error(PYLLM_ERR_MEMORY, "allocation of %zu x %zu bytes overflows", count, size);
+        return 0;
+    }
+    return count * size;
+}

@@ -1,0 +1,20 @@
+/* Memory for the C core: aligned buffers for SIMD, and large weight buffers placed on
+ * 2 MB boundaries with transparent huge pages requested (fewer TLB misses when the
+ * decode loop streams every weight once per token). */
+#ifndef PYLLM_CORE_ALLOC_H
+#define PYLLM_CORE_ALLOC_H
+
+#include <stddef.h>
+
+/* 64-byte aligned, uninitialised; NULL (with a MemoryError recorded) on failure. */
+void *pyllm_alloc(size_t bytes);
+/* Same, zero-filled. */
+void *pyllm_calloc(size_t count, size_t size);
+/* A large buffer, 2 MB aligned, huge pages advised. Freed with pyllm_free like the others. */
+void *pyllm_alloc_big(size_t bytes);
+void pyllm_free(void *p);
+
+/* count * size, or 0 with a MemoryError recorded when it overflows. */
+size_t pyllm_mul_size(size_t count, size_t size);
+
+#endif

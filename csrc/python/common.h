@@ -1,0 +1,27 @@
+/* Shared by every file of the Python binding: Python and NumPy headers set up for one
+ * extension module spread over several translation units, the error bridge, and the
+ * registration hook each binding file provides. */
+#ifndef PYLLM_PYTHON_COMMON_H
+#define PYLLM_PYTHON_COMMON_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define PY_ARRAY_UNIQUE_SYMBOL pyllm_ARRAY_API
+#ifndef PYLLM_IMPORT_ARRAY_HERE
+#define NO_IMPORT_ARRAY
+#endif
+#include <numpy/arrayobject.h>
+
+#include "core/error.h"
+
+/* Raise the Python exception matching a core status, with the recorded message; returns NULL. */
+PyObject *pyllm_raise(pyllm_status status);
+
+/* Each binding file adds its types and functions to the module; 0 on success, -1 with an
+ * exception set. */
+int pyllm_register_tokenizer(PyObject *module);
+int pyllm_register_model(PyObject *module);
+int pyllm_register_sampling(PyObject *module);
+
+#endif

@@ -1,0 +1,62 @@
+/* The extension module pyllm._core: version queries, threads, and the registration of
+ * the tokenizer, model and sampling bindings. */
+#define PYLLM_IMPORT_ARRAY_HERE
+#include "python/common.h"
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "core/threads.h"
+
+static PyObject *onednn_version(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    const dnnl_version_t *v = dnnl_version();
+    return PyUnicode_FromFormat("%d.%d.%d", v->major, v->minor, v->patch);
+}
+
+static PyObject *get_num_threads(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyLong_FromLong(pyllm_get_num_threads());
+}
+
+static PyObject *set_num_threads(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 1 || n > 4096) {
+        PyErr_Format(PyExc_ValueError, "n_threads must be between 1 and 4096, got %ld", n);
+        return NULL;
+    }
+    pyllm_set_num_threads((int)n);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"onednn_version", onednn_version, METH_NOARGS, "Version of the oneDNN library loaded, e.g. '3.2.0'."},
+    {"get_num_threads", get_num_threads, METH_NOARGS, "Threads used by the calling thread's computations."},
+    {"set_num_threads", set_num_threads, METH_O, "Set the threads used by the calling thread's computations."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT, "pyllm._core", "The C core of pyllm.", -1, module_methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    import_array();
+    PyObject *m = PyModule_Create(&core_module);
+    if (m == NULL)
+        return NULL;
+    if (pyllm_register_tokenizer(m) < 0 || pyllm_register_model(m) < 0 || pyllm_register_sampling(m) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,20 @@
+"""pyllm: CPU inference for LLaMA- and BLOOM-family language models.
+
+The C core (pyllm._core) runs tokenizers, transformer layers and the generation loop on
+oneDNN; this package is its Python face.
+"""
+from ._loader import load_onednn as _load_onednn
+
+_load_onednn()
+
+from . import _core  # noqa: E402
+
+__version__ = "0.1.0"
+
+
+def onednn_version() -> str:
+    """The version of the oneDNN library in use, e.g. ``"3.2.0"``."""
+    return _core.onednn_version()
+
+
+__all__ = ["__version__", "onednn_version"]

@@ -1,0 +1,35 @@
+"""Make libdnnl.so.3 loadable before pyllm._core is imported.
+
+The onednn-cpu-gomp wheel installs the library under the environment's data prefix
+(``<prefix>/lib``), which the dynamic loader does not search. The extension carries an
+$ORIGIN-relative rpath for the usual site-packages layout; preloading the library by its
+full path covers the others (editable builds, --target installs, user sites). A library
+already loaded under the soname ``libdnnl.so.3`` satisfies the extension's dependency.
+"""
+import ctypes
+import os
+import sysconfig
+from importlib import metadata
+
+
+def _candidates():
+    root = os.environ.get("DNNL_ROOT")
+    if root:
+        for sub in ("lib", "lib64"):
+            yield os.path.join(root, sub, "libdnnl.so.3")
+    try:
+        dist = metadata.distribution("onednn-cpu-gomp")
+        for f in dist.files or []:
+            if str(f).endswith("libdnnl.so.3"):
+                yield os.path.abspath(str(dist.locate_file(f)))
+    except metadata.PackageNotFoundError:
+        pass
+    yield os.path.join(sysconfig.get_path("data"), "lib", "libdnnl.so.3")
+
+
+def load_onednn():
+    for path in _candidates():
+        if os.path.exists(path):
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            return path
+    return None  # fall back on the rpath and the system loader path
