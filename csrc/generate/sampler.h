@@ -1,0 +1,39 @@
+/* Choosing the next token from a row of logits: greedy argmax, or sampling after the
+ * warpers transformers applies, in its order: temperature, top-k, top-p. */
+#ifndef PYLLM_GENERATE_SAMPLER_H
+#define PYLLM_GENERATE_SAMPLER_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "generate/rng.h"
+
+typedef struct {
+    int do_sample;     /* 0: greedy */
+    float temperature; /* > 0 when sampling; 0 means greedy */
+    int32_t top_k;     /* 0: off */
+    float top_p;       /* in (0, 1]; 1: off */
+} pyllm_sampling_params;
+
+/* ValueError naming the first option out of range. */
+pyllm_status pyllm_sampling_params_check(const pyllm_sampling_params *p);
+
+/* Scratch for one vocabulary size, allocated once, reused every step. */
+typedef struct {
+    int32_t vocab_size;
+    int32_t *index;
+    float *value;
+    float *scratch;
+} pyllm_sampler;
+
+pyllm_status pyllm_sampler_init(pyllm_sampler *s, int32_t vocab_size);
+void pyllm_sampler_release(pyllm_sampler *s);
+
+/* Index of the largest logit (the first one on ties, NaN never wins); -1 if none is a number. */
+int32_t pyllm_argmax(const float *logits, int32_t n);
+
+/* Pick a token from logits[vocab_size] into *token. ValueError when no logit is finite. */
+pyllm_status pyllm_sample(pyllm_sampler *s, const float *logits, const pyllm_sampling_params *p,
+                          pyllm_rng *rng, int32_t *token);
+
+#endif
