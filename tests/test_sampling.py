@@ -253,3 +253,11 @@ def test_top_k_keeps_exactly_what_transformers_keeps():
             continue
         drawn = np.unique(sample_logits(logits, temperature=1e6, top_k=top_k, seed=trial, num_samples=3000))
         assert drawn.tolist() == kept.tolist(), (trial, vocab, top_k)
+
+
+def test_overflowing_temperature_raises():
+    logits = np.array([3e38, 1.0, -2.0], dtype=np.float32)
+    with pytest.raises(ValueError, match="temperature"):
+        sample_logits(logits, temperature=0.5)
+    assert sample_logits(logits, temperature=0.0)[0] == 0  # greedy never divides
+    assert sample_logits(logits, temperature=1.0, num_samples=20).tolist() == [0] * 20

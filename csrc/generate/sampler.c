@@ -19,6 +19,11 @@ pyllm_status pyllm_sampling_params_check(const pyllm_sampling_params *p)
 
 pyllm_status pyllm_sampler_init(pyllm_sampler *s, int32_t vocab_size)
 {
+    s->index = NULL;
+    s->value = NULL;
+    s->scratch = NULL;
+    if (vocab_size < 1)
+        return pyllm_error(PYLLM_ERR_VALUE, "vocabulary size must be >= 1, got %d", (int)vocab_size);
     s->vocab_size = vocab_size;
     s->index = pyllm_alloc(sizeof(int32_t) * (size_t)vocab_size);
     s->value = pyllm_alloc(sizeof(float) * (size_t)vocab_size);
@@ -100,17 +105,22 @@ pyllm_status pyllm_sample(pyllm_sampler *s, const float *logits, const pyllm_sam
         return PYLLM_OK;
     }
 
-    /* Temperature, in float32 as transformers divides. Non-finite logits drop out. */
+    /* Temperature, in float32 as transformers divides. NaN and -inf drop out; +inf (given,
+     * or a finite logit overflowing at a tiny temperature) has no probability to give. */
     float *scaled = s->value;
     float max = -INFINITY;
     for (int32_t i = 0; i < n; i++) {
         float x = logits[i] / p->temperature;
+        if (x == INFINITY)
+            return pyllm_error(PYLLM_ERR_VALUE,
+                               "logit %d (%g) divided by temperature %g is +inf in float32: cannot sample",
+                               (int)i, (double)logits[i], (double)p->temperature);
         scaled[i] = isnan(x) ? -INFINITY : x;
         if (scaled[i] > max)
             max = scaled[i];
     }
     if (!isfinite(max))
-        return pyllm_error(PYLLM_ERR_VALUE, "no finite logit to sample from");
+        return pyllm_error(PYLLM_ERR_VALUE, "no finite logit to sample from: every logit is NaN or -inf");
 
     /* Top-k keeps every token scoring at least the k-th largest score (ties included). */
     float threshold = -INFINITY;
