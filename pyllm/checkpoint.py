@@ -199,8 +199,10 @@ def _tensor_view(mapped, data_start, entry):
         if offset % dtype.itemsize:
             array = array.copy()  # the C core wants aligned data; rare in practice
     if dtype_name == "BF16":
-        # bfloat16 is the top half of a float32.
-        array = (array.astype(np.uint32) << 16).view(np.float32)
+        # bfloat16 is the top half of a float32; shift in place to hold one copy only.
+        widened = array.astype(np.uint32)
+        widened <<= 16
+        array = widened.view(np.float32)
     return array
 
 
