@@ -24,6 +24,14 @@ def stories(data_dir):
 
 @pytest.fixture(scope="module")
 def hf_model(stories):
+    # A 260K-parameter model gains nothing from threads; on a busy 2-core machine they only spin.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield _build_hf_model(stories)
+    torch.set_num_threads(threads)
+
+
+def _build_hf_model(stories):
     _, config, weights = stories
     model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config)).eval()
     state = {name: torch.from_numpy(np.array(w)) for name, w in weights.items()}
