@@ -261,3 +261,25 @@ def test_overflowing_temperature_raises():
         sample_logits(logits, temperature=0.5)
     assert sample_logits(logits, temperature=0.0)[0] == 0  # greedy never divides
     assert sample_logits(logits, temperature=1.0, num_samples=20).tolist() == [0] * 20
+
+
+def test_top_p_keeps_exactly_what_transformers_keeps():
+    """Random rows, temperatures, top-k and top-p: every token drawn is one the warpers keep,
+    and every kept token likely enough to show up in 5000 draws does."""
+    rng = np.random.default_rng(123)
+    checked = 0
+    for trial in range(80):
+        vocab = int(rng.integers(2, 1200))
+        logits = (rng.standard_normal(vocab) * rng.choice([0.5, 1.5, 4])).astype(np.float32)
+        temperature = float(rng.choice([0.5, 1.0, 1.7]))
+        top_k = int(rng.choice([0, 5, 40]))
+        top_p = float(rng.uniform(0.05, 0.98))
+        if not top_p_cut_is_clear(logits, temperature, top_k, top_p):
+            continue
+        checked += 1
+        probs = reference_probs(logits, temperature, top_k, top_p)
+        drawn = np.bincount(sample_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p,
+                                          seed=trial, num_samples=5000), minlength=vocab)
+        assert drawn[probs == 0].sum() == 0, trial
+        assert (drawn[probs > 2e-3] > 0).all(), trial
+    assert checked >= 60
