@@ -1,7 +1,6 @@
 #include "generate/sampler.h"
 
 #include <math.h>
-#include <stdlib.h>
 
 #include "core/alloc.h"
 
@@ -88,7 +87,6 @@ static float kth_largest(float *v, int32_t n, int32_t k)
     }
     return v[target];
 }
-
 
 /* The ranking top-p walks: higher score first, equal scores by token id (a strict order, so
  * the cut never depends on how the selection below happens to move ties). */
