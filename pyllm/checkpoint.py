@@ -223,6 +223,43 @@ def load_safetensors(path, names=None):
     return out
 
 
+def save_safetensors(path, tensors, metadata=None):
+    """Write {name: array} as one safetensors file that the safetensors package reads.
+
+    Tensors go in order of decreasing item size (then name), back to back, so each starts
+    aligned to its item size; the header is padded with spaces to 8 bytes, as the reference
+    writer does. BF16 cannot be written (NumPy has no such dtype)."""
+    path = os.fspath(path)
+    dtype_names = {dt: name for name, dt in _SAFETENSORS_DTYPES.items() if name != "BF16"}
+    header, arrays, offset = {}, [], 0
+    if metadata:
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise TypeError("safetensors metadata must map strings to strings")
+        header["__metadata__"] = dict(metadata)
+    items = []
+    for name, array in tensors.items():
+        if not isinstance(name, str) or name == "__metadata__":
+            raise ValueError(f"tensor name must be a string other than __metadata__, got {name!r}")
+        array = np.asarray(array)
+        key = array.dtype.newbyteorder("<") if array.dtype.itemsize > 1 else array.dtype
+        if key not in dtype_names:
+            raise TypeError(f"tensor '{name}': dtype {array.dtype} cannot be stored in safetensors "
+                            f"(expected one of {', '.join(str(d) for d in dtype_names)})")
+        items.append((-array.dtype.itemsize, name, np.asarray(array, dtype=key, order="C"), dtype_names[key]))
+    for _, name, array, dtype_name in sorted(items, key=lambda item: (item[0], item[1])):
+        header[name] = {"dtype": dtype_name, "shape": list(array.shape),
+                        "data_offsets": [offset, offset + array.nbytes]}
+        arrays.append(array)
+        offset += array.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for array in arrays:
+            f.write(array.tobytes())
+
+
 def _load_sharded(model_dir, index_path):
     index = _read_json_object(index_path, SAFETENSORS_INDEX_NAME)
     weight_map = index.get("weight_map")

@@ -149,3 +149,21 @@ def load_llama2c(path):
         "torch_dtype": "float32",
     }
     return config, weights
+
+
+def convert_llama2c(path, out_dir):
+    """Write a llama2.c checkpoint as a Hugging Face model directory (config.json,
+    generation_config.json, model.safetensors) that transformers and pyllm load."""
+    import json
+
+    from .checkpoint import save_safetensors
+
+    config, weights = load_llama2c(path)
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
+        json.dump({"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]}, f, indent=2)
+    save_safetensors(os.path.join(out_dir, "model.safetensors"), weights, metadata={"format": "pt"})
+    return out_dir

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import save_file as save_torch
 
@@ -117,6 +118,21 @@ def test_generation_config_absent_is_empty(tmp_path):
     (tmp_path / "config.json").write_text('{"hidden_size": 8}')
     assert checkpoint.load_generation_config(tmp_path) == {}
     assert checkpoint.load_config(tmp_path) == {"hidden_size": 8}
+
+
+def test_save_safetensors_is_read_by_the_package(tmp_path):
+    rng = np.random.default_rng(0)
+    tensors = {"f32": rng.standard_normal((3, 5)).astype(np.float32), "f16": np.float16(2.5),
+               "big_endian": rng.standard_normal(4).astype(">f8"), "i8": np.arange(-3, 4, dtype=np.int8),
+               "u16": np.arange(7, dtype=np.uint16), "mask": np.array([[True, False]]),
+               "strided": rng.standard_normal((4, 6)).astype(np.float32)[::2, 1::2], "empty": np.zeros((0, 3), np.int32)}
+    checkpoint.save_safetensors(tmp_path / "t.safetensors", tensors, metadata={"k": "v"})
+    for loaded in (load_numpy(str(tmp_path / "t.safetensors")), checkpoint.load_safetensors(tmp_path / "t.safetensors")):
+        assert sorted(loaded) == sorted(tensors)
+        for name, want in tensors.items():
+            assert loaded[name].shape == np.shape(want) and np.array_equal(loaded[name], want), name
+    with pytest.raises(TypeError, match="cannot be stored"):
+        checkpoint.save_safetensors(tmp_path / "bad.safetensors", {"s": np.array(["text"])})
 
 
 # ---------------------------------------------------------------------------------------

@@ -305,3 +305,37 @@ def test_bad_headers_raise(tmp_path, isolated):
             assert fragment in results[name], (name, fragment, results[name])
     kind, message = isolated(f"from pyllm.llama2c import load_llama2c\nload_llama2c({str(tmp_path / 'nope.bin')!r})")
     assert kind == "FileNotFoundError" and "nope.bin" in message
+
+
+def test_converted_directory_loads_in_transformers(data_dir, stories, tmp_path):
+    """convert_llama2c writes a model directory that transformers' own from_pretrained (and
+    the safetensors package) read back to the same weights and run.c's logits."""
+    from safetensors.numpy import load_file
+
+    from pyllm import checkpoint
+    from pyllm.llama2c import convert_llama2c
+
+    path, config, weights = stories
+    out = convert_llama2c(path, tmp_path / "stories260K-hf")
+    assert checkpoint.load_config(out) == config
+    assert checkpoint.load_generation_config(out) == {"bos_token_id": 1, "eos_token_id": 2}
+    by_package = load_file(os.path.join(out, "model.safetensors"))
+    by_us = checkpoint.load_weights(out)
+    assert sorted(by_package) == sorted(by_us) == sorted(weights)
+    for name, w in weights.items():
+        assert np.array_equal(by_package[name], w) and np.array_equal(by_us[name], w), name
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = transformers.LlamaForCausalLM.from_pretrained(out).float().eval()
+        with open(os.path.join(data_dir, "stories260K", "run_c_reference_outputs.json")) as f:
+            case = json.load(f)["cases"][2]
+        ids = (case["prompt_tokens"] + case["greedy_continuation"])[:3]
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0].numpy()
+    finally:
+        torch.set_num_threads(threads)
+    want = np.array(case["logits_first_positions"], dtype=np.float32)
+    assert np.abs(logits - want).max() / np.abs(want).max() < 1e-5
+
