@@ -299,3 +299,9 @@ def load_weights(model_dir):
         hint = " (PyTorch pickle checkpoints are not read: convert them to safetensors)"
     raise FileNotFoundError(f"no weights in {model_dir}: expected {SAFETENSORS_NAME} or "
                             f"{SAFETENSORS_INDEX_NAME}{hint}")
+
+
+def load_pretrained(model_dir):
+    """(config, weights, generation_config) of a Hugging Face model directory: what
+    Model.from_pretrained hands to Model.from_arrays."""
+    return load_config(model_dir), load_weights(model_dir), load_generation_config(model_dir)

@@ -112,6 +112,8 @@ def test_save_pretrained_roundtrip(tmp_path, dtype, shard, tie):
         assert config[key] == getattr(model.config, key), key
     generation = checkpoint.load_generation_config(tmp_path)
     assert generation == json.loads((tmp_path / "generation_config.json").read_text())
+    config2, weights2, generation2 = checkpoint.load_pretrained(tmp_path)
+    assert config2 == config and generation2 == generation and sorted(weights2) == sorted(weights)
 
 
 def test_generation_config_absent_is_empty(tmp_path):
