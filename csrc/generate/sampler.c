@@ -1,7 +1,6 @@
 #include "generate/sampler.h"
 
 #include <math.h>
-#include <stdlib.h>
 
 #include "core/alloc.h"
 
@@ -19,11 +18,17 @@ pyllm_status pyllm_sampling_params_check(const pyllm_sampling_params *p)
 
 pyllm_status pyllm_sampler_init(pyllm_sampler *s, int32_t vocab_size)
 {
+    *s = (pyllm_sampler){0};
+    if (vocab_size < 1)
+        return pyllm_error(PYLLM_ERR_VALUE, "vocabulary size must be >= 1, got %d", (int)vocab_size);
     s->vocab_size = vocab_size;
-    s->index = pyllm_alloc(sizeof(int32_t) * (size_t)vocab_size);
-    s->value = pyllm_alloc(sizeof(float) * (size_t)vocab_size);
-    s->scratch = pyllm_alloc(sizeof(float) * (size_t)vocab_size);
-    if (s->index == NULL || s->value == NULL || s->scratch == NULL) {
+    size_t n = (size_t)vocab_size;
+    s->index = pyllm_alloc(sizeof(int32_t) * n);
+    s->value = pyllm_alloc(sizeof(float) * n);
+    s->scratch = pyllm_alloc(sizeof(float) * n);
+    s->weight = pyllm_alloc(sizeof(double) * n);
+    s->ranked = pyllm_alloc(sizeof(pyllm_scored_token) * n);
+    if (s->index == NULL || s->value == NULL || s->scratch == NULL || s->weight == NULL || s->ranked == NULL) {
         pyllm_sampler_release(s);
         return PYLLM_ERR_MEMORY;
     }
@@ -35,9 +40,13 @@ void pyllm_sampler_release(pyllm_sampler *s)
     pyllm_free(s->index);
     pyllm_free(s->value);
     pyllm_free(s->scratch);
+    pyllm_free(s->weight);
+    pyllm_free(s->ranked);
     s->index = NULL;
     s->value = NULL;
     s->scratch = NULL;
+    s->weight = NULL;
+    s->ranked = NULL;
 }
 
 int32_t pyllm_argmax(const float *logits, int32_t n)
@@ -79,14 +88,64 @@ static float kth_largest(float *v, int32_t n, int32_t k)
     return v[target];
 }
 
-
-static int by_value_desc(const void *a, const void *b, void *ctx)
+/* The ranking top-p walks: higher score first, equal scores by token id (a strict order, so
+ * the cut never depends on how the selection below happens to move ties). */
+static int ranks_before(pyllm_scored_token a, pyllm_scored_token b)
 {
-    const float *v = ctx;
-    float x = v[*(const int32_t *)a], y = v[*(const int32_t *)b];
-    if (x != y)
-        return x > y ? -1 : 1;
-    return *(const int32_t *)a - *(const int32_t *)b;
+    return a.score > b.score || (a.score == b.score && a.id < b.id);
+}
+
+static void swap_tokens(pyllm_scored_token *a, pyllm_scored_token *b)
+{
+    pyllm_scored_token t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Top-p: transformers removes a token when the ascending cumulative mass up to it is
+ * <= 1 - top_p, i.e. keeps, in the ranking, each token whose better-ranked mass is < top_p
+ * of the total (the best token always). No sort is needed to find that set: a quickselect
+ * on mass partitions the candidates around a pivot and keeps going into the side where the
+ * cut lies, expected O(m). On return s->ranked[0..kept) holds the kept tokens (unordered)
+ * and *kept_mass their weight. */
+static int32_t top_p_keep(pyllm_sampler *s, int32_t m, double total, float top_p, double *kept_mass)
+{
+    pyllm_scored_token *t = s->ranked;
+    const double *w = s->weight;
+    for (int32_t j = 0; j < m; j++)
+        t[j] = (pyllm_scored_token){s->value[s->index[j]], s->index[j]};
+    const double target = (double)top_p * total;
+    double before = 0.0; /* mass of the tokens already known to be kept */
+    int32_t lo = 0, hi = m; /* t[0..lo) kept, t[hi..m) removed, t[lo..hi) undecided */
+    while (lo < hi) {
+        /* Median of three as pivot, parked at the end. */
+        int32_t mid = lo + (hi - lo) / 2, last = hi - 1;
+        if (ranks_before(t[mid], t[lo]))
+            swap_tokens(&t[mid], &t[lo]);
+        if (ranks_before(t[last], t[lo]))
+            swap_tokens(&t[last], &t[lo]);
+        if (ranks_before(t[mid], t[last]))
+            swap_tokens(&t[mid], &t[last]);
+        const pyllm_scored_token pivot = t[last];
+        int32_t store = lo;
+        double better_mass = 0.0;
+        for (int32_t j = lo; j < last; j++) {
+            if (ranks_before(t[j], pivot)) {
+                better_mass += w[t[j].id];
+                swap_tokens(&t[j], &t[store]);
+                store++;
+            }
+        }
+        swap_tokens(&t[store], &t[last]);
+        if (before + better_mass < target) { /* the pivot is kept, and all better than it */
+            before += better_mass + w[pivot.id];
+            lo = store + 1;
+        } else { /* the pivot is removed, and all worse than it */
+            hi = store;
+        }
+    }
+    *kept_mass = before;
+    return lo;
 }
 
 pyllm_status pyllm_sample(pyllm_sampler *s, const float *logits, const pyllm_sampling_params *p,
@@ -100,51 +159,59 @@ pyllm_status pyllm_sample(pyllm_sampler *s, const float *logits, const pyllm_sam
         return PYLLM_OK;
     }
 
-    /* Temperature, in float32 as transformers divides. Non-finite logits drop out. */
+    /* Temperature, in float32 as transformers divides. NaN and -inf drop out; +inf (given,
+     * or a finite logit overflowing at a tiny temperature) has no probability to give. */
     float *scaled = s->value;
     float max = -INFINITY;
     for (int32_t i = 0; i < n; i++) {
         float x = logits[i] / p->temperature;
+        if (x == INFINITY)
+            return pyllm_error(PYLLM_ERR_VALUE,
+                               "logit %d (%g) divided by temperature %g is +inf in float32: cannot sample",
+                               (int)i, (double)logits[i], (double)p->temperature);
         scaled[i] = isnan(x) ? -INFINITY : x;
         if (scaled[i] > max)
             max = scaled[i];
     }
     if (!isfinite(max))
-        return pyllm_error(PYLLM_ERR_VALUE, "no finite logit to sample from");
+        return pyllm_error(PYLLM_ERR_VALUE, "no finite logit to sample from: every logit is NaN or -inf");
 
     /* Top-k keeps every token scoring at least the k-th largest score (ties included). */
     float threshold = -INFINITY;
     if (p->top_k > 0 && p->top_k < n) {
-        float *tmp = s->scratch;
         for (int32_t i = 0; i < n; i++)
-            tmp[i] = scaled[i];
-        threshold = kth_largest(tmp, n, p->top_k);
+            s->scratch[i] = scaled[i];
+        threshold = kth_largest(s->scratch, n, p->top_k);
     }
     int32_t *cand = s->index;
     int32_t m = 0;
-    for (int32_t i = 0; i < n; i++)
-        if (scaled[i] >= threshold && scaled[i] > -INFINITY)
-            cand[m++] = i;
-
-    /* Top-p keeps, in descending order, each token whose higher-ranked mass is < top_p. */
     double total = 0.0;
-    for (int32_t j = 0; j < m; j++)
-        total += exp((double)scaled[cand[j]] - max);
-    if (p->top_p < 1.0f) {
-        qsort_r(cand, (size_t)m, sizeof *cand, by_value_desc, scaled);
-        double above = 0.0;
-        int32_t kept = 0;
-        while (kept < m && (kept == 0 || above / total < (double)p->top_p)) {
-            above += exp((double)scaled[cand[kept]] - max);
-            kept++;
+    for (int32_t i = 0; i < n; i++) {
+        if (scaled[i] >= threshold && scaled[i] > -INFINITY) {
+            cand[m++] = i;
+            s->weight[i] = exp((double)scaled[i] - (double)max);
+            total += s->weight[i];
         }
-        m = kept;
-        total = above;
+    }
+
+    if (p->top_p < 1.0f) {
+        double kept_mass = 0.0;
+        int32_t kept = top_p_keep(s, m, total, p->top_p, &kept_mass);
+        double r = pyllm_rng_uniform(rng) * kept_mass, acc = 0.0;
+        for (int32_t j = 0; j < kept; j++) {
+            acc += s->weight[s->ranked[j].id];
+            if (r < acc) {
+                *token = s->ranked[j].id;
+                return PYLLM_OK;
+            }
+        }
+        *token = s->ranked[kept - 1].id; /* r fell on the rounding slack at the very end */
+        return PYLLM_OK;
     }
 
     double r = pyllm_rng_uniform(rng) * total, acc = 0.0;
     for (int32_t j = 0; j < m; j++) {
-        acc += exp((double)scaled[cand[j]] - max);
+        acc += s->weight[cand[j]];
         if (r < acc) {
             *token = cand[j];
             return PYLLM_OK;

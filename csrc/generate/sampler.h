@@ -18,12 +18,20 @@ typedef struct {
 /* ValueError naming the first option out of range. */
 pyllm_status pyllm_sampling_params_check(const pyllm_sampling_params *p);
 
+/* A candidate token and its score, sorted by score for top-p. */
+typedef struct {
+    float score;
+    int32_t id;
+} pyllm_scored_token;
+
 /* Scratch for one vocabulary size, allocated once, reused every step. */
 typedef struct {
     int32_t vocab_size;
-    int32_t *index;
-    float *value;
-    float *scratch;
+    int32_t *index;              /* candidates after top-k, in token order */
+    float *value;                /* logits / temperature, by token */
+    float *scratch;              /* quickselect workspace */
+    double *weight;              /* exp(value - max), by token (candidates only) */
+    pyllm_scored_token *ranked;  /* the best candidates, sorted, for top-p */
 } pyllm_sampler;
 
 pyllm_status pyllm_sampler_init(pyllm_sampler *s, int32_t vocab_size);
