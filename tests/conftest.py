@@ -32,14 +32,24 @@ else:
 """
 
 
+def child_environment():
+    """os.environ for a child process started in another folder: a relative PYTHONPATH (a
+    development checkout) is made absolute so the child imports the same pyllm."""
+    env = dict(os.environ)
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in env["PYTHONPATH"].split(os.pathsep))
+    return env
+
+
 def run_isolated(code, timeout=300, env=None):
     """Run code in a fresh interpreter; return (exception class name or None, message).
 
     A crash (segfault, abort) of the child fails the calling test instead of the whole run."""
     body = textwrap.indent(textwrap.dedent(code), "    ")
+    child_env = {**child_environment(), **(env or {})}
     proc = subprocess.run([sys.executable, "-c", _ISOLATED_PRELUDE.format(body=body)],
                           capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, cwd=os.path.dirname(REPO))
+                          env=child_env, cwd=os.path.dirname(REPO))
     marker = "__PYLLM_RESULT__"
     if proc.returncode != 0 or marker not in proc.stdout:
         raise AssertionError(f"child process died (exit {proc.returncode}):\n"

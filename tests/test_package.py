@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pyllm
+from conftest import child_environment
 
 
 def test_version_and_onednn():
@@ -15,7 +16,7 @@ def test_version_and_onednn():
 
 def test_imports_outside_checkout(tmp_path):
     out = subprocess.run([sys.executable, "-c", "import pyllm; print(pyllm.__version__, pyllm.onednn_version())"],
-                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+                         cwd=tmp_path, env=child_environment(), capture_output=True, text=True, check=True).stdout.split()
     assert out == [pyllm.__version__, pyllm.onednn_version()]
 
 
