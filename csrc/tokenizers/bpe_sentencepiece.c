@@ -146,6 +146,51 @@ static pyllm_status resegment(encoder *e, int32_t start, int32_t len)
     return emit(e, start, len, id);
 }
 
+static const char SPACE_SYMBOL[] = "\xE2\x96\x81";
+
+static int is_space_symbol(const encoder *e, const symbol *s)
+{
+    return !s->frozen && s->len == 3 && memcmp(e->text + s->start, SPACE_SYMBOL, 3) == 0;
+}
+
+int pyllm_spm_piece_allows_word_split(const char *piece, size_t len)
+{
+    size_t i = 0;
+    while (i + 3 <= len && memcmp(piece + i, SPACE_SYMBOL, 3) == 0)
+        i += 3;
+    for (; i + 3 <= len; i++)
+        if (memcmp(piece + i, SPACE_SYMBOL, 3) == 0)
+            return 0;
+    return 1;
+}
+
+/* Merge the symbols first..last (a linked run) to the end, then emit them. */
+static pyllm_status merge_and_emit(encoder *e, int32_t first, int32_t last)
+{
+    e->symbols[first].prev = -1;
+    e->symbols[last].next = -1;
+    for (int32_t i = first + 1; i <= last; i++)
+        PYLLM_TRY(consider_pair(e, i - 1, i));
+
+    while (e->heap_len > 0) {
+        candidate top = heap_pop(e);
+        symbol *l = &e->symbols[top.left], *r = &e->symbols[top.right];
+        if (l->len == 0 || r->len == 0 || l->len + r->len != top.size)
+            continue; /* stale: one side changed since the pair was queued */
+        l->len += r->len;
+        l->next = r->next;
+        if (r->next >= 0)
+            e->symbols[r->next].prev = top.left;
+        r->len = 0;
+        PYLLM_TRY(consider_pair(e, l->prev, top.left));
+        PYLLM_TRY(consider_pair(e, top.left, l->next));
+    }
+
+    for (int32_t i = first; i >= 0; i = e->symbols[i].next)
+        PYLLM_TRY(resegment(e, e->symbols[i].start, e->symbols[i].len));
+    return PYLLM_OK;
+}
+
 static pyllm_status run(encoder *e, size_t len)
 {
     const pyllm_spm_bpe *m = e->m;
@@ -163,30 +208,20 @@ static pyllm_status run(encoder *e, size_t len)
         s->start = (int32_t)pos;
         s->len = (int32_t)l;
         s->prev = n - 1;
+        s->next = n + 1;
         pos += l;
-        s->next = pos < len ? n + 1 : -1;
         n++;
     }
-    for (int32_t i = 1; i < n; i++)
-        PYLLM_TRY(consider_pair(e, i - 1, i));
-
-    while (e->heap_len > 0) {
-        candidate top = heap_pop(e);
-        symbol *l = &e->symbols[top.left], *r = &e->symbols[top.right];
-        if (l->len == 0 || r->len == 0 || l->len + r->len != top.size)
-            continue; /* stale: one side changed since the pair was queued */
-        l->len += r->len;
-        l->next = r->next;
-        if (r->next >= 0)
-            e->symbols[r->next].prev = top.left;
-        r->len = 0;
-        PYLLM_TRY(consider_pair(e, l->prev, top.left));
-        PYLLM_TRY(consider_pair(e, top.left, l->next));
+    if (!m->words_start_at_space)
+        return merge_and_emit(e, 0, n - 1);
+    int32_t first = 0;
+    for (int32_t i = 1; i < n; i++) {
+        if (is_space_symbol(e, &e->symbols[i]) && !is_space_symbol(e, &e->symbols[i - 1])) {
+            PYLLM_TRY(merge_and_emit(e, first, i - 1));
+            first = i;
+        }
     }
-
-    for (int32_t i = n > 0 ? 0 : -1; i >= 0; i = e->symbols[i].next)
-        PYLLM_TRY(resegment(e, e->symbols[i].start, e->symbols[i].len));
-    return PYLLM_OK;
+    return merge_and_emit(e, first, n - 1);
 }
 
 pyllm_status pyllm_spm_bpe_encode(const pyllm_spm_bpe *m, const char *text, size_t len, pyllm_ids *out)

@@ -24,7 +24,14 @@ typedef struct {
     int32_t unk_id;
     int byte_fallback;
     const int32_t *byte_ids;    /* [256]: id of <0xXX>, when byte_fallback */
+    /* Every mergeable piece is U+2581* followed by no U+2581 (true of models trained with
+     * split_by_whitespace): no merge can cross a point where U+2581 follows another character,
+     * so the text is encoded word by word there, with small cache-friendly queues. */
+    int words_start_at_space;
 } pyllm_spm_bpe;
+
+/* Whether a mergeable piece fits the U+2581* [^U+2581]* shape that word-by-word encoding needs. */
+int pyllm_spm_piece_allows_word_split(const char *piece, size_t len);
 
 /* Append the ids of normalized text[0..len) to out. */
 pyllm_status pyllm_spm_bpe_encode(const pyllm_spm_bpe *m, const char *text, size_t len, pyllm_ids *out);

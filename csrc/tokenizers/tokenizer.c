@@ -77,6 +77,7 @@ static pyllm_status build(pyllm_tokenizer *t, const pyllm_spm_model *m, const ch
 
     int bytes_found[256] = {0};
     int has_unused = 0;
+    int words_start_at_space = !m->treat_whitespace_as_suffix;
     for (int32_t i = 0; i < m->n_pieces; i++) {
         const pyllm_spm_piece *p = &m->pieces[i];
         int32_t existing;
@@ -86,6 +87,9 @@ static pyllm_status build(pyllm_tokenizer *t, const pyllm_spm_model *m, const ch
                                what, i, (int)p->len, p->text, existing);
         t->scores[i] = p->score;
         t->types[i] = (uint8_t)p->type;
+        if ((p->type == PYLLM_PIECE_NORMAL || p->type == PYLLM_PIECE_USER_DEFINED || p->type == PYLLM_PIECE_UNUSED) &&
+            !pyllm_spm_piece_allows_word_split(p->text, p->len))
+            words_start_at_space = 0;
         switch (p->type) {
         case PYLLM_PIECE_USER_DEFINED:
             PYLLM_TRY(pyllm_prefix_matcher_add(&t->user_defined, p->text, p->len));
@@ -156,6 +160,9 @@ static pyllm_status build(pyllm_tokenizer *t, const pyllm_spm_model *m, const ch
     t->bpe.types = t->types;
     t->bpe.user_defined = &t->user_defined;
     t->bpe.has_unused = has_unused;
+    /* Unused pieces are split back using the last split of their text seen anywhere in the
+     * input, so those models must see the whole text at once. */
+    t->bpe.words_start_at_space = words_start_at_space && !has_unused;
     t->bpe.unk_id = t->unk_id;
     t->bpe.byte_fallback = t->byte_fallback;
     t->bpe.byte_ids = t->byte_ids;
