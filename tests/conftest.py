@@ -22,7 +22,7 @@ def data_dir():
 _ISOLATED_PRELUDE = """
 import json, sys, traceback
 def _report(kind, message):
-    sys.stdout.write("\\n__PYLLM_RESULT__" + json.dumps({"kind": kind, "message": message}) + "\\n")
+    sys.stdout.write("\\n__PYLLM_RESULT__" + json.dumps({{"kind": kind, "message": message}}) + "\\n")
 try:
 {body}
 except BaseException as e:
