@@ -34,6 +34,9 @@ TRAINED = {
     "keep_whitespace_nfkc": dict(byte_fallback=True, remove_extra_whitespaces=False),
     "whitespace_suffix": dict(byte_fallback=False, treat_whitespace_as_suffix=True),
     "no_dummy_prefix_nfkc_cf": dict(byte_fallback=True, add_dummy_prefix=False, normalization_rule_name="nfkc_cf"),
+    # decode-side rules (a -> A, bc -> XY), a custom unknown surface, renamed and extra specials
+    "denormalizer_custom_specials": dict(byte_fallback=False, denormalization_rule_tsv="DENORM_TSV",
+                                         unk_surface="<?>", pad_id=3, bos_piece="<bos>", eos_piece="<eos>"),
     "user_defined_and_control": dict(byte_fallback=True, user_defined_symbols=["<sep>", "foo", "\u2581bar", "π", "12"],
                                      control_symbols=["<ctl>", "<mask>"]),
 }
@@ -51,8 +54,10 @@ def model_paths(tmp_path_factory, llama_model):
     root = tmp_path_factory.mktemp("spm_models")
     corpus = training_corpus(3000, seed=1)
     paths = {"llama": llama_model}
+    (root / "denorm.tsv").write_text("61\t41\n62 63\t58 59\n")
     for name, options in TRAINED.items():
-        paths[name] = _train(str(root / name), corpus, **dict(options))
+        options = {k: str(root / "denorm.tsv") if v == "DENORM_TSV" else v for k, v in options.items()}
+        paths[name] = _train(str(root / name), corpus, **options)
 
     # Unused pieces: a trained model with every fifth multi-character piece marked UNUSED.
     proto = model_pb2.ModelProto()
@@ -136,6 +141,38 @@ def test_decode_like_sentencepiece(model_paths, name):
     for _ in range(1000):
         seq = [rng.randrange(n) if rng.random() < 0.6 else rng.randrange(min(n, 300)) for _ in range(rng.randint(0, 14))]
         assert tok.decode(seq, skip_special_tokens=True) == sp.decode(seq), seq
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_special_ids_like_sentencepiece(model_paths, name):
+    sp = spm.SentencePieceProcessor(model_file=model_paths[name])
+    tok = pyllm.Tokenizer.from_file(model_paths[name])
+    none_if_negative = [None if i < 0 else i for i in (sp.bos_id(), sp.eos_id(), sp.pad_id(), sp.unk_id())]
+    assert [tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id] == none_if_negative
+    assert tok.vocab_size == sp.get_piece_size()
+
+
+def test_denormalizer_and_unknown_surface(model_paths):
+    sp = spm.SentencePieceProcessor(model_file=model_paths["denormalizer_custom_specials"])
+    tok = pyllm.Tokenizer.from_file(model_paths["denormalizer_custom_specials"])
+    ids = sp.encode("abc bc a zzz")
+    assert tok.decode(ids, skip_special_tokens=True) == sp.decode(ids) == "AXY XY A zzz"
+    assert tok.decode([0, 5], skip_special_tokens=True) == sp.decode([0, 5])
+    assert tok.decode([0], skip_special_tokens=True) == "<?>"
+    assert (tok.bos_token_id, tok.pad_token_id) == (1, 3)
+
+
+def test_encoding_from_threads(llama_model):
+    """The GIL is released while encoding: concurrent calls must not disturb each other."""
+    from concurrent.futures import ThreadPoolExecutor
+    tok = pyllm.Tokenizer.from_file(llama_model)
+    texts = generated_strings(400, seed=31)
+    expected = [tok.encode(t) for t in texts]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(tok.encode, texts))
+        batches = list(pool.map(tok.encode_batch, [texts[i:i + 50] for i in range(0, 400, 50)]))
+    assert got == expected
+    assert [ids for batch in batches for ids in batch] == expected
 
 
 def test_merged_chinese_model_uses_new_pieces(model_paths):
