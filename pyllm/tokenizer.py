@@ -105,7 +105,9 @@ class Tokenizer:
         # Added tokens first: their ids are fixed by the file.
         added = config.get("added_tokens_decoder") or {}
         for key in sorted(added, key=int):
-            core.add_special_token(_token_content(added[key]), int(key))
+            entry = added[key]
+            special = entry.get("special", True) if isinstance(entry, dict) else True
+            core.add_token(_token_content(entry), int(key), bool(special))
 
         def special_id(name):
             content = _token_content(config.get(name)) if name in config else None
@@ -116,13 +118,13 @@ class Tokenizer:
             token_id = core.token_to_id(content)
             if token_id is None:  # transformers appends an unknown special token to the vocabulary
                 token_id = core.vocab_size
-            core.add_special_token(content, token_id)
+            core.add_token(content, token_id)
             return token_id
 
         for extra in config.get("additional_special_tokens") or special_map.get("additional_special_tokens") or []:
             content = _token_content(extra)
             token_id = core.token_to_id(content)
-            core.add_special_token(content, core.vocab_size if token_id is None else token_id)
+            core.add_token(content, core.vocab_size if token_id is None else token_id)
 
         bos, eos, pad, unk = (special_id(n) for n in ("bos_token", "eos_token", "pad_token", "unk_token"))
         return cls(core,

@@ -342,15 +342,21 @@ def test_from_pretrained_reads_the_config(tmp_path, llama_model):
         "pad_token": "<pad>",
         "added_tokens_decoder": {"0": {"content": "<unk>", "special": True},
                                  "32000": {"content": "<pad>", "special": True},
-                                 "32001": {"content": "<|im_end|>", "special": True}},
+                                 "32001": {"content": "<|im_end|>", "special": True},
+                                 "32002": {"content": "<think>", "special": False}},
     }))
     tok = pyllm.Tokenizer.from_pretrained(tmp_path)
-    assert (tok.vocab_size, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (32002, 1, 2, 32000)
+    assert (tok.vocab_size, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (32003, 1, 2, 32000)
     plain = pyllm.Tokenizer.from_file(llama_model)
     assert tok.encode("Hello world") == plain.encode("Hello world") + [2]
     assert tok.encode("Hi<|im_end|><pad>", add_special_tokens=False) == plain.encode("Hi", False) + [32001, 32000]
     assert tok.decode([1, 15043, 32001, 32000]) == "<s> Hello<|im_end|><pad>"
     assert tok.decode([1, 15043, 32001, 32000], skip_special_tokens=True) == "Hello"
+    # a non-special added token is split out too, but decode always writes it
+    assert tok.encode("a<think>b", add_special_tokens=False) == plain.encode("a", False) + [32002] + plain.encode(
+        "b", False)
+    assert tok.decode([1, 15043, 32002, 2], skip_special_tokens=True) == "Hello<think>"
+    assert tok.id_to_token(32002) == "<think>" and tok.token_to_id("<|im_end|>") == 32001
 
     # special_tokens_map.json alone; BOS off
     other = tmp_path / "other"

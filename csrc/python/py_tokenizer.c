@@ -312,17 +312,17 @@ static PyObject *tokenizer_token_type(TokenizerObject *self, PyObject *arg)
     return PyLong_FromLong(self->tok->types[id]);
 }
 
-static PyObject *tokenizer_add_special(TokenizerObject *self, PyObject *args)
+static PyObject *tokenizer_add_token(TokenizerObject *self, PyObject *args)
 {
     PyObject *text;
-    int id;
-    if (!PyArg_ParseTuple(args, "Ui:add_special_token", &text, &id))
+    int id, special = 1;
+    if (!PyArg_ParseTuple(args, "Ui|p:add_token", &text, &id, &special))
         return NULL;
     Py_ssize_t len;
     const char *utf8 = PyUnicode_AsUTF8AndSize(text, &len);
     if (utf8 == NULL)
         return NULL;
-    pyllm_status st = pyllm_tokenizer_add_special(self->tok, utf8, (size_t)len, id);
+    pyllm_status st = pyllm_tokenizer_add_token(self->tok, utf8, (size_t)len, id, special);
     if (st != PYLLM_OK)
         return pyllm_raise(st);
     Py_RETURN_NONE;
@@ -393,8 +393,9 @@ static PyMethodDef tokenizer_methods[] = {
     {"token_to_id", (PyCFunction)tokenizer_token_to_id, METH_O, "The id of a piece, or None."},
     {"token_type", (PyCFunction)tokenizer_token_type, METH_O,
      "SentencePiece type of a token: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte."},
-    {"add_special_token", (PyCFunction)tokenizer_add_special, METH_VARARGS,
-     "add_special_token(text, id): split text out of inputs as this id (an existing piece or the next id)."},
+    {"add_token", (PyCFunction)tokenizer_add_token, METH_VARARGS,
+     "add_token(text, id, special=True): split text out of inputs as this id (an existing piece or the next "
+     "id); special tokens are skipped by decode(skip_special_tokens=True)."},
     {NULL, NULL, 0, NULL},
 };
 

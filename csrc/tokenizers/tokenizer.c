@@ -298,14 +298,14 @@ pyllm_status pyllm_tokenizer_from_llama2c(const void *data, size_t len, int32_t 
     return PYLLM_OK;
 }
 
-pyllm_status pyllm_tokenizer_add_special(pyllm_tokenizer *t, const char *text, size_t len, int32_t id)
+pyllm_status pyllm_tokenizer_add_token(pyllm_tokenizer *t, const char *text, size_t len, int32_t id, int special)
 {
     if (len == 0)
-        return pyllm_error(PYLLM_ERR_VALUE, "a special token must not be empty");
+        return pyllm_error(PYLLM_ERR_VALUE, "an added token must not be empty");
     int32_t existing = pyllm_vocab_find(&t->vocab, text, len);
     if (existing >= 0) {
         if (existing != id)
-            return pyllm_error(PYLLM_ERR_VALUE, "special token '%.*s' has id %d in the vocabulary, not %d", (int)len,
+            return pyllm_error(PYLLM_ERR_VALUE, "added token '%.*s' has id %d in the vocabulary, not %d", (int)len,
                                text, existing, id);
         return pyllm_special_tokens_add(&t->specials, text, len, id);
     }
@@ -326,7 +326,7 @@ pyllm_status pyllm_tokenizer_add_special(pyllm_tokenizer *t, const char *text, s
     }
     int32_t dup;
     PYLLM_TRY(pyllm_vocab_add(&t->vocab, text, len, &dup));
-    t->types[id] = PYLLM_PIECE_CONTROL;
+    t->types[id] = special ? PYLLM_PIECE_CONTROL : PYLLM_PIECE_USER_DEFINED;
     return pyllm_special_tokens_add(&t->specials, text, len, id);
 }
 

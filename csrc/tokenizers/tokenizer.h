@@ -19,7 +19,8 @@ typedef struct {
     pyllm_vocab vocab;          /* the model's pieces, then tokens added later */
     int32_t n_pieces;           /* pieces of the model proper */
     float *scores;              /* [n_pieces] */
-    uint8_t *types;             /* [capacity]: pyllm_piece_type; added tokens are CONTROL */
+    uint8_t *types;             /* [capacity]: pyllm_piece_type; added tokens are CONTROL when
+                                 * special, USER_DEFINED otherwise */
     int32_t cap_types;
     pyllm_prefix_matcher user_defined;
     pyllm_spm_normalizer normalizer;
@@ -45,9 +46,10 @@ pyllm_status pyllm_tokenizer_from_llama2c(const void *data, size_t len, int32_t 
 
 void pyllm_tokenizer_free(pyllm_tokenizer *t);
 
-/* Make text a special token with this id: either the id of the same existing token, or the
- * next free id (an added token). Special tokens written in the text are split out. */
-pyllm_status pyllm_tokenizer_add_special(pyllm_tokenizer *t, const char *text, size_t len, int32_t id);
+/* Make text an added token with this id: either the id of the same existing token, or the
+ * next free id. Added tokens written in the text are split out before encoding. A new special
+ * token is dropped by decode(skip_specials=1); a new non-special one is always written. */
+pyllm_status pyllm_tokenizer_add_token(pyllm_tokenizer *t, const char *text, size_t len, int32_t id, int special);
 
 /* Append the ids of UTF-8 text to out. With split_specials, special tokens in the text are
  * matched first and the pieces between them encoded separately. */
