@@ -16,10 +16,10 @@ static uint64_t hash_bytes(const char *s, size_t len)
 
 static pyllm_status alloc_slots(pyllm_vocab *v, size_t n_slots)
 {
-    int32_t *slots = pyllm_alloc(pyllm_mul_size(n_slots, sizeof(int32_t)));
+    pyllm_vocab_slot *slots = pyllm_alloc(pyllm_mul_size(n_slots, sizeof(pyllm_vocab_slot)));
     if (slots == NULL)
         return PYLLM_ERR_MEMORY;
-    memset(slots, 0xFF, n_slots * sizeof(int32_t)); /* all -1 */
+    memset(slots, 0xFF, n_slots * sizeof(pyllm_vocab_slot)); /* ids all -1 */
     pyllm_free(v->slots);
     v->slots = slots;
     v->slot_mask = n_slots - 1;
@@ -30,10 +30,12 @@ static void insert_slot(pyllm_vocab *v, int32_t id)
 {
     size_t len;
     const char *s = pyllm_vocab_token(v, id, &len);
-    size_t i = hash_bytes(s, len) & v->slot_mask;
-    while (v->slots[i] >= 0)
+    uint64_t h = hash_bytes(s, len);
+    size_t i = h & v->slot_mask;
+    while (v->slots[i].id >= 0)
         i = (i + 1) & v->slot_mask;
-    v->slots[i] = id;
+    v->slots[i].tag = (uint32_t)(h >> 32);
+    v->slots[i].id = id;
 }
 
 pyllm_status pyllm_vocab_init(pyllm_vocab *v, int32_t expected_tokens)
@@ -62,15 +64,19 @@ void pyllm_vocab_free(pyllm_vocab *v)
 
 int32_t pyllm_vocab_find(const pyllm_vocab *v, const char *s, size_t len)
 {
-    size_t i = hash_bytes(s, len) & v->slot_mask;
+    uint64_t h = hash_bytes(s, len);
+    uint32_t tag = (uint32_t)(h >> 32);
+    size_t i = h & v->slot_mask;
     for (;;) {
-        int32_t id = v->slots[i];
-        if (id < 0)
+        const pyllm_vocab_slot *slot = &v->slots[i];
+        if (slot->id < 0)
             return -1;
-        size_t tlen;
-        const char *t = pyllm_vocab_token(v, id, &tlen);
-        if (tlen == len && memcmp(t, s, len) == 0)
-            return id;
+        if (slot->tag == tag) {
+            size_t tlen;
+            const char *t = pyllm_vocab_token(v, slot->id, &tlen);
+            if (tlen == len && memcmp(t, s, len) == 0)
+                return slot->id;
+        }
         i = (i + 1) & v->slot_mask;
     }
 }

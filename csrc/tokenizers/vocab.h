@@ -10,11 +10,16 @@
 #include "tokenizers/buffers.h"
 
 typedef struct {
+    uint32_t tag;        /* high bits of the hash: most failed probes end here, without a memcmp */
+    int32_t id;          /* -1 when empty */
+} pyllm_vocab_slot;
+
+typedef struct {
     pyllm_bytes text;    /* every token's bytes back to back, each followed by a NUL */
     size_t *starts;      /* token id -> offset of its bytes in text; starts[n] = end */
     int32_t n_tokens;
     int32_t cap_tokens;
-    int32_t *slots;      /* hash slots holding ids, -1 when empty */
+    pyllm_vocab_slot *slots;
     size_t slot_mask;    /* number of slots - 1 (a power of two) */
 } pyllm_vocab;
 
