@@ -82,6 +82,8 @@ def test_wrong_vocab_size_raises(data_dir):
         pyllm.Tokenizer.from_llama2c(path, 32000)
     with pytest.raises(ValueError, match="vocab_size"):
         pyllm.Tokenizer.from_llama2c(path, 100)
+    with pytest.raises(ValueError, match="vocab_size"):
+        pyllm.Tokenizer.from_llama2c(path, 2**31 - 1)
     with pytest.raises(ValueError, match="positive"):
         pyllm.Tokenizer.from_llama2c(path, 0)
     with pytest.raises(TypeError):

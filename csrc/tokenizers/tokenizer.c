@@ -202,6 +202,10 @@ static pyllm_status llama2c_model(const uint8_t *data, size_t len, int32_t vocab
         return pyllm_error(PYLLM_ERR_VALUE, "vocab_size must be positive, got %d", vocab_size);
     if (len < 4)
         return pyllm_error(PYLLM_ERR_VALUE, "%s has %zu bytes: too short for its header", what, len);
+    /* each token takes at least 9 bytes: this also bounds the allocations below */
+    if ((size_t)vocab_size > (len - 4) / 9)
+        return pyllm_error(PYLLM_ERR_VALUE, "%s has %zu bytes, too few for %d tokens: is vocab_size right?", what,
+                           len, vocab_size);
     int32_t max_token_length = read_i32(data);
     if (max_token_length <= 0)
         return pyllm_error(PYLLM_ERR_VALUE, "%s is malformed: max_token_length is %d", what, max_token_length);
