@@ -313,7 +313,7 @@ def test_encode_batch_and_inputs(llama_model):
     assert tok.encode_batch(texts) == [tok.encode(t) for t in texts]
     assert tok.encode_batch([]) == []
     ids = tok.encode("Hello world, 123")
-    for dtype in (np.int64, np.int32, np.uint16, np.int16):
+    for dtype in (np.int64, np.int32, np.uint16, np.int16, np.uint64, np.uint32):
         assert tok.decode(np.array(ids, dtype=dtype)) == tok.decode(ids)
     assert tok.decode(np.array(ids)[::2]) == tok.decode(ids[::2])
     with pytest.raises(TypeError):
@@ -326,6 +326,12 @@ def test_encode_batch_and_inputs(llama_model):
         tok.decode([5, 32000])
     with pytest.raises(IndexError):
         tok.decode([-1])
+    with pytest.raises(IndexError):
+        tok.decode(np.array([1, 2**63 + 5], dtype=np.uint64))
+    with pytest.raises(TypeError):
+        tok.decode(np.array([True, False]))
+    with pytest.raises(TypeError):
+        tok.decode([True])
     with pytest.raises(TypeError):
         tok.encode(b"bytes")
     with pytest.raises(TypeError):

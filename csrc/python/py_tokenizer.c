@@ -181,7 +181,7 @@ static int ids_from_object(PyObject *obj, pyllm_ids *out)
             PyErr_Format(PyExc_ValueError, "token ids must be 1-D, got an array of %d dimensions", PyArray_NDIM(arr));
             return -1;
         }
-        PyArrayObject *cast = (PyArrayObject *)PyArray_FROM_OTF(obj, NPY_INT64, NPY_ARRAY_IN_ARRAY);
+        PyArrayObject *cast = (PyArrayObject *)PyArray_FROM_OTF(obj, NPY_INT64, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
         if (cast == NULL)
             return -1;
         npy_intp n = PyArray_SIZE(cast);
