@@ -43,7 +43,8 @@ typedef struct {
     int model_type;
     int byte_fallback;
     int treat_whitespace_as_suffix;
-    int split_digits;
+    int split_digits;  /* a training option: its effect is already in the pieces (no multi-digit
+                        * pieces exist), so encoding applies nothing for it; kept for reporting */
     const char *unk_piece, *bos_piece, *eos_piece, *pad_piece; /* NUL-terminated, owned */
     const char *unk_surface;
     pyllm_spm_normalizer_spec normalizer;
