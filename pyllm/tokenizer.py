@@ -39,7 +39,7 @@ class Tokenizer:
     Build it with :meth:`from_file`, :meth:`from_pretrained` or :meth:`from_llama2c`.
     """
 
-    def __init__(self, core, *, add_bos_token=None, add_eos_token=False,
+    def __init__(self, core, *, add_bos_token=None, add_eos_token=False, legacy=True,
                  bos_token_id=None, eos_token_id=None, pad_token_id=None, unk_token_id=None):
         if not isinstance(core, _core.SentencePieceTokenizer):
             raise TypeError("use Tokenizer.from_file, from_pretrained or from_llama2c to build a Tokenizer")
@@ -50,6 +50,10 @@ class Tokenizer:
         self.unk_token_id = core.unk_id if unk_token_id is None else unk_token_id
         self.add_bos_token = (self.bos_token_id is not None) if add_bos_token is None else bool(add_bos_token)
         self.add_eos_token = bool(add_eos_token)
+        # transformers' LLaMA ``legacy`` flag: True (its default) encodes every stretch between
+        # special tokens as a text of its own, dummy prefix included; False gives a dummy prefix
+        # only to the start of the text. Text without special tokens is unaffected.
+        self.legacy = bool(legacy)
 
     # -- construction -------------------------------------------------------------------
 
@@ -130,6 +134,7 @@ class Tokenizer:
         return cls(core,
                    add_bos_token=config.get("add_bos_token", True),
                    add_eos_token=config.get("add_eos_token", False),
+                   legacy=config.get("legacy", True) is not False,
                    bos_token_id=bos, eos_token_id=eos, pad_token_id=pad, unk_token_id=unk)
 
     # -- encoding and decoding ----------------------------------------------------------
@@ -143,12 +148,12 @@ class Tokenizer:
 
     def encode(self, text, add_special_tokens=True):
         """Token ids of ``text``; BOS (and EOS when configured) added when ``add_special_tokens``."""
-        ids = self._core.encode(text, True)
+        ids = self._core.encode(text, True, self.legacy)
         return self._with_specials(ids) if add_special_tokens else ids
 
     def encode_batch(self, texts, add_special_tokens=True):
         """``encode`` of every text of a list, in one call into C."""
-        batch = self._core.encode_batch(texts, True)
+        batch = self._core.encode_batch(texts, True, self.legacy)
         if add_special_tokens:
             for ids in batch:
                 self._with_specials(ids)

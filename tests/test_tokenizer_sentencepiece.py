@@ -374,6 +374,25 @@ def test_from_pretrained_reads_the_config(tmp_path, llama_model):
     assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (1, 2, 2)
     assert tok.encode("Hello") == plain.encode("Hello", add_special_tokens=False)
 
+    # "legacy": false (transformers' non-legacy LLaMA): only the start of the text gets the dummy prefix
+    proto = model_pb2.ModelProto()
+    proto.ParseFromString((tmp_path / "tokenizer.model").read_bytes())
+    proto.normalizer_spec.add_dummy_prefix = False
+    no_prefix = spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+    sp = spm.SentencePieceProcessor(model_file=llama_model)
+    strict = tmp_path / "strict"
+    strict.mkdir()
+    (strict / "tokenizer.model").write_bytes((tmp_path / "tokenizer.model").read_bytes())
+    (strict / "tokenizer_config.json").write_text(json.dumps({"legacy": False}))
+    tok = pyllm.Tokenizer.from_pretrained(strict)
+    assert not tok.legacy and plain.legacy
+    for text in generated_strings(100, seed=41):
+        assert tok.encode(text) == plain.encode(text)  # no special string: the same as sentencepiece
+    assert tok.encode("Hello</s>world", False) == sp.encode("Hello") + [2] + no_prefix.encode("world")
+    assert tok.encode("<s>Hello there", False) == [1] + no_prefix.encode("Hello there")
+    assert tok.encode("Hi <s> there") == [1] + sp.encode("Hi ") + [1] + no_prefix.encode(" there")
+    assert plain.encode("<s>Hello", False) == [1] + sp.encode("Hello")
+
     with pytest.raises(FileNotFoundError):
         pyllm.Tokenizer.from_pretrained(tmp_path / "missing")
     empty = tmp_path / "empty"

@@ -88,12 +88,19 @@ static const char *utf8_of(PyObject *text, Py_ssize_t *len)
     return PyUnicode_AsUTF8AndSize(text, len);
 }
 
+static int encode_flags(int split_specials, int prefix_after_special)
+{
+    return (split_specials ? PYLLM_ENCODE_SPLIT_SPECIALS : 0) |
+           (prefix_after_special ? 0 : PYLLM_ENCODE_NO_PREFIX_AFTER_SPECIAL);
+}
+
 static PyObject *tokenizer_encode(TokenizerObject *self, PyObject *args)
 {
     PyObject *text;
-    int split_specials = 1;
-    if (!PyArg_ParseTuple(args, "O|p:encode", &text, &split_specials))
+    int split_specials = 1, prefix_after_special = 1;
+    if (!PyArg_ParseTuple(args, "O|pp:encode", &text, &split_specials, &prefix_after_special))
         return NULL;
+    int flags = encode_flags(split_specials, prefix_after_special);
     Py_ssize_t len;
     const char *utf8 = utf8_of(text, &len);
     if (utf8 == NULL)
@@ -101,7 +108,7 @@ static PyObject *tokenizer_encode(TokenizerObject *self, PyObject *args)
     pyllm_ids ids = {0};
     pyllm_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = pyllm_tokenizer_encode(self->tok, utf8, (size_t)len, split_specials, &ids);
+    st = pyllm_tokenizer_encode(self->tok, utf8, (size_t)len, flags, &ids);
     Py_END_ALLOW_THREADS
     PyObject *result = st == PYLLM_OK ? ids_to_list(&ids) : pyllm_raise(st);
     pyllm_ids_free(&ids);
@@ -111,9 +118,10 @@ static PyObject *tokenizer_encode(TokenizerObject *self, PyObject *args)
 static PyObject *tokenizer_encode_batch(TokenizerObject *self, PyObject *args)
 {
     PyObject *texts;
-    int split_specials = 1;
-    if (!PyArg_ParseTuple(args, "O|p:encode_batch", &texts, &split_specials))
+    int split_specials = 1, prefix_after_special = 1;
+    if (!PyArg_ParseTuple(args, "O|pp:encode_batch", &texts, &split_specials, &prefix_after_special))
         return NULL;
+    int flags = encode_flags(split_specials, prefix_after_special);
     if (PyUnicode_Check(texts)) {
         PyErr_SetString(PyExc_TypeError, "encode_batch expects a list of str, got a single str");
         return NULL;
@@ -139,7 +147,7 @@ static PyObject *tokenizer_encode_batch(TokenizerObject *self, PyObject *args)
     pyllm_status st = PYLLM_OK;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n && st == PYLLM_OK; i++)
-        st = pyllm_tokenizer_encode(self->tok, utf8[i], (size_t)lens[i], split_specials, &ids[i]);
+        st = pyllm_tokenizer_encode(self->tok, utf8[i], (size_t)lens[i], flags, &ids[i]);
     Py_END_ALLOW_THREADS
     if (st != PYLLM_OK) {
         pyllm_raise(st);
@@ -384,9 +392,10 @@ static PyGetSetDef tokenizer_getset[] = {
 
 static PyMethodDef tokenizer_methods[] = {
     {"encode", (PyCFunction)tokenizer_encode, METH_VARARGS,
-     "encode(text, split_special_tokens=True) -> list[int]: ids of text (no BOS/EOS added)."},
+     "encode(text, split_special_tokens=True, prefix_after_special=True) -> list[int]: ids of text (no BOS/EOS "
+     "added). prefix_after_special=False: stretches after a special token get no dummy prefix."},
     {"encode_batch", (PyCFunction)tokenizer_encode_batch, METH_VARARGS,
-     "encode_batch(texts, split_special_tokens=True) -> list[list[int]]."},
+     "encode_batch(texts, split_special_tokens=True, prefix_after_special=True) -> list[list[int]]."},
     {"decode", (PyCFunction)tokenizer_decode, METH_VARARGS,
      "decode(ids, skip_special_tokens=False) -> str."},
     {"id_to_token", (PyCFunction)tokenizer_id_to_token, METH_O, "The piece of a token id."},

@@ -126,8 +126,10 @@ static pyllm_status add_space(const pyllm_spm_normalizer *n, pyllm_bytes *out)
     return n->escape_whitespaces ? pyllm_bytes_append(out, SPACE_SYMBOL, 3) : pyllm_bytes_append(out, " ", 1);
 }
 
-pyllm_status pyllm_spm_normalize(const pyllm_spm_normalizer *n, const char *text, size_t len, pyllm_bytes *out)
+pyllm_status pyllm_spm_normalize(const pyllm_spm_normalizer *n, const char *text, size_t len, int allow_dummy,
+                                 pyllm_bytes *out)
 {
+    int dummy = n->add_dummy_prefix && allow_dummy;
     const char *piece;
     size_t piece_len, used;
     out->len = 0;
@@ -149,7 +151,7 @@ pyllm_status pyllm_spm_normalize(const pyllm_spm_normalizer *n, const char *text
 
     /* Normalized text is rarely longer than 3x the input (a space becomes 3 bytes). */
     PYLLM_TRY(pyllm_bytes_reserve(out, len * 3 + 8));
-    if (!n->treat_whitespace_as_suffix && n->add_dummy_prefix)
+    if (!n->treat_whitespace_as_suffix && dummy)
         PYLLM_TRY(add_space(n, out));
 
     int is_prev_space = n->remove_extra_whitespaces;
@@ -184,7 +186,7 @@ pyllm_status pyllm_spm_normalize(const pyllm_spm_normalizer *n, const char *text
         while (out->len >= space_len && memcmp(out->data + out->len - space_len, space, space_len) == 0)
             out->len -= space_len;
     }
-    if (n->treat_whitespace_as_suffix && n->add_dummy_prefix)
+    if (n->treat_whitespace_as_suffix && dummy)
         PYLLM_TRY(add_space(n, out));
     if (out->data != NULL)
         out->data[out->len] = '\0';

@@ -29,7 +29,9 @@ pyllm_status pyllm_spm_normalizer_init(pyllm_spm_normalizer *n, const pyllm_spm_
                                        int treat_whitespace_as_suffix, const pyllm_prefix_matcher *user_defined);
 void pyllm_spm_normalizer_free(pyllm_spm_normalizer *n);
 
-/* Normalize text[0..len) into out (cleared first). */
-pyllm_status pyllm_spm_normalize(const pyllm_spm_normalizer *n, const char *text, size_t len, pyllm_bytes *out);
+/* Normalize text[0..len) into out (cleared first). With allow_dummy=0 the dummy prefix (or
+ * suffix) is left out even when the spec asks for it. */
+pyllm_status pyllm_spm_normalize(const pyllm_spm_normalizer *n, const char *text, size_t len, int allow_dummy,
+                                 pyllm_bytes *out);
 
 #endif

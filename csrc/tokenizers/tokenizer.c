@@ -335,25 +335,28 @@ pyllm_status pyllm_tokenizer_add_token(pyllm_tokenizer *t, const char *text, siz
 }
 
 /* Normalize and BPE-encode a stretch of text without special tokens. */
-static pyllm_status encode_plain(const pyllm_tokenizer *t, const char *text, size_t len, pyllm_bytes *scratch,
-                                 pyllm_ids *out)
+static pyllm_status encode_plain(const pyllm_tokenizer *t, const char *text, size_t len, int allow_dummy,
+                                 pyllm_bytes *scratch, pyllm_ids *out)
 {
     if (len == 0)
         return PYLLM_OK;
-    PYLLM_TRY(pyllm_spm_normalize(&t->normalizer, text, len, scratch));
+    PYLLM_TRY(pyllm_spm_normalize(&t->normalizer, text, len, allow_dummy, scratch));
     return pyllm_spm_bpe_encode(&t->bpe, scratch->data, scratch->len, out);
 }
 
-pyllm_status pyllm_tokenizer_encode(const pyllm_tokenizer *t, const char *text, size_t len, int split_specials,
+pyllm_status pyllm_tokenizer_encode(const pyllm_tokenizer *t, const char *text, size_t len, int flags,
                                     pyllm_ids *out)
 {
     pyllm_bytes scratch = {0};
     pyllm_status st = PYLLM_OK;
-    if (split_specials) {
+    int allow_dummy = 1;
+    if (flags & PYLLM_ENCODE_SPLIT_SPECIALS) {
         size_t start, match_len;
         int32_t id;
         while (st == PYLLM_OK && pyllm_special_tokens_find(&t->specials, text, len, &start, &match_len, &id)) {
-            st = encode_plain(t, text, start, &scratch, out);
+            st = encode_plain(t, text, start, allow_dummy, &scratch, out);
+            if (flags & PYLLM_ENCODE_NO_PREFIX_AFTER_SPECIAL)
+                allow_dummy = 0;
             if (st == PYLLM_OK)
                 st = pyllm_ids_push(out, id);
             text += start + match_len;
@@ -361,7 +364,7 @@ pyllm_status pyllm_tokenizer_encode(const pyllm_tokenizer *t, const char *text, 
         }
     }
     if (st == PYLLM_OK)
-        st = encode_plain(t, text, len, &scratch, out);
+        st = encode_plain(t, text, len, allow_dummy, &scratch, out);
     pyllm_bytes_free(&scratch);
     return st;
 }
@@ -456,7 +459,7 @@ pyllm_status pyllm_tokenizer_decode(const pyllm_tokenizer *t, const int32_t *ids
     if (st != PYLLM_OK || !t->has_denormalizer)
         return st;
     pyllm_bytes denormalized = {0};
-    st = pyllm_spm_normalize(&t->denormalizer, out->data, out->len, &denormalized);
+    st = pyllm_spm_normalize(&t->denormalizer, out->data, out->len, 1, &denormalized);
     if (st == PYLLM_OK) {
         out->len = 0;
         st = pyllm_bytes_append(out, denormalized.data, denormalized.len);

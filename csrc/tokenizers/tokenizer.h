@@ -51,9 +51,16 @@ void pyllm_tokenizer_free(pyllm_tokenizer *t);
  * token is dropped by decode(skip_specials=1); a new non-special one is always written. */
 pyllm_status pyllm_tokenizer_add_token(pyllm_tokenizer *t, const char *text, size_t len, int32_t id, int special);
 
-/* Append the ids of UTF-8 text to out. With split_specials, special tokens in the text are
- * matched first and the pieces between them encoded separately. */
-pyllm_status pyllm_tokenizer_encode(const pyllm_tokenizer *t, const char *text, size_t len, int split_specials,
+enum {
+    /* Match special tokens in the text first and encode the stretches between them separately. */
+    PYLLM_ENCODE_SPLIT_SPECIALS = 1,
+    /* transformers' non-legacy LLaMA mode: a stretch that follows a special token gets no dummy
+     * prefix (only the start of the text does). */
+    PYLLM_ENCODE_NO_PREFIX_AFTER_SPECIAL = 2,
+};
+
+/* Append the ids of UTF-8 text to out; flags are PYLLM_ENCODE_* bits. */
+pyllm_status pyllm_tokenizer_encode(const pyllm_tokenizer *t, const char *text, size_t len, int flags,
                                     pyllm_ids *out);
 
 /* Text of ids into out (cleared first). skip_specials=1 reproduces SentencePiece's decode
