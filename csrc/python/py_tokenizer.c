@@ -1,8 +1,441 @@
-/* Placeholder until the tokenizer binding lands. */
+/* Python binding of the C tokenizer: the type pyllm._core.SentencePieceTokenizer and its two
+ * constructors. Encoding and decoding run without the GIL. */
 #include "python/common.h"
+
+#include "tokenizers/tokenizer.h"
+
+typedef struct {
+    PyObject_HEAD
+    pyllm_tokenizer *tok;
+} TokenizerObject;
+
+static PyTypeObject TokenizerType;
+
+static void tokenizer_dealloc(TokenizerObject *self)
+{
+    pyllm_tokenizer_free(self->tok);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *wrap(pyllm_tokenizer *tok)
+{
+    TokenizerObject *obj = PyObject_New(TokenizerObject, &TokenizerType);
+    if (obj == NULL) {
+        pyllm_tokenizer_free(tok);
+        return NULL;
+    }
+    obj->tok = tok;
+    return (PyObject *)obj;
+}
+
+static PyObject *from_sentencepiece(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    pyllm_tokenizer *tok = NULL;
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pyllm_tokenizer_from_sentencepiece(view.buf, (size_t)view.len, &tok);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (st != PYLLM_OK)
+        return pyllm_raise(st);
+    return wrap(tok);
+}
+
+static PyObject *from_llama2c(PyObject *module, PyObject *args)
+{
+    (void)module;
+    Py_buffer view;
+    int vocab_size;
+    if (!PyArg_ParseTuple(args, "y*i:sentencepiece_from_llama2c", &view, &vocab_size))
+        return NULL;
+    pyllm_tokenizer *tok = NULL;
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pyllm_tokenizer_from_llama2c(view.buf, (size_t)view.len, vocab_size, &tok);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (st != PYLLM_OK)
+        return pyllm_raise(st);
+    return wrap(tok);
+}
+
+static PyObject *ids_to_list(const pyllm_ids *ids)
+{
+    PyObject *list = PyList_New((Py_ssize_t)ids->len);
+    if (list == NULL)
+        return NULL;
+    for (size_t i = 0; i < ids->len; i++) {
+        PyObject *v = PyLong_FromLong(ids->data[i]);
+        if (v == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
+    }
+    return list;
+}
+
+static const char *utf8_of(PyObject *text, Py_ssize_t *len)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "text must be a str, got %.200s", Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    return PyUnicode_AsUTF8AndSize(text, len);
+}
+
+static int encode_flags(int split_specials, int prefix_after_special)
+{
+    return (split_specials ? PYLLM_ENCODE_SPLIT_SPECIALS : 0) |
+           (prefix_after_special ? 0 : PYLLM_ENCODE_NO_PREFIX_AFTER_SPECIAL);
+}
+
+static PyObject *tokenizer_encode(TokenizerObject *self, PyObject *args)
+{
+    PyObject *text;
+    int split_specials = 1, prefix_after_special = 1;
+    if (!PyArg_ParseTuple(args, "O|pp:encode", &text, &split_specials, &prefix_after_special))
+        return NULL;
+    int flags = encode_flags(split_specials, prefix_after_special);
+    Py_ssize_t len;
+    const char *utf8 = utf8_of(text, &len);
+    if (utf8 == NULL)
+        return NULL;
+    pyllm_ids ids = {0};
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pyllm_tokenizer_encode(self->tok, utf8, (size_t)len, flags, &ids);
+    Py_END_ALLOW_THREADS
+    PyObject *result = st == PYLLM_OK ? ids_to_list(&ids) : pyllm_raise(st);
+    pyllm_ids_free(&ids);
+    return result;
+}
+
+static PyObject *tokenizer_encode_batch(TokenizerObject *self, PyObject *args)
+{
+    PyObject *texts;
+    int split_specials = 1, prefix_after_special = 1;
+    if (!PyArg_ParseTuple(args, "O|pp:encode_batch", &texts, &split_specials, &prefix_after_special))
+        return NULL;
+    int flags = encode_flags(split_specials, prefix_after_special);
+    if (PyUnicode_Check(texts)) {
+        PyErr_SetString(PyExc_TypeError, "encode_batch expects a list of str, got a single str");
+        return NULL;
+    }
+    /* A tuple of our own: another thread cannot drop the strings while the GIL is released. */
+    PyObject *seq = PySequence_Tuple(texts);
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
+    const char **utf8 = PyMem_Calloc((size_t)n + 1, sizeof(char *));
+    Py_ssize_t *lens = PyMem_Calloc((size_t)n + 1, sizeof(Py_ssize_t));
+    pyllm_ids *ids = PyMem_Calloc((size_t)n + 1, sizeof(pyllm_ids));
+    PyObject *result = NULL;
+    if (utf8 == NULL || lens == NULL || ids == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        utf8[i] = utf8_of(PyTuple_GET_ITEM(seq, i), &lens[i]);
+        if (utf8[i] == NULL)
+            goto done;
+    }
+    pyllm_status st = PYLLM_OK;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n && st == PYLLM_OK; i++)
+        st = pyllm_tokenizer_encode(self->tok, utf8[i], (size_t)lens[i], flags, &ids[i]);
+    Py_END_ALLOW_THREADS
+    if (st != PYLLM_OK) {
+        pyllm_raise(st);
+        goto done;
+    }
+    result = PyList_New(n);
+    if (result == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = ids_to_list(&ids[i]);
+        if (item == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, i, item);
+    }
+done:
+    if (ids != NULL)
+        for (Py_ssize_t i = 0; i < n; i++)
+            pyllm_ids_free(&ids[i]);
+    PyMem_Free(ids);
+    PyMem_Free(lens);
+    PyMem_Free(utf8);
+    Py_DECREF(seq);
+    return result;
+}
+
+/* Read token ids from a list/tuple of ints or a 1-D integer NumPy array. */
+static int ids_from_object(PyObject *obj, pyllm_ids *out)
+{
+    if (PyArray_Check(obj)) {
+        PyArrayObject *arr = (PyArrayObject *)obj;
+        if (!PyArray_ISINTEGER(arr)) {
+            PyErr_Format(PyExc_TypeError, "token ids must have an integer dtype, got %S",
+                         (PyObject *)PyArray_DESCR(arr));
+            return -1;
+        }
+        if (PyArray_NDIM(arr) != 1) {
+            PyErr_Format(PyExc_ValueError, "token ids must be 1-D, got an array of %d dimensions", PyArray_NDIM(arr));
+            return -1;
+        }
+        PyArrayObject *cast = (PyArrayObject *)PyArray_FROM_OTF(obj, NPY_INT64, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+        if (cast == NULL)
+            return -1;
+        npy_intp n = PyArray_SIZE(cast);
+        const int64_t *v = PyArray_DATA(cast);
+        if (pyllm_ids_reserve(out, (size_t)n) != PYLLM_OK) {
+            Py_DECREF(cast);
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (npy_intp i = 0; i < n; i++) {
+            if (v[i] < INT32_MIN || v[i] > INT32_MAX) {
+                PyErr_Format(PyExc_IndexError, "token id %lld at position %zd is out of range", (long long)v[i],
+                             (Py_ssize_t)i);
+                Py_DECREF(cast);
+                return -1;
+            }
+            out->data[out->len++] = (int32_t)v[i];
+        }
+        Py_DECREF(cast);
+        return 0;
+    }
+    if (PyUnicode_Check(obj) || PyBytes_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "token ids must be a sequence of int, got %.200s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyObject *seq = PySequence_Fast(obj, "token ids must be a sequence of int");
+    if (seq == NULL)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (pyllm_ids_reserve(out, (size_t)n) != PYLLM_OK) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (PyBool_Check(item) || !PyIndex_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "token ids must be int, got %.200s at position %zd",
+                         Py_TYPE(item)->tp_name, i);
+            Py_DECREF(seq);
+            return -1;
+        }
+        PyObject *index = PyNumber_Index(item);
+        if (index == NULL) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
+        Py_DECREF(index);
+        if (v == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (overflow || v < INT32_MIN || v > INT32_MAX) {
+            PyErr_Format(PyExc_IndexError, "token id at position %zd is out of range", i);
+            Py_DECREF(seq);
+            return -1;
+        }
+        out->data[out->len++] = (int32_t)v;
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+static PyObject *tokenizer_decode(TokenizerObject *self, PyObject *args)
+{
+    PyObject *obj;
+    int skip_specials = 0;
+    if (!PyArg_ParseTuple(args, "O|p:decode", &obj, &skip_specials))
+        return NULL;
+    pyllm_ids ids = {0};
+    if (ids_from_object(obj, &ids) < 0) {
+        pyllm_ids_free(&ids);
+        return NULL;
+    }
+    pyllm_bytes text = {0};
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pyllm_tokenizer_decode(self->tok, ids.data, ids.len, skip_specials, &text);
+    Py_END_ALLOW_THREADS
+    pyllm_ids_free(&ids);
+    PyObject *result = st == PYLLM_OK ? PyUnicode_DecodeUTF8(text.data, (Py_ssize_t)text.len, "replace")
+                                      : pyllm_raise(st);
+    pyllm_bytes_free(&text);
+    return result;
+}
+
+static PyObject *tokenizer_id_to_token(TokenizerObject *self, PyObject *arg)
+{
+    long id = PyLong_AsLong(arg);
+    if (id == -1 && PyErr_Occurred())
+        return NULL;
+    if (id < 0 || id >= self->tok->vocab.n_tokens) {
+        PyErr_Format(PyExc_IndexError, "token id %ld is out of range [0, %d)", id, self->tok->vocab.n_tokens);
+        return NULL;
+    }
+    size_t len;
+    const char *s = pyllm_vocab_token(&self->tok->vocab, (int32_t)id, &len);
+    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "surrogateescape");
+}
+
+static PyObject *tokenizer_token_to_id(TokenizerObject *self, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "token must be a str, got %.200s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    PyObject *bytes = PyUnicode_AsEncodedString(arg, "utf-8", "surrogateescape");
+    if (bytes == NULL)
+        return NULL;
+    int32_t id = pyllm_vocab_find(&self->tok->vocab, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
+    Py_DECREF(bytes);
+    if (id < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(id);
+}
+
+static PyObject *tokenizer_token_type(TokenizerObject *self, PyObject *arg)
+{
+    long id = PyLong_AsLong(arg);
+    if (id == -1 && PyErr_Occurred())
+        return NULL;
+    if (id < 0 || id >= self->tok->vocab.n_tokens) {
+        PyErr_Format(PyExc_IndexError, "token id %ld is out of range [0, %d)", id, self->tok->vocab.n_tokens);
+        return NULL;
+    }
+    return PyLong_FromLong(self->tok->types[id]);
+}
+
+static PyObject *tokenizer_add_token(TokenizerObject *self, PyObject *args)
+{
+    PyObject *text;
+    int id, special = 1;
+    if (!PyArg_ParseTuple(args, "Ui|p:add_token", &text, &id, &special))
+        return NULL;
+    Py_ssize_t len;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &len);
+    if (utf8 == NULL)
+        return NULL;
+    pyllm_status st = pyllm_tokenizer_add_token(self->tok, utf8, (size_t)len, id, special);
+    if (st != PYLLM_OK)
+        return pyllm_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *optional_id(int32_t id)
+{
+    if (id < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(id);
+}
+
+static PyObject *get_vocab_size(TokenizerObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromLong(self->tok->vocab.n_tokens);
+}
+static PyObject *get_unk_id(TokenizerObject *self, void *c)
+{
+    (void)c;
+    return optional_id(self->tok->unk_id);
+}
+static PyObject *get_bos_id(TokenizerObject *self, void *c)
+{
+    (void)c;
+    return optional_id(self->tok->bos_id);
+}
+static PyObject *get_eos_id(TokenizerObject *self, void *c)
+{
+    (void)c;
+    return optional_id(self->tok->eos_id);
+}
+static PyObject *get_pad_id(TokenizerObject *self, void *c)
+{
+    (void)c;
+    return optional_id(self->tok->pad_id);
+}
+static PyObject *get_byte_fallback(TokenizerObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(self->tok->byte_fallback);
+}
+static PyObject *get_split_digits(TokenizerObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(self->tok->split_digits);
+}
+
+static PyGetSetDef tokenizer_getset[] = {
+    {"vocab_size", (getter)get_vocab_size, NULL, "Number of token ids (pieces plus added tokens).", NULL},
+    {"unk_id", (getter)get_unk_id, NULL, "Id of the unknown piece.", NULL},
+    {"bos_id", (getter)get_bos_id, NULL, "Id of the BOS control piece, or None.", NULL},
+    {"eos_id", (getter)get_eos_id, NULL, "Id of the EOS control piece, or None.", NULL},
+    {"pad_id", (getter)get_pad_id, NULL, "Id of the PAD control piece, or None.", NULL},
+    {"byte_fallback", (getter)get_byte_fallback, NULL, "Whether unknown characters become byte pieces.", NULL},
+    {"split_digits", (getter)get_split_digits, NULL, "Whether the model was trained with split_digits.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef tokenizer_methods[] = {
+    {"encode", (PyCFunction)tokenizer_encode, METH_VARARGS,
+     "encode(text, split_special_tokens=True, prefix_after_special=True) -> list[int]: ids of text (no BOS/EOS "
+     "added). prefix_after_special=False: stretches after a special token get no dummy prefix."},
+    {"encode_batch", (PyCFunction)tokenizer_encode_batch, METH_VARARGS,
+     "encode_batch(texts, split_special_tokens=True, prefix_after_special=True) -> list[list[int]]."},
+    {"decode", (PyCFunction)tokenizer_decode, METH_VARARGS,
+     "decode(ids, skip_special_tokens=False) -> str."},
+    {"id_to_token", (PyCFunction)tokenizer_id_to_token, METH_O, "The piece of a token id."},
+    {"token_to_id", (PyCFunction)tokenizer_token_to_id, METH_O, "The id of a piece, or None."},
+    {"token_type", (PyCFunction)tokenizer_token_type, METH_O,
+     "SentencePiece type of a token: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte."},
+    {"add_token", (PyCFunction)tokenizer_add_token, METH_VARARGS,
+     "add_token(text, id, special=True): split text out of inputs as this id (an existing piece or the next "
+     "id); special tokens are skipped by decode(skip_special_tokens=True)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject TokenizerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pyllm._core.SentencePieceTokenizer",
+    .tp_basicsize = sizeof(TokenizerObject),
+    .tp_dealloc = (destructor)tokenizer_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A SentencePiece BPE tokenizer in C. Build it with sentencepiece_from_bytes() or "
+              "sentencepiece_from_llama2c().",
+    .tp_methods = tokenizer_methods,
+    .tp_getset = tokenizer_getset,
+};
+
+static PyMethodDef module_functions[] = {
+    {"sentencepiece_from_bytes", from_sentencepiece, METH_O,
+     "sentencepiece_from_bytes(data) -> SentencePieceTokenizer from the bytes of a tokenizer.model."},
+    {"sentencepiece_from_llama2c", from_llama2c, METH_VARARGS,
+     "sentencepiece_from_llama2c(data, vocab_size) -> SentencePieceTokenizer from a llama2.c tokenizer file."},
+    {NULL, NULL, 0, NULL},
+};
 
 int pyllm_register_tokenizer(PyObject *module)
 {
-    (void)module;
-    return 0;
+    if (PyType_Ready(&TokenizerType) < 0)
+        return -1;
+    Py_INCREF(&TokenizerType);
+    if (PyModule_AddObject(module, "SentencePieceTokenizer", (PyObject *)&TokenizerType) < 0) {
+        Py_DECREF(&TokenizerType);
+        return -1;
+    }
+    return PyModule_AddFunctions(module, module_functions);
 }

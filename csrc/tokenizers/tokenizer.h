@@ -1,0 +1,71 @@
+/* A SentencePiece-BPE tokenizer: vocabulary, normalizer, BPE model and special-token
+ * splitter, built from a tokenizer.model (protobuf) or a llama2.c tokenizer.bin.
+ * Encoding and decoding only read the object, so they may run on several threads at once. */
+#ifndef PYLLM_TOKENIZERS_TOKENIZER_H
+#define PYLLM_TOKENIZERS_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "tokenizers/bpe_sentencepiece.h"
+#include "tokenizers/buffers.h"
+#include "tokenizers/normalizer.h"
+#include "tokenizers/prefix_matcher.h"
+#include "tokenizers/special_tokens.h"
+#include "tokenizers/vocab.h"
+
+typedef struct {
+    pyllm_vocab vocab;          /* the model's pieces, then tokens added later */
+    int32_t n_pieces;           /* pieces of the model proper */
+    float *scores;              /* [n_pieces] */
+    uint8_t *types;             /* [capacity]: pyllm_piece_type; added tokens are CONTROL when
+                                 * special, USER_DEFINED otherwise */
+    int32_t cap_types;
+    pyllm_prefix_matcher user_defined;
+    pyllm_spm_normalizer normalizer;
+    pyllm_spm_normalizer denormalizer;
+    int has_denormalizer;
+    pyllm_special_tokens specials;
+    pyllm_spm_bpe bpe;
+    int32_t byte_ids[256];
+    int32_t unk_id, bos_id, eos_id, pad_id; /* -1 when the model has none */
+    char *unk_surface;          /* what decoding writes for <unk> */
+    int byte_fallback;
+    int split_digits;
+    int add_dummy_prefix;
+    int remove_extra_whitespaces;
+} pyllm_tokenizer;
+
+/* From a serialized SentencePiece ModelProto (tokenizer.model); BPE models only. */
+pyllm_status pyllm_tokenizer_from_sentencepiece(const void *data, size_t len, pyllm_tokenizer **out);
+
+/* From a llama2.c tokenizer file, whose number of tokens is not stored. */
+pyllm_status pyllm_tokenizer_from_llama2c(const void *data, size_t len, int32_t vocab_size,
+                                          pyllm_tokenizer **out);
+
+void pyllm_tokenizer_free(pyllm_tokenizer *t);
+
+/* Make text an added token with this id: either the id of the same existing token, or the
+ * next free id. Added tokens written in the text are split out before encoding. A new special
+ * token is dropped by decode(skip_specials=1); a new non-special one is always written. */
+pyllm_status pyllm_tokenizer_add_token(pyllm_tokenizer *t, const char *text, size_t len, int32_t id, int special);
+
+enum {
+    /* Match special tokens in the text first and encode the stretches between them separately. */
+    PYLLM_ENCODE_SPLIT_SPECIALS = 1,
+    /* transformers' non-legacy LLaMA mode: a stretch that follows a special token gets no dummy
+     * prefix (only the start of the text does). */
+    PYLLM_ENCODE_NO_PREFIX_AFTER_SPECIAL = 2,
+};
+
+/* Append the ids of UTF-8 text to out; flags are PYLLM_ENCODE_* bits. */
+pyllm_status pyllm_tokenizer_encode(const pyllm_tokenizer *t, const char *text, size_t len, int flags,
+                                    pyllm_ids *out);
+
+/* Text of ids into out (cleared first). skip_specials=1 reproduces SentencePiece's decode
+ * (control tokens vanish, <unk> becomes its surface); 0 writes special tokens as their text. */
+pyllm_status pyllm_tokenizer_decode(const pyllm_tokenizer *t, const int32_t *ids, size_t n, int skip_specials,
+                                    pyllm_bytes *out);
+
+#endif
