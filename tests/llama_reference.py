@@ -31,7 +31,7 @@ BASE_CONFIG = {
 }
 
 
-def _fill(param, name, seed):
+def _fill(param, name, seed, gain):
     gen = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
     noise = torch.randn(param.shape, generator=gen, dtype=torch.float32)
     if name.endswith("norm.weight"):
@@ -41,7 +41,7 @@ def _fill(param, name, seed):
     elif "embed_tokens" in name:
         param.copy_(0.3 * noise)
     else:
-        param.copy_(noise * (1.5 / param.shape[1] ** 0.5))
+        param.copy_(noise * (gain / param.shape[1] ** 0.5))
 
 
 def make_config(**overrides):
@@ -50,12 +50,13 @@ def make_config(**overrides):
     return config
 
 
-def reference_model(config, seed=0):
-    """A fresh LlamaForCausalLM (float32, eval) with the scaled random weights of `seed`."""
+def reference_model(config, seed=0, gain=1.5):
+    """A fresh LlamaForCausalLM (float32, eval) with the scaled random weights of `seed`;
+    matrices have std gain / sqrt(fan_in)."""
     hf = LlamaForCausalLM(LlamaConfig(**config)).eval()
     with torch.no_grad():
         for name, param in hf.named_parameters():
-            _fill(param, name, seed)
+            _fill(param, name, seed, gain)
     return hf
 
 
@@ -63,8 +64,8 @@ def state_arrays(hf):
     return {name: t.detach().numpy().copy() for name, t in hf.state_dict().items()}
 
 
-def make_pair(config, seed=0, **model_kwargs):
-    hf = reference_model(config, seed)
+def make_pair(config, seed=0, gain=1.5, **model_kwargs):
+    hf = reference_model(config, seed, gain)
     return hf, pyllm.Model.from_arrays(config, state_arrays(hf), **model_kwargs)
 
 

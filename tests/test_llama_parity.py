@@ -156,10 +156,10 @@ def test_dynamic_rope_incremental_matches_cached_transformers(prompt, tokens):
     with torch.no_grad():
         out = hf(ids[:, :prompt], use_cache=True)
         ref = [out.logits.numpy()]
-        past = out.past_key_values
+        past = out.cache
         for i in range(prompt, 160):
-            out = hf(ids[:, i:i + 1], past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = hf(ids[:, i:i + 1], cache=past, use_cache=True)
+            past = out.cache
             ref.append(out.logits.numpy())
     ref = np.concatenate(ref, axis=1)
     cache = model.new_cache()
