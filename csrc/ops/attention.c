@@ -31,6 +31,7 @@ void pyllm_attention(const pyllm_attention_shape *s, const float *q, const float
                 continue;
             const float *kv = keys + j * hd;
             float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
             for (int64_t i = 0; i < hd; i++)
                 dot += qv[i] * kv[i];
             scores[j] = dot * s->scale;
@@ -53,6 +54,7 @@ void pyllm_attention(const pyllm_attention_shape *s, const float *q, const float
                 continue;
             const float p = scores[j] * inv_sum;
             const float *vv = values + j * hd;
+#pragma omp simd
             for (int64_t i = 0; i < hd; i++)
                 o[i] += p * vv[i];
         }
