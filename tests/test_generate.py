@@ -178,3 +178,21 @@ def test_zero_new_tokens_returns_the_prompt():
     _, model = pair("mha")
     out = model.generate([[4, 5, 6]], max_new_tokens=0)
     np.testing.assert_array_equal(out, [[4, 5, 6]])
+
+
+def test_ctrl_c_interrupts_a_long_generation():
+    """SIGINT during generate() raises KeyboardInterrupt instead of running to the end."""
+    import os
+    import signal
+    import threading
+    config = make_config(num_hidden_layers=1, max_position_embeddings=40000)
+    _, model = make_pair(config, seed=1)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.generate([1, 2, 3], max_new_tokens=39000, eos_token_id=[])
+    finally:
+        timer.cancel()
+    # The model is still usable afterwards.
+    assert model.generate([1, 2, 3], max_new_tokens=3, eos_token_id=[]).shape == (6,)

@@ -72,6 +72,9 @@ static pyllm_status run(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *
         *n_steps = step + 1;
         if (all_finished || step + 1 == opt->max_new_tokens)
             return PYLLM_OK;
+        if (opt->interrupted != NULL && opt->interrupted(opt->interrupt_ctx))
+            return pyllm_error(PYLLM_ERR_INTERRUPTED, "generation interrupted after %lld steps",
+                               (long long)(step + 1));
         /* Finished rows keep running on their padding, as transformers does; it is cheap at
          * batch sizes where the slowest row dominates anyway. */
         PYLLM_TRY(pyllm_decoder_forward(m, cache, s->next, NULL, 1, s->logits, 0));

@@ -16,6 +16,10 @@ typedef struct {
     const int32_t *eos_ids;   /* a row finishes when it emits one of these */
     int64_t n_eos;
     int32_t pad_token_id;     /* fills a finished row */
+    /* Asked between steps (may be NULL): nonzero stops the loop with PYLLM_ERR_INTERRUPTED,
+     * so a user's Ctrl-C ends a long generation. */
+    int (*interrupted)(void *ctx);
+    void *interrupt_ctx;
 } pyllm_generate_options;
 
 /* prompt[batch, prompt_len] (mask as in pyllm_decoder_forward, NULL = all real) runs

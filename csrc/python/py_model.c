@@ -419,6 +419,17 @@ static int32_t *eos_list(PyObject *list, int64_t vocab, int64_t *n)
     return ids;
 }
 
+/* Between generation steps: take the GIL for a moment to run pending signal handlers (Ctrl-C
+ * raises KeyboardInterrupt, left set for the caller to see). */
+static int signal_pending(void *ctx)
+{
+    (void)ctx;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int stop = PyErr_CheckSignals() < 0;
+    PyGILState_Release(gil);
+    return stop;
+}
+
 static PyObject *decoder_generate(DecoderObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"input_ids", "attention_mask", "max_new_tokens", "do_sample", "temperature",
@@ -445,6 +456,7 @@ static PyObject *decoder_generate(DecoderObject *self, PyObject *args, PyObject 
                      .top_p = (float)top_p},
         .seed = (uint64_t)seed,
         .pad_token_id = pad < 0 || pad >= vocab ? -1 : (int32_t)pad,
+        .interrupted = signal_pending,
     };
     pyllm_status st = pyllm_sampling_params_check(&opt.sampling);
     if (st != PYLLM_OK)
@@ -491,7 +503,10 @@ static PyObject *decoder_generate(DecoderObject *self, PyObject *args, PyObject 
     PyThread_release_lock(self->lock);
     Py_END_ALLOW_THREADS
     if (st != PYLLM_OK) {
-        pyllm_raise(st);
+        if (st == PYLLM_ERR_INTERRUPTED && PyErr_Occurred())
+            pyllm_error_clear(); /* the signal handler's own exception wins */
+        else
+            pyllm_raise(st);
         goto done;
     }
     /* The columns actually generated (every row may have finished early): out[:, :steps]. */
