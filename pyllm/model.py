@@ -31,7 +31,7 @@ def _require(config, key):
     return config[key]
 
 
-def _positive_int(config, key, value):
+def _positive_int(key, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"config '{key}' must be a positive integer, got {value!r}")
     return int(value)
@@ -92,11 +92,11 @@ def _parse_config(config, n_ctx):
     if model_type != "llama" or "LlamaForCausalLM" not in architectures:
         raise ValueError(f"only LLaMA models are supported: config has model_type={model_type!r}, "
                          f"architectures={architectures!r}")
-    c = {key: _positive_int(config, key, _require(config, key))
+    c = {key: _positive_int(key, _require(config, key))
          for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                      "num_attention_heads")}
     kv = config.get("num_key_value_heads")
-    c["num_key_value_heads"] = _positive_int(config, "num_key_value_heads",
+    c["num_key_value_heads"] = _positive_int("num_key_value_heads",
                                              c["num_attention_heads"] if kv is None else kv)
     head_dim = config.get("head_dim")
     if head_dim is None:
@@ -104,7 +104,7 @@ def _parse_config(config, n_ctx):
             raise ValueError(f"hidden_size ({c['hidden_size']}) is not a multiple of num_attention_heads "
                              f"({c['num_attention_heads']}) and the config gives no head_dim")
         head_dim = c["hidden_size"] // c["num_attention_heads"]
-    c["head_dim"] = _positive_int(config, "head_dim", head_dim)
+    c["head_dim"] = _positive_int("head_dim", head_dim)
     if c["num_attention_heads"] % c["num_key_value_heads"]:
         raise ValueError(f"num_attention_heads ({c['num_attention_heads']}) must be a multiple of "
                          f"num_key_value_heads ({c['num_key_value_heads']})")
@@ -119,7 +119,11 @@ def _parse_config(config, n_ctx):
     c.update(_rope_settings(config, c["max_position_embeddings"]))
     if c["rope_type"] == "dynamic" and c["head_dim"] <= 2:
         raise ValueError(f"dynamic rope scaling needs head_dim > 2, got {c['head_dim']}")
-    c["n_ctx"] = _positive_int(config, "n_ctx", c["max_position_embeddings"] if n_ctx is None else n_ctx)
+    if n_ctx is None:
+        n_ctx = c["max_position_embeddings"]
+    if isinstance(n_ctx, bool) or not isinstance(n_ctx, (int, np.integer)) or n_ctx < 1:
+        raise ValueError(f"n_ctx must be a positive integer or None, got {n_ctx!r}")
+    c["n_ctx"] = int(n_ctx)
     c["attention_bias"] = bool(config.get("attention_bias", False))
     c["mlp_bias"] = bool(config.get("mlp_bias", False))
     c["tie_word_embeddings"] = bool(config.get("tie_word_embeddings", False))

@@ -232,3 +232,10 @@ def test_crash_prone_inputs_in_a_fresh_process():
                           env={**os.environ, "PYTHONPATH": REPO})
     assert proc.returncode == 0, f"child failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
     assert proc.stdout.strip().endswith("done")
+
+
+def test_bad_n_ctx(small):
+    config, weights, _ = small
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="n_ctx"):
+            pyllm.Model.from_arrays(config, weights, n_ctx=bad)

@@ -231,6 +231,16 @@ pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache
 
 /* ---- forward ------------------------------------------------------------------------------ */
 
+/* The architecture's normalisation of `rows` hidden states. */
+static void normalize(const pyllm_decoder *m, const float *x, const float *weight, float *y, int64_t rows)
+{
+    switch (m->config.arch.norm) {
+    case PYLLM_NORM_RMS:
+        pyllm_rms_norm(x, weight, y, rows, m->config.hidden_size, m->config.norm_eps);
+        break;
+    }
+}
+
 static void add_inplace(float *x, const float *y, int64_t n)
 {
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -256,6 +266,8 @@ static void prepare_positions(pyllm_decoder *m, pyllm_kv_cache *cache, const uin
                 w->positions[b * n_new + t] = len++;
         }
         new_length[b] = len;
+        if (m->config.arch.position != PYLLM_POSITION_ROPE)
+            continue;
         /* Dynamic scaling is stateless and per row: the frequencies for this row's length. */
         float *inv_freq = w->inv_freq + b * half;
         if (rope->type == PYLLM_ROPE_DYNAMIC && len > rope->max_position_embeddings)
@@ -263,6 +275,8 @@ static void prepare_positions(pyllm_decoder *m, pyllm_kv_cache *cache, const uin
         else
             memcpy(inv_freq, m->base_inv_freq, sizeof(float) * (size_t)half);
     }
+    if (m->config.arch.position != PYLLM_POSITION_ROPE)
+        return;
     const int64_t total = cache->batch * n_new;
 #pragma omp parallel for schedule(static) if (total > 64)
     for (int64_t i = 0; i < total; i++)
@@ -278,20 +292,24 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
     const int64_t total = cache->batch * n_new, hd = c->head_dim, half = hd / 2;
     const int64_t qw = c->n_heads * hd, kvw = c->n_kv_heads * hd;
 
-    pyllm_rms_norm(w->x, layer->input_norm, w->h, total, c->hidden_size, c->norm_eps);
+    normalize(m, w->x, layer->input_norm, w->h, total);
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->q, w->h, w->q, total));
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->k, w->h, w->k, total));
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->v, w->h, w->v, total));
 
-    /* Rotate, then file keys and values in their slots. */
+    /* Position the queries and keys (rotary: rotate them), then file keys and values in their slots. */
+    const int rotary = c->arch.position == PYLLM_POSITION_ROPE;
     float *keys = cache->keys + l * cache->batch * cache->capacity * kvw;
     float *values = cache->values + l * cache->batch * cache->capacity * kvw;
 #pragma omp parallel for schedule(static) if (total > 1)
     for (int64_t i = 0; i < total; i++) {
         const int64_t b = i / n_new, slot = cache->used + i % n_new;
-        pyllm_rope_apply(w->q + i * qw, c->n_heads, hd, c->rope.dim, w->cos_v + i * half, w->sin_v + i * half);
-        pyllm_rope_apply(w->k + i * kvw, c->n_kv_heads, hd, c->rope.dim, w->cos_v + i * half,
-                         w->sin_v + i * half);
+        if (rotary) {
+            pyllm_rope_apply(w->q + i * qw, c->n_heads, hd, c->rope.dim, w->cos_v + i * half,
+                             w->sin_v + i * half);
+            pyllm_rope_apply(w->k + i * kvw, c->n_kv_heads, hd, c->rope.dim, w->cos_v + i * half,
+                             w->sin_v + i * half);
+        }
         for (int64_t g = 0; g < c->n_kv_heads; g++) {
             const int64_t at = ((b * c->n_kv_heads + g) * cache->capacity + slot) * hd;
             memcpy(keys + at, w->k + i * kvw + g * hd, sizeof(float) * (size_t)hd);
@@ -315,10 +333,14 @@ static pyllm_status mlp_block(pyllm_decoder *m, int64_t l, int64_t total)
     const pyllm_decoder_config *c = &m->config;
     pyllm_workspace *w = &m->work;
     pyllm_decoder_layer *layer = &m->layers[l];
-    pyllm_rms_norm(w->x, layer->post_attention_norm, w->h, total, c->hidden_size, c->norm_eps);
+    normalize(m, w->x, layer->post_attention_norm, w->h, total);
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->gate, w->h, w->gate, total));
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->up, w->h, w->up, total));
-    pyllm_silu_mul(w->gate, w->up, total * c->intermediate_size);
+    switch (c->arch.mlp) {
+    case PYLLM_MLP_SILU_GATED:
+        pyllm_silu_mul(w->gate, w->up, total * c->intermediate_size);
+        break;
+    }
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->down, w->gate, w->h, total));
     add_inplace(w->x, w->h, total * c->hidden_size);
     return PYLLM_OK;
@@ -358,11 +380,11 @@ pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, cons
     if (logits == NULL)
         return PYLLM_OK;
     if (all_positions) {
-        pyllm_rms_norm(w->x, m->final_norm, w->h, total, c->hidden_size, c->norm_eps);
+        normalize(m, w->x, m->final_norm, w->h, total);
         return pyllm_linear_forward(&m->matmul, &m->lm_head, w->h, logits, total);
     }
     for (int64_t b = 0; b < cache->batch; b++)
-        pyllm_rms_norm(w->x + (b * n_new + n_new - 1) * c->hidden_size, m->final_norm,
-                       w->h + b * c->hidden_size, 1, c->hidden_size, c->norm_eps);
+        normalize(m, w->x + (b * n_new + n_new - 1) * c->hidden_size, m->final_norm,
+                       w->h + b * c->hidden_size, 1);
     return pyllm_linear_forward(&m->matmul, &m->lm_head, w->h, logits, cache->batch);
 }
