@@ -78,8 +78,7 @@ def _rope_settings(config, max_position_embeddings):
         if settings["low_freq_factor"] == settings["high_freq_factor"]:
             raise ValueError("rope scaling 'llama3' needs low_freq_factor != high_freq_factor")
         original = params.get("original_max_position_embeddings", max_position_embeddings)
-        settings["original_max_position_embeddings"] = _positive_int(
-            config, "original_max_position_embeddings", original)
+        settings["original_max_position_embeddings"] = _positive_int("original_max_position_embeddings", original)
     return settings
 
 
