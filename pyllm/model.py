@@ -113,8 +113,8 @@ def _parse_config(config, n_ctx):
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
         raise ValueError(f"rms_norm_eps must be a number >= 0, got {eps!r}")
     c["rms_norm_eps"] = float(eps)
-    c["max_position_embeddings"] = _positive_int(
-        config, "max_position_embeddings", config.get("max_position_embeddings", 2048))
+    c["max_position_embeddings"] = _positive_int("max_position_embeddings",
+                                                 config.get("max_position_embeddings", 2048))
     c.update(_rope_settings(config, c["max_position_embeddings"]))
     if c["rope_type"] == "dynamic" and c["head_dim"] <= 2:
         raise ValueError(f"dynamic rope scaling needs head_dim > 2, got {c['head_dim']}")
