@@ -54,7 +54,9 @@ static pyllm_status run(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *
     if (opt->max_new_tokens <= 0)
         return PYLLM_OK;
     PYLLM_TRY(loop_init(s, batch, vocab, opt->seed));
+    /* Buffers for the prompt (the largest call), primitives for the one-token steps. */
     PYLLM_TRY(pyllm_decoder_reserve(m, cache, prompt_len));
+    PYLLM_TRY(pyllm_decoder_reserve(m, cache, 1));
     PYLLM_TRY(pyllm_decoder_forward(m, cache, prompt, mask, prompt_len, s->logits, 0));
     for (int64_t step = 0;; step++) {
         int all_finished = 1;

@@ -196,7 +196,27 @@ static int grow(float **buf, int64_t count)
     return *buf != NULL;
 }
 
+static pyllm_status prepare_primitives(pyllm_decoder *m, int64_t rows)
+{
+    for (int64_t l = 0; l < m->config.n_layers; l++) {
+        pyllm_decoder_layer *layer = &m->layers[l];
+        const pyllm_linear *all[] = {&layer->q, &layer->k, &layer->v, &layer->o, &layer->gate, &layer->up,
+                                     &layer->down};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+            PYLLM_TRY(pyllm_linear_prepare(&m->matmul, all[i], rows));
+    }
+    return pyllm_linear_prepare(&m->matmul, &m->lm_head, rows);
+}
+
+static pyllm_status reserve_buffers(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens);
+
 pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens)
+{
+    PYLLM_TRY(reserve_buffers(m, cache, tokens));
+    return prepare_primitives(m, tokens * cache->batch);
+}
+
+static pyllm_status reserve_buffers(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens)
 {
     pyllm_workspace *w = &m->work;
     const pyllm_decoder_config *c = &m->config;
@@ -362,7 +382,7 @@ pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, cons
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
             return pyllm_error(PYLLM_ERR_VALUE, "token id %d at position %lld is out of range [0, %lld)",
                                (int)tokens[i], (long long)i, (long long)c->vocab_size);
-    PYLLM_TRY(pyllm_decoder_reserve(m, cache, n_new));
+    PYLLM_TRY(reserve_buffers(m, cache, n_new));
     pyllm_workspace *w = &m->work;
 
     int64_t *new_length = w->row_length;

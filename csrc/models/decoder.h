@@ -94,7 +94,8 @@ void pyllm_kv_cache_release(pyllm_kv_cache *c);
 /* dst (uninitialised) becomes an independent copy of src. */
 pyllm_status pyllm_kv_cache_copy(pyllm_kv_cache *dst, const pyllm_kv_cache *src);
 
-/* Make the workspace big enough for calls of up to `tokens` new tokens over `cache`. */
+/* Make the workspace big enough for calls of up to `tokens` new tokens per row over `cache`,
+ * and create the matmul primitives for calls of exactly that many. */
 pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens);
 
 /* Run n_new tokens per row (tokens[batch, n_new], mask[batch, n_new] with 1 = real token,

@@ -225,6 +225,12 @@ static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64
     return PYLLM_OK;
 }
 
+pyllm_status pyllm_linear_prepare(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64_t m)
+{
+    pyllm_matmul_entry *e = NULL;
+    return lookup(ctx, lin, m, &e);
+}
+
 pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x,
                                   float *y, int64_t m)
 {

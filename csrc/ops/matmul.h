@@ -46,6 +46,9 @@ pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, const f
                                const float *bias, int64_t n, int64_t k);
 void pyllm_linear_release(pyllm_linear *lin);
 
+/* Create (if not cached yet) the primitive for m rows, so a loop that follows creates nothing. */
+pyllm_status pyllm_linear_prepare(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64_t m);
+
 /* y[m, n] = x[m, k] · Wᵀ + b. x and y are dense row-major f32 buffers that do not overlap. */
 pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x,
                                   float *y, int64_t m);
