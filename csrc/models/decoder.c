@@ -331,9 +331,11 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
                              w->sin_v + i * half);
         }
         for (int64_t g = 0; g < c->n_kv_heads; g++) {
-            const int64_t at = ((b * c->n_kv_heads + g) * cache->capacity + slot) * hd;
-            memcpy(keys + at, w->k + i * kvw + g * hd, sizeof(float) * (size_t)hd);
-            memcpy(values + at, w->v + i * kvw + g * hd, sizeof(float) * (size_t)hd);
+            const int64_t head = (b * c->n_kv_heads + g) * cache->capacity * hd;
+            const float *k = w->k + i * kvw + g * hd;
+            for (int64_t d = 0; d < hd; d++) /* keys transposed: [head_dim][capacity] */
+                keys[head + d * cache->capacity + slot] = k[d];
+            memcpy(values + head + slot * hd, w->v + i * kvw + g * hd, sizeof(float) * (size_t)hd);
         }
     }
 

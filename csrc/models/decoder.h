@@ -79,7 +79,8 @@ typedef struct {
 typedef struct {
     int64_t n_layers, batch, capacity, kv_width; /* kv_width = n_kv_heads * head_dim */
     int64_t used;              /* slots filled, the same for every row */
-    float *keys, *values;      /* [n_layers][batch][n_kv_heads][capacity][head_dim] */
+    float *keys;               /* [n_layers][batch][n_kv_heads][head_dim][capacity] */
+    float *values;             /* [n_layers][batch][n_kv_heads][capacity][head_dim] */
     uint8_t *valid;            /* [batch][capacity] */
     int64_t *length;           /* [batch]: real (unpadded) tokens so far = next position */
 } pyllm_kv_cache;

@@ -1,8 +1,9 @@
 /* Causal grouped-query attention of new tokens over a KV cache, softmax in f32.
  *
- * Cache layout, per layer: keys and values [batch][n_kv_heads][capacity][head_dim] (keys
- * stored after RoPE), and a shared valid[batch][capacity] byte per slot: 0 for a left-padding
- * slot, which no query may attend to. All rows of a batch fill the same slots in step. */
+ * Cache layout, per layer: keys [batch][n_kv_heads][head_dim][capacity] (transposed, stored
+ * after RoPE), values [batch][n_kv_heads][capacity][head_dim], and a shared
+ * valid[batch][capacity] byte per slot: 0 for a left-padding slot, which no query may attend
+ * to. All rows of a batch fill the same slots in step. */
 #ifndef PYLLM_OPS_ATTENTION_H
 #define PYLLM_OPS_ATTENTION_H
 
