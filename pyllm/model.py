@@ -284,6 +284,8 @@ class Model:
         attention_mask (1 = token, 0 = left padding) gives positions cumsum(mask) - 1. With a
         cache, the tokens continue the cached rows and the mask covers the new tokens (or the
         cached ones followed by the new ones, as transformers passes it)."""
+        if cache is not None and not isinstance(cache, _core.KVCache):
+            raise TypeError(f"cache must come from model.new_cache(), got {type(cache).__name__}")
         ids, was_1d = _as_ids(input_ids, self.vocab_size)
         batch, seq = ids.shape
         if attention_mask is not None and cache is not None:

@@ -96,6 +96,12 @@ def test_cache_batch_mismatch(small):
     cache = model.new_cache(batch_size=2)
     with pytest.raises(ValueError, match="rows"):
         model([[1, 2, 3]], cache=cache)
+    with pytest.raises(TypeError, match="new_cache"):
+        model([[1, 2, 3]], cache={"not": "a cache"})
+    config, weights, _ = small
+    other = pyllm.Model.from_arrays(config, weights)
+    with pytest.raises(ValueError, match="another model"):
+        model([[1, 2, 3]], cache=other.new_cache())
     with pytest.raises(ValueError):
         model.new_cache(batch_size=0)
     with pytest.raises(ValueError):
