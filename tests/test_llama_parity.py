@@ -30,6 +30,8 @@ VARIANTS = {
     "attention_bias": ({"attention_bias": True}, {}),
     "mlp_bias": ({"mlp_bias": True}, {}),
     "head_dim": ({"head_dim": 32, "num_key_value_heads": 2}, {}),
+    "head_dim_64": ({"head_dim": 64, "num_attention_heads": 2, "num_key_value_heads": 1,
+                     "rope_theta": 500000.0}, {}),
 }
 
 LENGTHS = (1, 2, 9, 64, 300)
