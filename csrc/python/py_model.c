@@ -124,8 +124,9 @@ static void held_release(held_arrays *h)
     h->n = 0;
 }
 
-/* weights[name] as a C-contiguous float32 array of exactly rows x cols values, or NULL with
- * an exception; optional tensors absent from the dict give NULL with *missing set. */
+/* weights[name] as a C-contiguous float32 array of shape (rows, cols), or (rows,) when cols is 0;
+ * held keeps it alive. NULL with an exception, or, for an optional tensor that is absent, NULL
+ * without one. */
 static const float *weight(PyObject *weights, const char *name, int64_t rows, int64_t cols, int optional,
                            held_arrays *held)
 {
@@ -145,9 +146,12 @@ static const float *weight(PyObject *weights, const char *name, int64_t rows, in
     int ndim_ok = cols > 0 ? PyArray_NDIM(a) == 2 && PyArray_DIM(a, 0) == rows && PyArray_DIM(a, 1) == cols
                            : PyArray_NDIM(a) == 1 && PyArray_DIM(a, 0) == rows;
     if (!ndim_ok || PyArray_SIZE(a) != expected) {
-        PyErr_Format(PyExc_ValueError, "weight '%s' has the wrong shape: expected (%lld%s%lld%s)", name,
-                     (long long)rows, cols > 0 ? ", " : ",", (long long)(cols > 0 ? cols : 0),
-                     cols > 0 ? "" : " (1-D)");
+        if (cols > 0)
+            PyErr_Format(PyExc_ValueError, "weight '%s' has the wrong shape: expected (%lld, %lld)", name,
+                         (long long)rows, (long long)cols);
+        else
+            PyErr_Format(PyExc_ValueError, "weight '%s' has the wrong shape: expected (%lld,)", name,
+                         (long long)rows);
         return NULL;
     }
     if (held->n == (int)(sizeof held->arrays / sizeof *held->arrays)) {
