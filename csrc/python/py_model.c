@@ -1,8 +1,698 @@
-/* Placeholder until the model binding lands. */
+/* The model binding: _core.Decoder (packed weights of one model, built from a config dict and
+ * a dict of f32 arrays with Hugging Face names) and _core.KVCache (its keys and values for a
+ * batch of rows). pyllm/model.py validates user input and wraps these in pyllm.Model.
+ *
+ * Every computing call releases the GIL and holds the model's lock, so two Python threads
+ * using one model (or its caches) take turns instead of corrupting the workspace. */
 #include "python/common.h"
+
+#include <string.h>
+
+#include "generate/generate.h"
+#include "models/decoder.h"
+#include "models/llama.h"
+
+typedef struct {
+    PyObject_HEAD
+    pyllm_decoder model;
+    int ready;
+    PyThread_type_lock lock;
+} DecoderObject;
+
+typedef struct {
+    PyObject_HEAD
+    DecoderObject *owner; /* strong reference: the cache is only valid with its model */
+    pyllm_kv_cache cache;
+    int ready;
+} KVCacheObject;
+
+static PyTypeObject DecoderType;
+static PyTypeObject KVCacheType;
+
+/* ---- config and weights from Python ---------------------------------------------------- */
+
+static int get_int(PyObject *dict, const char *key, int64_t *out)
+{
+    PyObject *v = PyDict_GetItemString(dict, key); /* borrowed */
+    if (v == NULL) {
+        PyErr_Format(PyExc_KeyError, "model config lacks '%s'", key);
+        return -1;
+    }
+    long long x = PyLong_AsLongLong(v);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int get_double(PyObject *dict, const char *key, double *out)
+{
+    PyObject *v = PyDict_GetItemString(dict, key);
+    if (v == NULL) {
+        PyErr_Format(PyExc_KeyError, "model config lacks '%s'", key);
+        return -1;
+    }
+    double x = PyFloat_AsDouble(v);
+    if (x == -1.0 && PyErr_Occurred())
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int parse_rope_type(PyObject *dict, pyllm_rope_type *out)
+{
+    PyObject *v = PyDict_GetItemString(dict, "rope_type");
+    const char *name = v != NULL ? PyUnicode_AsUTF8(v) : NULL;
+    if (name == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_KeyError, "model config lacks 'rope_type'");
+        return -1;
+    }
+    static const struct { const char *name; pyllm_rope_type type; } types[] = {
+        {"default", PYLLM_ROPE_DEFAULT}, {"linear", PYLLM_ROPE_LINEAR},
+        {"dynamic", PYLLM_ROPE_DYNAMIC}, {"llama3", PYLLM_ROPE_LLAMA3},
+    };
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+        if (strcmp(name, types[i].name) == 0) {
+            *out = types[i].type;
+            return 0;
+        }
+    PyErr_Format(PyExc_ValueError, "rope_type must be default, linear, dynamic or llama3, got '%s'", name);
+    return -1;
+}
+
+static int parse_config(PyObject *d, pyllm_decoder_config *c)
+{
+    int64_t max_pos, orig_max;
+    double eps;
+    memset(c, 0, sizeof *c);
+    c->arch = pyllm_llama_arch;
+    if (get_int(d, "vocab_size", &c->vocab_size) < 0 || get_int(d, "hidden_size", &c->hidden_size) < 0 ||
+        get_int(d, "intermediate_size", &c->intermediate_size) < 0 ||
+        get_int(d, "num_hidden_layers", &c->n_layers) < 0 || get_int(d, "num_attention_heads", &c->n_heads) < 0 ||
+        get_int(d, "num_key_value_heads", &c->n_kv_heads) < 0 || get_int(d, "head_dim", &c->head_dim) < 0 ||
+        get_int(d, "n_ctx", &c->n_ctx) < 0 || get_double(d, "rms_norm_eps", &eps) < 0 ||
+        get_int(d, "max_position_embeddings", &max_pos) < 0 ||
+        get_int(d, "original_max_position_embeddings", &orig_max) < 0 ||
+        get_double(d, "rope_theta", &c->rope.theta) < 0 || get_double(d, "rope_factor", &c->rope.factor) < 0 ||
+        get_double(d, "low_freq_factor", &c->rope.low_freq_factor) < 0 ||
+        get_double(d, "high_freq_factor", &c->rope.high_freq_factor) < 0 || parse_rope_type(d, &c->rope.type) < 0)
+        return -1;
+    c->norm_eps = (float)eps;
+    c->rope.dim = (int32_t)c->head_dim;
+    c->rope.max_position_embeddings = max_pos;
+    c->rope.original_max_position_embeddings = orig_max;
+    c->rope.attention_scaling = 1.0f;
+    pyllm_status st = pyllm_llama_check_config(c);
+    if (st != PYLLM_OK) {
+        pyllm_raise(st);
+        return -1;
+    }
+    return 0;
+}
+
+/* Arrays kept alive while the weights are packed. */
+typedef struct {
+    PyObject *arrays[64];
+    int n;
+} held_arrays;
+
+static void held_release(held_arrays *h)
+{
+    for (int i = 0; i < h->n; i++)
+        Py_DECREF(h->arrays[i]);
+    h->n = 0;
+}
+
+/* weights[name] as a C-contiguous float32 array of shape (rows, cols), or (rows,) when cols is 0;
+ * held keeps it alive. NULL with an exception, or, for an optional tensor that is absent, NULL
+ * without one. */
+static const float *weight(PyObject *weights, const char *name, int64_t rows, int64_t cols, int optional,
+                           held_arrays *held)
+{
+    PyObject *obj = PyDict_GetItemString(weights, name);
+    if (obj == NULL) {
+        if (!optional)
+            PyErr_Format(PyExc_KeyError, "weights lack '%s'", name);
+        return NULL;
+    }
+    if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != NPY_FLOAT32 ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)obj)) {
+        PyErr_Format(PyExc_TypeError, "weight '%s' must be a C-contiguous float32 NumPy array", name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    int64_t expected = rows * (cols > 0 ? cols : 1);
+    int ndim_ok = cols > 0 ? PyArray_NDIM(a) == 2 && PyArray_DIM(a, 0) == rows && PyArray_DIM(a, 1) == cols
+                           : PyArray_NDIM(a) == 1 && PyArray_DIM(a, 0) == rows;
+    if (!ndim_ok || PyArray_SIZE(a) != expected) {
+        if (cols > 0)
+            PyErr_Format(PyExc_ValueError, "weight '%s' has the wrong shape: expected (%lld, %lld)", name,
+                         (long long)rows, (long long)cols);
+        else
+            PyErr_Format(PyExc_ValueError, "weight '%s' has the wrong shape: expected (%lld,)", name,
+                         (long long)rows);
+        return NULL;
+    }
+    if (held->n == (int)(sizeof held->arrays / sizeof *held->arrays)) {
+        PyErr_SetString(PyExc_RuntimeError, "too many weight arrays held at once");
+        return NULL;
+    }
+    Py_INCREF(obj);
+    held->arrays[held->n++] = obj;
+    return (const float *)PyArray_DATA(a);
+}
+
+#define REQUIRED(ptr, name, r, c)                          \
+    do {                                                    \
+        (ptr) = weight(weights, (name), (r), (c), 0, held); \
+        if ((ptr) == NULL)                                  \
+            return -1;                                      \
+    } while (0)
+#define OPTIONAL(ptr, name, r)                               \
+    do {                                                     \
+        (ptr) = weight(weights, (name), (r), 0, 1, held);    \
+        if ((ptr) == NULL && PyErr_Occurred())               \
+            return -1;                                       \
+    } while (0)
+
+static int layer_weights(PyObject *weights, const pyllm_decoder_config *c, int64_t l, pyllm_layer_source *s,
+                         held_arrays *held)
+{
+    const int64_t d = c->hidden_size, qw = c->n_heads * c->head_dim, kvw = c->n_kv_heads * c->head_dim;
+    const int64_t ff = c->intermediate_size;
+    char name[128];
+#define NAME(suffix) (snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, suffix), name)
+    REQUIRED(s->q, NAME("self_attn.q_proj.weight"), qw, d);
+    REQUIRED(s->k, NAME("self_attn.k_proj.weight"), kvw, d);
+    REQUIRED(s->v, NAME("self_attn.v_proj.weight"), kvw, d);
+    REQUIRED(s->o, NAME("self_attn.o_proj.weight"), d, qw);
+    OPTIONAL(s->q_bias, NAME("self_attn.q_proj.bias"), qw);
+    OPTIONAL(s->k_bias, NAME("self_attn.k_proj.bias"), kvw);
+    OPTIONAL(s->v_bias, NAME("self_attn.v_proj.bias"), kvw);
+    OPTIONAL(s->o_bias, NAME("self_attn.o_proj.bias"), d);
+    REQUIRED(s->gate, NAME("mlp.gate_proj.weight"), ff, d);
+    REQUIRED(s->up, NAME("mlp.up_proj.weight"), ff, d);
+    REQUIRED(s->down, NAME("mlp.down_proj.weight"), d, ff);
+    OPTIONAL(s->gate_bias, NAME("mlp.gate_proj.bias"), ff);
+    OPTIONAL(s->up_bias, NAME("mlp.up_proj.bias"), ff);
+    OPTIONAL(s->down_bias, NAME("mlp.down_proj.bias"), d);
+    REQUIRED(s->input_norm, NAME("input_layernorm.weight"), d, 0);
+    REQUIRED(s->post_attention_norm, NAME("post_attention_layernorm.weight"), d, 0);
+#undef NAME
+    return 0;
+}
+
+/* ---- Decoder ------------------------------------------------------------------------------ */
+
+static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"config", "weights", "n_threads", NULL};
+    PyObject *config_dict, *weights;
+    int n_threads = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!|i:Decoder", kwlist, &PyDict_Type, &config_dict,
+                                     &PyDict_Type, &weights, &n_threads))
+        return NULL;
+    pyllm_decoder_config config;
+    if (parse_config(config_dict, &config) < 0)
+        return NULL;
+    if (config.n_layers > 4096) {
+        PyErr_Format(PyExc_ValueError, "num_hidden_layers must be <= 4096, got %lld", (long long)config.n_layers);
+        return NULL;
+    }
+
+    DecoderObject *self = (DecoderObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->lock = PyThread_allocate_lock();
+    pyllm_layer_source *layers = PyMem_Calloc((size_t)config.n_layers, sizeof *layers);
+    held_arrays *all = PyMem_Calloc((size_t)config.n_layers + 1, sizeof *all);
+    if (self->lock == NULL || layers == NULL || all == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    pyllm_decoder_source src = {.layers = layers};
+    {
+        held_arrays *held = &all[config.n_layers];
+        const int64_t v = config.vocab_size, d = config.hidden_size;
+        if ((src.embed = weight(weights, "model.embed_tokens.weight", v, d, 0, held)) == NULL ||
+            (src.final_norm = weight(weights, "model.norm.weight", d, 0, 0, held)) == NULL ||
+            (src.lm_head = weight(weights, "lm_head.weight", v, d, 0, held)) == NULL)
+            goto fail;
+        for (int64_t l = 0; l < config.n_layers; l++)
+            if (layer_weights(weights, &config, l, &layers[l], &all[l]) < 0)
+                goto fail;
+    }
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pyllm_decoder_init(&self->model, &config, &src, n_threads);
+    Py_END_ALLOW_THREADS
+    if (st != PYLLM_OK) {
+        pyllm_raise(st);
+        goto fail;
+    }
+    self->ready = 1;
+    for (int64_t l = 0; l <= config.n_layers; l++)
+        held_release(&all[l]);
+    PyMem_Free(all);
+    PyMem_Free(layers);
+    return (PyObject *)self;
+
+fail:
+    if (all != NULL)
+        for (int64_t l = 0; l <= config.n_layers; l++)
+            held_release(&all[l]);
+    PyMem_Free(all);
+    PyMem_Free(layers);
+    Py_DECREF(self);
+    return NULL;
+}
+
+static void decoder_dealloc(DecoderObject *self)
+{
+    if (self->ready)
+        pyllm_decoder_release(&self->model);
+    if (self->lock != NULL)
+        PyThread_free_lock(self->lock);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static void lock_model(DecoderObject *m)
+{
+    PyThread_acquire_lock(m->lock, WAIT_LOCK);
+}
+
+static KVCacheObject *cache_wrap(DecoderObject *owner)
+{
+    KVCacheObject *c = PyObject_New(KVCacheObject, &KVCacheType);
+    if (c == NULL)
+        return NULL;
+    Py_INCREF(owner);
+    c->owner = owner;
+    c->ready = 0;
+    memset(&c->cache, 0, sizeof c->cache);
+    return c;
+}
+
+static PyObject *decoder_new_cache(DecoderObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"batch_size", "capacity", NULL};
+    long long batch = 1, capacity = self->model.config.n_ctx;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|LL:new_cache", kwlist, &batch, &capacity))
+        return NULL;
+    if (batch < 1 || capacity < 1 || capacity > self->model.config.n_ctx) {
+        PyErr_Format(PyExc_ValueError, "a cache needs batch_size >= 1 and 1 <= capacity <= n_ctx (%lld), got %lld and %lld",
+                     (long long)self->model.config.n_ctx, batch, capacity);
+        return NULL;
+    }
+    KVCacheObject *c = cache_wrap(self);
+    if (c == NULL)
+        return NULL;
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pyllm_kv_cache_init(&c->cache, &self->model, batch, capacity);
+    Py_END_ALLOW_THREADS
+    if (st != PYLLM_OK) {
+        Py_DECREF(c);
+        return pyllm_raise(st);
+    }
+    c->ready = 1;
+    return (PyObject *)c;
+}
+
+/* ids: int32 [batch, n]; mask: uint8 [batch, n] or None. New references or NULL. */
+static int tokens_and_mask(PyObject *ids_obj, PyObject *mask_obj, int64_t batch, PyArrayObject **ids,
+                           PyArrayObject **mask)
+{
+    *mask = NULL;
+    *ids = (PyArrayObject *)PyArray_FROMANY(ids_obj, NPY_INT32, 2, 2, NPY_ARRAY_IN_ARRAY);
+    if (*ids == NULL)
+        return -1;
+    if (batch > 0 && PyArray_DIM(*ids, 0) != batch) {
+        PyErr_Format(PyExc_ValueError, "input_ids has %lld rows but the cache holds %lld",
+                     (long long)PyArray_DIM(*ids, 0), (long long)batch);
+        Py_CLEAR(*ids);
+        return -1;
+    }
+    if (mask_obj != Py_None) {
+        *mask = (PyArrayObject *)PyArray_FROMANY(mask_obj, NPY_UINT8, 2, 2, NPY_ARRAY_IN_ARRAY);
+        if (*mask == NULL || PyArray_DIM(*mask, 0) != PyArray_DIM(*ids, 0) ||
+            PyArray_DIM(*mask, 1) != PyArray_DIM(*ids, 1)) {
+            if (*mask != NULL)
+                PyErr_SetString(PyExc_ValueError, "attention_mask must have the shape of input_ids");
+            Py_CLEAR(*mask);
+            Py_CLEAR(*ids);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"cache", "input_ids", "attention_mask", "all_positions", NULL};
+    KVCacheObject *cache;
+    PyObject *ids_obj, *mask_obj = Py_None;
+    int all_positions = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O|Op:forward", kwlist, &KVCacheType, &cache, &ids_obj,
+                                     &mask_obj, &all_positions))
+        return NULL;
+    if (cache->owner != self || !cache->ready) {
+        PyErr_SetString(PyExc_ValueError, "this cache belongs to another model");
+        return NULL;
+    }
+    PyArrayObject *ids, *mask;
+    if (tokens_and_mask(ids_obj, mask_obj, cache->cache.batch, &ids, &mask) < 0)
+        return NULL;
+    const int64_t batch = PyArray_DIM(ids, 0), n = PyArray_DIM(ids, 1), vocab = self->model.config.vocab_size;
+    npy_intp dims[3] = {batch, all_positions ? n : vocab, vocab};
+    PyArrayObject *logits = (PyArrayObject *)PyArray_SimpleNew(all_positions ? 3 : 2, dims, NPY_FLOAT32);
+    if (logits == NULL) {
+        Py_DECREF(ids);
+        Py_XDECREF(mask);
+        return NULL;
+    }
+    pyllm_status st;
+    const int32_t *tok = PyArray_DATA(ids);
+    const uint8_t *m = mask ? PyArray_DATA(mask) : NULL;
+    float *out = PyArray_DATA(logits);
+    Py_BEGIN_ALLOW_THREADS
+    lock_model(self);
+    st = pyllm_decoder_forward(&self->model, &cache->cache, tok, m, n, out, all_positions);
+    PyThread_release_lock(self->lock);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(ids);
+    Py_XDECREF(mask);
+    if (st != PYLLM_OK) {
+        Py_DECREF(logits);
+        return pyllm_raise(st);
+    }
+    return (PyObject *)logits;
+}
+
+/* A Python list of ints as int32 values in [0, vocab); the count in *n. */
+static int32_t *eos_list(PyObject *list, int64_t vocab, int64_t *n)
+{
+    PyObject *seq = PySequence_Fast(list, "eos_token_id must be a list of ints");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
+    int32_t *ids = PyMem_Malloc(sizeof(int32_t) * (size_t)(len > 0 ? len : 1));
+    if (ids == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < len; i++) {
+        long long v = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (v == -1 && PyErr_Occurred()) {
+            PyMem_Free(ids);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if (v < 0 || v >= vocab) {
+            PyErr_Format(PyExc_ValueError, "eos_token_id %lld is out of range [0, %lld)", v, (long long)vocab);
+            PyMem_Free(ids);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        ids[i] = (int32_t)v;
+    }
+    *n = len;
+    Py_DECREF(seq);
+    return ids;
+}
+
+/* Between generation steps: take the GIL for a moment to run pending signal handlers (Ctrl-C
+ * raises KeyboardInterrupt, left set for the caller to see). */
+static int signal_pending(void *ctx)
+{
+    (void)ctx;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int stop = PyErr_CheckSignals() < 0;
+    PyGILState_Release(gil);
+    return stop;
+}
+
+static PyObject *decoder_generate(DecoderObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"input_ids", "attention_mask", "max_new_tokens", "do_sample", "temperature",
+                             "top_k", "top_p", "seed", "eos_token_ids", "pad_token_id", NULL};
+    PyObject *ids_obj, *mask_obj, *eos_obj;
+    long long max_new, top_k, seed, pad;
+    int do_sample;
+    double temperature, top_p;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOLpdLdLOL:generate", kwlist, &ids_obj, &mask_obj, &max_new,
+                                     &do_sample, &temperature, &top_k, &top_p, &seed, &eos_obj, &pad))
+        return NULL;
+    const int64_t vocab = self->model.config.vocab_size;
+    if (max_new < 0) {
+        PyErr_Format(PyExc_ValueError, "max_new_tokens must be >= 0, got %lld", max_new);
+        return NULL;
+    }
+    if (top_k > INT32_MAX)
+        top_k = INT32_MAX;
+    if (top_k < INT32_MIN)
+        top_k = INT32_MIN;
+    pyllm_generate_options opt = {
+        .max_new_tokens = max_new,
+        .sampling = {.do_sample = do_sample, .temperature = (float)temperature, .top_k = (int32_t)top_k,
+                     .top_p = (float)top_p},
+        .seed = (uint64_t)seed,
+        .pad_token_id = pad < 0 || pad >= vocab ? -1 : (int32_t)pad,
+        .interrupted = signal_pending,
+    };
+    pyllm_status st = pyllm_sampling_params_check(&opt.sampling);
+    if (st != PYLLM_OK)
+        return pyllm_raise(st);
+    int32_t *eos = eos_list(eos_obj, vocab, &opt.n_eos);
+    if (eos == NULL)
+        return NULL;
+    opt.eos_ids = eos;
+
+    PyArrayObject *ids = NULL, *mask = NULL, *out = NULL;
+    KVCacheObject *cache = NULL;
+    PyObject *result = NULL;
+    if (tokens_and_mask(ids_obj, mask_obj, 0, &ids, &mask) < 0)
+        goto done;
+    const int64_t batch = PyArray_DIM(ids, 0), prompt_len = PyArray_DIM(ids, 1);
+    const int64_t n_ctx = self->model.config.n_ctx;
+    if (prompt_len < 1 || batch < 1) {
+        PyErr_SetString(PyExc_ValueError, "input_ids is empty: need at least one token");
+        goto done;
+    }
+    if (prompt_len + max_new > n_ctx) {
+        PyErr_Format(PyExc_ValueError,
+                     "prompt of %lld tokens plus max_new_tokens=%lld exceeds the context of %lld tokens (n_ctx)",
+                     (long long)prompt_len, max_new, (long long)n_ctx);
+        goto done;
+    }
+    npy_intp dims[2] = {batch, max_new};
+    out = (PyArrayObject *)PyArray_ZEROS(2, dims, NPY_INT64, 0);
+    cache = cache_wrap(self);
+    if (out == NULL || cache == NULL)
+        goto done;
+    const int64_t capacity = prompt_len + (max_new > 0 ? max_new - 1 : 0);
+    const int32_t *tok = PyArray_DATA(ids);
+    const uint8_t *m = mask ? PyArray_DATA(mask) : NULL;
+    int64_t *new_tokens = PyArray_DATA(out);
+    int64_t steps = 0;
+    Py_BEGIN_ALLOW_THREADS
+    lock_model(self);
+    st = pyllm_kv_cache_init(&cache->cache, &self->model, batch, capacity);
+    if (st == PYLLM_OK) {
+        cache->ready = 1;
+        st = pyllm_generate(&self->model, &cache->cache, tok, m, prompt_len, &opt, new_tokens, &steps);
+    }
+    PyThread_release_lock(self->lock);
+    Py_END_ALLOW_THREADS
+    if (st != PYLLM_OK) {
+        if (st == PYLLM_ERR_INTERRUPTED && PyErr_Occurred())
+            pyllm_error_clear(); /* the signal handler's own exception wins */
+        else
+            pyllm_raise(st);
+        goto done;
+    }
+    /* The columns actually generated (every row may have finished early): out[:, :steps]. */
+    {
+        PyObject *stop = PyLong_FromLongLong(steps);
+        PyObject *cols = stop ? PySlice_New(NULL, stop, NULL) : NULL;
+        PyObject *rows = cols ? PySlice_New(NULL, NULL, NULL) : NULL;
+        PyObject *key = rows ? PyTuple_Pack(2, rows, cols) : NULL;
+        result = key ? PyObject_GetItem((PyObject *)out, key) : NULL;
+        Py_XDECREF(stop);
+        Py_XDECREF(cols);
+        Py_XDECREF(rows);
+        Py_XDECREF(key);
+    }
+
+done:
+    PyMem_Free(eos);
+    Py_XDECREF(ids);
+    Py_XDECREF(mask);
+    Py_XDECREF(out);
+    Py_XDECREF(cache);
+    return result;
+}
+
+static PyObject *decoder_get_n_ctx(DecoderObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromLongLong(self->model.config.n_ctx);
+}
+
+static PyObject *decoder_get_n_threads(DecoderObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromLong(self->model.n_threads);
+}
+
+static int decoder_set_n_threads(DecoderObject *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    long n = value ? PyLong_AsLong(value) : -1;
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    if (n < 1 || n > 4096) {
+        PyErr_Format(PyExc_ValueError, "n_threads must be between 1 and 4096, got %ld", n);
+        return -1;
+    }
+    self->model.n_threads = (int)n;
+    return 0;
+}
+
+static PyMethodDef decoder_methods[] = {
+    {"new_cache", (PyCFunction)(void (*)(void))decoder_new_cache, METH_VARARGS | METH_KEYWORDS,
+     "new_cache(batch_size=1, capacity=n_ctx): an empty KV cache for this model."},
+    {"forward", (PyCFunction)(void (*)(void))decoder_forward, METH_VARARGS | METH_KEYWORDS,
+     "forward(cache, input_ids, attention_mask=None, all_positions=True): logits of the new tokens "
+     "(int32 [batch, n]; mask uint8), appended to the cache."},
+    {"generate", (PyCFunction)(void (*)(void))decoder_generate, METH_VARARGS | METH_KEYWORDS,
+     "generate(input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p, seed, "
+     "eos_token_ids, pad_token_id): int64 [batch, steps] of new tokens."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef decoder_getset[] = {
+    {"n_ctx", (getter)decoder_get_n_ctx, NULL, "KV-cache capacity in tokens.", NULL},
+    {"n_threads", (getter)decoder_get_n_threads, (setter)decoder_set_n_threads, "Threads per call.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject DecoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pyllm._core.Decoder",
+    .tp_basicsize = sizeof(DecoderObject),
+    .tp_dealloc = (destructor)decoder_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Decoder(config, weights, n_threads=0): a LLaMA decoder with weights packed for oneDNN.",
+    .tp_methods = decoder_methods,
+    .tp_getset = decoder_getset,
+    .tp_new = decoder_new,
+};
+
+/* ---- KVCache ------------------------------------------------------------------------------ */
+
+static void cache_dealloc(KVCacheObject *self)
+{
+    if (self->ready)
+        pyllm_kv_cache_release(&self->cache);
+    Py_XDECREF(self->owner);
+    PyObject_Free(self);
+}
+
+static PyObject *cache_copy(KVCacheObject *self, PyObject *unused)
+{
+    (void)unused;
+    KVCacheObject *c = cache_wrap(self->owner);
+    if (c == NULL)
+        return NULL;
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    lock_model(self->owner);
+    st = pyllm_kv_cache_copy(&c->cache, &self->cache);
+    PyThread_release_lock(self->owner->lock);
+    Py_END_ALLOW_THREADS
+    if (st != PYLLM_OK) {
+        Py_DECREF(c);
+        return pyllm_raise(st);
+    }
+    c->ready = 1;
+    return (PyObject *)c;
+}
+
+static PyObject *cache_get_lengths(KVCacheObject *self, void *closure)
+{
+    (void)closure;
+    PyObject *list = PyList_New(self->cache.batch);
+    if (list == NULL)
+        return NULL;
+    for (int64_t b = 0; b < self->cache.batch; b++) {
+        PyObject *v = PyLong_FromLongLong(self->cache.length[b]);
+        if (v == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, b, v);
+    }
+    return list;
+}
+
+static PyObject *cache_get_used(KVCacheObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromLongLong(self->cache.used);
+}
+
+static PyObject *cache_get_capacity(KVCacheObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromLongLong(self->cache.capacity);
+}
+
+static PyObject *cache_get_batch(KVCacheObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromLongLong(self->cache.batch);
+}
+
+static PyMethodDef cache_methods[] = {
+    {"copy", (PyCFunction)cache_copy, METH_NOARGS, "An independent copy of this cache."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef cache_getset[] = {
+    {"lengths", (getter)cache_get_lengths, NULL, "Real (unpadded) tokens per row.", NULL},
+    {"used", (getter)cache_get_used, NULL, "Slots filled per row, padding included.", NULL},
+    {"capacity", (getter)cache_get_capacity, NULL, "Slots per row.", NULL},
+    {"batch_size", (getter)cache_get_batch, NULL, "Rows.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject KVCacheType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pyllm._core.KVCache",
+    .tp_basicsize = sizeof(KVCacheObject),
+    .tp_dealloc = (destructor)cache_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Keys and values of a batch of rows for one model; made by Decoder.new_cache().",
+    .tp_methods = cache_methods,
+    .tp_getset = cache_getset,
+};
 
 int pyllm_register_model(PyObject *module)
 {
-    (void)module;
+    if (PyType_Ready(&DecoderType) < 0 || PyType_Ready(&KVCacheType) < 0)
+        return -1;
+    Py_INCREF(&DecoderType);
+    if (PyModule_AddObject(module, "Decoder", (PyObject *)&DecoderType) < 0) {
+        Py_DECREF(&DecoderType);
+        return -1;
+    }
+    Py_INCREF(&KVCacheType);
+    if (PyModule_AddObject(module, "KVCache", (PyObject *)&KVCacheType) < 0) {
+        Py_DECREF(&KVCacheType);
+        return -1;
+    }
     return 0;
 }

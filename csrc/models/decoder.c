@@ -1,0 +1,412 @@
+#include "models/decoder.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "ops/activations.h"
+#include "ops/attention.h"
+#include "ops/embedding.h"
+#include "ops/norm.h"
+
+/* ---- weights ---------------------------------------------------------------------------- */
+
+static float *copy_floats(const float *src, int64_t n)
+{
+    size_t bytes = pyllm_mul_size((size_t)n, sizeof(float));
+    if (bytes == 0)
+        return NULL;
+    float *dst = n >= (1 << 18) ? pyllm_alloc_big(bytes) : pyllm_alloc(bytes);
+    if (dst != NULL)
+        memcpy(dst, src, bytes);
+    return dst;
+}
+
+static pyllm_status check_config(const pyllm_decoder_config *c)
+{
+    if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->intermediate_size <= 0 || c->n_layers <= 0 ||
+        c->n_heads <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0 || c->n_ctx <= 0)
+        return pyllm_error(PYLLM_ERR_VALUE,
+                           "model sizes must be positive, got vocab_size=%lld hidden_size=%lld "
+                           "intermediate_size=%lld num_hidden_layers=%lld num_attention_heads=%lld "
+                           "num_key_value_heads=%lld head_dim=%lld n_ctx=%lld",
+                           (long long)c->vocab_size, (long long)c->hidden_size, (long long)c->intermediate_size,
+                           (long long)c->n_layers, (long long)c->n_heads, (long long)c->n_kv_heads,
+                           (long long)c->head_dim, (long long)c->n_ctx);
+    if (c->vocab_size > INT32_MAX)
+        return pyllm_error(PYLLM_ERR_VALUE, "vocab_size %lld does not fit token ids of 32 bits",
+                           (long long)c->vocab_size);
+    return PYLLM_OK;
+}
+
+static pyllm_status init_layer(pyllm_decoder *m, pyllm_decoder_layer *layer, const pyllm_layer_source *s)
+{
+    const pyllm_decoder_config *c = &m->config;
+    const int64_t d = c->hidden_size, qw = c->n_heads * c->head_dim, kvw = c->n_kv_heads * c->head_dim;
+    pyllm_matmul_ctx *ctx = &m->matmul;
+    PYLLM_TRY(pyllm_linear_init(&layer->q, ctx, s->q, s->q_bias, qw, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->k, ctx, s->k, s->k_bias, kvw, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->v, ctx, s->v, s->v_bias, kvw, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->o, ctx, s->o, s->o_bias, d, qw));
+    PYLLM_TRY(pyllm_linear_init(&layer->gate, ctx, s->gate, s->gate_bias, c->intermediate_size, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->up, ctx, s->up, s->up_bias, c->intermediate_size, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->down, ctx, s->down, s->down_bias, d, c->intermediate_size));
+    layer->input_norm = copy_floats(s->input_norm, d);
+    layer->post_attention_norm = copy_floats(s->post_attention_norm, d);
+    if (layer->input_norm == NULL || layer->post_attention_norm == NULL)
+        return PYLLM_ERR_MEMORY;
+    return PYLLM_OK;
+}
+
+static void release_layer(pyllm_decoder_layer *layer)
+{
+    pyllm_linear_release(&layer->q);
+    pyllm_linear_release(&layer->k);
+    pyllm_linear_release(&layer->v);
+    pyllm_linear_release(&layer->o);
+    pyllm_linear_release(&layer->gate);
+    pyllm_linear_release(&layer->up);
+    pyllm_linear_release(&layer->down);
+    pyllm_free(layer->input_norm);
+    pyllm_free(layer->post_attention_norm);
+}
+
+static pyllm_status decoder_init(pyllm_decoder *m, const pyllm_decoder_source *src)
+{
+    const pyllm_decoder_config *c = &m->config;
+    PYLLM_TRY(pyllm_matmul_ctx_init(&m->matmul));
+    m->embed = copy_floats(src->embed, c->vocab_size * c->hidden_size);
+    m->final_norm = copy_floats(src->final_norm, c->hidden_size);
+    m->base_inv_freq = pyllm_alloc(sizeof(float) * (size_t)(c->head_dim / 2 + 1));
+    m->layers = pyllm_calloc((size_t)c->n_layers, sizeof *m->layers);
+    if (m->embed == NULL || m->final_norm == NULL || m->base_inv_freq == NULL || m->layers == NULL)
+        return PYLLM_ERR_MEMORY;
+    pyllm_rope_inv_freq(&c->rope, c->rope.max_position_embeddings, m->base_inv_freq);
+    for (int64_t l = 0; l < c->n_layers; l++)
+        PYLLM_TRY(init_layer(m, &m->layers[l], &src->layers[l]));
+    PYLLM_TRY(pyllm_linear_init(&m->lm_head, &m->matmul, src->lm_head, NULL, c->vocab_size, c->hidden_size));
+    return PYLLM_OK;
+}
+
+pyllm_status pyllm_decoder_init(pyllm_decoder *m, const pyllm_decoder_config *config,
+                                const pyllm_decoder_source *src, int n_threads)
+{
+    memset(m, 0, sizeof *m);
+    PYLLM_TRY(check_config(config));
+    m->config = *config;
+    m->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
+    omp_set_num_threads(m->n_threads);
+    pyllm_status st = decoder_init(m, src);
+    if (st != PYLLM_OK)
+        pyllm_decoder_release(m);
+    return st;
+}
+
+static void workspace_release(pyllm_workspace *w)
+{
+    float **buffers[] = {&w->x, &w->h, &w->q, &w->k, &w->v, &w->attn, &w->gate, &w->up,
+                         &w->cos_v, &w->sin_v, &w->inv_freq, &w->scores};
+    for (size_t i = 0; i < sizeof buffers / sizeof *buffers; i++) {
+        pyllm_free(*buffers[i]);
+        *buffers[i] = NULL;
+    }
+    pyllm_free(w->positions);
+    pyllm_free(w->row_length);
+    memset(w, 0, sizeof *w);
+}
+
+void pyllm_decoder_release(pyllm_decoder *m)
+{
+    if (m->layers != NULL)
+        for (int64_t l = 0; l < m->config.n_layers; l++)
+            release_layer(&m->layers[l]);
+    pyllm_free(m->layers);
+    pyllm_linear_release(&m->lm_head);
+    pyllm_free(m->embed);
+    pyllm_free(m->final_norm);
+    pyllm_free(m->base_inv_freq);
+    workspace_release(&m->work);
+    pyllm_matmul_ctx_release(&m->matmul);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- KV cache ----------------------------------------------------------------------------- */
+
+pyllm_status pyllm_kv_cache_init(pyllm_kv_cache *c, const pyllm_decoder *m, int64_t batch, int64_t capacity)
+{
+    memset(c, 0, sizeof *c);
+    if (batch <= 0 || capacity <= 0)
+        return pyllm_error(PYLLM_ERR_VALUE, "a KV cache needs batch > 0 and capacity > 0, got %lld and %lld",
+                           (long long)batch, (long long)capacity);
+    c->n_layers = m->config.n_layers;
+    c->batch = batch;
+    c->capacity = capacity;
+    c->kv_width = m->config.n_kv_heads * m->config.head_dim;
+    size_t per_layer = pyllm_mul_size(pyllm_mul_size((size_t)batch, (size_t)capacity), (size_t)c->kv_width);
+    size_t bytes = pyllm_mul_size(pyllm_mul_size(per_layer, (size_t)c->n_layers), sizeof(float));
+    if (bytes == 0)
+        return PYLLM_ERR_MEMORY;
+    c->keys = pyllm_alloc_big(bytes);
+    c->values = pyllm_alloc_big(bytes);
+    c->valid = pyllm_calloc((size_t)(batch * capacity), 1);
+    c->length = pyllm_calloc((size_t)batch, sizeof(int64_t));
+    if (c->keys == NULL || c->values == NULL || c->valid == NULL || c->length == NULL) {
+        pyllm_kv_cache_release(c);
+        return PYLLM_ERR_MEMORY;
+    }
+    return PYLLM_OK;
+}
+
+void pyllm_kv_cache_release(pyllm_kv_cache *c)
+{
+    pyllm_free(c->keys);
+    pyllm_free(c->values);
+    pyllm_free(c->valid);
+    pyllm_free(c->length);
+    memset(c, 0, sizeof *c);
+}
+
+pyllm_status pyllm_kv_cache_copy(pyllm_kv_cache *dst, const pyllm_kv_cache *src)
+{
+    memset(dst, 0, sizeof *dst);
+    size_t bytes = sizeof(float) * (size_t)(src->n_layers * src->batch * src->capacity * src->kv_width);
+    *dst = *src;
+    dst->keys = pyllm_alloc_big(bytes);
+    dst->values = pyllm_alloc_big(bytes);
+    dst->valid = pyllm_alloc((size_t)(src->batch * src->capacity));
+    dst->length = pyllm_alloc(sizeof(int64_t) * (size_t)src->batch);
+    if (dst->keys == NULL || dst->values == NULL || dst->valid == NULL || dst->length == NULL) {
+        pyllm_kv_cache_release(dst);
+        return PYLLM_ERR_MEMORY;
+    }
+    memcpy(dst->keys, src->keys, bytes);
+    memcpy(dst->values, src->values, bytes);
+    memcpy(dst->valid, src->valid, (size_t)(src->batch * src->capacity));
+    memcpy(dst->length, src->length, sizeof(int64_t) * (size_t)src->batch);
+    return PYLLM_OK;
+}
+
+/* ---- workspace ---------------------------------------------------------------------------- */
+
+static int grow(float **buf, int64_t count)
+{
+    pyllm_free(*buf);
+    *buf = pyllm_alloc(sizeof(float) * (size_t)(count > 0 ? count : 1));
+    return *buf != NULL;
+}
+
+static pyllm_status prepare_primitives(pyllm_decoder *m, int64_t rows)
+{
+    for (int64_t l = 0; l < m->config.n_layers; l++) {
+        pyllm_decoder_layer *layer = &m->layers[l];
+        const pyllm_linear *all[] = {&layer->q, &layer->k, &layer->v, &layer->o, &layer->gate, &layer->up,
+                                     &layer->down};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+            PYLLM_TRY(pyllm_linear_prepare(&m->matmul, all[i], rows));
+    }
+    return pyllm_linear_prepare(&m->matmul, &m->lm_head, rows);
+}
+
+static pyllm_status reserve_buffers(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens);
+
+pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens)
+{
+    PYLLM_TRY(reserve_buffers(m, cache, tokens));
+    return prepare_primitives(m, tokens * cache->batch);
+}
+
+static pyllm_status reserve_buffers(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens)
+{
+    pyllm_workspace *w = &m->work;
+    const pyllm_decoder_config *c = &m->config;
+    const int64_t total = tokens * cache->batch;
+    const int64_t threads = omp_get_max_threads();
+    const int64_t half = c->head_dim / 2;
+    if (total <= w->tokens && cache->batch <= w->batch && cache->capacity <= w->capacity && threads <= w->threads)
+        return PYLLM_OK;
+    const int64_t t = total > w->tokens ? total : w->tokens;
+    const int64_t b = cache->batch > w->batch ? cache->batch : w->batch;
+    const int64_t cap = cache->capacity > w->capacity ? cache->capacity : w->capacity;
+    const int64_t th = threads > w->threads ? threads : w->threads;
+    workspace_release(w);
+    const int64_t qw = c->n_heads * c->head_dim, kvw = c->n_kv_heads * c->head_dim;
+    int ok = grow(&w->x, t * c->hidden_size) && grow(&w->h, t * c->hidden_size) && grow(&w->q, t * qw) &&
+             grow(&w->k, t * kvw) && grow(&w->v, t * kvw) && grow(&w->attn, t * qw) &&
+             grow(&w->gate, t * c->intermediate_size) && grow(&w->up, t * c->intermediate_size) &&
+             grow(&w->cos_v, t * half) && grow(&w->sin_v, t * half) &&
+             grow(&w->inv_freq, b * half) && grow(&w->scores, th * cap);
+    w->positions = ok ? pyllm_alloc(sizeof(int64_t) * (size_t)t) : NULL;
+    w->row_length = ok ? pyllm_alloc(sizeof(int64_t) * (size_t)b) : NULL;
+    if (!ok || w->positions == NULL || w->row_length == NULL) {
+        workspace_release(w);
+        return PYLLM_ERR_MEMORY;
+    }
+    w->tokens = t;
+    w->batch = b;
+    w->capacity = cap;
+    w->threads = th;
+    return PYLLM_OK;
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+/* The architecture's normalisation of `rows` hidden states. */
+static void normalize(const pyllm_decoder *m, const float *x, const float *weight, float *y, int64_t rows)
+{
+    switch (m->config.arch.norm) {
+    case PYLLM_NORM_RMS:
+        pyllm_rms_norm(x, weight, y, rows, m->config.hidden_size, m->config.norm_eps);
+        break;
+    }
+}
+
+static void add_inplace(float *x, const float *y, int64_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++)
+        x[i] += y[i];
+}
+
+/* Positions of the new tokens, slot validity, and each token's cos/sin. Leaves the cache's
+ * lengths untouched; returns the new lengths in new_length[batch]. */
+static void prepare_positions(pyllm_decoder *m, pyllm_kv_cache *cache, const uint8_t *mask, int64_t n_new,
+                              int64_t *new_length)
+{
+    pyllm_workspace *w = &m->work;
+    const pyllm_rope_params *rope = &m->config.rope;
+    const int64_t half = m->config.head_dim / 2;
+    for (int64_t b = 0; b < cache->batch; b++) {
+        int64_t len = cache->length[b];
+        for (int64_t t = 0; t < n_new; t++) {
+            int real = mask == NULL || mask[b * n_new + t];
+            cache->valid[b * cache->capacity + cache->used + t] = (uint8_t)real;
+            w->positions[b * n_new + t] = len; /* a padding token's position is never seen */
+            if (real)
+                w->positions[b * n_new + t] = len++;
+        }
+        new_length[b] = len;
+        if (m->config.arch.position != PYLLM_POSITION_ROPE)
+            continue;
+        /* Dynamic scaling is stateless and per row: the frequencies for this row's length. */
+        float *inv_freq = w->inv_freq + b * half;
+        if (rope->type == PYLLM_ROPE_DYNAMIC && len > rope->max_position_embeddings)
+            pyllm_rope_inv_freq(rope, len, inv_freq);
+        else
+            memcpy(inv_freq, m->base_inv_freq, sizeof(float) * (size_t)half);
+    }
+    if (m->config.arch.position != PYLLM_POSITION_ROPE)
+        return;
+    const int64_t total = cache->batch * n_new;
+#pragma omp parallel for schedule(static) if (total > 64)
+    for (int64_t i = 0; i < total; i++)
+        pyllm_rope_angles(rope, w->inv_freq + (i / n_new) * half, w->positions[i], w->cos_v + i * half,
+                          w->sin_v + i * half);
+}
+
+static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int64_t l, int64_t n_new)
+{
+    const pyllm_decoder_config *c = &m->config;
+    pyllm_workspace *w = &m->work;
+    pyllm_decoder_layer *layer = &m->layers[l];
+    const int64_t total = cache->batch * n_new, hd = c->head_dim, half = hd / 2;
+    const int64_t qw = c->n_heads * hd, kvw = c->n_kv_heads * hd;
+
+    normalize(m, w->x, layer->input_norm, w->h, total);
+    PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->q, w->h, w->q, total));
+    PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->k, w->h, w->k, total));
+    PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->v, w->h, w->v, total));
+
+    /* Position the queries and keys (rotary: rotate them), then file keys and values in their slots. */
+    const int rotary = c->arch.position == PYLLM_POSITION_ROPE;
+    float *keys = cache->keys + l * cache->batch * cache->capacity * kvw;
+    float *values = cache->values + l * cache->batch * cache->capacity * kvw;
+#pragma omp parallel for schedule(static) if (total > 1)
+    for (int64_t i = 0; i < total; i++) {
+        const int64_t b = i / n_new, slot = cache->used + i % n_new;
+        if (rotary) {
+            pyllm_rope_apply(w->q + i * qw, c->n_heads, hd, c->rope.dim, w->cos_v + i * half,
+                             w->sin_v + i * half);
+            pyllm_rope_apply(w->k + i * kvw, c->n_kv_heads, hd, c->rope.dim, w->cos_v + i * half,
+                             w->sin_v + i * half);
+        }
+        for (int64_t g = 0; g < c->n_kv_heads; g++) {
+            const int64_t head = (b * c->n_kv_heads + g) * cache->capacity * hd;
+            const float *k = w->k + i * kvw + g * hd;
+            for (int64_t d = 0; d < hd; d++) /* keys transposed: [head_dim][capacity] */
+                keys[head + d * cache->capacity + slot] = k[d];
+            memcpy(values + head + slot * hd, w->v + i * kvw + g * hd, sizeof(float) * (size_t)hd);
+        }
+    }
+
+    pyllm_attention_shape shape = {
+        .batch = cache->batch, .n_new = n_new, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
+        .head_dim = hd, .capacity = cache->capacity, .start = cache->used,
+        .scale = (float)(1.0 / sqrt((double)hd)),
+    };
+    pyllm_attention(&shape, w->q, keys, values, cache->valid, w->attn, w->scores);
+    PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->o, w->attn, w->h, total));
+    add_inplace(w->x, w->h, total * c->hidden_size);
+    return PYLLM_OK;
+}
+
+static pyllm_status mlp_block(pyllm_decoder *m, int64_t l, int64_t total)
+{
+    const pyllm_decoder_config *c = &m->config;
+    pyllm_workspace *w = &m->work;
+    pyllm_decoder_layer *layer = &m->layers[l];
+    normalize(m, w->x, layer->post_attention_norm, w->h, total);
+    PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->gate, w->h, w->gate, total));
+    PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->up, w->h, w->up, total));
+    switch (c->arch.mlp) {
+    case PYLLM_MLP_SILU_GATED:
+        pyllm_silu_mul(w->gate, w->up, total * c->intermediate_size);
+        break;
+    }
+    PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->down, w->gate, w->h, total));
+    add_inplace(w->x, w->h, total * c->hidden_size);
+    return PYLLM_OK;
+}
+
+pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *tokens,
+                                   const uint8_t *mask, int64_t n_new, float *logits, int all_positions)
+{
+    const pyllm_decoder_config *c = &m->config;
+    omp_set_num_threads(m->n_threads);
+    if (n_new <= 0)
+        return pyllm_error(PYLLM_ERR_VALUE, "input_ids is empty: need at least one token");
+    if (cache->used + n_new > cache->capacity)
+        return pyllm_error(PYLLM_ERR_VALUE,
+                           "%lld new tokens do not fit the KV cache: %lld of its %lld positions are used "
+                           "(n_ctx)", (long long)n_new, (long long)cache->used, (long long)cache->capacity);
+    const int64_t total = cache->batch * n_new;
+    for (int64_t i = 0; i < total; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return pyllm_error(PYLLM_ERR_VALUE, "token id %d at position %lld is out of range [0, %lld)",
+                               (int)tokens[i], (long long)i, (long long)c->vocab_size);
+    PYLLM_TRY(reserve_buffers(m, cache, n_new));
+    pyllm_workspace *w = &m->work;
+
+    int64_t *new_length = w->row_length;
+    prepare_positions(m, cache, mask, n_new, new_length);
+
+    pyllm_embedding(m->embed, c->hidden_size, tokens, total, w->x);
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        PYLLM_TRY(attention_block(m, cache, l, n_new));
+        PYLLM_TRY(mlp_block(m, l, total));
+    }
+    cache->used += n_new;
+    for (int64_t b = 0; b < cache->batch; b++)
+        cache->length[b] = new_length[b];
+
+    if (logits == NULL)
+        return PYLLM_OK;
+    if (all_positions) {
+        normalize(m, w->x, m->final_norm, w->h, total);
+        return pyllm_linear_forward(&m->matmul, &m->lm_head, w->h, logits, total);
+    }
+    for (int64_t b = 0; b < cache->batch; b++)
+        normalize(m, w->x + (b * n_new + n_new - 1) * c->hidden_size, m->final_norm,
+                       w->h + b * c->hidden_size, 1);
+    return pyllm_linear_forward(&m->matmul, &m->lm_head, w->h, logits, cache->batch);
+}

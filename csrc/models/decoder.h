@@ -1,0 +1,109 @@
+/* The decoder-only transformer skeleton shared by every architecture: configuration, packed
+ * weights, the KV cache, and the forward pass over a batch of rows.
+ *
+ * An architecture is a small table of differences (pyllm_decoder_arch) over this skeleton;
+ * llama.c fills LLaMA's. The loop, the KV cache, the workspace and the sampler are common. */
+#ifndef PYLLM_MODELS_DECODER_H
+#define PYLLM_MODELS_DECODER_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "ops/matmul.h"
+#include "ops/rope.h"
+
+typedef enum { PYLLM_NORM_RMS = 0 } pyllm_norm_kind;
+typedef enum { PYLLM_POSITION_ROPE = 0 } pyllm_position_kind;
+typedef enum { PYLLM_MLP_SILU_GATED = 0 } pyllm_mlp_kind;
+
+/* What distinguishes one architecture from another. */
+typedef struct {
+    const char *name;
+    pyllm_norm_kind norm;
+    pyllm_position_kind position;
+    pyllm_mlp_kind mlp;
+} pyllm_decoder_arch;
+
+typedef struct {
+    pyllm_decoder_arch arch;
+    int64_t vocab_size, hidden_size, intermediate_size, n_layers;
+    int64_t n_heads, n_kv_heads, head_dim;
+    float norm_eps;
+    pyllm_rope_params rope;
+    int64_t n_ctx;   /* KV-cache capacity a cache gets by default */
+} pyllm_decoder_config;
+
+/* Borrowed f32 row-major arrays as Hugging Face names them; biases may be NULL. */
+typedef struct {
+    const float *q, *k, *v, *o, *q_bias, *k_bias, *v_bias, *o_bias;
+    const float *gate, *up, *down, *gate_bias, *up_bias, *down_bias;
+    const float *input_norm, *post_attention_norm;
+} pyllm_layer_source;
+
+typedef struct {
+    const float *embed;        /* [vocab, hidden] */
+    const pyllm_layer_source *layers;
+    const float *final_norm;   /* [hidden] */
+    const float *lm_head;      /* [vocab, hidden]; may equal embed (tied) */
+} pyllm_decoder_source;
+
+typedef struct {
+    pyllm_linear q, k, v, o, gate, up, down;
+    float *input_norm, *post_attention_norm;
+} pyllm_decoder_layer;
+
+/* Per-call buffers, grown between calls only (never inside the token loop). */
+typedef struct {
+    int64_t tokens, batch, capacity, threads; /* sizes the buffers currently hold */
+    float *x, *h, *q, *k, *v, *attn, *gate, *up;
+    float *cos_v, *sin_v;      /* [tokens, head_dim / 2] */
+    float *inv_freq;           /* [batch, head_dim / 2] */
+    float *scores;             /* [threads, capacity] */
+    int64_t *positions;        /* [tokens] */
+    int64_t *row_length;       /* [batch]: lengths once the call succeeds */
+} pyllm_workspace;
+
+typedef struct {
+    pyllm_decoder_config config;
+    int n_threads;
+    pyllm_matmul_ctx matmul;
+    float *embed;
+    pyllm_decoder_layer *layers;
+    float *final_norm;
+    pyllm_linear lm_head;
+    float *base_inv_freq;      /* frequencies of every row unless dynamic scaling grows them */
+    pyllm_workspace work;
+} pyllm_decoder;
+
+/* The keys and values of every layer for `batch` rows of up to `capacity` tokens. */
+typedef struct {
+    int64_t n_layers, batch, capacity, kv_width; /* kv_width = n_kv_heads * head_dim */
+    int64_t used;              /* slots filled, the same for every row */
+    float *keys;               /* [n_layers][batch][n_kv_heads][head_dim][capacity] */
+    float *values;             /* [n_layers][batch][n_kv_heads][capacity][head_dim] */
+    uint8_t *valid;            /* [batch][capacity] */
+    int64_t *length;           /* [batch]: real (unpadded) tokens so far = next position */
+} pyllm_kv_cache;
+
+/* Checks the configuration, copies and packs the weights. */
+pyllm_status pyllm_decoder_init(pyllm_decoder *m, const pyllm_decoder_config *config,
+                                const pyllm_decoder_source *src, int n_threads);
+void pyllm_decoder_release(pyllm_decoder *m);
+
+pyllm_status pyllm_kv_cache_init(pyllm_kv_cache *c, const pyllm_decoder *m, int64_t batch, int64_t capacity);
+void pyllm_kv_cache_release(pyllm_kv_cache *c);
+/* dst (uninitialised) becomes an independent copy of src. */
+pyllm_status pyllm_kv_cache_copy(pyllm_kv_cache *dst, const pyllm_kv_cache *src);
+
+/* Make the workspace big enough for calls of up to `tokens` new tokens per row over `cache`,
+ * and create the matmul primitives for calls of exactly that many. */
+pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens);
+
+/* Run n_new tokens per row (tokens[batch, n_new], mask[batch, n_new] with 1 = real token,
+ * NULL = all real) through the model, appending them to the cache. Position of a real token =
+ * the row's real tokens before it. logits: [batch, n_new, vocab] when all_positions, else
+ * [batch, vocab] for each row's last new token; NULL for none. */
+pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *tokens,
+                                   const uint8_t *mask, int64_t n_new, float *logits, int all_positions);
+
+#endif

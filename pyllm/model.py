@@ -1,0 +1,351 @@
+"""The public model class: configuration checks, weight checks and input normalisation in
+Python, everything that computes in the C core (pyllm._core.Decoder).
+
+A LLaMA is built from a Hugging Face ``config.json`` dict and a dict of NumPy arrays named as
+in the Hugging Face state dict. ``Model.from_pretrained`` (reading a model directory through
+``pyllm.checkpoint``) belongs beside ``from_arrays`` below and returns ``cls.from_arrays(...)``.
+"""
+import os
+
+import numpy as np
+
+from . import _core
+
+_ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
+
+# Options generate() takes from the generation config when the caller leaves them at None,
+# and the values used when neither says anything (transformers' greedy defaults, with
+# neutral sampling warpers).
+_GENERATION_DEFAULTS = {
+    "max_new_tokens": 20,
+    "do_sample": False,
+    "temperature": 1.0,
+    "top_k": 0,
+    "top_p": 1.0,
+}
+
+
+def _require(config, key):
+    if key not in config or config[key] is None:
+        raise ValueError(f"LLaMA config lacks the required key '{key}'")
+    return config[key]
+
+
+def _positive_int(key, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"config '{key}' must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _rope_settings(config, max_position_embeddings):
+    """Normalise either config form into one dict of rope settings for the C core.
+
+    Newer configs carry ``rope_parameters`` (with ``rope_type`` and ``rope_theta`` inside);
+    older ones a top-level ``rope_theta`` and an optional ``rope_scaling`` whose kind is under
+    ``type`` or ``rope_type``."""
+    params = config.get("rope_parameters")
+    if params is None:
+        params = config.get("rope_scaling") or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"rope_scaling / rope_parameters must be a dict or null, got {params!r}")
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if rope_type not in _ROPE_TYPES:
+        raise ValueError(f"rope type must be one of {', '.join(_ROPE_TYPES)}, got {rope_type!r}")
+    theta = params.get("rope_theta", config.get("rope_theta", 10000.0))
+    if theta is None:
+        theta = 10000.0
+    if not isinstance(theta, (int, float)) or isinstance(theta, bool) or not theta > 0:
+        raise ValueError(f"rope_theta must be a positive number, got {theta!r}")
+    settings = {
+        "rope_type": rope_type,
+        "rope_theta": float(theta),
+        "rope_factor": 1.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": max_position_embeddings,
+    }
+    if rope_type != "default":
+        factor = params.get("factor")
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not factor > 0:
+            raise ValueError(f"rope scaling '{rope_type}' needs a positive 'factor', got {factor!r}")
+        settings["rope_factor"] = float(factor)
+    if rope_type == "llama3":
+        for key in ("low_freq_factor", "high_freq_factor"):
+            value = params.get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"rope scaling 'llama3' needs a positive '{key}', got {value!r}")
+            settings[key] = float(value)
+        if settings["low_freq_factor"] == settings["high_freq_factor"]:
+            raise ValueError("rope scaling 'llama3' needs low_freq_factor != high_freq_factor")
+        original = params.get("original_max_position_embeddings", max_position_embeddings)
+        settings["original_max_position_embeddings"] = _positive_int("original_max_position_embeddings", original)
+    return settings
+
+
+def _parse_config(config, n_ctx):
+    """The C core's view of a LLaMA config.json dict, with transformers' defaults filled in."""
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict (config.json), got {type(config).__name__}")
+    model_type = config.get("model_type", "llama")
+    architectures = config.get("architectures") or ["LlamaForCausalLM"]
+    if model_type != "llama" or "LlamaForCausalLM" not in architectures:
+        raise ValueError(f"only LLaMA models are supported: config has model_type={model_type!r}, "
+                         f"architectures={architectures!r}")
+    c = {key: _positive_int(key, _require(config, key))
+         for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                     "num_attention_heads")}
+    kv = config.get("num_key_value_heads")
+    c["num_key_value_heads"] = _positive_int("num_key_value_heads",
+                                             c["num_attention_heads"] if kv is None else kv)
+    head_dim = config.get("head_dim")
+    if head_dim is None:
+        if c["hidden_size"] % c["num_attention_heads"]:
+            raise ValueError(f"hidden_size ({c['hidden_size']}) is not a multiple of num_attention_heads "
+                             f"({c['num_attention_heads']}) and the config gives no head_dim")
+        head_dim = c["hidden_size"] // c["num_attention_heads"]
+    c["head_dim"] = _positive_int("head_dim", head_dim)
+    if c["num_attention_heads"] % c["num_key_value_heads"]:
+        raise ValueError(f"num_attention_heads ({c['num_attention_heads']}) must be a multiple of "
+                         f"num_key_value_heads ({c['num_key_value_heads']})")
+    if c["head_dim"] % 2:
+        raise ValueError(f"head_dim must be even for rotary embeddings, got {c['head_dim']}")
+    eps = config.get("rms_norm_eps", 1e-6)
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
+        raise ValueError(f"rms_norm_eps must be a number >= 0, got {eps!r}")
+    c["rms_norm_eps"] = float(eps)
+    c["max_position_embeddings"] = _positive_int("max_position_embeddings",
+                                                 config.get("max_position_embeddings", 2048))
+    c.update(_rope_settings(config, c["max_position_embeddings"]))
+    if c["rope_type"] == "dynamic" and c["head_dim"] <= 2:
+        raise ValueError(f"dynamic rope scaling needs head_dim > 2, got {c['head_dim']}")
+    if n_ctx is None:
+        n_ctx = c["max_position_embeddings"]
+    if isinstance(n_ctx, bool) or not isinstance(n_ctx, (int, np.integer)) or n_ctx < 1:
+        raise ValueError(f"n_ctx must be a positive integer or None, got {n_ctx!r}")
+    c["n_ctx"] = int(n_ctx)
+    c["attention_bias"] = bool(config.get("attention_bias", False))
+    c["mlp_bias"] = bool(config.get("mlp_bias", False))
+    c["tie_word_embeddings"] = bool(config.get("tie_word_embeddings", False))
+    return c
+
+
+def _expected_shapes(c):
+    """Name -> shape of every tensor the model needs."""
+    d, ff, v = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
+    qw = c["num_attention_heads"] * c["head_dim"]
+    kvw = c["num_key_value_heads"] * c["head_dim"]
+    shapes = {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,)}
+    if not c["tie_word_embeddings"]:
+        shapes["lm_head.weight"] = (v, d)
+    for i in range(c["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        for name, (rows, cols) in {"q_proj": (qw, d), "k_proj": (kvw, d), "v_proj": (kvw, d),
+                                   "o_proj": (d, qw)}.items():
+            shapes[p + f"self_attn.{name}.weight"] = (rows, cols)
+            if c["attention_bias"]:
+                shapes[p + f"self_attn.{name}.bias"] = (rows,)
+        for name, (rows, cols) in {"gate_proj": (ff, d), "up_proj": (ff, d), "down_proj": (d, ff)}.items():
+            shapes[p + f"mlp.{name}.weight"] = (rows, cols)
+            if c["mlp_bias"]:
+                shapes[p + f"mlp.{name}.bias"] = (rows,)
+        shapes[p + "input_layernorm.weight"] = (d,)
+        shapes[p + "post_attention_layernorm.weight"] = (d,)
+    return shapes
+
+
+def _checked_weights(c, weights):
+    """float32 C-contiguous copies (or views) of the needed tensors, checked one by one."""
+    if not isinstance(weights, dict):
+        raise TypeError(f"weights must be a dict of arrays, got {type(weights).__name__}")
+    out = {}
+    for name, shape in _expected_shapes(c).items():
+        if name not in weights:
+            raise ValueError(f"weights lack the tensor '{name}' (expected shape {shape})")
+        array = weights[name]
+        if not isinstance(array, np.ndarray):
+            try:
+                array = np.asarray(array)
+            except Exception as e:
+                raise TypeError(f"weight '{name}' is not array-like: {e}") from None
+        if array.dtype not in (np.float32, np.float16):
+            raise TypeError(f"weight '{name}' must be float32 or float16, got {array.dtype}")
+        if array.shape != shape:
+            raise ValueError(f"weight '{name}' has shape {array.shape}, expected {shape}")
+        out[name] = np.ascontiguousarray(array, dtype=np.float32)
+    if c["tie_word_embeddings"]:
+        out["lm_head.weight"] = out["model.embed_tokens.weight"]
+    return out
+
+
+def _as_ids(input_ids, vocab_size, what="input_ids"):
+    """(int32 [batch, seq] C-contiguous array, was_1d) with every check the API promises."""
+    if isinstance(input_ids, np.ndarray):
+        ids = input_ids
+    else:
+        try:
+            ids = np.asarray(input_ids)
+        except ValueError as e:
+            raise ValueError(f"{what} must be a rectangular list or array of token ids: {e}") from None
+    if ids.size == 0:
+        raise ValueError(f"{what} is empty: need at least one token")
+    if ids.dtype == np.bool_ or ids.dtype.kind not in "iu":
+        raise TypeError(f"{what} must hold integers, got dtype {ids.dtype}")
+    if ids.ndim not in (1, 2):
+        raise ValueError(f"{what} must be 1-D [seq] or 2-D [batch, seq], got {ids.ndim}-D shape {ids.shape}")
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or hi >= vocab_size:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{what} holds token id {bad}, outside the vocabulary [0, {vocab_size})")
+    was_1d = ids.ndim == 1
+    return np.ascontiguousarray(ids.reshape(1, -1) if was_1d else ids, dtype=np.int32), was_1d
+
+
+def _as_mask(attention_mask, shape):
+    """uint8 [batch, seq] of 0/1 with the shape of the ids, or None."""
+    if attention_mask is None:
+        return None
+    mask = np.asarray(attention_mask)
+    if mask.dtype != np.bool_ and mask.dtype.kind not in "iu":
+        raise TypeError(f"attention_mask must hold 0/1 integers or booleans, got dtype {mask.dtype}")
+    if mask.ndim == 1:
+        mask = mask.reshape(1, -1)
+    if mask.shape != shape:
+        raise ValueError(f"attention_mask has shape {mask.shape}, expected {shape} like input_ids")
+    if mask.size and (mask.min() < 0 or mask.max() > 1):
+        raise ValueError("attention_mask must hold only 0 and 1")
+    return np.ascontiguousarray(mask, dtype=np.uint8)
+
+
+def _eos_list(value):
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return [int(value)]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                                for v in value):
+        return [int(v) for v in value]
+    raise TypeError(f"eos_token_id must be an int, a list of ints or [] (none), got {value!r}")
+
+
+class Model:
+    """A LLaMA-family causal language model running on pyllm's C core."""
+
+    def __init__(self, decoder, config, parsed, generation_config):
+        self._decoder = decoder
+        self.config = config
+        self._parsed = parsed
+        self.generation_config = generation_config
+
+    @classmethod
+    def from_arrays(cls, config, weights, dtype="float32", n_threads=None, n_ctx=None, generation_config=None):
+        """Build a model from a config.json dict and Hugging Face-named arrays (float32/float16).
+
+        n_ctx is the KV-cache capacity (default: max_position_embeddings; it may exceed it).
+        generation_config is the generation_config.json dict, used for generate()'s defaults."""
+        if dtype not in ("float32", np.float32):
+            raise ValueError(f"dtype must be 'float32' (other weight types come later), got {dtype!r}")
+        if n_threads is None:
+            n_threads = _core.get_num_threads()
+        if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
+            raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
+        if generation_config is not None and not isinstance(generation_config, dict):
+            raise TypeError(f"generation_config must be a dict or None, got {type(generation_config).__name__}")
+        parsed = _parse_config(config, n_ctx)
+        arrays = _checked_weights(parsed, weights)
+        decoder = _core.Decoder(parsed, arrays, int(n_threads))
+        return cls(decoder, dict(config), parsed, dict(generation_config or {}))
+
+    # Model.from_pretrained(model_dir, ...) goes here: read config.json, generation_config.json
+    # and the safetensors through pyllm.checkpoint, then return cls.from_arrays(...).
+
+    @property
+    def vocab_size(self):
+        return self._parsed["vocab_size"]
+
+    @property
+    def n_ctx(self):
+        return self._decoder.n_ctx
+
+    @property
+    def n_threads(self):
+        return self._decoder.n_threads
+
+    @n_threads.setter
+    def n_threads(self, value):
+        self._decoder.n_threads = value
+
+    def new_cache(self, batch_size=1, capacity=None):
+        """An empty KV cache for incremental evaluation: ``model(ids, cache=cache)`` appends."""
+        return self._decoder.new_cache(batch_size, self.n_ctx if capacity is None else capacity)
+
+    def __call__(self, input_ids, attention_mask=None, cache=None):
+        """float32 logits [batch, seq, vocab] ([seq, vocab] for 1-D input_ids).
+
+        attention_mask (1 = token, 0 = left padding) gives positions cumsum(mask) - 1. With a
+        cache, the tokens continue the cached rows and the mask covers the new tokens (or the
+        cached ones followed by the new ones, as transformers passes it)."""
+        if cache is not None and not isinstance(cache, _core.KVCache):
+            raise TypeError(f"cache must come from model.new_cache(), got {type(cache).__name__}")
+        ids, was_1d = _as_ids(input_ids, self.vocab_size)
+        batch, seq = ids.shape
+        if attention_mask is not None and cache is not None:
+            full = np.asarray(attention_mask)
+            if full.ndim == 2 and full.shape[1] == cache.used + seq and cache.used:
+                attention_mask = full[:, cache.used:]
+            elif full.ndim == 1 and full.shape[0] == cache.used + seq and cache.used:
+                attention_mask = full[cache.used:]
+        mask = _as_mask(attention_mask, ids.shape)
+        if cache is None:
+            if seq > self.n_ctx:
+                raise ValueError(f"input of {seq} tokens is longer than the context n_ctx={self.n_ctx}")
+            cache = self._decoder.new_cache(batch, seq)
+        elif cache.batch_size != batch:
+            raise ValueError(f"input_ids has {batch} rows but the cache holds {cache.batch_size}")
+        logits = self._decoder.forward(cache, ids, mask, True)
+        return logits[0] if was_1d else logits
+
+    def _option(self, name, value):
+        if value is not None:
+            return value
+        value = self.generation_config.get(name)
+        return _GENERATION_DEFAULTS[name] if value is None else value
+
+    def generate(self, input_ids, max_new_tokens=None, do_sample=None, temperature=None, top_k=None,
+                 top_p=None, seed=None, eos_token_id=None, pad_token_id=None, attention_mask=None):
+        """Prompt + generated token ids (int64), Hugging Face style: [batch, prompt + new] for
+        2-D input, 1-D for 1-D input. Rows that end early are filled with pad_token_id; output
+        stops at the step where every row has ended. None options come from the generation
+        config, else greedy decoding of 20 tokens. temperature=0 means greedy."""
+        ids, was_1d = _as_ids(input_ids, self.vocab_size)
+        mask = _as_mask(attention_mask, ids.shape)
+        max_new_tokens = self._option("max_new_tokens", max_new_tokens)
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
+                or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+        do_sample = bool(self._option("do_sample", do_sample))
+        temperature = float(self._option("temperature", temperature))
+        top_k = self._option("top_k", top_k)
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
+            raise TypeError(f"top_k must be an integer, got {top_k!r}")
+        top_p = float(self._option("top_p", top_p))
+
+        if eos_token_id is None:
+            eos_token_id = self.generation_config.get("eos_token_id", self.config.get("eos_token_id"))
+        eos = _eos_list(eos_token_id) or []
+        if pad_token_id is None:
+            pad_token_id = self.generation_config.get("pad_token_id", self.config.get("pad_token_id"))
+        if pad_token_id is None:
+            pad_token_id = eos[0] if eos else 0
+        if isinstance(pad_token_id, bool) or not isinstance(pad_token_id, (int, np.integer)) \
+                or not 0 <= pad_token_id < self.vocab_size:
+            raise ValueError(f"pad_token_id must be a token id in [0, {self.vocab_size}), got {pad_token_id!r}")
+        if seed is None:
+            seed = int.from_bytes(os.urandom(8), "little")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an integer or None, got {seed!r}")
+        seed = int(seed) & ((1 << 63) - 1)
+
+        new = self._decoder.generate(ids, mask, int(max_new_tokens), do_sample, temperature, int(top_k), top_p,
+                                     seed, eos, int(pad_token_id))
+        out = np.concatenate([ids.astype(np.int64), new], axis=1)
+        return out[0] if was_1d else out
