@@ -2,14 +2,14 @@
 Python, everything that computes in the C core (pyllm._core.Decoder).
 
 A LLaMA is built from a Hugging Face ``config.json`` dict and a dict of NumPy arrays named as
-in the Hugging Face state dict. ``Model.from_pretrained`` (reading a model directory through
-``pyllm.checkpoint``) belongs beside ``from_arrays`` below and returns ``cls.from_arrays(...)``.
+in the Hugging Face state dict; ``Model.from_pretrained`` reads a model directory through
+``pyllm.checkpoint`` and hands the same to ``from_arrays``.
 """
 import os
 
 import numpy as np
 
-from . import _core
+from . import _core, checkpoint
 
 _ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
 
@@ -255,8 +255,15 @@ class Model:
         decoder = _core.Decoder(parsed, arrays, int(n_threads))
         return cls(decoder, dict(config), parsed, dict(generation_config or {}))
 
-    # Model.from_pretrained(model_dir, ...) goes here: read config.json, generation_config.json
-    # and the safetensors through pyllm.checkpoint, then return cls.from_arrays(...).
+    @classmethod
+    def from_pretrained(cls, model_dir, dtype="float32", n_threads=None, n_ctx=None):
+        """Load a Hugging Face model directory: config.json, generation_config.json (optional)
+        and model.safetensors or its sharded index, weights stored as f32, f16 or bf16.
+
+        The safetensors are memory-mapped and packed once into the C core's layout."""
+        config, weights, generation_config = checkpoint.load_pretrained(model_dir)
+        return cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
+                               generation_config=generation_config)
 
     @property
     def vocab_size(self):

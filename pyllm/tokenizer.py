@@ -66,7 +66,10 @@ class Tokenizer:
                              "give the SentencePiece tokenizer.model")
         with open(path, "rb") as f:
             data = f.read()
-        return cls(_core.sentencepiece_from_bytes(data))
+        try:
+            return cls(_core.sentencepiece_from_bytes(data))
+        except ValueError as e:  # the core names no file: say which one
+            raise ValueError(f"{path}: not a usable SentencePiece model: {e}") from None
 
     @classmethod
     def from_llama2c(cls, path, vocab_size):
@@ -75,9 +78,13 @@ class Tokenizer:
         The file does not store its number of tokens: give the model's ``vocab_size``."""
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
             raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
-        with open(os.fspath(path), "rb") as f:
+        path = os.fspath(path)
+        with open(path, "rb") as f:
             data = f.read()
-        return cls(_core.sentencepiece_from_llama2c(data, vocab_size))
+        try:
+            return cls(_core.sentencepiece_from_llama2c(data, vocab_size))
+        except ValueError as e:
+            raise ValueError(f"{path}: not a usable llama2.c tokenizer: {e}") from None
 
     @classmethod
     def from_pretrained(cls, directory):
