@@ -11,7 +11,7 @@ import sys
 import time
 
 import pyllm
-from pyllm.checkpoint import load_llama2c
+from pyllm.llama2c import load_llama2c
 
 
 def load_stories260k():
