@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import pyllm
+from conftest import child_environment
 from llama_reference import make_config, make_pair, reference_model, state_arrays
 
 TOL = 1e-4
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +202,7 @@ def test_thread_count_setting(small):
         one.n_threads = 0
 
 
-def test_crash_prone_inputs_in_a_fresh_process():
+def test_crash_prone_inputs_in_a_fresh_process(tmp_path):
     """Malformed arrays straight into the C binding raise instead of crashing (run in a child
     interpreter so that a crash fails this test rather than the whole run)."""
     code = textwrap.dedent("""
@@ -235,7 +235,7 @@ def test_crash_prone_inputs_in_a_fresh_process():
         print("done")
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": REPO})
+                          env=child_environment(), cwd=tmp_path)
     assert proc.returncode == 0, f"child failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
     assert proc.stdout.strip().endswith("done")
 
