@@ -324,11 +324,13 @@ class Model:
             return logits[0], tuple(state[0] for state in states)
         return logits, tuple(states)
 
-    def loglikelihood(self, requests, batch_size=8, progress=None):
+    def loglikelihood(self, requests, batch_size=8, max_length=None, progress=None):
         """[(sum log p(continuation | context), is_greedy)] for (context_ids, continuation_ids)
-        pairs, in the caller's order; see pyllm.scoring.loglikelihood."""
+        pairs, in the caller's order; contexts are left-truncated to max_length (default n_ctx)
+        tokens with their continuation. See pyllm.scoring.loglikelihood."""
         from . import scoring
-        return scoring.loglikelihood(self, requests, batch_size=batch_size, progress=progress)
+        return scoring.loglikelihood(self, requests, batch_size=batch_size, max_length=max_length,
+                                     progress=progress)
 
     def loglikelihood_rolling(self, ids, max_length=None, prefix_token_id=None, batch_size=8, progress=None):
         """Total log-likelihood of ids over disjoint windows of max_length tokens (default n_ctx),
