@@ -206,3 +206,49 @@ def test_generated_texts_are_identical(results):
     assert ours == theirs
     # The comparison means something only if the model writes text.
     assert sum(len(r[0]) for r in ours) > 0
+
+
+def test_backend_runs_with_torch_and_transformers_blocked(model_dir, isolated):
+    """A child process whose imports of torch and transformers fail runs loglikelihood,
+    loglikelihood_rolling and generate_until requests through the backend."""
+    kind, message = isolated(f"""
+        import importlib.abc, sys, types
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "transformers"):
+                    raise ImportError(f"blocked import of {{name}}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        import lm_eval
+        import pyllm.lm_eval
+        from lm_eval.api.registry import get_model
+        lm = get_model("pyllm").create_from_arg_string("pretrained={model_dir},n_threads=2",
+                                                       {{"batch_size": 2, "max_batch_size": None, "device": "cpu"}})
+        req = lambda *args: types.SimpleNamespace(args=args)
+        scores = lm.loglikelihood([req("The capital of France is", " Paris"), req("Two plus two", " equals four")])
+        assert len(scores) == 2 and all(s[0] < 0 for s in scores), scores
+        rolling = lm.loglikelihood_rolling([req("Once upon a time there was a dog.")])
+        assert rolling[0] < 0, rolling
+        texts = lm.generate_until([req("Once upon a time", {{"until": ["."], "max_gen_toks": 5}})])
+        assert isinstance(texts[0], str)
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
+        assert not loaded, loaded
+    """)
+    assert kind is None, f"{kind}: {message}"
+
+
+def test_python_m_pyllm_lm_eval_runs_the_cli(model_dir, task_manager, tmp_path):
+    """`python -m pyllm.lm_eval` is lm-eval's CLI with the backend registered."""
+    import subprocess
+    import sys
+    from conftest import child_environment
+    include = task_manager.include_path if isinstance(task_manager.include_path, str) else task_manager.include_path[0]
+    env = {**child_environment(), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pyllm.lm_eval", "run", "--model", "pyllm", "--model_args",
+                           f"pretrained={model_dir},max_length=320", "--tasks", "pyllm_test_mc",
+                           "--include_path", str(include), "--output_path", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "pyllm_test_mc" in proc.stdout and "acc" in proc.stdout
