@@ -42,6 +42,8 @@ MC_DOCS = [
     {"question": "She opened the door and", "choices": [" walked in.", " flew away over the mountains.", " sat."],
      "answer": 2},
     {"question": "Two plus two equals", "choices": [" four", " five"], "answer": 0},
+    # Longer than max_length (320 tokens) with its choices: both backends truncate from the left.
+    {"question": "We kept on walking along the river bank. " * 45 + "At last we reached the", "choices": [" bridge", " old mill by the water"], "answer": 0},
 ]
 PPL_DOCS = [
     {"text": "The quick brown fox jumps over the lazy dog. " * 40},
@@ -54,6 +56,8 @@ GEN_DOCS = [
     {"prompt": "The meaning of life is", "answer": " 42"},
     {"prompt": "Q: Name a fruit.\nA:", "answer": " apple"},
     {"prompt": "In the beginning", "answer": " was"},
+    # Longer than max_length - max_gen_toks (320 - 24): the context is cut from the left.
+    {"prompt": "The rain fell all night over the quiet town. " * 40 + "In the morning", "answer": " the"},
 ]
 
 TASKS = {
