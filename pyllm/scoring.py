@@ -25,6 +25,11 @@ __all__ = ["loglikelihood", "loglikelihood_rolling", "rolling_windows", "perplex
 # Work items above which a progress bar is shown when the caller does not say.
 _PROGRESS_THRESHOLD = 64
 
+# Most logits (floats) one forward call may return: 64 Mi floats = 256 MB. A 2,048-token
+# BLOOM window would otherwise need 2 GB of logits; longer continuations are scored in pieces
+# over the KV cache instead, and batches hold fewer rows.
+LOGITS_BUDGET = 64 * 1024 * 1024
+
 
 class _NoBar:
     def update(self, n=1):
@@ -90,7 +95,7 @@ def _score(logits, continuation):
     return float(logprobs.sum()), bool(greedy.all())
 
 
-def _score_shared_context(decoder, context, continuations, batch_size):
+def _score_shared_context(decoder, context, continuations, batch_size, vocab):
     """Scores of several continuations of one context: context[:-1] runs once, its KV cache is
     repeated for a batch of continuations, each fed [context[-1]] + continuation[:-1]
     (right-padded, the padding masked)."""
@@ -101,8 +106,9 @@ def _score_shared_context(decoder, context, continuations, batch_size):
         shared = decoder.new_cache(1, len(prefix) + longest)
         decoder.forward(shared, np.asarray([prefix], dtype=np.int32), None, True, 1)
     scores = []
-    for start in range(0, len(continuations), batch_size):
-        chunk = continuations[start:start + batch_size]
+    rows = max(1, min(batch_size, LOGITS_BUDGET // (longest * vocab)))
+    for start in range(0, len(continuations), rows):
+        chunk = continuations[start:start + rows]
         width = max(len(c) for c in chunk)
         ids = np.zeros((len(chunk), width), dtype=np.int32)
         mask = np.zeros((len(chunk), width), dtype=np.uint8)
@@ -114,6 +120,23 @@ def _score_shared_context(decoder, context, continuations, batch_size):
         logits = decoder.forward(cache, ids, mask, True, 0)
         scores.extend(_score(logits[row, :len(cont)], cont) for row, cont in enumerate(chunk))
     return scores
+
+
+def _score_in_pieces(decoder, vocab, context, continuation):
+    """One pair whose logits would exceed LOGITS_BUDGET: context[:-1] once, then the tokens that
+    predict the continuation in pieces that fit, each continuing the same KV cache."""
+    fed = [context[-1]] + continuation[:-1]
+    cache = decoder.new_cache(1, len(context) - 1 + len(fed))
+    if len(context) > 1:
+        decoder.forward(cache, np.asarray([context[:-1]], dtype=np.int32), None, True, 1)
+    step = max(1, LOGITS_BUDGET // vocab)
+    total, greedy = 0.0, True
+    for start in range(0, len(fed), step):
+        logits = decoder.forward(cache, np.asarray([fed[start:start + step]], dtype=np.int32), None, True, 0)
+        piece_total, piece_greedy = _score(logits[0], continuation[start:start + step])
+        total += piece_total
+        greedy = greedy and piece_greedy
+    return total, greedy
 
 
 def _score_batch(decoder, pairs):
@@ -172,7 +195,7 @@ def loglikelihood(model, requests, batch_size=8, max_length=None, progress=None)
     bar = _progress_bar(len(requests), "loglikelihood", progress)
     decoder = model._decoder
     try:
-        singles = []
+        singles = []  # (context, (index, continuation)), their logits within the budget together
 
         def flush():
             scores = _score_batch(decoder, [(ctx, cont) for ctx, (_, cont) in singles])
@@ -181,17 +204,26 @@ def loglikelihood(model, requests, batch_size=8, max_length=None, progress=None)
             bar.update(len(singles))
             singles.clear()
 
+        def fits(extra):
+            rows = singles + [extra]
+            return len(rows) <= batch_size and len(rows) * max(len(c) for _, (_, c) in rows) * vocab <= LOGITS_BUDGET
+
         for context, members in ordered:
             context = list(context)
+            large = [(index, c) for index, c in members if len(c) * vocab > LOGITS_BUDGET]
+            for index, continuation in large:
+                results[index] = _score_in_pieces(decoder, vocab, context, continuation)
+                bar.update(1)
+            members = [m for m in members if len(m[1]) * vocab <= LOGITS_BUDGET]
             if len(members) == 1:
-                singles.append((context, members[0]))
-                if len(singles) == batch_size:
+                if singles and not fits((context, members[0])):
                     flush()
-                continue
-            scores = _score_shared_context(decoder, context, [c for _, c in members], batch_size)
-            for (index, _), score in zip(members, scores):
-                results[index] = score
-            bar.update(len(members))
+                singles.append((context, members[0]))
+            elif members:
+                scores = _score_shared_context(decoder, context, [c for _, c in members], batch_size, vocab)
+                for (index, _), score in zip(members, scores):
+                    results[index] = score
+                bar.update(len(members))
         if singles:
             flush()
     finally:

@@ -166,6 +166,21 @@ def test_loglikelihood_order_and_sharing_do_not_change_results():
         assert close(again[position][0], together[index][0])
 
 
+def test_logits_budget_splits_work_without_changing_results(monkeypatch):
+    """Under a tiny logits budget, batches shrink and long continuations are scored in pieces
+    over the KV cache (as a 2,048-token BLOOM window must be): same numbers as transformers."""
+    hf, model = pair("gqa")
+    rng = np.random.default_rng(13)
+    requests = random_requests(rng, 12, max_continuation=30, share=0.6)
+    requests.append(([5], rng.integers(0, VOCAB, size=50).tolist()))
+    monkeypatch.setattr(scoring, "LOGITS_BUDGET", VOCAB * 7)
+    results = model.loglikelihood(requests, batch_size=4)
+    for (context, continuation), (logprob, is_greedy) in zip(requests, results):
+        ref_logprob, ref_greedy = reference_loglikelihood(hf, context, continuation)
+        assert close(logprob, ref_logprob) and is_greedy == ref_greedy
+    assert sum(len(c) > 7 for _, c in requests) >= 3  # the piecewise path ran
+
+
 def test_loglikelihood_truncates_long_contexts_from_the_left_like_lm_eval():
     hf, model = pair("mha")
     rng = np.random.default_rng(8)
