@@ -97,6 +97,20 @@ TASKS = {
             aggregation: mean
             higher_is_better: true
         """),
+    # A stop string that random text hits, often inside a token: the text is cut there.
+    "pyllm_test_gen_stop": ("gen.jsonl", GEN_DOCS, """
+        output_type: generate_until
+        doc_to_text: "{{prompt}}"
+        doc_to_target: "{{answer}}"
+        generation_kwargs:
+          until: ["e", "o"]
+          max_gen_toks: 16
+          do_sample: false
+        metric_list:
+          - metric: exact_match
+            aggregation: mean
+            higher_is_better: true
+        """),
 }
 
 
@@ -204,12 +218,21 @@ def test_rolling_loglikelihoods_agree(results):
                       float(b[0][0] if isinstance(b[0], (list, tuple)) else b[0]))
 
 
-def test_generated_texts_are_identical(results):
-    ours, theirs = _responses(results["pyllm"], "pyllm_test_gen"), _responses(results["hf"], "pyllm_test_gen")
+@pytest.mark.parametrize("task", ["pyllm_test_gen", "pyllm_test_gen_stop"])
+def test_generated_texts_are_identical(results, task):
+    ours, theirs = _responses(results["pyllm"], task), _responses(results["hf"], task)
     assert len(ours) == len(GEN_DOCS)
     assert ours == theirs
     # The comparison means something only if the model writes text.
     assert sum(len(r[0]) for r in ours) > 0
+
+
+def test_stop_strings_cut_the_text(results):
+    """Generations stopped by a stop string end before it (the comparison above covers that path)."""
+    long_texts = [r[0][0] for r in _responses(results["pyllm"], "pyllm_test_gen")]
+    cut_texts = [r[0][0] for r in _responses(results["pyllm"], "pyllm_test_gen_stop")]
+    assert all("e" not in t and "o" not in t for t in cut_texts)
+    assert sum(len(cut) < len(full) for cut, full in zip(cut_texts, long_texts)) >= 2
 
 
 def test_backend_runs_with_torch_and_transformers_blocked(model_dir, isolated):
