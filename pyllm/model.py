@@ -282,7 +282,10 @@ class Model:
         self._decoder.n_threads = value
 
     def new_cache(self, batch_size=1, capacity=None):
-        """An empty KV cache for incremental evaluation: ``model(ids, cache=cache)`` appends."""
+        """An empty KV cache for incremental evaluation: ``model(ids, cache=cache)`` appends the
+        tokens and returns only their logits. ``cache.copy()`` branches a computed prefix (a chat,
+        a shared prompt) without recomputing it; ``cache.repeat(n)`` turns a one-row cache into
+        n rows that continue it differently."""
         return self._decoder.new_cache(batch_size, self.n_ctx if capacity is None else capacity)
 
     def __call__(self, input_ids, attention_mask=None, cache=None, logits_to_keep=0, output_hidden_states=False):
