@@ -10,6 +10,7 @@ _load_onednn()
 from . import _core  # noqa: E402
 from .model import Model  # noqa: E402
 from .tokenizer import Tokenizer  # noqa: E402
+from . import scoring  # noqa: E402  (pyllm.scoring.perplexity and friends)
 
 __version__ = "0.1.0"
 

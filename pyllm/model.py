@@ -282,17 +282,28 @@ class Model:
         self._decoder.n_threads = value
 
     def new_cache(self, batch_size=1, capacity=None):
-        """An empty KV cache for incremental evaluation: ``model(ids, cache=cache)`` appends."""
+        """An empty KV cache for incremental evaluation: ``model(ids, cache=cache)`` appends the
+        tokens and returns only their logits. ``cache.copy()`` branches a computed prefix (a chat,
+        a shared prompt) without recomputing it; ``cache.repeat(n)`` turns a one-row cache into
+        n rows that continue it differently."""
         return self._decoder.new_cache(batch_size, self.n_ctx if capacity is None else capacity)
 
-    def __call__(self, input_ids, attention_mask=None, cache=None):
+    def __call__(self, input_ids, attention_mask=None, cache=None, logits_to_keep=0, output_hidden_states=False):
         """float32 logits [batch, seq, vocab] ([seq, vocab] for 1-D input_ids).
 
         attention_mask (1 = token, 0 = left padding) gives positions cumsum(mask) - 1. With a
         cache, the tokens continue the cached rows and the mask covers the new tokens (or the
-        cached ones followed by the new ones, as transformers passes it)."""
+        cached ones followed by the new ones, as transformers passes it).
+
+        logits_to_keep=k > 0 returns only the last k positions' logits ([batch, k, vocab]); the
+        lm_head runs only for those. output_hidden_states=True returns (logits, hidden_states),
+        hidden_states a tuple of num_hidden_layers + 1 float32 arrays [batch, seq, hidden] as
+        transformers gives them: the embeddings, each layer's output, the last after the final norm."""
         if cache is not None and not isinstance(cache, _core.KVCache):
             raise TypeError(f"cache must come from model.new_cache(), got {type(cache).__name__}")
+        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, (int, np.integer)) \
+                or logits_to_keep < 0:
+            raise ValueError(f"logits_to_keep must be an integer >= 0 (0 = every position), got {logits_to_keep!r}")
         ids, was_1d = _as_ids(input_ids, self.vocab_size)
         batch, seq = ids.shape
         if attention_mask is not None and cache is not None:
@@ -308,8 +319,28 @@ class Model:
             cache = self._decoder.new_cache(batch, seq)
         elif cache.batch_size != batch:
             raise ValueError(f"input_ids has {batch} rows but the cache holds {cache.batch_size}")
-        logits = self._decoder.forward(cache, ids, mask, True)
-        return logits[0] if was_1d else logits
+        out = self._decoder.forward(cache, ids, mask, True, int(logits_to_keep), bool(output_hidden_states))
+        if not output_hidden_states:
+            return out[0] if was_1d else out
+        logits, states = out
+        if was_1d:
+            return logits[0], tuple(state[0] for state in states)
+        return logits, tuple(states)
+
+    def loglikelihood(self, requests, batch_size=8, max_length=None, progress=None):
+        """[(sum log p(continuation | context), is_greedy)] for (context_ids, continuation_ids)
+        pairs, in the caller's order; contexts are left-truncated to max_length (default n_ctx)
+        tokens with their continuation. See pyllm.scoring.loglikelihood."""
+        from . import scoring
+        return scoring.loglikelihood(self, requests, batch_size=batch_size, max_length=max_length,
+                                     progress=progress)
+
+    def loglikelihood_rolling(self, ids, max_length=None, prefix_token_id=None, batch_size=8, progress=None):
+        """Total log-likelihood of ids over disjoint windows of max_length tokens (default n_ctx),
+        as lm-evaluation-harness computes it; see pyllm.scoring.loglikelihood_rolling."""
+        from . import scoring
+        return scoring.loglikelihood_rolling(self, ids, max_length=max_length, prefix_token_id=prefix_token_id,
+                                             batch_size=batch_size, progress=progress)
 
     def _option(self, name, value):
         if value is not None:

@@ -187,6 +187,40 @@ pyllm_status pyllm_kv_cache_copy(pyllm_kv_cache *dst, const pyllm_kv_cache *src)
     return PYLLM_OK;
 }
 
+pyllm_status pyllm_kv_cache_repeat(pyllm_kv_cache *dst, const pyllm_kv_cache *src, int64_t batch)
+{
+    memset(dst, 0, sizeof *dst);
+    if (src->batch != 1 || batch <= 0)
+        return pyllm_error(PYLLM_ERR_VALUE, "repeat needs a one-row cache and batch > 0, got %lld rows and batch %lld",
+                           (long long)src->batch, (long long)batch);
+    const size_t row = (size_t)(src->capacity * src->kv_width);
+    size_t bytes = pyllm_mul_size(pyllm_mul_size(pyllm_mul_size(row, (size_t)batch), (size_t)src->n_layers),
+                                  sizeof(float));
+    if (bytes == 0)
+        return PYLLM_ERR_MEMORY;
+    *dst = *src;
+    dst->batch = batch;
+    dst->keys = pyllm_alloc_big(bytes);
+    dst->values = pyllm_alloc_big(bytes);
+    dst->valid = pyllm_alloc((size_t)(batch * src->capacity));
+    dst->length = pyllm_alloc(sizeof(int64_t) * (size_t)batch);
+    if (dst->keys == NULL || dst->values == NULL || dst->valid == NULL || dst->length == NULL) {
+        pyllm_kv_cache_release(dst);
+        return PYLLM_ERR_MEMORY;
+    }
+    /* Both layouts hold one contiguous block of capacity * kv_width floats per (layer, row). */
+    for (int64_t l = 0; l < src->n_layers; l++)
+        for (int64_t b = 0; b < batch; b++) {
+            memcpy(dst->keys + (l * batch + b) * row, src->keys + l * row, sizeof(float) * row);
+            memcpy(dst->values + (l * batch + b) * row, src->values + l * row, sizeof(float) * row);
+        }
+    for (int64_t b = 0; b < batch; b++) {
+        memcpy(dst->valid + b * src->capacity, src->valid, (size_t)src->capacity);
+        dst->length[b] = src->length[0];
+    }
+    return PYLLM_OK;
+}
+
 /* ---- workspace ---------------------------------------------------------------------------- */
 
 static int grow(float **buf, int64_t count)
@@ -368,18 +402,37 @@ static pyllm_status mlp_block(pyllm_decoder *m, int64_t l, int64_t total)
     return PYLLM_OK;
 }
 
-pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *tokens,
-                                   const uint8_t *mask, int64_t n_new, float *logits, int all_positions)
+/* The final norm of the kept positions (the last `keep` new tokens of every row), gathered
+ * into w->h as [batch * keep, hidden]; from the already normalised rows when given. */
+static void gather_kept_rows(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t n_new, int64_t keep,
+                             const float *normalized)
+{
+    pyllm_workspace *w = &m->work;
+    const int64_t d = m->config.hidden_size;
+    for (int64_t b = 0; b < cache->batch; b++) {
+        const int64_t first = b * n_new + n_new - keep;
+        if (normalized != NULL)
+            memcpy(w->h + b * keep * d, normalized + first * d, sizeof(float) * (size_t)(keep * d));
+        else
+            normalize(m, w->x + first * d, m->final_norm, w->h + b * keep * d, keep);
+    }
+}
+
+pyllm_status pyllm_decoder_forward_outputs(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *tokens,
+                                           const uint8_t *mask, int64_t n_new, const pyllm_forward_outputs *out)
 {
     const pyllm_decoder_config *c = &m->config;
     omp_set_num_threads(m->n_threads);
     if (n_new <= 0)
         return pyllm_error(PYLLM_ERR_VALUE, "input_ids is empty: need at least one token");
+    if (out->logits_to_keep < 0)
+        return pyllm_error(PYLLM_ERR_VALUE, "logits_to_keep must be >= 0 (0 = every position), got %lld",
+                           (long long)out->logits_to_keep);
     if (cache->used + n_new > cache->capacity)
         return pyllm_error(PYLLM_ERR_VALUE,
                            "%lld new tokens do not fit the KV cache: %lld of its %lld positions are used "
                            "(n_ctx)", (long long)n_new, (long long)cache->used, (long long)cache->capacity);
-    const int64_t total = cache->batch * n_new;
+    const int64_t total = cache->batch * n_new, d = c->hidden_size;
     for (int64_t i = 0; i < total; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
             return pyllm_error(PYLLM_ERR_VALUE, "token id %d at position %lld is out of range [0, %lld)",
@@ -390,8 +443,13 @@ pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, cons
     int64_t *new_length = w->row_length;
     prepare_positions(m, cache, mask, n_new, new_length);
 
-    pyllm_embedding(m->embed, c->hidden_size, tokens, total, w->x);
+    /* hidden_states[i]: the input of layer i; the last one is the final norm's output. */
+    float *hidden = out->hidden_states;
+    const size_t state_bytes = sizeof(float) * (size_t)(total * d);
+    pyllm_embedding(m->embed, d, tokens, total, w->x);
     for (int64_t l = 0; l < c->n_layers; l++) {
+        if (hidden != NULL)
+            memcpy(hidden + l * total * d, w->x, state_bytes);
         PYLLM_TRY(attention_block(m, cache, l, n_new));
         PYLLM_TRY(mlp_block(m, l, total));
     }
@@ -399,14 +457,22 @@ pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, cons
     for (int64_t b = 0; b < cache->batch; b++)
         cache->length[b] = new_length[b];
 
-    if (logits == NULL)
-        return PYLLM_OK;
-    if (all_positions) {
-        normalize(m, w->x, m->final_norm, w->h, total);
-        return pyllm_linear_forward(&m->matmul, &m->lm_head, w->h, logits, total);
+    float *normalized = NULL;
+    if (hidden != NULL) {
+        normalized = hidden + c->n_layers * total * d;
+        normalize(m, w->x, m->final_norm, normalized, total);
     }
-    for (int64_t b = 0; b < cache->batch; b++)
-        normalize(m, w->x + (b * n_new + n_new - 1) * c->hidden_size, m->final_norm,
-                       w->h + b * c->hidden_size, 1);
-    return pyllm_linear_forward(&m->matmul, &m->lm_head, w->h, logits, cache->batch);
+    if (out->logits == NULL)
+        return PYLLM_OK;
+    /* The lm_head only for the rows asked for: a long prompt's full logits can be gigabytes. */
+    const int64_t keep = out->logits_to_keep == 0 || out->logits_to_keep > n_new ? n_new : out->logits_to_keep;
+    gather_kept_rows(m, cache, n_new, keep, normalized);
+    return pyllm_linear_forward(&m->matmul, &m->lm_head, w->h, out->logits, cache->batch * keep);
+}
+
+pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *tokens,
+                                   const uint8_t *mask, int64_t n_new, float *logits, int all_positions)
+{
+    pyllm_forward_outputs out = {.logits = logits, .logits_to_keep = all_positions ? 0 : 1};
+    return pyllm_decoder_forward_outputs(m, cache, tokens, mask, n_new, &out);
 }

@@ -95,6 +95,10 @@ void pyllm_kv_cache_release(pyllm_kv_cache *c);
 /* dst (uninitialised) becomes an independent copy of src. */
 pyllm_status pyllm_kv_cache_copy(pyllm_kv_cache *dst, const pyllm_kv_cache *src);
 
+/* dst (uninitialised) becomes a cache of `batch` rows, each a copy of src's single row: a shared
+ * prompt prefix computed once, continued differently by every row. */
+pyllm_status pyllm_kv_cache_repeat(pyllm_kv_cache *dst, const pyllm_kv_cache *src, int64_t batch);
+
 /* Make the workspace big enough for calls of up to `tokens` new tokens per row over `cache`,
  * and create the matmul primitives for calls of exactly that many. */
 pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens);
@@ -105,5 +109,16 @@ pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache
  * [batch, vocab] for each row's last new token; NULL for none. */
 pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *tokens,
                                    const uint8_t *mask, int64_t n_new, float *logits, int all_positions);
+
+/* What a forward pass writes out; NULL pointers ask for nothing. */
+typedef struct {
+    float *logits;          /* [batch, keep, vocab] for the last keep new tokens of each row */
+    int64_t logits_to_keep; /* keep; 0 = every new token */
+    float *hidden_states;   /* [n_layers + 1][batch][n_new][hidden]: each layer's input (the
+                               embeddings first), then the final norm's output, as transformers */
+} pyllm_forward_outputs;
+
+pyllm_status pyllm_decoder_forward_outputs(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *tokens,
+                                           const uint8_t *mask, int64_t n_new, const pyllm_forward_outputs *out);
 
 #endif

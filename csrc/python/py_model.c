@@ -350,24 +350,41 @@ static int tokens_and_mask(PyObject *ids_obj, PyObject *mask_obj, int64_t batch,
 
 static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"cache", "input_ids", "attention_mask", "all_positions", NULL};
+    static char *kwlist[] = {"cache", "input_ids", "attention_mask", "all_positions", "logits_to_keep",
+                             "output_hidden_states", NULL};
     KVCacheObject *cache;
     PyObject *ids_obj, *mask_obj = Py_None;
-    int all_positions = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O|Op:forward", kwlist, &KVCacheType, &cache, &ids_obj,
-                                     &mask_obj, &all_positions))
+    int all_positions = 1, output_hidden_states = 0;
+    long long keep = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O|OpLp:forward", kwlist, &KVCacheType, &cache, &ids_obj,
+                                     &mask_obj, &all_positions, &keep, &output_hidden_states))
         return NULL;
     if (cache->owner != self || !cache->ready) {
         PyErr_SetString(PyExc_ValueError, "this cache belongs to another model");
         return NULL;
     }
+    if (keep < 0) {
+        PyErr_Format(PyExc_ValueError, "logits_to_keep must be >= 0 (0 = every position), got %lld", keep);
+        return NULL;
+    }
     PyArrayObject *ids, *mask;
     if (tokens_and_mask(ids_obj, mask_obj, cache->cache.batch, &ids, &mask) < 0)
         return NULL;
-    const int64_t batch = PyArray_DIM(ids, 0), n = PyArray_DIM(ids, 1), vocab = self->model.config.vocab_size;
-    npy_intp dims[3] = {batch, all_positions ? n : vocab, vocab};
+    const pyllm_decoder_config *c = &self->model.config;
+    const int64_t batch = PyArray_DIM(ids, 0), n = PyArray_DIM(ids, 1), vocab = c->vocab_size;
+    /* all_positions=False: [batch, vocab] of each row's last token; else [batch, keep, vocab]. */
+    if (!all_positions)
+        keep = 1;
+    else if (keep == 0 || keep > n)
+        keep = n;
+    npy_intp dims[3] = {batch, all_positions ? keep : vocab, vocab};
+    npy_intp state_dims[4] = {c->n_layers + 1, batch, n, c->hidden_size};
     PyArrayObject *logits = (PyArrayObject *)PyArray_SimpleNew(all_positions ? 3 : 2, dims, NPY_FLOAT32);
-    if (logits == NULL) {
+    PyArrayObject *states = NULL;
+    if (logits != NULL && output_hidden_states)
+        states = (PyArrayObject *)PyArray_SimpleNew(4, state_dims, NPY_FLOAT32);
+    if (logits == NULL || (output_hidden_states && states == NULL)) {
+        Py_XDECREF(logits);
         Py_DECREF(ids);
         Py_XDECREF(mask);
         return NULL;
@@ -375,19 +392,29 @@ static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *
     pyllm_status st;
     const int32_t *tok = PyArray_DATA(ids);
     const uint8_t *m = mask ? PyArray_DATA(mask) : NULL;
-    float *out = PyArray_DATA(logits);
+    pyllm_forward_outputs out = {
+        .logits = PyArray_DATA(logits),
+        .logits_to_keep = keep,
+        .hidden_states = states ? PyArray_DATA(states) : NULL,
+    };
     Py_BEGIN_ALLOW_THREADS
     lock_model(self);
-    st = pyllm_decoder_forward(&self->model, &cache->cache, tok, m, n, out, all_positions);
+    st = pyllm_decoder_forward_outputs(&self->model, &cache->cache, tok, m, n, &out);
     PyThread_release_lock(self->lock);
     Py_END_ALLOW_THREADS
     Py_DECREF(ids);
     Py_XDECREF(mask);
     if (st != PYLLM_OK) {
         Py_DECREF(logits);
+        Py_XDECREF(states);
         return pyllm_raise(st);
     }
-    return (PyObject *)logits;
+    if (states == NULL)
+        return (PyObject *)logits;
+    PyObject *pair = PyTuple_Pack(2, (PyObject *)logits, (PyObject *)states);
+    Py_DECREF(logits);
+    Py_DECREF(states);
+    return pair;
 }
 
 /* A Python list of ints as int32 values in [0, vocab); the count in *n. */
@@ -565,8 +592,10 @@ static PyMethodDef decoder_methods[] = {
     {"new_cache", (PyCFunction)(void (*)(void))decoder_new_cache, METH_VARARGS | METH_KEYWORDS,
      "new_cache(batch_size=1, capacity=n_ctx): an empty KV cache for this model."},
     {"forward", (PyCFunction)(void (*)(void))decoder_forward, METH_VARARGS | METH_KEYWORDS,
-     "forward(cache, input_ids, attention_mask=None, all_positions=True): logits of the new tokens "
-     "(int32 [batch, n]; mask uint8), appended to the cache."},
+     "forward(cache, input_ids, attention_mask=None, all_positions=True, logits_to_keep=0, "
+     "output_hidden_states=False): logits of the new tokens (int32 [batch, n]; mask uint8), appended to "
+     "the cache; [batch, keep, vocab] for the last logits_to_keep (0 = all); with output_hidden_states, "
+     "(logits, float32 [n_layers + 1, batch, n, hidden])."},
     {"generate", (PyCFunction)(void (*)(void))decoder_generate, METH_VARARGS | METH_KEYWORDS,
      "generate(input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p, seed, "
      "eos_token_ids, pad_token_id): int64 [batch, steps] of new tokens."},
@@ -621,6 +650,33 @@ static PyObject *cache_copy(KVCacheObject *self, PyObject *unused)
     return (PyObject *)c;
 }
 
+static PyObject *cache_repeat(KVCacheObject *self, PyObject *arg)
+{
+    long long batch = PyLong_AsLongLong(arg);
+    if (batch == -1 && PyErr_Occurred())
+        return NULL;
+    if (self->cache.batch != 1 || batch < 1) {
+        PyErr_Format(PyExc_ValueError, "repeat(batch_size) needs a one-row cache and batch_size >= 1, "
+                     "got a cache of %lld rows and batch_size %lld", (long long)self->cache.batch, batch);
+        return NULL;
+    }
+    KVCacheObject *c = cache_wrap(self->owner);
+    if (c == NULL)
+        return NULL;
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    lock_model(self->owner);
+    st = pyllm_kv_cache_repeat(&c->cache, &self->cache, batch);
+    PyThread_release_lock(self->owner->lock);
+    Py_END_ALLOW_THREADS
+    if (st != PYLLM_OK) {
+        Py_DECREF(c);
+        return pyllm_raise(st);
+    }
+    c->ready = 1;
+    return (PyObject *)c;
+}
+
 static PyObject *cache_get_lengths(KVCacheObject *self, void *closure)
 {
     (void)closure;
@@ -658,6 +714,8 @@ static PyObject *cache_get_batch(KVCacheObject *self, void *closure)
 
 static PyMethodDef cache_methods[] = {
     {"copy", (PyCFunction)cache_copy, METH_NOARGS, "An independent copy of this cache."},
+    {"repeat", (PyCFunction)cache_repeat, METH_O,
+     "repeat(batch_size): a new cache of batch_size rows, each a copy of this one-row cache."},
     {NULL, NULL, 0, NULL},
 };
 
