@@ -336,6 +336,99 @@ static PyObject *tokenizer_add_token(TokenizerObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+
+/* Text argument as UTF-8 (None -> empty). */
+static int optional_utf8(PyObject *obj, const char **s, Py_ssize_t *len)
+{
+    if (obj == Py_None) {
+        *s = "";
+        *len = 0;
+        return 0;
+    }
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "expected a str, got %.200s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *s = PyUnicode_AsUTF8AndSize(obj, len);
+    return *s == NULL ? -1 : 0;
+}
+
+/* hf_bpe_tokenizer(vocab, merges, steps, unk_id, byte_fallback, fuse_unk, ignore_merges):
+ * vocab is a list of str by id, merges a list of (str, str) by rank, steps a list of
+ * (stage, kind, s1, s2, is_regex, a, b) tuples (see csrc/tokenizers/tokenizer_json.h). */
+static PyObject *from_hf_bpe(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *vocab, *merges, *steps;
+    int unk_id, byte_fallback, fuse_unk, ignore_merges;
+    if (!PyArg_ParseTuple(args, "O!O!O!ippp:hf_bpe_tokenizer", &PyList_Type, &vocab, &PyList_Type, &merges,
+                          &PyList_Type, &steps, &unk_id, &byte_fallback, &fuse_unk, &ignore_merges))
+        return NULL;
+    pyllm_tokenizer *tok = NULL;
+    pyllm_status st = pyllm_tokenizer_hf_new((int32_t)PyList_GET_SIZE(vocab), &tok);
+    if (st != PYLLM_OK)
+        return pyllm_raise(st);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(vocab); i++) {
+        Py_ssize_t len;
+        const char *s = utf8_of(PyList_GET_ITEM(vocab, i), &len);
+        if (s == NULL)
+            goto fail;
+        if ((st = pyllm_tokenizer_hf_add_vocab(tok, s, (size_t)len)) != PYLLM_OK)
+            goto fail_status;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(merges); i++) {
+        PyObject *pair = PyList_GET_ITEM(merges, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_Format(PyExc_TypeError, "merge %zd must be a pair of str", i);
+            goto fail;
+        }
+        Py_ssize_t alen, blen;
+        const char *a = utf8_of(PyTuple_GET_ITEM(pair, 0), &alen);
+        const char *b = a == NULL ? NULL : utf8_of(PyTuple_GET_ITEM(pair, 1), &blen);
+        if (b == NULL)
+            goto fail;
+        if ((st = pyllm_tokenizer_hf_add_merge(tok, a, (size_t)alen, b, (size_t)blen)) != PYLLM_OK)
+            goto fail_status;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(steps); i++) {
+        int stage, kind, is_regex, a, b;
+        PyObject *o1, *o2;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(steps, i), "iiOOpii:pipeline step", &stage, &kind, &o1, &o2, &is_regex,
+                              &a, &b))
+            goto fail;
+        const char *s1, *s2;
+        Py_ssize_t len1, len2;
+        if (optional_utf8(o1, &s1, &len1) < 0 || optional_utf8(o2, &s2, &len2) < 0)
+            goto fail;
+        st = pyllm_tokenizer_hf_add_step(tok, stage, kind, s1, (size_t)len1, s2, (size_t)len2, is_regex, a, b);
+        if (st != PYLLM_OK)
+            goto fail_status;
+    }
+    if ((st = pyllm_tokenizer_hf_finish(tok, unk_id, byte_fallback, fuse_unk, ignore_merges)) != PYLLM_OK)
+        goto fail_status;
+    return wrap(tok);
+fail_status:
+    pyllm_raise(st);
+fail:
+    pyllm_tokenizer_free(tok);
+    return NULL;
+}
+
+static PyObject *tokenizer_set_added_flags(TokenizerObject *self, PyObject *args)
+{
+    int id, flags;
+    if (!PyArg_ParseTuple(args, "ii:set_added_flags", &id, &flags))
+        return NULL;
+    if (self->tok->hf == NULL) {
+        PyErr_SetString(PyExc_TypeError, "added-token flags apply to tokenizer.json tokenizers only");
+        return NULL;
+    }
+    pyllm_status st = pyllm_tokenizer_hf_set_added_flags(self->tok, id, flags);
+    if (st != PYLLM_OK)
+        return pyllm_raise(st);
+    Py_RETURN_NONE;
+}
+
 static PyObject *optional_id(int32_t id)
 {
     if (id < 0)
@@ -405,6 +498,8 @@ static PyMethodDef tokenizer_methods[] = {
     {"add_token", (PyCFunction)tokenizer_add_token, METH_VARARGS,
      "add_token(text, id, special=True): split text out of inputs as this id (an existing piece or the next "
      "id); special tokens are skipped by decode(skip_special_tokens=True)."},
+    {"set_added_flags", (PyCFunction)tokenizer_set_added_flags, METH_VARARGS,
+     "set_added_flags(id, flags): lstrip 1 / rstrip 2 / single_word 4 of an added token (tokenizer.json)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -425,6 +520,9 @@ static PyMethodDef module_functions[] = {
      "sentencepiece_from_bytes(data) -> SentencePieceTokenizer from the bytes of a tokenizer.model."},
     {"sentencepiece_from_llama2c", from_llama2c, METH_VARARGS,
      "sentencepiece_from_llama2c(data, vocab_size) -> SentencePieceTokenizer from a llama2.c tokenizer file."},
+    {"hf_bpe_tokenizer", from_hf_bpe, METH_VARARGS,
+     "hf_bpe_tokenizer(vocab, merges, steps, unk_id, byte_fallback, fuse_unk, ignore_merges) -> a tokenizer.json "
+     "BPE tokenizer (use pyllm.Tokenizer.from_file)."},
     {NULL, NULL, 0, NULL},
 };
 
