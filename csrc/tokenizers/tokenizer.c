@@ -312,6 +312,8 @@ pyllm_status pyllm_tokenizer_add_token(pyllm_tokenizer *t, const char *text, siz
         if (existing != id)
             return pyllm_error(PYLLM_ERR_VALUE, "added token '%.*s' has id %d in the vocabulary, not %d", (int)len,
                                text, existing, id);
+        if (t->hf != NULL && special) /* tokenizer.json: a special added token is skipped by decode */
+            t->types[id] = PYLLM_PIECE_CONTROL;
         return pyllm_special_tokens_add(&t->specials, text, len, id);
     }
     if (id != t->vocab.n_tokens)

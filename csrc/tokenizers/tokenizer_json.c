@@ -108,8 +108,11 @@ pyllm_status pyllm_tokenizer_hf_add_step(pyllm_tokenizer *t, int which, int kind
     }
     pyllm_step *s = &hf->steps[which][hf->n_steps[which]];
     int regex_step = which != PYLLM_HF_DECODER && (kind == PYLLM_STEP_SPLIT || kind == PYLLM_STEP_BYTE_LEVEL);
-    pyllm_status st = pyllm_step_init(s, (pyllm_step_kind)kind, s1 ? s1 : "", len1, s2 ? s2 : "", len2,
-                                      regex_step && is_regex, a, b);
+    /* a decoder step only keeps its strings: initialise it as a plain Prepend, then set its kind */
+    pyllm_step_kind init_kind = which == PYLLM_HF_DECODER ? PYLLM_STEP_PREPEND : (pyllm_step_kind)kind;
+    pyllm_status st = pyllm_step_init(s, init_kind, s1 ? s1 : "", len1, s2 ? s2 : "", len2, regex_step && is_regex,
+                                      a, b);
+    s->kind = (pyllm_step_kind)kind;
     if (st != PYLLM_OK) {
         pyllm_step_free(s);
         return st;
