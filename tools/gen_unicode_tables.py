@@ -1,34 +1,56 @@
 """Generate csrc/tokenizers/unicode_tables.c: the Unicode data the tokenizer.json pipelines need.
 
-What `tokenizers` (0.23.x, the reference) uses, and therefore what these tables follow:
-  * its regex classes (\\p{L}, \\p{N}, \\s, ...) come from Oniguruma 6.9.10 (onig_sys), built on
-    Unicode 16.0.0;
-  * its `Digits` pre-tokenizer and the whitespace rules of added tokens come from Rust's
-    standard library (char::is_numeric, char::is_whitespace), also Unicode 16.0.0 in the
-    Rust release that built tokenizers 0.23.
-Both are Unicode 16.0.0, so one table serves both; the tests check every code point against
-`tokenizers` itself. The data come from the `unicodedata2` package pinned to 16.0.0 (Python's
-own unicodedata is older: 14.0.0 on Python 3.11):
+`tokenizers` (0.23.x, the reference) takes its Unicode rules from two places that follow
+different Unicode versions, and so do these tables:
+  * regex classes of Split patterns (\\p{L}, \\p{N}, \\s, ...) come from the Oniguruma built into
+    tokenizers (onig_sys), whose tables are Unicode 16.0.0 (checked code point by code point):
+    general category and White_Space;
+  * the `Digits` pre-tokenizer (char::is_numeric) and the whitespace of added tokens' lstrip /
+    rstrip (char::is_whitespace) come from Rust's standard library, on Unicode 17.0.0 in the Rust
+    release that built tokenizers 0.23 (e.g. U+11DE0..U+11DE9 are digits there, unassigned in 16).
+The tests check every code point against `tokenizers` itself.
 
-    pip install unicodedata2==16.0.0
-    python tools/gen_unicode_tables.py            # rewrites csrc/tokenizers/unicode_tables.c
+The data come from the `unicodedata2` package at those two versions, each installed in its own
+folder and read in a child interpreter (Python's own unicodedata is older: 14.0.0 on 3.11):
 
-Per code point one byte: the general category (index into CATEGORIES) in the low 5 bits and
-White_Space in bit 5, in a two-stage table (256-code-point blocks, identical blocks shared).
-Simple case folding pairs (for (?i:...)) come from the same data through str.casefold of
-Python, restricted to single-character folds, which is what Oniguruma applies to one
-character of a pattern.
+    pip install --target /tmp/ucd16 unicodedata2==16.0.0
+    pip install --target /tmp/ucd17 unicodedata2==17.0.0
+    python tools/gen_unicode_tables.py /tmp/ucd16 /tmp/ucd17   # rewrites csrc/tokenizers/unicode_tables.c
+
+Per code point one byte: Oniguruma's general category (index into CATEGORIES) in bits 0-4,
+its White_Space in bit 5, Rust's is_numeric in bit 6 and Rust's is_whitespace in bit 7, in a
+two-stage table (256-code-point blocks, identical blocks stored once). Case folds for (?i:...)
+are the single-character results of str.casefold under Unicode 16.0.0 (unicodedata2 has no
+fold table; Python's casefold follows Python's Unicode, and the tests compare (?i) matching
+over all code points with tokenizers).
 """
+import json
 import os
+import subprocess
 import sys
 
-import unicodedata2
-
-UNICODE_VERSION = "16.0.0"
+ONIGURUMA_UNICODE = "16.0.0"
+RUST_UNICODE = "17.0.0"
 CATEGORIES = ["Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "No", "Pc", "Pd", "Ps", "Pe", "Pi",
               "Pf", "Po", "Sm", "Sc", "Sk", "So", "Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co", "Cn"]
-WHITE_SPACE_BIT = 0x20
+WHITE_SPACE_BIT, RUST_NUMERIC_BIT, RUST_WHITE_SPACE_BIT = 0x20, 0x40, 0x80
 BLOCK = 256
+
+# Run in a child interpreter whose path holds one unicodedata2 version: prints its version and
+# the general category of every code point.
+_READER = """
+import json, sys, unicodedata2
+print(json.dumps([unicodedata2.unidata_version, [unicodedata2.category(chr(c)) for c in range(0x110000)]]))
+"""
+
+
+def categories(folder, expected):
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(folder))
+    out = subprocess.run([sys.executable, "-c", _READER], env=env, capture_output=True, text=True, check=True)
+    version, cats = json.loads(out.stdout)
+    if version != expected:
+        sys.exit(f"{folder} holds unicodedata2 for Unicode {version}; Unicode {expected} is needed")
+    return cats
 
 
 def white_space(cp, category):
@@ -37,12 +59,20 @@ def white_space(cp, category):
 
 
 def main():
-    if unicodedata2.unidata_version != UNICODE_VERSION:
-        sys.exit(f"unicodedata2 has Unicode {unicodedata2.unidata_version}; install unicodedata2=={UNICODE_VERSION}")
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    onig = categories(sys.argv[1], ONIGURUMA_UNICODE)
+    rust = categories(sys.argv[2], RUST_UNICODE)
     values = []
     for cp in range(0x110000):
-        cat = unicodedata2.category(chr(cp))
-        values.append(CATEGORIES.index(cat) | (WHITE_SPACE_BIT if white_space(cp, cat) else 0))
+        v = CATEGORIES.index(onig[cp])
+        if white_space(cp, onig[cp]):
+            v |= WHITE_SPACE_BIT
+        if rust[cp] in ("Nd", "Nl", "No"):
+            v |= RUST_NUMERIC_BIT
+        if white_space(cp, rust[cp]):
+            v |= RUST_WHITE_SPACE_BIT
+        values.append(v)
     blocks, stage1, stage2 = {}, [], []
     for start in range(0, 0x110000, BLOCK):
         block = tuple(values[start:start + BLOCK])
@@ -53,7 +83,7 @@ def main():
 
     folds = []
     for cp in range(0x110000):
-        if 0xD800 <= cp <= 0xDFFF:
+        if 0xD800 <= cp <= 0xDFFF or onig[cp] == "Cn":
             continue
         f = chr(cp).casefold()
         if len(f) == 1 and ord(f) != cp:
@@ -62,9 +92,10 @@ def main():
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "csrc", "tokenizers", "unicode_tables.c")
     with open(out, "w", encoding="utf-8") as f:
         f.write("/* GENERATED by tools/gen_unicode_tables.py -- do not edit.\n"
-                f" * Unicode {UNICODE_VERSION} (unicodedata2): the version of both\n"
-                " * Oniguruma 6.9.10 (regex classes of tokenizers) and Rust's std (Digits, whitespace) in\n"
-                " * tokenizers 0.23. Case folds: Python str.casefold (single-character folds only). */\n")
+                f" * Regex classes (general category, White_Space): Unicode {ONIGURUMA_UNICODE}, as the Oniguruma\n"
+                " * of tokenizers 0.23. is_numeric / is_whitespace (Digits, added-token lstrip/rstrip):\n"
+                f" * Unicode {RUST_UNICODE}, as Rust's std in tokenizers 0.23. Data: unicodedata2 at those\n"
+                " * versions. Case folds: Python str.casefold, single-character folds only. */\n")
         f.write('#include "tokenizers/unicode.h"\n\n')
         f.write(f"const uint16_t pyllm_unicode_stage1[{len(stage1)}] = {{\n")
         for i in range(0, len(stage1), 16):

@@ -429,6 +429,35 @@ static PyObject *tokenizer_set_added_flags(TokenizerObject *self, PyObject *args
     Py_RETURN_NONE;
 }
 
+static PyObject *tokenizer_pre_tokenize(TokenizerObject *self, PyObject *arg)
+{
+    if (self->tok->hf == NULL) {
+        PyErr_SetString(PyExc_TypeError, "pre_tokenize applies to tokenizer.json tokenizers only");
+        return NULL;
+    }
+    Py_ssize_t len;
+    const char *utf8 = utf8_of(arg, &len);
+    if (utf8 == NULL)
+        return NULL;
+    pyllm_pieces pieces = {0};
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pyllm_tokenizer_hf_pre_tokenize(self->tok, utf8, (size_t)len, &pieces);
+    Py_END_ALLOW_THREADS
+    PyObject *result = st == PYLLM_OK ? PyList_New((Py_ssize_t)pieces.n) : pyllm_raise(st);
+    for (size_t i = 0; result != NULL && i < pieces.n; i++) {
+        PyObject *piece = PyUnicode_DecodeUTF8(pieces.text.data + pieces.start[i],
+                                               (Py_ssize_t)(pieces.end[i] - pieces.start[i]), "surrogateescape");
+        if (piece == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, (Py_ssize_t)i, piece);
+    }
+    pyllm_pieces_free(&pieces);
+    return result;
+}
+
 static PyObject *optional_id(int32_t id)
 {
     if (id < 0)
@@ -498,6 +527,9 @@ static PyMethodDef tokenizer_methods[] = {
     {"add_token", (PyCFunction)tokenizer_add_token, METH_VARARGS,
      "add_token(text, id, special=True): split text out of inputs as this id (an existing piece or the next "
      "id); special tokens are skipped by decode(skip_special_tokens=True)."},
+    {"pre_tokenize", (PyCFunction)tokenizer_pre_tokenize, METH_O,
+     "pre_tokenize(text) -> list[str]: the pieces the normalizers and pre-tokenizers of a tokenizer.json make "
+     "(byte-level pieces not yet mapped to their characters)."},
     {"set_added_flags", (PyCFunction)tokenizer_set_added_flags, METH_VARARGS,
      "set_added_flags(id, flags): lstrip 1 / rstrip 2 / single_word 4 of an added token (tokenizer.json)."},
     {NULL, NULL, 0, NULL},

@@ -108,7 +108,7 @@ static int next_match(const pyllm_step *s, const char *piece, size_t len, size_t
         for (size_t pos = from; pos < len;) {
             uint32_t cp;
             size_t k = pyllm_unicode_decode(piece + pos, len - pos, &cp);
-            if ((PYLLM_UC_NUMBER >> pyllm_unicode_category(cp)) & 1) {
+            if (pyllm_unicode_rust_numeric(cp)) {
                 *ms = pos;
                 *me = pos + k;
                 return 1;

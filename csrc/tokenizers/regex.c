@@ -201,12 +201,6 @@ static pyllm_status parse_escape(parser *ps, int *is_char, uint32_t *cp, class_i
     case 'S': item->white_space = 1; item->negated = 1; return PYLLM_OK;
     case 'd': item->categories = PYLLM_UC_MASK(PYLLM_UC_ND); return PYLLM_OK;
     case 'D': item->categories = PYLLM_UC_MASK(PYLLM_UC_ND); item->negated = 1; return PYLLM_OK;
-    case 'w':
-    case 'W':
-        item->categories = PYLLM_UC_LETTER | PYLLM_UC_MASK(PYLLM_UC_MN) | PYLLM_UC_MASK(PYLLM_UC_MC) |
-                           PYLLM_UC_MASK(PYLLM_UC_ME) | PYLLM_UC_MASK(PYLLM_UC_ND) | PYLLM_UC_MASK(PYLLM_UC_PC);
-        item->negated = e == 'W';
-        return PYLLM_OK;
     case 'p':
     case 'P': {
         if (ps->p >= ps->end || *ps->p != '{')
@@ -239,10 +233,9 @@ static pyllm_status parse_escape(parser *ps, int *is_char, uint32_t *cp, class_i
     case 'a': *cp = '\a'; break;
     case 'e': *cp = 0x1B; break;
     default:
-        if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9')) {
-            ps->p--;
-            return syntax_error(ps, "this escape");
-        }
+        if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9'))
+            return pyllm_error(PYLLM_ERR_VALUE, "regex '%.*s': the escape \\%c at offset %zu is not supported",
+                               (int)ps->pattern_len, ps->pattern, e, (size_t)(ps->p - 2 - ps->pattern));
         ps->p--;
         *cp = next_char(ps);
         break;

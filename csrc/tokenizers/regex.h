@@ -1,7 +1,7 @@
 /* The regular expressions of tokenizer.json pre-tokenizers (Split patterns, GPT-2's ByteLevel
  * split), matched like Oniguruma: leftmost match, alternatives tried in order, greedy / lazy /
  * possessive quantifiers. Supported: literals and escapes, '.', classes (negated, nested,
- * ranges, \s \S \d \D \w \W \p{..} \P{..} inside), groups (?: ) ( ) (?i: ), lookahead (?= ) (?! ),
+ * ranges, \s \S \d \D \p{..} \P{..} inside), groups (?: ) ( ) (?i: ), lookahead (?= ) (?! ),
  * quantifiers * + ? {n} {n,} {n,m} on single characters and ? on groups. Anything else is
  * rejected at compile time with an error naming it, so matching never backtracks exponentially:
  * only single-character repetitions backtrack, one position at a time. */

@@ -66,6 +66,10 @@ pyllm_status pyllm_tokenizer_hf_encode(const pyllm_tokenizer *t, const char *tex
                                        pyllm_ids *out);
 pyllm_status pyllm_tokenizer_hf_decode(const pyllm_tokenizer *t, const int32_t *ids, size_t n, int skip_specials,
                                        pyllm_bytes *out);
+/* The pieces the normalizers and pre-tokenizers make of text (no added-token matching); byte-level
+ * pieces are raw bytes, not yet mapped to their characters. out must be empty. */
+pyllm_status pyllm_tokenizer_hf_pre_tokenize(const pyllm_tokenizer *t, const char *text, size_t len,
+                                             pyllm_pieces *out);
 void pyllm_hf_bpe_free(pyllm_hf_bpe *hf);
 
 /* Make text an added token with this id: either the id of the same existing token, or the

@@ -230,6 +230,15 @@ static pyllm_status encode_word(const pyllm_tokenizer *t, const char *w, size_t 
     return pyllm_bpe_ranked_encode(&hf->merges, symbols->data, symbols->len, out);
 }
 
+pyllm_status pyllm_tokenizer_hf_pre_tokenize(const pyllm_tokenizer *t, const char *text, size_t len,
+                                             pyllm_pieces *out)
+{
+    const pyllm_hf_bpe *hf = t->hf;
+    PYLLM_TRY(pyllm_pieces_push(out, text, len, 1));
+    PYLLM_TRY(pyllm_steps_run(hf->steps[PYLLM_HF_NORMALIZER], hf->n_steps[PYLLM_HF_NORMALIZER], out));
+    return pyllm_steps_run(hf->steps[PYLLM_HF_PRE_TOKENIZER], hf->n_steps[PYLLM_HF_PRE_TOKENIZER], out);
+}
+
 /* Normalize, pre-tokenize and encode a stretch of text without added tokens. */
 static pyllm_status encode_segment(const pyllm_tokenizer *t, const char *text, size_t len, int at_text_start,
                                    pyllm_ids *symbols, pyllm_bytes *scratch, pyllm_ids *out)
@@ -298,7 +307,7 @@ pyllm_status pyllm_tokenizer_hf_encode(const pyllm_tokenizer *t, const char *tex
                     p--;
                 uint32_t cp;
                 pyllm_unicode_decode(text + p, ms - p, &cp);
-                if (!pyllm_unicode_is_white_space(cp))
+                if (!pyllm_unicode_rust_white_space(cp))
                     break;
                 ms = p;
             }
@@ -307,7 +316,7 @@ pyllm_status pyllm_tokenizer_hf_encode(const pyllm_tokenizer *t, const char *tex
             while (me < len) {
                 uint32_t cp;
                 size_t k = pyllm_unicode_decode(text + me, len - me, &cp);
-                if (!pyllm_unicode_is_white_space(cp))
+                if (!pyllm_unicode_rust_white_space(cp))
                     break;
                 me += k;
             }
