@@ -299,3 +299,91 @@ def test_vocabulary_api(pair):
         assert ours.id_to_token(i) == ref.id_to_token(i)
         assert ours.token_to_id(ref.id_to_token(i)) == i
     assert ours.token_to_id("definitely not a token") is None
+
+
+# -- pipeline variants ---------------------------------------------------------------------
+
+def _variant(path, tmp_path, name, **changes):
+    spec = json.loads(open(path, encoding="utf-8").read())
+    for key, value in changes.items():
+        if key == "model":
+            spec["model"].update(value)
+        else:
+            spec[key] = value
+    out = tmp_path / f"{name}.json"
+    out.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    return Tokenizer.from_file(str(out)), pyllm.Tokenizer.from_file(out)
+
+
+def _byte_level(add_prefix_space, use_regex):
+    return {"type": "ByteLevel", "add_prefix_space": add_prefix_space, "trim_offsets": True, "use_regex": use_regex}
+
+
+BYTE_LEVEL_VARIANTS = {
+    "removed": [{"type": "Split", "pattern": {"Regex": r"\s+"}, "behavior": "Removed", "invert": False}],
+    "merged_prev": [{"type": "Split", "pattern": {"Regex": r"[.,!?]"}, "behavior": "MergedWithPrevious",
+                     "invert": False}],
+    "merged_next": [{"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithNext", "invert": False}],
+    "contiguous": [{"type": "Split", "pattern": {"Regex": r"\p{N}"}, "behavior": "Contiguous", "invert": False}],
+    "inverted": [{"type": "Split", "pattern": {"Regex": r"\p{L}+"}, "behavior": "Isolated", "invert": True}],
+    "digits": [{"type": "Digits", "individual_digits": True},
+               {"type": "Split", "pattern": {"Regex": r" ?\p{L}+|\s+(?!\S)|\s+"}, "behavior": "Isolated",
+                "invert": False}],
+    "digits_runs": [{"type": "Digits", "individual_digits": False}],
+    "lazy_possessive": [{"type": "Split", "pattern": {"Regex": r"\p{L}{2,4}?|\p{N}++|[^\p{L}\p{N}]{1,3}|\s*+"},
+                         "behavior": "Isolated", "invert": False}],
+    "lookahead": [{"type": "Split", "pattern": {"Regex": r"\p{L}+(?=\s)|(?:ab)?c|\s+(?!\S)"},
+                   "behavior": "Isolated", "invert": False}],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BYTE_LEVEL_VARIANTS))
+@pytest.mark.parametrize("prefix", [False, True])
+def test_byte_level_pipeline_variants(json_paths, tmp_path, name, prefix):
+    steps = BYTE_LEVEL_VARIANTS[name] + [_byte_level(prefix, False)]
+    ref, ours = _variant(json_paths["gpt2"], tmp_path, name, pre_tokenizer={"type": "Sequence",
+                                                                            "pretokenizers": steps})
+    for text in STRINGS[:300] + SPECIAL_TEXTS:
+        assert ours.encode(text) == ref.encode(text).ids, text
+
+
+def test_byte_level_with_its_own_regex_and_prefix_space(json_paths, tmp_path):
+    ref, ours = _variant(json_paths["gpt2"], tmp_path, "gpt2_prefix", pre_tokenizer=_byte_level(True, True))
+    for text in STRINGS[:500]:
+        assert ours.encode(text) == ref.encode(text).ids, text
+        ids = ref.encode(text).ids
+        assert ours.decode(ids) == ref.decode(ids)
+
+
+LLAMA_VARIANTS = {
+    "metaspace_always_split": dict(pre_tokenizer={"type": "Metaspace", "replacement": "▁",
+                                                  "prepend_scheme": "always", "split": True}),
+    "metaspace_never": dict(pre_tokenizer={"type": "Metaspace", "replacement": "▁", "prepend_scheme": "never",
+                                           "split": False},
+                            decoder={"type": "Metaspace", "replacement": "▁", "prepend_scheme": "never",
+                                     "split": False}),
+    "metaspace_decoder_first": dict(decoder={"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first",
+                                             "split": False}),
+    # The form older transformers wrote for LLaMA: normalizer Prepend + Replace, no pre-tokenizer.
+    "legacy_normalizer": dict(normalizer={"type": "Sequence", "normalizers": [
+        {"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+        pre_tokenizer=None),
+    "unk_no_fallback": dict(model={"byte_fallback": False, "unk_token": "<unk>", "fuse_unk": True}),
+    "unk_no_fuse": dict(model={"byte_fallback": False, "unk_token": "<unk>", "fuse_unk": False}),
+    "bos_eos_template": dict(post_processor={
+        "type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                                                 {"Sequence": {"id": "A", "type_id": 0}},
+                                                 {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+        "pair": [], "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]},
+                                       "</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}}}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LLAMA_VARIANTS))
+def test_sentencepiece_style_variants(json_paths, tmp_path, name):
+    ref, ours = _variant(json_paths["llama"], tmp_path, name, **LLAMA_VARIANTS[name])
+    for text in STRINGS[:400] + SPECIAL_TEXTS:
+        expected = ref.encode(text).ids
+        assert ours.encode(text) == expected, text
+        for skip in (False, True):
+            assert ours.decode(expected, skip_special_tokens=skip) == ref.decode(expected, skip_special_tokens=skip)

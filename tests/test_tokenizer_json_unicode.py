@@ -1,0 +1,69 @@
+"""Every code point's class, as our regex engine and Digits see it, against `tokenizers` itself.
+
+tokenizers takes its regex classes from Oniguruma (Unicode 16.0.0 in 0.23) and Digits from Rust's
+char::is_numeric (Unicode 17.0.0): csrc/tokenizers/unicode_tables.c is generated for both by
+tools/gen_unicode_tables.py. Each test runs one pre-tokenizer over strings that hold all code
+points and compares the pieces."""
+import json
+
+import pytest
+from tokenizers import Regex, pre_tokenizers
+
+import pyllm
+from tokenizer_json_builders import BLOOM_PATTERN, LLAMA3_PATTERN
+
+ALL = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+ALL_TEXT = "".join(chr(c) for c in ALL)
+GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+
+
+def _ours(tmp_path, pre_tokenizer):
+    spec = {"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": pre_tokenizer}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(spec))
+    return pyllm.Tokenizer.from_file(path)._core
+
+
+def _split(pattern):
+    return {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False}
+
+
+def _first_difference(ours, theirs):
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        if a != b:
+            return i, [hex(ord(c)) for c in a[:4]], [hex(ord(c)) for c in b[:4]]
+    return len(ours), len(theirs)
+
+
+@pytest.mark.parametrize("pattern", [r"\p{L}+", r"\p{N}+", r"\s+", r"\S+", r"\d+", r"\p{Nd}+", r"\p{Lu}",
+                                     r"\p{Ll}+", r"\p{Lo}+", r"\p{M}+", r"\p{P}+", r"\p{S}+", r"\p{Z}+",
+                                     r"\p{C}+", r"\P{L}+", r"[^\s\p{L}\p{N}]+", r"."])
+def test_every_code_point_class(tmp_path, pattern):
+    ours = _ours(tmp_path, _split(pattern)).pre_tokenize(ALL_TEXT)
+    theirs = [p for p, _ in pre_tokenizers.Split(Regex(pattern), "isolated").pre_tokenize_str(ALL_TEXT)]
+    assert ours == theirs, _first_difference(ours, theirs)
+
+
+@pytest.mark.parametrize("individual", [True, False])
+def test_every_code_point_digits(tmp_path, individual):
+    ours = _ours(tmp_path, {"type": "Digits", "individual_digits": individual}).pre_tokenize(ALL_TEXT)
+    theirs = [p for p, _ in pre_tokenizers.Digits(individual_digits=individual).pre_tokenize_str(ALL_TEXT)]
+    assert ours == theirs, _first_difference(ours, theirs)
+
+
+def test_case_insensitive_contractions_over_all_code_points(tmp_path):
+    """(?i:'s|'t|...) folds case as Oniguruma does (e.g. 'ſ matches 's)."""
+    pattern = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)"
+    text = "".join("'" + chr(c) + chr(c) + " " for c in ALL)
+    ours = _ours(tmp_path, _split(pattern)).pre_tokenize(text)
+    theirs = [p for p, _ in pre_tokenizers.Split(Regex(pattern), "isolated").pre_tokenize_str(text)]
+    assert ours == theirs, _first_difference(ours, theirs)
+    assert "'ſ" in ours and "'S" in ours
+
+
+@pytest.mark.parametrize("pattern", [BLOOM_PATTERN, GPT2_PATTERN, LLAMA3_PATTERN])
+def test_real_patterns_over_all_code_points(tmp_path, pattern):
+    text = "".join(chr(c) + rest for c, rest in zip(ALL[::3], [" ", "a", "1", "  ", "'s ", "\n", ".", "中"] * 200000))
+    ours = _ours(tmp_path, _split(pattern)).pre_tokenize(text)
+    theirs = [p for p, _ in pre_tokenizers.Split(Regex(pattern), "isolated").pre_tokenize_str(text)]
+    assert ours == theirs, _first_difference(ours, theirs)
