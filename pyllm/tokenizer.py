@@ -20,7 +20,7 @@ __all__ = ["Tokenizer", "StreamDecoder"]
 _BOS_NAMES = ("<s>", "<|begin_of_text|>", "<|startoftext|>")
 _EOS_NAMES = ("</s>", "<|end_of_text|>", "<|endoftext|>")
 _PAD_NAMES = ("<pad>", "<|pad|>", "[PAD]")
-_PIECE_BYTE = 6  # token_type of a byte piece (<0x41>)
+_PIECE_CONTROL, _PIECE_BYTE = 3, 6  # token_type of a special token and of a byte piece (<0x41>)
 
 
 def _token_content(value):
@@ -261,6 +261,7 @@ class StreamDecoder:
         self._ids = []
         self._window = 0       # first id of the decoding window
         self._emitted = 0      # ids before this index are fully emitted
+        self._emitted_chars = 0
         self._anchors = {}
 
     def _is_anchor(self, token_id):
@@ -272,17 +273,30 @@ class StreamDecoder:
             self._anchors[token_id] = known
         return known
 
+    def _ends_in_byte_piece(self):
+        """Whether the last id that decodes to something is a byte piece; skipped special tokens
+        are transparent (tokenizers' ByteFallback joins byte runs across them)."""
+        token_type = self._tok._core.token_type
+        for token_id in reversed(self._ids):
+            kind = token_type(token_id)
+            if self._skip and kind == _PIECE_CONTROL:
+                continue
+            return kind == _PIECE_BYTE
+        return False
+
     def _step(self, final):
         ids = self._ids
         decode = self._tok._core.decode
         before = decode(ids[self._window:self._emitted], self._skip)
         text = decode(ids[self._window:], self._skip)
-        if not final and (text.endswith("\ufffd") or self._tok._core.token_type(ids[-1]) == _PIECE_BYTE):
+        if not final and (text.endswith("\ufffd") or self._ends_in_byte_piece()):
             return ""
-        if not text.startswith(before):  # cannot happen from an anchor; decode everything to be safe
-            raise RuntimeError("stream decoding lost its anchor")
-        new = text[len(before):]
+        if text.startswith(before):
+            new = text[len(before):]
+        else:  # not expected from an anchor; the full decode is the safe answer
+            new = decode(ids, self._skip)[self._emitted_chars:]
         self._emitted = len(ids)
+        self._emitted_chars += len(new)
         for i in range(len(ids) - 1, self._window - 1, -1):
             if self._is_anchor(ids[i]):
                 self._window = i
