@@ -196,6 +196,10 @@ def load_tokenizer_json(path):
         _fail(path, str(e))
     except (KeyError, TypeError, AttributeError) as e:
         _fail(path, f"malformed tokenizer.json ({type(e).__name__}: {e})")
+    except ValueError as e:  # the C core's messages name the token or pattern; add the file
+        if str(e).startswith(path):
+            raise
+        _fail(path, str(e))
 
 
 def _build(path, data):
