@@ -163,27 +163,12 @@ def _template_ids(path, processor):
     return prefix, suffix
 
 
-def _merges(path, merges):
-    out = []
-    for i, m in enumerate(merges):
-        if isinstance(m, str):
-            parts = m.split(" ")
-            if len(parts) != 2:
-                _fail(path, f"merge {i} {m!r} is not two tokens separated by one space")
-            out.append((parts[0], parts[1]))
-        elif isinstance(m, (list, tuple)) and len(m) == 2 and all(isinstance(x, str) for x in m):
-            out.append((m[0], m[1]))
-        else:
-            _fail(path, f"merge {i} must be 'a b' or [a, b], got {m!r}")
-    return out
-
-
 def load_tokenizer_json(path):
     """(core tokenizer, prefix ids, suffix ids, added tokens {content: (id, special)})."""
     path = os.fspath(path)
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
+        with open(path, "rb") as f:
+            data = json.loads(f.read().decode("utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
     except UnicodeDecodeError as e:
@@ -220,7 +205,9 @@ def _build(path, data):
         if not isinstance(token_id, int) or not 0 <= token_id < len(vocab) or by_id[token_id] is not None:
             _fail(path, f"vocabulary ids must be 0..{len(vocab) - 1}, each once; token {token!r} has {token_id!r}")
         by_id[token_id] = token
-    merges = _merges(path, model.get("merges") or [])
+    merges = model.get("merges") or []  # "a b" strings or [a, b] pairs: the C core reads both
+    if not isinstance(merges, list):
+        _fail(path, "model.merges must be a list")
 
     steps = _normalizer_steps(path, data.get("normalizer"))
     has_normalizer = bool(steps)

@@ -2,6 +2,8 @@
  * constructors. Encoding and decoding run without the GIL. */
 #include "python/common.h"
 
+#include <string.h>
+
 #include "tokenizers/tokenizer.h"
 
 typedef struct {
@@ -354,7 +356,7 @@ static int optional_utf8(PyObject *obj, const char **s, Py_ssize_t *len)
 }
 
 /* hf_bpe_tokenizer(vocab, merges, steps, unk_id, byte_fallback, fuse_unk, ignore_merges):
- * vocab is a list of str by id, merges a list of (str, str) by rank, steps a list of
+ * vocab is a list of str by id, merges the JSON list by rank ("a b" or [a, b]), steps a list of
  * (stage, kind, s1, s2, is_regex, a, b) tuples (see csrc/tokenizers/tokenizer_json.h). */
 static PyObject *from_hf_bpe(PyObject *module, PyObject *args)
 {
@@ -377,16 +379,32 @@ static PyObject *from_hf_bpe(PyObject *module, PyObject *args)
             goto fail_status;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(merges); i++) {
-        PyObject *pair = PyList_GET_ITEM(merges, i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_Format(PyExc_TypeError, "merge %zd must be a pair of str", i);
+        /* tokenizer.json writes a merge as "left right" (older files) or ["left", "right"] */
+        PyObject *merge = PyList_GET_ITEM(merges, i);
+        const char *a, *b;
+        Py_ssize_t alen, blen;
+        if (PyUnicode_Check(merge)) {
+            Py_ssize_t len;
+            a = PyUnicode_AsUTF8AndSize(merge, &len);
+            if (a == NULL)
+                goto fail;
+            const char *space = memchr(a, ' ', (size_t)len);
+            if (space == NULL || memchr(space + 1, ' ', (size_t)(a + len - space - 1)) != NULL) {
+                PyErr_Format(PyExc_ValueError, "merge %zd %R is not two tokens separated by one space", i, merge);
+                goto fail;
+            }
+            alen = space - a;
+            b = space + 1;
+            blen = len - alen - 1;
+        } else if ((PyList_Check(merge) || PyTuple_Check(merge)) && PySequence_Fast_GET_SIZE(merge) == 2) {
+            a = utf8_of(PySequence_Fast_GET_ITEM(merge, 0), &alen);
+            b = a == NULL ? NULL : utf8_of(PySequence_Fast_GET_ITEM(merge, 1), &blen);
+            if (b == NULL)
+                goto fail;
+        } else {
+            PyErr_Format(PyExc_ValueError, "merge %zd must be \"left right\" or [left, right], got %R", i, merge);
             goto fail;
         }
-        Py_ssize_t alen, blen;
-        const char *a = utf8_of(PyTuple_GET_ITEM(pair, 0), &alen);
-        const char *b = a == NULL ? NULL : utf8_of(PyTuple_GET_ITEM(pair, 1), &blen);
-        if (b == NULL)
-            goto fail;
         if ((st = pyllm_tokenizer_hf_add_merge(tok, a, (size_t)alen, b, (size_t)blen)) != PYLLM_OK)
             goto fail_status;
     }

@@ -69,7 +69,7 @@ pyllm_status pyllm_tokenizer_hf_add_merge(pyllm_tokenizer *t, const char *a, siz
     int32_t left = pyllm_vocab_find(&t->vocab, a, alen), right = pyllm_vocab_find(&t->vocab, b, blen);
     if (left < 0 || right < 0)
         return pyllm_error(PYLLM_ERR_VALUE, "merge %zu ('%.*s' '%.*s') names token '%.*s', which is not in the vocabulary",
-                           t->hf->merges.n, (int)alen, a, (int)blen, b, left < 0 ? (int)alen : (int)blen,
+                           t->hf->n_merges_read, (int)alen, a, (int)blen, b, left < 0 ? (int)alen : (int)blen,
                            left < 0 ? a : b);
     char small[256];
     char *joined = alen + blen <= sizeof small ? small : pyllm_alloc(alen + blen);
@@ -81,12 +81,14 @@ pyllm_status pyllm_tokenizer_hf_add_merge(pyllm_tokenizer *t, const char *a, siz
     pyllm_status st = PYLLM_OK;
     if (merged < 0)
         st = pyllm_error(PYLLM_ERR_VALUE, "merge %zu ('%.*s' '%.*s') makes '%.*s', which is not in the vocabulary",
-                         t->hf->merges.n, (int)alen, a, (int)blen, b, (int)(alen + blen), joined);
+                         t->hf->n_merges_read, (int)alen, a, (int)blen, b, (int)(alen + blen), joined);
     if (joined != small)
         pyllm_free(joined);
     PYLLM_TRY(st);
-    /* the rank is the position in the merges list, even when a pair repeats */
-    return pyllm_bpe_merges_add(&t->hf->merges, left, right, (int32_t)t->hf->merges.n, merged);
+    /* the rank is the position in the merges list; a repeated pair takes its later rank */
+    if (t->hf->n_merges_read >= INT32_MAX)
+        return pyllm_error(PYLLM_ERR_VALUE, "too many merges");
+    return pyllm_bpe_merges_add(&t->hf->merges, left, right, (int32_t)t->hf->n_merges_read++, merged);
 }
 
 pyllm_status pyllm_tokenizer_hf_add_step(pyllm_tokenizer *t, int which, int kind, const char *s1, size_t len1,

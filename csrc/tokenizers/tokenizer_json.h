@@ -20,6 +20,7 @@ typedef struct {
     pyllm_step *steps[3];       /* normalizers, pre-tokenizers, decoders */
     size_t n_steps[3], cap_steps[3];
     pyllm_bpe_merges merges;
+    size_t n_merges_read;       /* merges given so far: the next one's rank */
     int byte_level;             /* a ByteLevel pre-tokenizer: pieces are bytes for the model */
     int32_t byte_char_ids[256]; /* id of the character standing for each byte, or -1 */
     int32_t byte_token_ids[256];/* id of <0xXX>, or -1 (byte_fallback) */
