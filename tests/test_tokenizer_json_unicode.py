@@ -67,3 +67,23 @@ def test_real_patterns_over_all_code_points(tmp_path, pattern):
     ours = _ours(tmp_path, _split(pattern)).pre_tokenize(text)
     theirs = [p for p, _ in pre_tokenizers.Split(Regex(pattern), "isolated").pre_tokenize_str(text)]
     assert ours == theirs, _first_difference(ours, theirs)
+
+
+def test_single_word_boundaries_over_code_points(tmp_path):
+    """single_word added tokens: tokenizers checks a word boundary with Rust's regex crate, whose
+    word characters (Alphabetic incl. Other_Alphabetic, marks, Nd, Pc, Join_Control) we tabulate."""
+    from tokenizers import Tokenizer
+    spec = {"model": {"type": "BPE", "vocab": {"q": 0, "z": 1}, "merges": []},
+            "added_tokens": [{"id": 2, "content": "qz", "single_word": True, "lstrip": False, "rstrip": False,
+                              "normalized": False, "special": False}]}
+    path = tmp_path / "single_word.json"
+    path.write_text(json.dumps(spec))
+    ours, ref = pyllm.Tokenizer.from_file(path), Tokenizer.from_file(str(path))
+    # tokenizers needs ~15 s for all code points, so the large uniform blocks (CJK ideographs,
+    # Hangul syllables, private use, planes 2-16) are sampled; everything else is complete.
+    uniform = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0xE000, 0xF8FF), (0x20000, 0x10FFFF))
+    points = [c for c in ALL if not any(lo <= c <= hi for lo, hi in uniform) or c % 61 == 0]
+    for text in (" ".join(chr(c) + "qz" for c in points), " ".join("qz" + chr(c) for c in points)):
+        expected = ref.encode(text).ids
+        assert ours.encode(text) == expected
+        assert 1000 < expected.count(2) < len(points) - 1000  # both outcomes occur

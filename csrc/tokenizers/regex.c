@@ -118,45 +118,40 @@ static pyllm_status class_add(pyllm_regex *re, char_class *c, class_item item)
     return PYLLM_OK;
 }
 
-static int class_matches(const char_class *c, uint32_t cp)
+static int class_matches(const char_class *c, uint32_t cp);
+
+static int item_matches(const class_item *it, uint32_t cp, unsigned props)
 {
-    if (cp < 128)
-        return c->ascii[cp];
-    int hit = 0;
+    int m;
+    if (it->kind == ITEM_RANGE)
+        m = cp >= it->lo && cp <= it->hi;
+    else if (it->kind == ITEM_PROPERTY)
+        m = ((it->categories >> (props & 0x1F)) & 1) || (it->white_space && (props & PYLLM_UC_WHITE_SPACE));
+    else
+        m = class_matches(it->sub, cp);
+    return m != it->negated;
+}
+
+/* The class's answer from its items (any item matches, then the class's own negation). */
+static int class_evaluate(const char_class *c, uint32_t cp)
+{
     unsigned props = pyllm_unicode_props(cp);
-    for (size_t i = 0; i < c->n_items && !hit; i++) {
-        const class_item *it = &c->items[i];
-        int m;
-        if (it->kind == ITEM_RANGE)
-            m = cp >= it->lo && cp <= it->hi;
-        else if (it->kind == ITEM_PROPERTY)
-            m = ((it->categories >> (props & 0x1F)) & 1) || (it->white_space && (props & PYLLM_UC_WHITE_SPACE));
-        else
-            m = class_matches(it->sub, cp);
-        hit = m != it->negated;
-    }
+    int hit = 0;
+    for (size_t i = 0; i < c->n_items && !hit; i++)
+        hit = item_matches(&c->items[i], cp, props);
     return hit != c->negated;
 }
 
+static int class_matches(const char_class *c, uint32_t cp)
+{
+    return cp < 128 ? c->ascii[cp] : class_evaluate(c, cp);
+}
+
+/* Precompute the ASCII answers (nested classes are finished first, so they are ready). */
 static void class_finish(char_class *c)
 {
-    for (uint32_t cp = 0; cp < 128; cp++) {
-        c->ascii[cp] = 0;
-        int hit = 0;
-        unsigned props = pyllm_unicode_props(cp);
-        for (size_t i = 0; i < c->n_items && !hit; i++) {
-            const class_item *it = &c->items[i];
-            int m;
-            if (it->kind == ITEM_RANGE)
-                m = cp >= it->lo && cp <= it->hi;
-            else if (it->kind == ITEM_PROPERTY)
-                m = ((it->categories >> (props & 0x1F)) & 1) || (it->white_space && (props & PYLLM_UC_WHITE_SPACE));
-            else
-                m = it->sub->ascii[cp];
-            hit = m != it->negated;
-        }
-        c->ascii[cp] = (uint8_t)(hit != c->negated);
-    }
+    for (uint32_t cp = 0; cp < 128; cp++)
+        c->ascii[cp] = (uint8_t)class_evaluate(c, cp);
 }
 
 /* The character class of a literal: the character, plus its case variants under (?i). */

@@ -3,7 +3,8 @@
  * possessive quantifiers. Supported: literals and escapes, '.', classes (negated, nested,
  * ranges, \s \S \d \D \p{..} \P{..} inside), groups (?: ) ( ) (?i: ), lookahead (?= ) (?! ),
  * quantifiers * + ? {n} {n,} {n,m} on single characters and ? on groups. Anything else is
- * rejected at compile time with an error naming it, so matching never backtracks exponentially:
+ * rejected at compile time with an error naming it (\w too: Oniguruma's word class is not the one
+ * Unicode defines, and no pattern here needs it), so matching never backtracks exponentially:
  * only single-character repetitions backtrack, one position at a time. */
 #ifndef PYLLM_TOKENIZERS_REGEX_H
 #define PYLLM_TOKENIZERS_REGEX_H

@@ -261,6 +261,7 @@ static pyllm_status encode_segment(const pyllm_tokenizer *t, const char *text, s
     return st;
 }
 
+/* single_word: tokenizers tests \b with Rust's regex crate, so "word" means its \w. */
 static int word_char_before(const char *text, size_t pos)
 {
     if (pos == 0)
@@ -270,8 +271,7 @@ static int word_char_before(const char *text, size_t pos)
         p--;
     uint32_t cp;
     pyllm_unicode_decode(text + p, pos - p, &cp);
-    unsigned cat = pyllm_unicode_category(cp);
-    return cp == '_' || ((PYLLM_UC_LETTER | PYLLM_UC_NUMBER) >> cat & 1);
+    return pyllm_unicode_is_word(cp);
 }
 
 static int word_char_at(const char *text, size_t len, size_t pos)
@@ -280,8 +280,7 @@ static int word_char_at(const char *text, size_t len, size_t pos)
         return 0;
     uint32_t cp;
     pyllm_unicode_decode(text + pos, len - pos, &cp);
-    unsigned cat = pyllm_unicode_category(cp);
-    return cp == '_' || ((PYLLM_UC_LETTER | PYLLM_UC_NUMBER) >> cat & 1);
+    return pyllm_unicode_is_word(cp);
 }
 
 pyllm_status pyllm_tokenizer_hf_encode(const pyllm_tokenizer *t, const char *text, size_t len, int flags,

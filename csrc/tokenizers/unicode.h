@@ -18,6 +18,7 @@ enum {
 #define PYLLM_UC_WHITE_SPACE 0x20u      /* Oniguruma's \s */
 #define PYLLM_UC_RUST_NUMERIC 0x40u     /* Rust char::is_numeric */
 #define PYLLM_UC_RUST_WHITE_SPACE 0x80u /* Rust char::is_whitespace */
+#define PYLLM_UC_WORD 0x100u            /* a word character of Rust's regex crate (\\w, \\b) */
 
 #define PYLLM_UC_MASK(c) (1u << (c))
 #define PYLLM_UC_LETTER (PYLLM_UC_MASK(PYLLM_UC_LU) | PYLLM_UC_MASK(PYLLM_UC_LL) | PYLLM_UC_MASK(PYLLM_UC_LT) | \
@@ -25,11 +26,11 @@ enum {
 #define PYLLM_UC_NUMBER (PYLLM_UC_MASK(PYLLM_UC_ND) | PYLLM_UC_MASK(PYLLM_UC_NL) | PYLLM_UC_MASK(PYLLM_UC_NO))
 
 extern const uint16_t pyllm_unicode_stage1[];
-extern const uint8_t pyllm_unicode_stage2[];
+extern const uint16_t pyllm_unicode_stage2[];
 extern const uint32_t pyllm_unicode_folds[][2];
 extern const size_t pyllm_unicode_n_folds;
 
-/* Category index (low 5 bits) | PYLLM_UC_WHITE_SPACE | PYLLM_UC_RUST_*. */
+/* Category index (low 5 bits) | PYLLM_UC_WHITE_SPACE | PYLLM_UC_RUST_* | PYLLM_UC_WORD. */
 static inline unsigned pyllm_unicode_props(uint32_t cp)
 {
     if (cp > 0x10FFFF)
@@ -50,6 +51,11 @@ static inline int pyllm_unicode_is_white_space(uint32_t cp)
 static inline int pyllm_unicode_rust_numeric(uint32_t cp)
 {
     return (pyllm_unicode_props(cp) & PYLLM_UC_RUST_NUMERIC) != 0;
+}
+
+static inline int pyllm_unicode_is_word(uint32_t cp)
+{
+    return (pyllm_unicode_props(cp) & PYLLM_UC_WORD) != 0;
 }
 
 static inline int pyllm_unicode_rust_white_space(uint32_t cp)
