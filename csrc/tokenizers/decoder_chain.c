@@ -4,6 +4,7 @@
 
 #include "tokenizers/byte_level.h"
 #include "tokenizers/unicode.h"
+#include "tokenizers/utf8.h"
 
 /* "<0xAB>" -> 0xAB as tokenizers' ByteFallback reads it; -1 otherwise. */
 static int byte_token(const char *s, size_t len)
@@ -25,8 +26,8 @@ static int valid_utf8(const char *s, size_t len)
 {
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t k = pyllm_unicode_decode(s + i, len - i, &cp);
-        if (cp == 0xFFFD && !(k == 3 && memcmp(s + i, "\xEF\xBF\xBD", 3) == 0))
+        size_t k = pyllm_utf8_decode(s + i, len - i, &cp);
+        if (k == 0)
             return 0;
         i += k;
     }
@@ -64,7 +65,7 @@ static pyllm_status run_decoder(const pyllm_decode_step *s, const pyllm_pieces *
             }
             for (size_t k = 0; k < len && st == PYLLM_OK;) {
                 uint32_t cp;
-                size_t n = pyllm_unicode_decode(t + k, len - k, &cp);
+                size_t n = pyllm_utf8_decode_lossy(t + k, len - k, &cp);
                 int b = pyllm_byte_level_byte(cp);
                 if (b >= 0) {
                     char c = (char)b;

@@ -4,6 +4,7 @@
 
 #include "core/alloc.h"
 #include "tokenizers/unicode.h"
+#include "tokenizers/utf8.h"
 
 const char PYLLM_GPT2_PATTERN[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
@@ -101,13 +102,13 @@ static int next_match(const pyllm_step *s, const char *piece, size_t len, size_t
             if (*ms >= len)
                 return 0;
             uint32_t cp;
-            from = *ms + pyllm_unicode_decode(piece + *ms, len - *ms, &cp);
+            from = *ms + pyllm_utf8_decode_lossy(piece + *ms, len - *ms, &cp);
         }
     }
     if (s->kind == PYLLM_STEP_DIGITS) {
         for (size_t pos = from; pos < len;) {
             uint32_t cp;
-            size_t k = pyllm_unicode_decode(piece + pos, len - pos, &cp);
+            size_t k = pyllm_utf8_decode_lossy(piece + pos, len - pos, &cp);
             if (pyllm_unicode_rust_numeric(cp)) {
                 *ms = pos;
                 *me = pos + k;

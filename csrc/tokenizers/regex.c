@@ -5,6 +5,7 @@
 
 #include "core/alloc.h"
 #include "tokenizers/unicode.h"
+#include "tokenizers/utf8.h"
 
 /* One test of a class: a code point range, or a property (category mask and/or White_Space). */
 typedef struct {
@@ -178,7 +179,7 @@ static pyllm_status literal_class(parser *ps, uint32_t cp, char_class **out)
 static uint32_t next_char(parser *ps)
 {
     uint32_t cp;
-    ps->p += pyllm_unicode_decode(ps->p, (size_t)(ps->end - ps->p), &cp);
+    ps->p += pyllm_utf8_decode_lossy(ps->p, (size_t)(ps->end - ps->p), &cp);
     return cp;
 }
 
@@ -613,7 +614,7 @@ static inline size_t match_char(const char_class *c, const subject *s, size_t po
     if (b < 0x80)
         return c->ascii[b] ? 1 : 0;
     uint32_t cp;
-    size_t n = pyllm_unicode_decode(s->text + pos, s->len - pos, &cp);
+    size_t n = pyllm_utf8_decode_lossy(s->text + pos, s->len - pos, &cp);
     return class_matches(c, cp) ? n : 0;
 }
 
@@ -708,7 +709,7 @@ int pyllm_regex_find(const pyllm_regex *re, const char *text, size_t len, size_t
         if (pos == len)
             break;
         uint32_t cp;
-        pos += pyllm_unicode_decode(text + pos, len - pos, &cp);
+        pos += pyllm_utf8_decode_lossy(text + pos, len - pos, &cp);
     }
     return 0;
 }

@@ -5,6 +5,7 @@
 #include "tokenizers/sentencepiece_model.h"
 #include "tokenizers/tokenizer.h"
 #include "tokenizers/unicode.h"
+#include "tokenizers/utf8.h"
 
 void pyllm_hf_bpe_free(pyllm_hf_bpe *hf)
 {
@@ -139,7 +140,7 @@ pyllm_status pyllm_tokenizer_hf_finish(pyllm_tokenizer *t, int32_t unk_id, int b
     hf->ignore_merges = ignore_merges;
     for (int b = 0; b < 256; b++) {
         char buf[8];
-        size_t n = pyllm_unicode_encode(pyllm_byte_level_char((uint8_t)b), buf);
+        size_t n = pyllm_utf8_encode(pyllm_byte_level_char((uint8_t)b), buf);
         hf->byte_char_ids[b] = pyllm_vocab_find(&t->vocab, buf, n);
         static const char hex[] = "0123456789ABCDEF";
         char piece[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
@@ -184,7 +185,7 @@ static pyllm_status encode_word(const pyllm_tokenizer *t, const char *w, size_t 
             scratch->len = 0;
             for (size_t i = 0; i < len; i++) {
                 char buf[4];
-                size_t n = pyllm_unicode_encode(pyllm_byte_level_char((uint8_t)w[i]), buf);
+                size_t n = pyllm_utf8_encode(pyllm_byte_level_char((uint8_t)w[i]), buf);
                 PYLLM_TRY(pyllm_bytes_append(scratch, buf, n));
             }
             key = scratch->data;
@@ -204,7 +205,7 @@ static pyllm_status encode_word(const pyllm_tokenizer *t, const char *w, size_t 
             id = hf->byte_char_ids[(uint8_t)w[i]];
         } else {
             uint32_t cp;
-            k = pyllm_unicode_decode(w + i, len - i, &cp);
+            k = pyllm_utf8_decode_lossy(w + i, len - i, &cp);
             id = pyllm_vocab_find(&t->vocab, w + i, k);
         }
         if (id >= 0) {
@@ -270,7 +271,7 @@ static int word_char_before(const char *text, size_t pos)
     while (p > 0 && ((unsigned char)text[p] & 0xC0) == 0x80)
         p--;
     uint32_t cp;
-    pyllm_unicode_decode(text + p, pos - p, &cp);
+    pyllm_utf8_decode_lossy(text + p, pos - p, &cp);
     return pyllm_unicode_is_word(cp);
 }
 
@@ -279,7 +280,7 @@ static int word_char_at(const char *text, size_t len, size_t pos)
     if (pos >= len)
         return 0;
     uint32_t cp;
-    pyllm_unicode_decode(text + pos, len - pos, &cp);
+    pyllm_utf8_decode_lossy(text + pos, len - pos, &cp);
     return pyllm_unicode_is_word(cp);
 }
 
@@ -307,7 +308,7 @@ pyllm_status pyllm_tokenizer_hf_encode(const pyllm_tokenizer *t, const char *tex
                 while (p > cursor && ((unsigned char)text[p] & 0xC0) == 0x80)
                     p--;
                 uint32_t cp;
-                pyllm_unicode_decode(text + p, ms - p, &cp);
+                pyllm_utf8_decode_lossy(text + p, ms - p, &cp);
                 if (!pyllm_unicode_rust_white_space(cp))
                     break;
                 ms = p;
@@ -316,7 +317,7 @@ pyllm_status pyllm_tokenizer_hf_encode(const pyllm_tokenizer *t, const char *tex
         if (f & PYLLM_ADDED_RSTRIP) {
             while (me < len) {
                 uint32_t cp;
-                size_t k = pyllm_unicode_decode(text + me, len - me, &cp);
+                size_t k = pyllm_utf8_decode_lossy(text + me, len - me, &cp);
                 if (!pyllm_unicode_rust_white_space(cp))
                     break;
                 me += k;
