@@ -367,7 +367,11 @@ static PyObject *from_hf_bpe(PyObject *module, PyObject *args)
                           &PyList_Type, &steps, &unk_id, &byte_fallback, &fuse_unk, &ignore_merges))
         return NULL;
     pyllm_tokenizer *tok = NULL;
-    pyllm_status st = pyllm_tokenizer_hf_new((int32_t)PyList_GET_SIZE(vocab), &tok);
+    if (PyList_GET_SIZE(vocab) > INT32_MAX / 2) {
+        PyErr_Format(PyExc_ValueError, "a vocabulary of %zd tokens is too large", PyList_GET_SIZE(vocab));
+        return NULL;
+    }
+    pyllm_status st = pyllm_tokenizer_hf_new((int32_t)PyList_GET_SIZE(vocab), (size_t)PyList_GET_SIZE(merges), &tok);
     if (st != PYLLM_OK)
         return pyllm_raise(st);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(vocab); i++) {

@@ -52,7 +52,7 @@ void pyllm_tokenizer_free(pyllm_tokenizer *t);
 
 /* tokenizer.json BPE, built in steps: an empty tokenizer, its vocabulary in id order, merges
  * by rank, pipeline steps, then the model options. */
-pyllm_status pyllm_tokenizer_hf_new(int32_t n_tokens, pyllm_tokenizer **out);
+pyllm_status pyllm_tokenizer_hf_new(int32_t n_tokens, size_t n_merges, pyllm_tokenizer **out);
 pyllm_status pyllm_tokenizer_hf_add_vocab(pyllm_tokenizer *t, const char *s, size_t len);
 pyllm_status pyllm_tokenizer_hf_add_merge(pyllm_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen);
 /* which: PYLLM_HF_NORMALIZER / _PRE_TOKENIZER (kind: pyllm_step_kind) or _DECODER (pyllm_decode_kind). */

@@ -21,7 +21,7 @@ void pyllm_hf_bpe_free(pyllm_hf_bpe *hf)
     pyllm_free(hf);
 }
 
-pyllm_status pyllm_tokenizer_hf_new(int32_t n_tokens, pyllm_tokenizer **out)
+pyllm_status pyllm_tokenizer_hf_new(int32_t n_tokens, size_t n_merges, pyllm_tokenizer **out)
 {
     *out = NULL;
     if (n_tokens < 0)
@@ -41,7 +41,7 @@ pyllm_status pyllm_tokenizer_hf_new(int32_t n_tokens, pyllm_tokenizer **out)
         if (st == PYLLM_OK)
             st = pyllm_prefix_matcher_init(&t->user_defined);
         if (st == PYLLM_OK)
-            st = pyllm_bpe_merges_init(&t->hf->merges, 1024);
+            st = pyllm_bpe_merges_init(&t->hf->merges, n_merges);
     }
     if (st != PYLLM_OK) {
         pyllm_tokenizer_free(t);
