@@ -114,18 +114,7 @@ static pyllm_status run_decoder(const pyllm_decode_step *s, const pyllm_pieces *
         size_t from = out->text.len;
         PYLLM_TRY(pyllm_bytes_append(&out->text, "", 0));
         if ((int)s->kind == PYLLM_DECODE_REPLACE) {
-            size_t start = 0;
-            for (size_t k = 0; k + s->len1 <= len;) {
-                if (memcmp(t + k, s->s1, s->len1) == 0) {
-                    PYLLM_TRY(pyllm_bytes_append(&out->text, t + start, k - start));
-                    PYLLM_TRY(pyllm_bytes_append(&out->text, s->s2, s->len2));
-                    k += s->len1;
-                    start = k;
-                } else {
-                    k++;
-                }
-            }
-            PYLLM_TRY(pyllm_bytes_append(&out->text, t + start, len - start));
+            PYLLM_TRY(pyllm_bytes_append_replaced(&out->text, t, len, s->s1, s->len1, s->s2, s->len2));
         } else if ((int)s->kind == PYLLM_DECODE_STRIP) {
             size_t a = 0, b = len;
             for (int k = 0; k < s->a && b - a >= s->len1 && memcmp(t + a, s->s1, s->len1) == 0; k++)
@@ -135,19 +124,7 @@ static pyllm_status run_decoder(const pyllm_decode_step *s, const pyllm_pieces *
             PYLLM_TRY(pyllm_bytes_append(&out->text, t + a, b - a));
         } else { /* METASPACE: the first token loses every replacement character, others get spaces */
             int drop = i == 0 && s->a != PYLLM_PREPEND_NEVER;
-            size_t start = 0;
-            for (size_t k = 0; k + s->len1 <= len;) {
-                if (memcmp(t + k, s->s1, s->len1) == 0) {
-                    PYLLM_TRY(pyllm_bytes_append(&out->text, t + start, k - start));
-                    if (!drop)
-                        PYLLM_TRY(pyllm_bytes_append(&out->text, " ", 1));
-                    k += s->len1;
-                    start = k;
-                } else {
-                    k++;
-                }
-            }
-            PYLLM_TRY(pyllm_bytes_append(&out->text, t + start, len - start));
+            PYLLM_TRY(pyllm_bytes_append_replaced(&out->text, t, len, s->s1, s->len1, " ", drop ? 0 : 1));
         }
         PYLLM_TRY(pyllm_pieces_push(out, "", 0, 0));
         out->start[out->n - 1] = from;

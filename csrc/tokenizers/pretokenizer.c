@@ -36,15 +36,20 @@ static pyllm_status pieces_reserve(pyllm_pieces *p)
     return PYLLM_OK;
 }
 
+static pyllm_status push_span(pyllm_pieces *out, size_t a, size_t b, int at_text_start)
+{
+    PYLLM_TRY(pieces_reserve(out));
+    out->start[out->n] = a;
+    out->end[out->n] = b;
+    out->at_text_start[out->n] = (uint8_t)at_text_start;
+    out->n++;
+    return PYLLM_OK;
+}
+
 /* A new piece made of the bytes appended to text since `from`. */
 static pyllm_status close_piece(pyllm_pieces *p, size_t from, int at_text_start)
 {
-    PYLLM_TRY(pieces_reserve(p));
-    p->start[p->n] = from;
-    p->end[p->n] = p->text.len;
-    p->at_text_start[p->n] = (uint8_t)at_text_start;
-    p->n++;
-    return PYLLM_OK;
+    return push_span(p, from, p->text.len, at_text_start);
 }
 
 pyllm_status pyllm_pieces_push(pyllm_pieces *p, const char *s, size_t len, int at_text_start)
@@ -127,103 +132,66 @@ static int next_match(const pyllm_step *s, const char *piece, size_t len, size_t
     return 0;
 }
 
-/* Split one piece (copied into out) by the step's matches, following tokenizers' behaviours. */
+/* Where the parts of a piece being split go, and what the previous part was. */
+typedef struct {
+    pyllm_pieces *out;
+    size_t first_piece;  /* pieces of out before this index belong to earlier input pieces */
+    int behavior;
+    int previous_match;
+} splitter;
+
+/* One part [a, b) of the text in out, a match or the gap before one, handled as tokenizers'
+ * SplitDelimiterBehavior says. */
+static pyllm_status emit_part(splitter *sp, size_t a, size_t b, int is_match, int at_text_start)
+{
+    pyllm_pieces *out = sp->out;
+    int has_last = out->n > sp->first_piece;
+    int extend = 0;
+    switch (sp->behavior) {
+    case PYLLM_SPLIT_REMOVED:
+        if (is_match) {
+            sp->previous_match = 1;
+            return PYLLM_OK;
+        }
+        break;
+    case PYLLM_SPLIT_ISOLATED:
+        break;
+    case PYLLM_SPLIT_MERGED_WITH_PREVIOUS: /* a match joins the piece before it */
+        extend = is_match && !sp->previous_match && has_last;
+        break;
+    case PYLLM_SPLIT_MERGED_WITH_NEXT:     /* a match opens the piece that the next gap joins */
+        extend = !is_match && sp->previous_match && has_last;
+        break;
+    case PYLLM_SPLIT_CONTIGUOUS:           /* adjacent matches form one piece */
+        extend = is_match && sp->previous_match && has_last;
+        break;
+    }
+    sp->previous_match = is_match;
+    if (extend) {
+        out->end[out->n - 1] = b;
+        return PYLLM_OK;
+    }
+    return push_span(out, a, b, at_text_start);
+}
+
+/* Split one piece (copied into out) by the step's matches. */
 static pyllm_status split_piece(const pyllm_step *s, int behavior, int invert, const char *piece, size_t len,
                                 int at_start, pyllm_pieces *out)
 {
-    /* Cut the piece into (range, is_match) parts first. */
-    size_t part_start[64], part_end[64];
-    uint8_t part_match[64];
-    size_t n_parts = 0;
-    size_t from = 0, ms, me;
-    size_t prev_kept = out->n;
-    int previous_match = 0;
     size_t base = out->text.len;
     PYLLM_TRY(pyllm_bytes_append(&out->text, piece, len));
     piece = out->text.data + base;
-    /* parts are emitted as they come, in small batches, so long texts need no big arrays */
-    for (int done = 0; !done;) {
-        n_parts = 0;
-        while (n_parts + 2 <= 64) {
-            if (!next_match(s, piece, len, from, &ms, &me)) {
-                if (from < len) {
-                    part_start[n_parts] = from, part_end[n_parts] = len, part_match[n_parts] = 0;
-                    n_parts++;
-                }
-                from = len;
-                done = 1;
-                break;
-            }
-            if (ms > from) {
-                part_start[n_parts] = from, part_end[n_parts] = ms, part_match[n_parts] = 0;
-                n_parts++;
-            }
-            part_start[n_parts] = ms, part_end[n_parts] = me, part_match[n_parts] = 1;
-            n_parts++;
-            from = me;
-        }
-        for (size_t i = 0; i < n_parts; i++) {
-            int is_match = part_match[i] != invert;
-            size_t a = base + part_start[i], b = base + part_end[i];
-            int first = at_start && part_start[i] == 0;
-            switch (behavior) {
-            case PYLLM_SPLIT_REMOVED:
-                if (!is_match) {
-                    PYLLM_TRY(pieces_reserve(out));
-                    out->start[out->n] = a, out->end[out->n] = b, out->at_text_start[out->n++] = (uint8_t)first;
-                }
-                break;
-            case PYLLM_SPLIT_ISOLATED:
-                PYLLM_TRY(pieces_reserve(out));
-                out->start[out->n] = a, out->end[out->n] = b, out->at_text_start[out->n++] = (uint8_t)first;
-                break;
-            case PYLLM_SPLIT_MERGED_WITH_PREVIOUS:
-                if (is_match && !previous_match && out->n > prev_kept) {
-                    out->end[out->n - 1] = b;
-                } else {
-                    PYLLM_TRY(pieces_reserve(out));
-                    out->start[out->n] = a, out->end[out->n] = b, out->at_text_start[out->n++] = (uint8_t)first;
-                }
-                break;
-            case PYLLM_SPLIT_MERGED_WITH_NEXT:
-                /* a match opens a piece that the following non-match joins */
-                if (!is_match && previous_match && out->n > prev_kept) {
-                    out->end[out->n - 1] = b;
-                } else {
-                    PYLLM_TRY(pieces_reserve(out));
-                    out->start[out->n] = a, out->end[out->n] = b, out->at_text_start[out->n++] = (uint8_t)first;
-                }
-                break;
-            case PYLLM_SPLIT_CONTIGUOUS:
-                if (is_match && previous_match && out->n > prev_kept) {
-                    out->end[out->n - 1] = b;
-                } else {
-                    PYLLM_TRY(pieces_reserve(out));
-                    out->start[out->n] = a, out->end[out->n] = b, out->at_text_start[out->n++] = (uint8_t)first;
-                }
-                break;
-            }
-            previous_match = is_match;
-        }
+    splitter sp = {.out = out, .first_piece = out->n, .behavior = behavior};
+    size_t from = 0, ms, me;
+    while (next_match(s, piece, len, from, &ms, &me)) {
+        if (ms > from)
+            PYLLM_TRY(emit_part(&sp, base + from, base + ms, invert, at_start && from == 0));
+        PYLLM_TRY(emit_part(&sp, base + ms, base + me, !invert, at_start && ms == 0));
+        from = me;
     }
+    if (from < len)
+        PYLLM_TRY(emit_part(&sp, base + from, base + len, invert, at_start && from == 0));
     return PYLLM_OK;
-}
-
-static pyllm_status append_replaced(pyllm_bytes *out, const char *s, size_t len, const char *from, size_t from_len,
-                                    const char *to, size_t to_len)
-{
-    size_t start = 0;
-    for (size_t i = 0; i + from_len <= len;) {
-        if (memcmp(s + i, from, from_len) == 0) {
-            PYLLM_TRY(pyllm_bytes_append(out, s + start, i - start));
-            PYLLM_TRY(pyllm_bytes_append(out, to, to_len));
-            i += from_len;
-            start = i;
-        } else {
-            i++;
-        }
-    }
-    return pyllm_bytes_append(out, s + start, len - start);
 }
 
 static pyllm_status run_step(const pyllm_step *s, const pyllm_pieces *in, pyllm_pieces *out)
@@ -241,7 +209,7 @@ static pyllm_status run_step(const pyllm_step *s, const pyllm_pieces *in, pyllm_
             PYLLM_TRY(close_piece(out, from, at_start));
             break;
         case PYLLM_STEP_REPLACE:
-            PYLLM_TRY(append_replaced(&out->text, piece, len, s->s1, s->len1, s->s2, s->len2));
+            PYLLM_TRY(pyllm_bytes_append_replaced(&out->text, piece, len, s->s1, s->len1, s->s2, s->len2));
             PYLLM_TRY(close_piece(out, from, at_start));
             break;
         case PYLLM_STEP_SPLIT:
@@ -276,9 +244,7 @@ static pyllm_status run_step(const pyllm_step *s, const pyllm_pieces *in, pyllm_
             pyllm_bytes replaced = {0};
             pyllm_status st = prepend ? pyllm_bytes_append(&replaced, s->s1, s->len1) : PYLLM_OK;
             if (st == PYLLM_OK)
-                st = append_replaced(&replaced, piece, len, " ", 1, s->s1, s->len1);
-            if (st == PYLLM_OK && replaced.data == NULL)
-                st = pyllm_bytes_append(&replaced, "", 0);
+                st = pyllm_bytes_append_replaced(&replaced, piece, len, " ", 1, s->s1, s->len1);
             if (st == PYLLM_OK) {
                 if (s->b) {
                     pyllm_step split = {.kind = PYLLM_STEP_SPLIT, .s1 = s->s1, .len1 = s->len1};

@@ -392,23 +392,6 @@ static pyllm_status flush_bytes(pyllm_bytes *pending, pyllm_bytes *out)
     return PYLLM_OK;
 }
 
-/* Append piece with every U+2581 turned back into a space. */
-static pyllm_status append_unescaped(pyllm_bytes *out, const char *piece, size_t len)
-{
-    size_t start = 0;
-    for (size_t i = 0; i + 3 <= len;) {
-        if (memcmp(piece + i, SPACE_SYMBOL, 3) == 0) {
-            PYLLM_TRY(pyllm_bytes_append(out, piece + start, i - start));
-            PYLLM_TRY(pyllm_bytes_append(out, " ", 1));
-            i += 3;
-            start = i;
-        } else {
-            i++;
-        }
-    }
-    return pyllm_bytes_append(out, piece + start, len - start);
-}
-
 static pyllm_status decode_into(const pyllm_tokenizer *t, const int32_t *ids, size_t n, int skip_specials,
                                 pyllm_bytes *pending, pyllm_bytes *out)
 {
@@ -447,7 +430,7 @@ static pyllm_status decode_into(const pyllm_tokenizer *t, const int32_t *ids, si
                 /* removing extra whitespace drops every leading space, so keep expecting one */
                 bos_space_seen = !t->remove_extra_whitespaces;
             }
-            PYLLM_TRY(append_unescaped(out, piece, len));
+            PYLLM_TRY(pyllm_bytes_append_replaced(out, piece, len, SPACE_SYMBOL, 3, " ", 1));
         }
     }
     return flush_bytes(pending, out);
