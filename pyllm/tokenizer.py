@@ -6,7 +6,8 @@ BLOOM, GPT-2 and LLaMA-3 use it, or SentencePiece-style as HF ships LLaMA), and 
 Hugging Face conventions a user expects:
 ``encode`` adds BOS (and EOS when the tokenizer config asks for it), special-token strings
 written in the text (``<s>``, ``</s>``, ``<unk>``, added tokens) become their ids, and
-``decode(ids, skip_special_tokens=True)`` equals ``sentencepiece``'s own ``decode``.
+``decode(ids, skip_special_tokens=True)`` equals ``sentencepiece``'s (or ``tokenizers``') own ``decode``;
+``stream_decoder()`` decodes generated ids one at a time.
 """
 import json
 import os
@@ -43,7 +44,10 @@ def _read_json(path):
 
 
 class Tokenizer:
-    """A SentencePiece BPE tokenizer (LLaMA-1/2 and compatible vocabularies).
+    """A BPE tokenizer: SentencePiece (``tokenizer.model``, LLaMA-1/2 and compatible
+    vocabularies) or Hugging Face ``tokenizer.json`` (byte-level BPE as BLOOM, GPT-2 and LLaMA-3
+    use it; SentencePiece-style BPE as HF ships LLaMA), with ids identical to sentencepiece /
+    tokenizers.
 
     Build it with :meth:`from_file`, :meth:`from_pretrained` or :meth:`from_llama2c`.
     """
@@ -101,7 +105,7 @@ class Tokenizer:
 
     @classmethod
     def _from_json(cls, path, config, special_map):
-        core, prefix, suffix, added = load_tokenizer_json(path)
+        core, prefix, suffix = load_tokenizer_json(path)
 
         def named(key, names):
             content = _token_content(config.get(key)) if key in config else None

@@ -164,7 +164,7 @@ def _template_ids(path, processor):
 
 
 def load_tokenizer_json(path):
-    """(core tokenizer, prefix ids, suffix ids, added tokens {content: (id, special)})."""
+    """(core tokenizer, ids the post-processor puts before the text, ids it puts after)."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -220,7 +220,6 @@ def _build(path, data):
     core = _core.hf_bpe_tokenizer(by_id, merges, steps, unk_id, bool(model.get("byte_fallback", False)),
                                   bool(model.get("fuse_unk", False)), bool(model.get("ignore_merges", False)))
 
-    added = {}
     for entry in sorted(data.get("added_tokens") or [], key=lambda e: e["id"]):
         content, token_id, special = entry["content"], int(entry["id"]), bool(entry.get("special", False))
         if entry.get("normalized", not special) and has_normalizer:
@@ -230,8 +229,7 @@ def _build(path, data):
         flags = ((_ADDED_LSTRIP if entry.get("lstrip") else 0) | (_ADDED_RSTRIP if entry.get("rstrip") else 0) |
                  (_ADDED_SINGLE_WORD if entry.get("single_word") else 0))
         core.set_added_flags(token_id, flags)
-        added[content] = (token_id, special)
     for i in prefix + suffix:
         if not 0 <= i < core.vocab_size:
             _fail(path, f"post-processor token id {i} is outside the vocabulary of {core.vocab_size}")
-    return core, prefix, suffix, added
+    return core, prefix, suffix

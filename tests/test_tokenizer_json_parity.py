@@ -387,3 +387,23 @@ def test_sentencepiece_style_variants(json_paths, tmp_path, name):
         assert ours.encode(text) == expected, text
         for skip in (False, True):
             assert ours.decode(expected, skip_special_tokens=skip) == ref.decode(expected, skip_special_tokens=skip)
+
+
+def test_bloom_directory_like_transformers(json_paths, data_dir, tmp_path):
+    """A BLOOM model directory (our trained tokenizer.json with bloom-560m's own tokenizer_config
+    and special_tokens_map): from_pretrained gives what transformers' AutoTokenizer gives."""
+    from transformers import AutoTokenizer
+    folder = tmp_path / "bloom"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text(open(json_paths["bloom"], encoding="utf-8").read(), encoding="utf-8")
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        with open(os.path.join(data_dir, "bloom", f"bloom-560m.{name}"), encoding="utf-8") as f:
+            (folder / name).write_text(f.read(), encoding="utf-8")
+    ours = pyllm.Tokenizer.from_pretrained(folder)
+    theirs = AutoTokenizer.from_pretrained(str(folder))
+    assert (ours.bos_token_id, ours.eos_token_id, ours.pad_token_id) == (
+        theirs.bos_token_id, theirs.eos_token_id, theirs.pad_token_id) == (1, 2, 3)
+    for text in STRINGS[:300] + SPECIAL_TEXTS:
+        ids = theirs(text)["input_ids"]
+        assert ours.encode(text) == ids, text
+        assert ours.decode(ids, skip_special_tokens=True) == theirs.decode(ids, skip_special_tokens=True)
