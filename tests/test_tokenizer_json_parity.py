@@ -407,3 +407,17 @@ def test_bloom_directory_like_transformers(json_paths, data_dir, tmp_path):
         ids = theirs(text)["input_ids"]
         assert ours.encode(text) == ids, text
         assert ours.decode(ids, skip_special_tokens=True) == theirs.decode(ids, skip_special_tokens=True)
+
+
+def test_llama_json_gives_the_tokenizer_model_ids(json_paths, data_dir):
+    """The converted LLaMA tokenizer.json and tokenizer.model give the same ids, except where the
+    conversion itself departs from sentencepiece: a leading space (HF's Metaspace adds no prefix
+    before one) and runs of spaces (the converted merges order "▁▁" pieces differently). There,
+    tokenizers running the file is the reference (test_generated_strings_encode_like_tokenizers)."""
+    as_json = pyllm.Tokenizer.from_file(json_paths["llama"])
+    as_model = pyllm.Tokenizer.from_file(os.path.join(data_dir, "llama", "tokenizer.model"))
+    plain = [re.sub(r"\s{2,}", " ", t).lstrip() for t in STRINGS]
+    for text in plain:
+        assert as_json.encode(text, add_special_tokens=False) == as_model.encode(text, add_special_tokens=False), text
+        ids = as_model.encode(text, add_special_tokens=False)
+        assert as_json.decode(ids) == as_model.decode(ids, skip_special_tokens=True), text
