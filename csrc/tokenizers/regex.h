@@ -4,8 +4,10 @@
  * ranges, \s \S \d \D \p{..} \P{..} inside), groups (?: ) ( ) (?i: ), lookahead (?= ) (?! ),
  * quantifiers * + ? {n} {n,} {n,m} on single characters and ? on groups. Anything else is
  * rejected at compile time with an error naming it (\w too: Oniguruma's word class is not the one
- * Unicode defines, and no pattern here needs it), so matching never backtracks exponentially:
- * only single-character repetitions backtrack, one position at a time. */
+ * Unicode defines, and no pattern here needs it). Matching backtracks, but with no quantified
+ * groups only single-character repetitions (one position at a time) and alternatives do: the
+ * BLOOM, GPT-2 and LLaMA-3 patterns take time linear in what each attempt scans. A pattern that
+ * chains many optional groups of alternatives could still take exponential time. */
 #ifndef PYLLM_TOKENIZERS_REGEX_H
 #define PYLLM_TOKENIZERS_REGEX_H
 
