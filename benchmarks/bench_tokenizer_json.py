@@ -8,7 +8,8 @@ pipeline is built: the 256 byte characters and <unk> <s> </s> <pad>, then merges
 words of a multilingual corpus (every prefix of a word is a token, as BPE training would make
 frequent words), then merges of random token pairs until 250,680 tokens. Every merge is valid
 (both parts and the result are tokens). The text encoded is generated apart from that corpus, so
-some words are whole tokens and others are merged from pieces.
+some words are whole tokens and others are merged from pieces. Two worst cases follow: 1 MB
+without a separator and 1 MB of spaces (each one pre-token of a million symbols).
 """
 import argparse
 import json
@@ -148,6 +149,18 @@ def main():
                     lambda: [e.ids for e in ref.encode_batch(text_lines, add_special_tokens=False)])
             results[name, lib] = best_time(fn, args.repeat)
         (t_o, ids_o), (t_r, ids_r) = results[name, "pyllm"], results[name, "tokenizers"]
+        assert ids_o == ids_r, f"{name}: ids differ"
+        print(f"encode {name:15s} pyllm {t_o:7.3f} s   tokenizers {t_r:7.3f} s   ratio {t_r / t_o:5.2f}x "
+              f"(ids identical)")
+
+    # Worst cases for a pre-token splitter and BPE: one huge pre-token (1 MB without a separator,
+    # or 1 MB of spaces before a word), run once each.
+    rng = random.Random(1)
+    worst = {"1 MB, one word": "".join(rng.choice("abcdefghij") for _ in range(1_000_000)),
+             "1 MB of spaces": " " * 1_000_000 + "a"}
+    for name, sample in worst.items():
+        t_o, ids_o = best_time(lambda: ours.encode(sample, add_special_tokens=False), 1)
+        t_r, ids_r = best_time(lambda: ref.encode(sample, add_special_tokens=False).ids, 1)
         assert ids_o == ids_r, f"{name}: ids differ"
         print(f"encode {name:15s} pyllm {t_o:7.3f} s   tokenizers {t_r:7.3f} s   ratio {t_r / t_o:5.2f}x "
               f"(ids identical)")
