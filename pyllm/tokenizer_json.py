@@ -200,11 +200,14 @@ def _build(path, data):
     vocab = model.get("vocab")
     if not isinstance(vocab, dict):
         _fail(path, "model.vocab must be an object of token -> id")
-    by_id = [None] * len(vocab)
-    for token, token_id in vocab.items():
-        if not isinstance(token_id, int) or not 0 <= token_id < len(vocab) or by_id[token_id] is not None:
-            _fail(path, f"vocabulary ids must be 0..{len(vocab) - 1}, each once; token {token!r} has {token_id!r}")
-        by_id[token_id] = token
+    # ids must be 0..n-1, each once; checked at C speed (250k-token vocabularies are common)
+    n = len(vocab)
+    ids = list(vocab.values())
+    if not all(type(i) is int for i in ids) or sorted(ids) != list(range(n)):
+        bad = next(((t, i) for t, i in vocab.items() if type(i) is not int or not 0 <= i < n), None)
+        _fail(path, f"vocabulary ids must be 0..{n - 1}, each once: " +
+              (f"token {bad[0]!r} has id {bad[1]!r}" if bad else "an id appears twice"))
+    by_id = sorted(vocab, key=vocab.__getitem__)
     merges = model.get("merges") or []  # "a b" strings or [a, b] pairs: the C core reads both
     if not isinstance(merges, list):
         _fail(path, "model.merges must be a list")
