@@ -421,3 +421,15 @@ def test_llama_json_gives_the_tokenizer_model_ids(json_paths, data_dir):
         assert as_json.encode(text, add_special_tokens=False) == as_model.encode(text, add_special_tokens=False), text
         ids = as_model.encode(text, add_special_tokens=False)
         assert as_json.decode(ids) == as_model.decode(ids, skip_special_tokens=True), text
+
+
+def test_encoding_from_threads(pair):
+    """Encoding only reads the tokenizer and runs without the GIL: threads agree with one thread."""
+    from concurrent.futures import ThreadPoolExecutor
+    _, ours = pair("llama3")
+    texts = STRINGS[:400]
+    expected = [ours.encode(t) for t in texts]
+    with ThreadPoolExecutor(4) as pool:
+        chunks = list(pool.map(ours.encode_batch, [texts[i::4] for i in range(4)]))
+    for i in range(4):
+        assert chunks[i] == expected[i::4]
