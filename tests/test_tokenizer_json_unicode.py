@@ -35,9 +35,10 @@ def _first_difference(ours, theirs):
     return len(ours), len(theirs)
 
 
-@pytest.mark.parametrize("pattern", [r"\p{L}+", r"\p{N}+", r"\s+", r"\S+", r"\d+", r"\p{Nd}+", r"\p{Lu}",
-                                     r"\p{Ll}+", r"\p{Lo}+", r"\p{M}+", r"\p{P}+", r"\p{S}+", r"\p{Z}+",
-                                     r"\p{C}+", r"\P{L}+", r"[^\s\p{L}\p{N}]+", r"."])
+# One pattern per table column the real patterns use (L, N, White_Space, Nd) plus the other major
+# categories and a subcategory; negations are covered by the class of the last one.
+@pytest.mark.parametrize("pattern", [r"\p{L}+", r"\p{N}+", r"\s+", r"\d+", r"\p{Lu}", r"\p{M}+", r"\p{P}+",
+                                     r"\p{S}+", r"\p{Z}+", r"[^\s\p{L}\p{N}]+"])
 def test_every_code_point_class(tmp_path, pattern):
     ours = _ours(tmp_path, _split(pattern)).pre_tokenize(ALL_TEXT)
     theirs = [p for p, _ in pre_tokenizers.Split(Regex(pattern), "isolated").pre_tokenize_str(ALL_TEXT)]
