@@ -116,8 +116,11 @@ def main():
     parser.add_argument("--mb", type=float, default=1.0, help="megabytes of text to encode")
     args = parser.parse_args()
 
-    folder = tempfile.mkdtemp(prefix="bench_tokenizer_json_")
-    path = os.path.join(folder, "tokenizer.json")
+    with tempfile.TemporaryDirectory(prefix="bench_tokenizer_json_") as folder:
+        run(args, os.path.join(folder, "tokenizer.json"))
+
+
+def run(args, path):
     n_vocab, n_merges = synthetic_bloom_json(path)
     print(f"synthetic BLOOM tokenizer.json: {n_vocab} tokens, {n_merges} merges, "
           f"{os.path.getsize(path) / 1e6:.1f} MB")
