@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tokenizers/tokenizer.h"
+#include "tokenizers/utf8.h"
 
 typedef struct {
     PyObject_HEAD
@@ -355,6 +356,35 @@ static int optional_utf8(PyObject *obj, const char **s, Py_ssize_t *len)
     return *s == NULL ? -1 : 0;
 }
 
+/* UTF-8 of a str without the cached copy PyUnicode_AsUTF8AndSize keeps in every non-ASCII string
+ * (750k allocations for a 250k vocabulary and its merges): ASCII is used in place, short strings
+ * are encoded into buf (room for PYLLM_SCRATCH bytes), anything else falls back. */
+#define PYLLM_SCRATCH 256
+static const char *utf8_quick(PyObject *text, char *buf, Py_ssize_t *len)
+{
+    if (!PyUnicode_Check(text))
+        return utf8_of(text, len);
+    if (PyUnicode_IS_ASCII(text)) {
+        *len = PyUnicode_GET_LENGTH(text);
+        return (const char *)PyUnicode_DATA(text);
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n <= PYLLM_SCRATCH / 4) {
+        int kind = PyUnicode_KIND(text);
+        const void *data = PyUnicode_DATA(text);
+        size_t out = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 cp = PyUnicode_READ(kind, data, i);
+            if (cp >= 0xD800 && cp <= 0xDFFF)
+                return utf8_of(text, len); /* a lone surrogate: let Python raise */
+            out += pyllm_utf8_encode(cp, buf + out);
+        }
+        *len = (Py_ssize_t)out;
+        return buf;
+    }
+    return utf8_of(text, len);
+}
+
 /* hf_bpe_tokenizer(vocab, merges, steps, unk_id, byte_fallback, fuse_unk, ignore_merges):
  * vocab is a list of str by id, merges the JSON list by rank ("a b" or [a, b]), steps a list of
  * (stage, kind, s1, s2, is_regex, a, b) tuples (see csrc/tokenizers/tokenizer_json.h). */
@@ -374,9 +404,10 @@ static PyObject *from_hf_bpe(PyObject *module, PyObject *args)
     pyllm_status st = pyllm_tokenizer_hf_new((int32_t)PyList_GET_SIZE(vocab), (size_t)PyList_GET_SIZE(merges), &tok);
     if (st != PYLLM_OK)
         return pyllm_raise(st);
+    char buf_a[PYLLM_SCRATCH], buf_b[PYLLM_SCRATCH];
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(vocab); i++) {
         Py_ssize_t len;
-        const char *s = utf8_of(PyList_GET_ITEM(vocab, i), &len);
+        const char *s = utf8_quick(PyList_GET_ITEM(vocab, i), buf_a, &len);
         if (s == NULL)
             goto fail;
         if ((st = pyllm_tokenizer_hf_add_vocab(tok, s, (size_t)len)) != PYLLM_OK)
@@ -389,7 +420,7 @@ static PyObject *from_hf_bpe(PyObject *module, PyObject *args)
         Py_ssize_t alen, blen;
         if (PyUnicode_Check(merge)) {
             Py_ssize_t len;
-            a = PyUnicode_AsUTF8AndSize(merge, &len);
+            a = utf8_quick(merge, buf_a, &len);
             if (a == NULL)
                 goto fail;
             const char *space = memchr(a, ' ', (size_t)len);
@@ -401,8 +432,8 @@ static PyObject *from_hf_bpe(PyObject *module, PyObject *args)
             b = space + 1;
             blen = len - alen - 1;
         } else if ((PyList_Check(merge) || PyTuple_Check(merge)) && PySequence_Fast_GET_SIZE(merge) == 2) {
-            a = utf8_of(PySequence_Fast_GET_ITEM(merge, 0), &alen);
-            b = a == NULL ? NULL : utf8_of(PySequence_Fast_GET_ITEM(merge, 1), &blen);
+            a = utf8_quick(PySequence_Fast_GET_ITEM(merge, 0), buf_a, &alen);
+            b = a == NULL ? NULL : utf8_quick(PySequence_Fast_GET_ITEM(merge, 1), buf_b, &blen);
             if (b == NULL)
                 goto fail;
         } else {
