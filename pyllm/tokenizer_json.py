@@ -2,7 +2,9 @@
 
 The JSON is parsed here; the C core receives the vocabulary (strings by id), the merges (pairs
 of strings by rank) and the pipeline as a flat list of steps. Every component this module does
-not know raises ValueError naming it: nothing is approximated.
+not know raises ValueError naming it: nothing is approximated. The file's ``truncation`` and
+``padding`` settings are not applied, as transformers does not apply them either (its call
+arguments decide); ByteLevel's ``trim_offsets`` only concerns offsets, which we do not return.
 """
 import json
 import os
