@@ -1,17 +1,27 @@
-"""Text <-> token ids for LLaMA-family models, computed by the C core.
+"""Text <-> token ids for LLaMA- and BLOOM-family models, computed by the C core.
 
 ``Tokenizer`` wraps a SentencePiece BPE model (``tokenizer.model``, or the same vocabulary
-in llama2.c's ``tokenizer.bin`` form) and follows the Hugging Face conventions a user expects:
+in llama2.c's ``tokenizer.bin`` form) or a Hugging Face ``tokenizer.json`` BPE (byte-level as
+BLOOM, GPT-2 and LLaMA-3 use it, or SentencePiece-style as HF ships LLaMA), and follows the
+Hugging Face conventions a user expects:
 ``encode`` adds BOS (and EOS when the tokenizer config asks for it), special-token strings
 written in the text (``<s>``, ``</s>``, ``<unk>``, added tokens) become their ids, and
-``decode(ids, skip_special_tokens=True)`` equals ``sentencepiece``'s own ``decode``.
+``decode(ids, skip_special_tokens=True)`` equals ``sentencepiece``'s (or ``tokenizers``') own ``decode``;
+``stream_decoder()`` decodes generated ids one at a time.
 """
 import json
 import os
 
 from . import _core
+from .tokenizer_json import load_tokenizer_json
 
-__all__ = ["Tokenizer"]
+__all__ = ["Tokenizer", "StreamDecoder"]
+
+# Names the usual special tokens take in tokenizer.json files, for from_file (no config to say).
+_BOS_NAMES = ("<s>", "<|begin_of_text|>", "<|startoftext|>")
+_EOS_NAMES = ("</s>", "<|end_of_text|>", "<|endoftext|>")
+_PAD_NAMES = ("<pad>", "<|pad|>", "[PAD]")
+_PIECE_CONTROL, _PIECE_BYTE = 3, 6  # token_type of a special token and of a byte piece (<0x41>)
 
 
 def _token_content(value):
@@ -34,14 +44,18 @@ def _read_json(path):
 
 
 class Tokenizer:
-    """A SentencePiece BPE tokenizer (LLaMA-1/2 and compatible vocabularies).
+    """A BPE tokenizer: SentencePiece (``tokenizer.model``, LLaMA-1/2 and compatible
+    vocabularies) or Hugging Face ``tokenizer.json`` (byte-level BPE as BLOOM, GPT-2 and LLaMA-3
+    use it; SentencePiece-style BPE as HF ships LLaMA), with ids identical to sentencepiece /
+    tokenizers.
 
     Build it with :meth:`from_file`, :meth:`from_pretrained` or :meth:`from_llama2c`.
     """
 
     def __init__(self, core, *, add_bos_token=None, add_eos_token=False, legacy=True,
-                 bos_token_id=None, eos_token_id=None, pad_token_id=None, unk_token_id=None):
-        if not isinstance(core, _core.SentencePieceTokenizer):
+                 bos_token_id=None, eos_token_id=None, pad_token_id=None, unk_token_id=None,
+                 prefix_ids=None, suffix_ids=None):
+        if not isinstance(core, _core.SentencePieceTokenizer):  # the C type of both tokenizer kinds
             raise TypeError("use Tokenizer.from_file, from_pretrained or from_llama2c to build a Tokenizer")
         self._core = core
         self.bos_token_id = core.bos_id if bos_token_id is None else bos_token_id
@@ -54,16 +68,26 @@ class Tokenizer:
         # special tokens as a text of its own, dummy prefix included; False gives a dummy prefix
         # only to the start of the text. Text without special tokens is unaffected.
         self.legacy = bool(legacy)
+        # Ids encode(add_special_tokens=True) puts around the text: BOS/EOS by the flags above, or
+        # a tokenizer.json post-processor's template.
+        if prefix_ids is None:
+            prefix_ids = [self.bos_token_id] if self.add_bos_token and self.bos_token_id is not None else []
+        if suffix_ids is None:
+            suffix_ids = [self.eos_token_id] if self.add_eos_token and self.eos_token_id is not None else []
+        self._prefix_ids = list(prefix_ids)
+        self._suffix_ids = list(suffix_ids)
 
     # -- construction -------------------------------------------------------------------
 
     @classmethod
     def from_file(cls, path):
-        """Load a SentencePiece ``tokenizer.model`` (BPE). Unigram models raise ValueError."""
+        """Load a SentencePiece ``tokenizer.model`` (BPE) or a Hugging Face ``tokenizer.json`` (BPE).
+
+        Unigram and WordPiece models raise ValueError. For tokenizer.json, BOS/EOS are added as its
+        post-processor says, and bos/eos/pad ids are those of the usual token names when present."""
         path = os.fspath(path)
         if path.endswith(".json"):
-            raise ValueError(f"{path}: tokenizer.json (Hugging Face tokenizers) is not supported yet; "
-                             "give the SentencePiece tokenizer.model")
+            return cls._from_json(path, {}, {})
         with open(path, "rb") as f:
             data = f.read()
         try:
@@ -87,21 +111,43 @@ class Tokenizer:
             raise ValueError(f"{path}: not a usable llama2.c tokenizer: {e}") from None
 
     @classmethod
+    def _from_json(cls, path, config, special_map):
+        core, prefix, suffix = load_tokenizer_json(path)
+
+        def named(key, names):
+            content = _token_content(config.get(key)) if key in config else None
+            if content is None:
+                content = _token_content(special_map.get(key))
+            if content is not None:
+                token_id = core.token_to_id(content)
+                if token_id is None:  # transformers appends an unknown special token to the vocabulary
+                    token_id = core.vocab_size
+                    core.add_token(content, token_id)
+                return token_id
+            if config or special_map:
+                return None
+            for name in names:
+                if core.token_to_id(name) is not None:
+                    return core.token_to_id(name)
+            return None
+
+        bos, eos, pad = named("bos_token", _BOS_NAMES), named("eos_token", _EOS_NAMES), named("pad_token", _PAD_NAMES)
+        unk = named("unk_token", ("<unk>",))
+        # A config that says add_bos_token / add_eos_token rewrites the template, as transformers does.
+        if "add_bos_token" in config or "add_eos_token" in config:
+            prefix = [bos] if config.get("add_bos_token") and bos is not None else []
+            suffix = [eos] if config.get("add_eos_token") and eos is not None else []
+        return cls(core, add_bos_token=bool(prefix), add_eos_token=bool(suffix), bos_token_id=bos,
+                   eos_token_id=eos, pad_token_id=pad, unk_token_id=unk, prefix_ids=prefix, suffix_ids=suffix)
+
+    @classmethod
     def from_pretrained(cls, directory):
-        """Load ``tokenizer.model`` from a model directory, with the BOS/EOS flags, special
+        """Load the tokenizer of a model directory: ``tokenizer.json`` when present (as
+        transformers prefers it), else ``tokenizer.model``, with the BOS/EOS flags, special
         tokens and added tokens of ``tokenizer_config.json`` / ``special_tokens_map.json``."""
         directory = os.fspath(directory)
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"model directory not found: {directory}")
-        model_path = os.path.join(directory, "tokenizer.model")
-        if not os.path.exists(model_path):
-            if os.path.exists(os.path.join(directory, "tokenizer.json")):
-                raise ValueError(f"{directory} has only tokenizer.json, which is not supported yet; "
-                                 "a SentencePiece tokenizer.model is needed")
-            raise FileNotFoundError(f"no tokenizer.model in {directory}")
-        with open(model_path, "rb") as f:
-            core = _core.sentencepiece_from_bytes(f.read())
-
         config = {}
         config_path = os.path.join(directory, "tokenizer_config.json")
         if os.path.exists(config_path):
@@ -112,6 +158,14 @@ class Tokenizer:
             special_map = _read_json(map_path)
         if not isinstance(config, dict) or not isinstance(special_map, dict):
             raise ValueError(f"{directory}: tokenizer_config.json and special_tokens_map.json must hold objects")
+        json_path = os.path.join(directory, "tokenizer.json")
+        if os.path.exists(json_path):
+            return cls._from_json(json_path, config, special_map)
+        model_path = os.path.join(directory, "tokenizer.model")
+        if not os.path.exists(model_path):
+            raise FileNotFoundError(f"no tokenizer.json or tokenizer.model in {directory}")
+        with open(model_path, "rb") as f:
+            core = _core.sentencepiece_from_bytes(f.read())
 
         # Added tokens first: their ids are fixed by the file.
         added = config.get("added_tokens_decoder") or {}
@@ -147,10 +201,9 @@ class Tokenizer:
     # -- encoding and decoding ----------------------------------------------------------
 
     def _with_specials(self, ids):
-        if self.add_bos_token and self.bos_token_id is not None:
-            ids.insert(0, self.bos_token_id)
-        if self.add_eos_token and self.eos_token_id is not None:
-            ids.append(self.eos_token_id)
+        if self._prefix_ids:
+            ids[:0] = self._prefix_ids
+        ids.extend(self._suffix_ids)
         return ids
 
     def encode(self, text, add_special_tokens=True):
@@ -173,6 +226,10 @@ class Tokenizer:
         tokens are written as their text (``"<s> Hello"``)."""
         return self._core.decode(ids, bool(skip_special_tokens))
 
+    def stream_decoder(self, skip_special_tokens=False):
+        """A :class:`StreamDecoder` for text generated one token at a time."""
+        return StreamDecoder(self, skip_special_tokens)
+
     # -- vocabulary ---------------------------------------------------------------------
 
     @property
@@ -194,3 +251,83 @@ class Tokenizer:
     def __repr__(self):
         return (f"Tokenizer(vocab_size={self.vocab_size}, bos_token_id={self.bos_token_id}, "
                 f"eos_token_id={self.eos_token_id}, pad_token_id={self.pad_token_id})")
+
+
+class StreamDecoder:
+    """Incremental decoding: ``push(id)`` returns the new text that id completes, ``flush()`` the
+    rest. The pieces never hold a broken UTF-8 sequence, and their concatenation equals
+    ``tokenizer.decode(all_ids)``.
+
+    Each step decodes a short window of ids that starts at an *anchor*: a token (not a byte
+    piece, not skipped) whose own text is non-empty and begins with a whole character. From an
+    anchor on, every decoder these tokenizers use (ByteLevel, ByteFallback, Metaspace, the
+    SentencePiece dummy prefix, Strip of the first character) treats the following ids as the
+    full decode does, so the window's new text is the full decode's new text. Text is held back
+    while it ends in U+FFFD (bytes of an unfinished character) or in a byte piece, whose
+    rendering depends on the bytes that follow."""
+
+    def __init__(self, tokenizer, skip_special_tokens=False):
+        self._tok = tokenizer
+        self._skip = bool(skip_special_tokens)
+        self._ids = []
+        self._window = 0       # first id of the decoding window
+        self._emitted = 0      # ids before this index are fully emitted
+        self._emitted_chars = 0
+        self._anchors = {}
+
+    def _is_anchor(self, token_id):
+        known = self._anchors.get(token_id)
+        if known is None:
+            core = self._tok._core
+            text = core.decode([token_id], self._skip)
+            known = (core.token_type(token_id) != _PIECE_BYTE and text != "" and not text.startswith("\ufffd"))
+            self._anchors[token_id] = known
+        return known
+
+    def _ends_in_byte_piece(self):
+        """Whether the last id that decodes to something is a byte piece; skipped special tokens
+        are transparent (tokenizers' ByteFallback joins byte runs across them)."""
+        token_type = self._tok._core.token_type
+        for token_id in reversed(self._ids):
+            kind = token_type(token_id)
+            if self._skip and kind == _PIECE_CONTROL:
+                continue
+            return kind == _PIECE_BYTE
+        return False
+
+    def _step(self, final):
+        ids = self._ids
+        decode = self._tok._core.decode
+        before = decode(ids[self._window:self._emitted], self._skip)
+        text = decode(ids[self._window:], self._skip)
+        if not final and (text.endswith("\ufffd") or self._ends_in_byte_piece()):
+            return ""
+        if text.startswith(before):
+            new = text[len(before):]
+        else:  # not expected from an anchor; the full decode is the safe answer
+            new = decode(ids, self._skip)[self._emitted_chars:]
+        self._emitted = len(ids)
+        self._emitted_chars += len(new)
+        for i in range(len(ids) - 1, self._window - 1, -1):
+            if self._is_anchor(ids[i]):
+                self._window = i
+                break
+        return new
+
+    def push(self, token_id):
+        """Add one id; return the text it completes ("" while a character is unfinished)."""
+        if isinstance(token_id, bool) or not isinstance(token_id, int):
+            try:
+                token_id = int(token_id.__index__())
+            except AttributeError:
+                raise TypeError(f"token id must be an int, got {type(token_id).__name__}") from None
+        if not 0 <= token_id < self._tok.vocab_size:
+            raise IndexError(f"token id {token_id} is out of range [0, {self._tok.vocab_size})")
+        self._ids.append(token_id)
+        return self._step(final=False)
+
+    def flush(self):
+        """The text still held back (an unfinished character renders as U+FFFD, as decode does)."""
+        if self._emitted == len(self._ids):
+            return ""
+        return self._step(final=True)

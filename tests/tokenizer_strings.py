@@ -112,3 +112,30 @@ def training_corpus(n_lines, seed, chinese=False):
                 words.append(rng.choice(_PUNCT) * rng.randint(1, 3))
         lines.append(" ".join(words))
     return lines
+
+
+_CODE = ["def main():\n\tpass", "let a = obj.toString();\ntoString();", "for (int i = 0; i < n; ++i) { x[i] |= 1; }",
+         "if __name__ == '__main__':\n    sys.exit(run(argv[1:]))", "#include <stdio.h>\n", "SELECT * FROM t WHERE a<>b;",
+         "x => x ** 2 // (a|b)", "<div class=\"x\">&amp;</div>", "fn f<'a>(s: &'a str) -> Option<&'a str>",
+         "$ echo \"$HOME\" | grep -E '^/r(oo)?t$'", "arr[3:7:-1] @ W.T", "{\"key\": [1, 2.5e-3, null]}"]
+# The punctuation BLOOM's split pattern singles out, plus brackets and bars it treats specially.
+_SPLIT_PUNCT = list(".,!?…。，、।۔،") + ["(", ")", "|", "(|)", "...", "?!", "।।", "،،"]
+_PUNCT_SCRIPTS = ["中文句子", "另一个", "مرحبا بالعالم", "नमस्ते दुनिया", "हिन्दी", "اردو", "word", "123"]
+
+
+def bpe_test_strings(n, seed):
+    """Strings for tokenizer.json parity: the multilingual mix of generated_strings, with code
+    and the Chinese / Arabic / Hindi punctuation of BLOOM's split pattern worked in."""
+    rng = random.Random(seed)
+    base = generated_strings(n, seed)
+    out = []
+    for text in base:
+        r = rng.random()
+        if r < 0.25:
+            text = rng.choice(_CODE) + rng.choice(["", " ", "\n"]) + text
+        elif r < 0.5:
+            parts = [rng.choice(_PUNCT_SCRIPTS) + rng.choice(_SPLIT_PUNCT) for _ in range(rng.randint(1, 6))]
+            joiner = rng.choice(["", " ", "  ", "\n"])
+            text = joiner.join(parts) + rng.choice(["", " "]) + text
+        out.append(text)
+    return out

@@ -2,7 +2,10 @@
  * constructors. Encoding and decoding run without the GIL. */
 #include "python/common.h"
 
+#include <string.h>
+
 #include "tokenizers/tokenizer.h"
+#include "tokenizers/utf8.h"
 
 typedef struct {
     PyObject_HEAD
@@ -336,6 +339,178 @@ static PyObject *tokenizer_add_token(TokenizerObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+
+/* Text argument as UTF-8 (None -> empty). */
+static int optional_utf8(PyObject *obj, const char **s, Py_ssize_t *len)
+{
+    if (obj == Py_None) {
+        *s = "";
+        *len = 0;
+        return 0;
+    }
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "expected a str, got %.200s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *s = PyUnicode_AsUTF8AndSize(obj, len);
+    return *s == NULL ? -1 : 0;
+}
+
+/* UTF-8 of a str without the cached copy PyUnicode_AsUTF8AndSize keeps in every non-ASCII string
+ * (750k allocations for a 250k vocabulary and its merges): ASCII is used in place, short strings
+ * are encoded into buf (room for PYLLM_SCRATCH bytes), anything else falls back. */
+#define PYLLM_SCRATCH 256
+static const char *utf8_quick(PyObject *text, char *buf, Py_ssize_t *len)
+{
+    if (!PyUnicode_Check(text))
+        return utf8_of(text, len);
+    if (PyUnicode_IS_ASCII(text)) {
+        *len = PyUnicode_GET_LENGTH(text);
+        return (const char *)PyUnicode_DATA(text);
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n <= PYLLM_SCRATCH / 4) {
+        int kind = PyUnicode_KIND(text);
+        const void *data = PyUnicode_DATA(text);
+        size_t out = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 cp = PyUnicode_READ(kind, data, i);
+            if (cp >= 0xD800 && cp <= 0xDFFF)
+                return utf8_of(text, len); /* a lone surrogate: let Python raise */
+            out += pyllm_utf8_encode(cp, buf + out);
+        }
+        *len = (Py_ssize_t)out;
+        return buf;
+    }
+    return utf8_of(text, len);
+}
+
+/* hf_bpe_tokenizer(vocab, merges, steps, unk_id, byte_fallback, fuse_unk, ignore_merges):
+ * vocab is a list of str by id, merges the JSON list by rank ("a b" or [a, b]), steps a list of
+ * (stage, kind, s1, s2, is_regex, a, b) tuples (see csrc/tokenizers/tokenizer_json.h). */
+static PyObject *from_hf_bpe(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *vocab, *merges, *steps;
+    int unk_id, byte_fallback, fuse_unk, ignore_merges;
+    if (!PyArg_ParseTuple(args, "O!O!O!ippp:hf_bpe_tokenizer", &PyList_Type, &vocab, &PyList_Type, &merges,
+                          &PyList_Type, &steps, &unk_id, &byte_fallback, &fuse_unk, &ignore_merges))
+        return NULL;
+    pyllm_tokenizer *tok = NULL;
+    if (PyList_GET_SIZE(vocab) > INT32_MAX / 2) {
+        PyErr_Format(PyExc_ValueError, "a vocabulary of %zd tokens is too large", PyList_GET_SIZE(vocab));
+        return NULL;
+    }
+    pyllm_status st = pyllm_tokenizer_hf_new((int32_t)PyList_GET_SIZE(vocab), (size_t)PyList_GET_SIZE(merges), &tok);
+    if (st != PYLLM_OK)
+        return pyllm_raise(st);
+    char buf_a[PYLLM_SCRATCH], buf_b[PYLLM_SCRATCH];
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(vocab); i++) {
+        Py_ssize_t len;
+        const char *s = utf8_quick(PyList_GET_ITEM(vocab, i), buf_a, &len);
+        if (s == NULL)
+            goto fail;
+        if ((st = pyllm_tokenizer_hf_add_vocab(tok, s, (size_t)len)) != PYLLM_OK)
+            goto fail_status;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(merges); i++) {
+        /* tokenizer.json writes a merge as "left right" (older files) or ["left", "right"] */
+        PyObject *merge = PyList_GET_ITEM(merges, i);
+        const char *a, *b;
+        Py_ssize_t alen, blen;
+        if (PyUnicode_Check(merge)) {
+            Py_ssize_t len;
+            a = utf8_quick(merge, buf_a, &len);
+            if (a == NULL)
+                goto fail;
+            const char *space = memchr(a, ' ', (size_t)len);
+            if (space == NULL || memchr(space + 1, ' ', (size_t)(a + len - space - 1)) != NULL) {
+                PyErr_Format(PyExc_ValueError, "merge %zd %R is not two tokens separated by one space", i, merge);
+                goto fail;
+            }
+            alen = space - a;
+            b = space + 1;
+            blen = len - alen - 1;
+        } else if ((PyList_Check(merge) || PyTuple_Check(merge)) && PySequence_Fast_GET_SIZE(merge) == 2) {
+            a = utf8_quick(PySequence_Fast_GET_ITEM(merge, 0), buf_a, &alen);
+            b = a == NULL ? NULL : utf8_quick(PySequence_Fast_GET_ITEM(merge, 1), buf_b, &blen);
+            if (b == NULL)
+                goto fail;
+        } else {
+            PyErr_Format(PyExc_ValueError, "merge %zd must be \"left right\" or [left, right], got %R", i, merge);
+            goto fail;
+        }
+        if ((st = pyllm_tokenizer_hf_add_merge(tok, a, (size_t)alen, b, (size_t)blen)) != PYLLM_OK)
+            goto fail_status;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(steps); i++) {
+        int stage, kind, is_regex, a, b;
+        PyObject *o1, *o2;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(steps, i), "iiOOpii:pipeline step", &stage, &kind, &o1, &o2, &is_regex,
+                              &a, &b))
+            goto fail;
+        const char *s1, *s2;
+        Py_ssize_t len1, len2;
+        if (optional_utf8(o1, &s1, &len1) < 0 || optional_utf8(o2, &s2, &len2) < 0)
+            goto fail;
+        st = pyllm_tokenizer_hf_add_step(tok, stage, kind, s1, (size_t)len1, s2, (size_t)len2, is_regex, a, b);
+        if (st != PYLLM_OK)
+            goto fail_status;
+    }
+    if ((st = pyllm_tokenizer_hf_finish(tok, unk_id, byte_fallback, fuse_unk, ignore_merges)) != PYLLM_OK)
+        goto fail_status;
+    return wrap(tok);
+fail_status:
+    pyllm_raise(st);
+fail:
+    pyllm_tokenizer_free(tok);
+    return NULL;
+}
+
+static PyObject *tokenizer_set_added_flags(TokenizerObject *self, PyObject *args)
+{
+    int id, flags;
+    if (!PyArg_ParseTuple(args, "ii:set_added_flags", &id, &flags))
+        return NULL;
+    if (self->tok->hf == NULL) {
+        PyErr_SetString(PyExc_TypeError, "added-token flags apply to tokenizer.json tokenizers only");
+        return NULL;
+    }
+    pyllm_status st = pyllm_tokenizer_hf_set_added_flags(self->tok, id, flags);
+    if (st != PYLLM_OK)
+        return pyllm_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *tokenizer_pre_tokenize(TokenizerObject *self, PyObject *arg)
+{
+    if (self->tok->hf == NULL) {
+        PyErr_SetString(PyExc_TypeError, "pre_tokenize applies to tokenizer.json tokenizers only");
+        return NULL;
+    }
+    Py_ssize_t len;
+    const char *utf8 = utf8_of(arg, &len);
+    if (utf8 == NULL)
+        return NULL;
+    pyllm_pieces pieces = {0};
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pyllm_tokenizer_hf_pre_tokenize(self->tok, utf8, (size_t)len, &pieces);
+    Py_END_ALLOW_THREADS
+    PyObject *result = st == PYLLM_OK ? PyList_New((Py_ssize_t)pieces.n) : pyllm_raise(st);
+    for (size_t i = 0; result != NULL && i < pieces.n; i++) {
+        PyObject *piece = PyUnicode_DecodeUTF8(pieces.text.data + pieces.start[i],
+                                               (Py_ssize_t)(pieces.end[i] - pieces.start[i]), "surrogateescape");
+        if (piece == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, (Py_ssize_t)i, piece);
+    }
+    pyllm_pieces_free(&pieces);
+    return result;
+}
+
 static PyObject *optional_id(int32_t id)
 {
     if (id < 0)
@@ -405,6 +580,11 @@ static PyMethodDef tokenizer_methods[] = {
     {"add_token", (PyCFunction)tokenizer_add_token, METH_VARARGS,
      "add_token(text, id, special=True): split text out of inputs as this id (an existing piece or the next "
      "id); special tokens are skipped by decode(skip_special_tokens=True)."},
+    {"pre_tokenize", (PyCFunction)tokenizer_pre_tokenize, METH_O,
+     "pre_tokenize(text) -> list[str]: the pieces the normalizers and pre-tokenizers of a tokenizer.json make "
+     "(byte-level pieces not yet mapped to their characters)."},
+    {"set_added_flags", (PyCFunction)tokenizer_set_added_flags, METH_VARARGS,
+     "set_added_flags(id, flags): lstrip 1 / rstrip 2 / single_word 4 of an added token (tokenizer.json)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -425,6 +605,9 @@ static PyMethodDef module_functions[] = {
      "sentencepiece_from_bytes(data) -> SentencePieceTokenizer from the bytes of a tokenizer.model."},
     {"sentencepiece_from_llama2c", from_llama2c, METH_VARARGS,
      "sentencepiece_from_llama2c(data, vocab_size) -> SentencePieceTokenizer from a llama2.c tokenizer file."},
+    {"hf_bpe_tokenizer", from_hf_bpe, METH_VARARGS,
+     "hf_bpe_tokenizer(vocab, merges, steps, unk_id, byte_fallback, fuse_unk, ignore_merges) -> a tokenizer.json "
+     "BPE tokenizer (use pyllm.Tokenizer.from_file)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -50,6 +50,24 @@ pyllm_status pyllm_bytes_append(pyllm_bytes *b, const void *data, size_t len)
     return PYLLM_OK;
 }
 
+pyllm_status pyllm_bytes_append_replaced(pyllm_bytes *b, const char *s, size_t len, const char *from, size_t from_len,
+                                         const char *to, size_t to_len)
+{
+    size_t start = 0;
+    PYLLM_TRY(pyllm_bytes_reserve(b, len));
+    for (size_t i = 0; i + from_len <= len;) {
+        if (memcmp(s + i, from, from_len) == 0) {
+            PYLLM_TRY(pyllm_bytes_append(b, s + start, i - start));
+            PYLLM_TRY(pyllm_bytes_append(b, to, to_len));
+            i += from_len;
+            start = i;
+        } else {
+            i++;
+        }
+    }
+    return pyllm_bytes_append(b, s + start, len - start);
+}
+
 void pyllm_bytes_free(pyllm_bytes *b)
 {
     pyllm_free(b->data);

@@ -22,6 +22,9 @@ typedef struct {
 /* Make room for `extra` more bytes (capacity doubles, so appends are amortised O(1)). */
 pyllm_status pyllm_bytes_reserve(pyllm_bytes *b, size_t extra);
 pyllm_status pyllm_bytes_append(pyllm_bytes *b, const void *data, size_t len);
+/* Append s[0..len) with every occurrence of `from` (non-empty) replaced by `to`. */
+pyllm_status pyllm_bytes_append_replaced(pyllm_bytes *b, const char *s, size_t len, const char *from, size_t from_len,
+                                         const char *to, size_t to_len);
 void pyllm_bytes_free(pyllm_bytes *b);
 
 pyllm_status pyllm_ids_reserve(pyllm_ids *v, size_t extra);

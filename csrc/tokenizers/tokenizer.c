@@ -21,7 +21,7 @@ static int byte_of_piece(const char *s, size_t len)
     return (int)((hi - hex) * 16 + (lo - hex));
 }
 
-static pyllm_tokenizer *tokenizer_alloc(void)
+pyllm_tokenizer *pyllm_tokenizer_alloc(void)
 {
     pyllm_tokenizer *t = pyllm_calloc(1, sizeof *t);
     if (t == NULL)
@@ -42,6 +42,7 @@ void pyllm_tokenizer_free(pyllm_tokenizer *t)
     pyllm_spm_normalizer_free(&t->denormalizer);
     pyllm_special_tokens_free(&t->specials);
     pyllm_free(t->unk_surface);
+    pyllm_hf_bpe_free(t->hf);
     pyllm_free(t);
 }
 
@@ -174,7 +175,7 @@ pyllm_status pyllm_tokenizer_from_sentencepiece(const void *data, size_t len, py
     *out = NULL;
     pyllm_spm_model model;
     PYLLM_TRY(pyllm_spm_model_parse(data, len, &model));
-    pyllm_tokenizer *t = tokenizer_alloc();
+    pyllm_tokenizer *t = pyllm_tokenizer_alloc();
     pyllm_status st = t == NULL ? PYLLM_ERR_MEMORY : build(t, &model, "tokenizer.model");
     pyllm_spm_model_free(&model);
     if (st != PYLLM_OK) {
@@ -289,7 +290,7 @@ pyllm_status pyllm_tokenizer_from_llama2c(const void *data, size_t len, int32_t 
         model.eos_piece = "</s>";
         model.pad_piece = "<pad>";
         model.unk_surface = " \xE2\x81\x87 ";
-        t = tokenizer_alloc();
+        t = pyllm_tokenizer_alloc();
         st = t == NULL ? PYLLM_ERR_MEMORY : build(t, &model, "the llama2.c tokenizer file");
     }
     pyllm_free(model.pieces);
@@ -311,6 +312,8 @@ pyllm_status pyllm_tokenizer_add_token(pyllm_tokenizer *t, const char *text, siz
         if (existing != id)
             return pyllm_error(PYLLM_ERR_VALUE, "added token '%.*s' has id %d in the vocabulary, not %d", (int)len,
                                text, existing, id);
+        if (t->hf != NULL && special) /* tokenizer.json: a special added token is skipped by decode */
+            t->types[id] = PYLLM_PIECE_CONTROL;
         return pyllm_special_tokens_add(&t->specials, text, len, id);
     }
     if (id != t->vocab.n_tokens)
@@ -347,6 +350,8 @@ static pyllm_status encode_plain(const pyllm_tokenizer *t, const char *text, siz
 pyllm_status pyllm_tokenizer_encode(const pyllm_tokenizer *t, const char *text, size_t len, int flags,
                                     pyllm_ids *out)
 {
+    if (t->hf != NULL)
+        return pyllm_tokenizer_hf_encode(t, text, len, flags, out);
     pyllm_bytes scratch = {0};
     pyllm_status st = PYLLM_OK;
     int allow_dummy = 1;
@@ -387,23 +392,6 @@ static pyllm_status flush_bytes(pyllm_bytes *pending, pyllm_bytes *out)
     return PYLLM_OK;
 }
 
-/* Append piece with every U+2581 turned back into a space. */
-static pyllm_status append_unescaped(pyllm_bytes *out, const char *piece, size_t len)
-{
-    size_t start = 0;
-    for (size_t i = 0; i + 3 <= len;) {
-        if (memcmp(piece + i, SPACE_SYMBOL, 3) == 0) {
-            PYLLM_TRY(pyllm_bytes_append(out, piece + start, i - start));
-            PYLLM_TRY(pyllm_bytes_append(out, " ", 1));
-            i += 3;
-            start = i;
-        } else {
-            i++;
-        }
-    }
-    return pyllm_bytes_append(out, piece + start, len - start);
-}
-
 static pyllm_status decode_into(const pyllm_tokenizer *t, const int32_t *ids, size_t n, int skip_specials,
                                 pyllm_bytes *pending, pyllm_bytes *out)
 {
@@ -442,7 +430,7 @@ static pyllm_status decode_into(const pyllm_tokenizer *t, const int32_t *ids, si
                 /* removing extra whitespace drops every leading space, so keep expecting one */
                 bos_space_seen = !t->remove_extra_whitespaces;
             }
-            PYLLM_TRY(append_unescaped(out, piece, len));
+            PYLLM_TRY(pyllm_bytes_append_replaced(out, piece, len, SPACE_SYMBOL, 3, " ", 1));
         }
     }
     return flush_bytes(pending, out);
@@ -451,6 +439,8 @@ static pyllm_status decode_into(const pyllm_tokenizer *t, const int32_t *ids, si
 pyllm_status pyllm_tokenizer_decode(const pyllm_tokenizer *t, const int32_t *ids, size_t n, int skip_specials,
                                     pyllm_bytes *out)
 {
+    if (t->hf != NULL)
+        return pyllm_tokenizer_hf_decode(t, ids, n, skip_specials, out);
     pyllm_bytes pending = {0};
     out->len = 0;
     PYLLM_TRY(pyllm_bytes_append(out, "", 0));

@@ -1,0 +1,364 @@
+#include <string.h>
+
+#include "core/alloc.h"
+#include "tokenizers/byte_level.h"
+#include "tokenizers/sentencepiece_model.h"
+#include "tokenizers/tokenizer.h"
+#include "tokenizers/unicode.h"
+#include "tokenizers/utf8.h"
+
+void pyllm_hf_bpe_free(pyllm_hf_bpe *hf)
+{
+    if (hf == NULL)
+        return;
+    for (int w = 0; w < 3; w++) {
+        for (size_t i = 0; i < hf->n_steps[w]; i++)
+            pyllm_step_free(&hf->steps[w][i]);
+        pyllm_free(hf->steps[w]);
+    }
+    pyllm_bpe_merges_free(&hf->merges);
+    pyllm_free(hf->added_flags);
+    pyllm_free(hf);
+}
+
+pyllm_status pyllm_tokenizer_hf_new(int32_t n_tokens, size_t n_merges, pyllm_tokenizer **out)
+{
+    *out = NULL;
+    if (n_tokens < 0)
+        return pyllm_error(PYLLM_ERR_VALUE, "vocabulary size must not be negative, got %d", n_tokens);
+    pyllm_tokenizer *t = pyllm_tokenizer_alloc();
+    if (t == NULL)
+        return PYLLM_ERR_MEMORY;
+    pyllm_status st = PYLLM_ERR_MEMORY;
+    t->hf = pyllm_calloc(1, sizeof(pyllm_hf_bpe));
+    t->cap_types = n_tokens + 16;
+    t->types = pyllm_calloc((size_t)t->cap_types, 1);
+    if (t->hf != NULL && t->types != NULL) {
+        t->hf->unk_id = -1;
+        st = pyllm_vocab_init(&t->vocab, n_tokens + 16);
+        if (st == PYLLM_OK)
+            st = pyllm_special_tokens_init(&t->specials);
+        if (st == PYLLM_OK)
+            st = pyllm_prefix_matcher_init(&t->user_defined);
+        if (st == PYLLM_OK)
+            st = pyllm_bpe_merges_init(&t->hf->merges, n_merges);
+    }
+    if (st != PYLLM_OK) {
+        pyllm_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return PYLLM_OK;
+}
+
+pyllm_status pyllm_tokenizer_hf_add_vocab(pyllm_tokenizer *t, const char *s, size_t len)
+{
+    int32_t existing;
+    if (t->vocab.n_tokens >= t->cap_types)
+        return pyllm_error(PYLLM_ERR_VALUE, "more vocabulary entries than announced (%d)", t->cap_types - 16);
+    PYLLM_TRY(pyllm_vocab_add(&t->vocab, s, len, &existing));
+    if (existing >= 0)
+        return pyllm_error(PYLLM_ERR_VALUE, "token '%.*s' appears twice in the vocabulary (ids %d and %d)", (int)len,
+                           s, existing, t->vocab.n_tokens);
+    t->types[t->vocab.n_tokens - 1] = PYLLM_PIECE_NORMAL;
+    t->n_pieces = t->vocab.n_tokens;
+    return PYLLM_OK;
+}
+
+pyllm_status pyllm_tokenizer_hf_add_merge(pyllm_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen)
+{
+    int32_t left = pyllm_vocab_find(&t->vocab, a, alen), right = pyllm_vocab_find(&t->vocab, b, blen);
+    if (left < 0 || right < 0)
+        return pyllm_error(PYLLM_ERR_VALUE, "merge %zu ('%.*s' '%.*s') names token '%.*s', which is not in the vocabulary",
+                           t->hf->n_merges_read, (int)alen, a, (int)blen, b, left < 0 ? (int)alen : (int)blen,
+                           left < 0 ? a : b);
+    char small[256];
+    char *joined = alen + blen <= sizeof small ? small : pyllm_alloc(alen + blen);
+    if (joined == NULL)
+        return PYLLM_ERR_MEMORY;
+    memcpy(joined, a, alen);
+    memcpy(joined + alen, b, blen);
+    int32_t merged = pyllm_vocab_find(&t->vocab, joined, alen + blen);
+    pyllm_status st = PYLLM_OK;
+    if (merged < 0)
+        st = pyllm_error(PYLLM_ERR_VALUE, "merge %zu ('%.*s' '%.*s') makes '%.*s', which is not in the vocabulary",
+                         t->hf->n_merges_read, (int)alen, a, (int)blen, b, (int)(alen + blen), joined);
+    if (joined != small)
+        pyllm_free(joined);
+    PYLLM_TRY(st);
+    /* the rank is the position in the merges list; a repeated pair takes its later rank */
+    if (t->hf->n_merges_read >= INT32_MAX)
+        return pyllm_error(PYLLM_ERR_VALUE, "too many merges");
+    return pyllm_bpe_merges_add(&t->hf->merges, left, right, (int32_t)t->hf->n_merges_read++, merged);
+}
+
+pyllm_status pyllm_tokenizer_hf_add_step(pyllm_tokenizer *t, int which, int kind, const char *s1, size_t len1,
+                                         const char *s2, size_t len2, int is_regex, int a, int b)
+{
+    pyllm_hf_bpe *hf = t->hf;
+    if (which < 0 || which > 2)
+        return pyllm_error(PYLLM_ERR_VALUE, "unknown pipeline stage %d", which);
+    if (hf->n_steps[which] == hf->cap_steps[which]) {
+        size_t cap = hf->cap_steps[which] ? hf->cap_steps[which] * 2 : 4;
+        pyllm_step *grown = pyllm_calloc(cap, sizeof(pyllm_step));
+        if (grown == NULL)
+            return PYLLM_ERR_MEMORY;
+        if (hf->n_steps[which])
+            memcpy(grown, hf->steps[which], hf->n_steps[which] * sizeof(pyllm_step));
+        pyllm_free(hf->steps[which]);
+        hf->steps[which] = grown;
+        hf->cap_steps[which] = cap;
+    }
+    pyllm_step *s = &hf->steps[which][hf->n_steps[which]];
+    int regex_step = which != PYLLM_HF_DECODER && (kind == PYLLM_STEP_SPLIT || kind == PYLLM_STEP_BYTE_LEVEL);
+    /* a decoder step only keeps its strings: initialise it as a plain Prepend, then set its kind */
+    pyllm_step_kind init_kind = which == PYLLM_HF_DECODER ? PYLLM_STEP_PREPEND : (pyllm_step_kind)kind;
+    pyllm_status st = pyllm_step_init(s, init_kind, s1 ? s1 : "", len1, s2 ? s2 : "", len2, regex_step && is_regex,
+                                      a, b);
+    s->kind = (pyllm_step_kind)kind;
+    if (st != PYLLM_OK) {
+        pyllm_step_free(s);
+        return st;
+    }
+    if (which == PYLLM_HF_PRE_TOKENIZER && kind == PYLLM_STEP_BYTE_LEVEL)
+        hf->byte_level = 1;
+    hf->n_steps[which]++;
+    return PYLLM_OK;
+}
+
+pyllm_status pyllm_tokenizer_hf_finish(pyllm_tokenizer *t, int32_t unk_id, int byte_fallback, int fuse_unk,
+                                       int ignore_merges)
+{
+    pyllm_hf_bpe *hf = t->hf;
+    if (unk_id >= t->vocab.n_tokens)
+        return pyllm_error(PYLLM_ERR_VALUE, "unk id %d is outside the vocabulary of %d", unk_id, t->vocab.n_tokens);
+    hf->unk_id = unk_id;
+    t->unk_id = unk_id;
+    hf->byte_fallback = byte_fallback;
+    t->byte_fallback = byte_fallback;
+    hf->fuse_unk = fuse_unk;
+    hf->ignore_merges = ignore_merges;
+    for (int b = 0; b < 256; b++) {
+        char buf[8];
+        size_t n = pyllm_utf8_encode(pyllm_byte_level_char((uint8_t)b), buf);
+        hf->byte_char_ids[b] = pyllm_vocab_find(&t->vocab, buf, n);
+        static const char hex[] = "0123456789ABCDEF";
+        char piece[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
+        hf->byte_token_ids[b] = byte_fallback ? pyllm_vocab_find(&t->vocab, piece, 6) : -1;
+        if (hf->byte_token_ids[b] >= 0)
+            t->types[hf->byte_token_ids[b]] = PYLLM_PIECE_BYTE;
+    }
+    return PYLLM_OK;
+}
+
+pyllm_status pyllm_tokenizer_hf_set_added_flags(pyllm_tokenizer *t, int32_t id, int flags)
+{
+    pyllm_hf_bpe *hf = t->hf;
+    if (id < 0 || id >= t->vocab.n_tokens)
+        return pyllm_error(PYLLM_ERR_INDEX, "added token id %d is out of range", id);
+    if (id >= hf->cap_flags) {
+        int32_t cap = t->vocab.n_tokens + 64;
+        uint8_t *grown = pyllm_calloc((size_t)cap, 1);
+        if (grown == NULL)
+            return PYLLM_ERR_MEMORY;
+        if (hf->cap_flags)
+            memcpy(grown, hf->added_flags, (size_t)hf->cap_flags);
+        pyllm_free(hf->added_flags);
+        hf->added_flags = grown;
+        hf->cap_flags = cap;
+    }
+    hf->added_flags[id] = (uint8_t)flags;
+    return PYLLM_OK;
+}
+
+/* The model on one pre-token: initial symbols (bytes or characters), then rank-ordered merges. */
+static pyllm_status encode_word(const pyllm_tokenizer *t, const char *w, size_t len, pyllm_ids *symbols,
+                                pyllm_bytes *scratch, pyllm_ids *out)
+{
+    const pyllm_hf_bpe *hf = t->hf;
+    if (len == 0)
+        return PYLLM_OK;
+    if (hf->ignore_merges) {
+        const char *key = w;
+        size_t key_len = len;
+        if (hf->byte_level) {
+            scratch->len = 0;
+            for (size_t i = 0; i < len; i++) {
+                char buf[4];
+                size_t n = pyllm_utf8_encode(pyllm_byte_level_char((uint8_t)w[i]), buf);
+                PYLLM_TRY(pyllm_bytes_append(scratch, buf, n));
+            }
+            key = scratch->data;
+            key_len = scratch->len;
+        }
+        int32_t whole = pyllm_vocab_find(&t->vocab, key, key_len);
+        if (whole >= 0)
+            return pyllm_ids_push(out, whole);
+    }
+    symbols->len = 0;
+    int unk_open = 0;
+    for (size_t i = 0; i < len;) {
+        size_t k;
+        int32_t id;
+        if (hf->byte_level) {
+            k = 1;
+            id = hf->byte_char_ids[(uint8_t)w[i]];
+        } else {
+            uint32_t cp;
+            k = pyllm_utf8_decode_lossy(w + i, len - i, &cp);
+            id = pyllm_vocab_find(&t->vocab, w + i, k);
+        }
+        if (id >= 0) {
+            PYLLM_TRY(pyllm_ids_push(symbols, id));
+            unk_open = 0;
+        } else if (hf->byte_fallback && !hf->byte_level) {
+            int all = 1;
+            for (size_t j = 0; j < k; j++)
+                all &= hf->byte_token_ids[(uint8_t)w[i + j]] >= 0;
+            if (all) {
+                for (size_t j = 0; j < k; j++)
+                    PYLLM_TRY(pyllm_ids_push(symbols, hf->byte_token_ids[(uint8_t)w[i + j]]));
+                unk_open = 0;
+            } else if (hf->unk_id >= 0 && !(hf->fuse_unk && unk_open)) {
+                PYLLM_TRY(pyllm_ids_push(symbols, hf->unk_id));
+                unk_open = 1;
+            }
+        } else if (hf->unk_id >= 0) {
+            if (!(hf->fuse_unk && unk_open))
+                PYLLM_TRY(pyllm_ids_push(symbols, hf->unk_id));
+            unk_open = 1;
+        }
+        i += k;
+    }
+    return pyllm_bpe_ranked_encode(&hf->merges, symbols->data, symbols->len, out);
+}
+
+pyllm_status pyllm_tokenizer_hf_pre_tokenize(const pyllm_tokenizer *t, const char *text, size_t len,
+                                             pyllm_pieces *out)
+{
+    const pyllm_hf_bpe *hf = t->hf;
+    PYLLM_TRY(pyllm_pieces_push(out, text, len, 1));
+    PYLLM_TRY(pyllm_steps_run(hf->steps[PYLLM_HF_NORMALIZER], hf->n_steps[PYLLM_HF_NORMALIZER], out));
+    return pyllm_steps_run(hf->steps[PYLLM_HF_PRE_TOKENIZER], hf->n_steps[PYLLM_HF_PRE_TOKENIZER], out);
+}
+
+/* Normalize, pre-tokenize and encode a stretch of text without added tokens. */
+static pyllm_status encode_segment(const pyllm_tokenizer *t, const char *text, size_t len, int at_text_start,
+                                   pyllm_ids *symbols, pyllm_bytes *scratch, pyllm_ids *out)
+{
+    const pyllm_hf_bpe *hf = t->hf;
+    if (len == 0)
+        return PYLLM_OK;
+    pyllm_pieces pieces = {0};
+    pyllm_status st = pyllm_pieces_push(&pieces, text, len, at_text_start);
+    if (st == PYLLM_OK)
+        st = pyllm_steps_run(hf->steps[PYLLM_HF_NORMALIZER], hf->n_steps[PYLLM_HF_NORMALIZER], &pieces);
+    if (st == PYLLM_OK)
+        st = pyllm_steps_run(hf->steps[PYLLM_HF_PRE_TOKENIZER], hf->n_steps[PYLLM_HF_PRE_TOKENIZER], &pieces);
+    for (size_t i = 0; i < pieces.n && st == PYLLM_OK; i++)
+        st = encode_word(t, pieces.text.data + pieces.start[i], pieces.end[i] - pieces.start[i], symbols, scratch,
+                         out);
+    pyllm_pieces_free(&pieces);
+    return st;
+}
+
+/* single_word: tokenizers tests \b with Rust's regex crate, so "word" means its \w. */
+static int word_char_before(const char *text, size_t pos)
+{
+    if (pos == 0)
+        return 0;
+    size_t p = pos - 1;
+    while (p > 0 && ((unsigned char)text[p] & 0xC0) == 0x80)
+        p--;
+    uint32_t cp;
+    pyllm_utf8_decode_lossy(text + p, pos - p, &cp);
+    return pyllm_unicode_is_word(cp);
+}
+
+static int word_char_at(const char *text, size_t len, size_t pos)
+{
+    if (pos >= len)
+        return 0;
+    uint32_t cp;
+    pyllm_utf8_decode_lossy(text + pos, len - pos, &cp);
+    return pyllm_unicode_is_word(cp);
+}
+
+pyllm_status pyllm_tokenizer_hf_encode(const pyllm_tokenizer *t, const char *text, size_t len, int flags,
+                                       pyllm_ids *out)
+{
+    const pyllm_hf_bpe *hf = t->hf;
+    pyllm_ids symbols = {0};
+    pyllm_bytes scratch = {0};
+    pyllm_status st = PYLLM_OK;
+    size_t cursor = 0, search = 0;
+    size_t start, match_len;
+    int32_t id;
+    while (st == PYLLM_OK && (flags & PYLLM_ENCODE_SPLIT_SPECIALS) && search < len &&
+           pyllm_special_tokens_find(&t->specials, text + search, len - search, &start, &match_len, &id)) {
+        size_t ms = search + start, me = ms + match_len;
+        int f = id < hf->cap_flags ? hf->added_flags[id] : 0;
+        if ((f & PYLLM_ADDED_SINGLE_WORD) && (word_char_before(text, ms) || word_char_at(text, len, me))) {
+            search = me; /* not a whole word: this occurrence stays text */
+            continue;
+        }
+        if (f & PYLLM_ADDED_LSTRIP) {
+            while (ms > cursor) {
+                size_t p = ms - 1;
+                while (p > cursor && ((unsigned char)text[p] & 0xC0) == 0x80)
+                    p--;
+                uint32_t cp;
+                pyllm_utf8_decode_lossy(text + p, ms - p, &cp);
+                if (!pyllm_unicode_rust_white_space(cp))
+                    break;
+                ms = p;
+            }
+        }
+        if (f & PYLLM_ADDED_RSTRIP) {
+            while (me < len) {
+                uint32_t cp;
+                size_t k = pyllm_utf8_decode_lossy(text + me, len - me, &cp);
+                if (!pyllm_unicode_rust_white_space(cp))
+                    break;
+                me += k;
+            }
+        }
+        st = encode_segment(t, text + cursor, ms - cursor, cursor == 0, &symbols, &scratch, out);
+        if (st == PYLLM_OK)
+            st = pyllm_ids_push(out, id);
+        cursor = search = me;
+    }
+    if (st == PYLLM_OK)
+        st = encode_segment(t, text + cursor, len - cursor, cursor == 0, &symbols, &scratch, out);
+    pyllm_ids_free(&symbols);
+    pyllm_bytes_free(&scratch);
+    return st;
+}
+
+pyllm_status pyllm_tokenizer_hf_decode(const pyllm_tokenizer *t, const int32_t *ids, size_t n, int skip_specials,
+                                       pyllm_bytes *out)
+{
+    const pyllm_hf_bpe *hf = t->hf;
+    pyllm_pieces tokens = {0};
+    pyllm_status st = PYLLM_OK;
+    for (size_t i = 0; i < n && st == PYLLM_OK; i++) {
+        int32_t id = ids[i];
+        if (id < 0 || id >= t->vocab.n_tokens) {
+            st = pyllm_error(PYLLM_ERR_INDEX, "token id %d at position %zu is out of range [0, %d)", id, i,
+                             t->vocab.n_tokens);
+            break;
+        }
+        if (skip_specials && t->types[id] == PYLLM_PIECE_CONTROL)
+            continue;
+        size_t len;
+        const char *s = pyllm_vocab_token(&t->vocab, id, &len);
+        if (hf->n_steps[PYLLM_HF_DECODER] == 0 && tokens.n > 0) /* no decoder: tokens joined by spaces */
+            st = pyllm_bytes_append(&tokens.text, " ", 1);
+        if (st == PYLLM_OK)
+            st = pyllm_pieces_push(&tokens, s, len, 0);
+    }
+    if (st == PYLLM_OK)
+        st = pyllm_decoders_run(hf->steps[PYLLM_HF_DECODER], hf->n_steps[PYLLM_HF_DECODER], &tokens, out);
+    pyllm_pieces_free(&tokens);
+    return st;
+}
