@@ -6,6 +6,7 @@
 
 #include "core/alloc.h"
 #include "ops/activations.h"
+#include "ops/alibi.h"
 #include "ops/attention.h"
 #include "ops/embedding.h"
 #include "ops/norm.h"
@@ -40,6 +41,22 @@ static pyllm_status check_config(const pyllm_decoder_config *c)
     return PYLLM_OK;
 }
 
+/* A norm's shift, present exactly when the norm is a LayerNorm. */
+static pyllm_status copy_shift(const pyllm_decoder *m, const float *src, float **dst, const char *what)
+{
+    if (m->config.arch.norm != PYLLM_NORM_LAYER)
+        return PYLLM_OK;
+    if (src == NULL)
+        return pyllm_error(PYLLM_ERR_VALUE, "%s: a LayerNorm needs its bias", what);
+    *dst = copy_floats(src, m->config.hidden_size);
+    return *dst == NULL ? PYLLM_ERR_MEMORY : PYLLM_OK;
+}
+
+static int gated(const pyllm_decoder *m)
+{
+    return m->config.arch.mlp == PYLLM_MLP_SILU_GATED;
+}
+
 static pyllm_status init_layer(pyllm_decoder *m, pyllm_decoder_layer *layer, const pyllm_layer_source *s)
 {
     const pyllm_decoder_config *c = &m->config;
@@ -49,13 +66,17 @@ static pyllm_status init_layer(pyllm_decoder *m, pyllm_decoder_layer *layer, con
     PYLLM_TRY(pyllm_linear_init(&layer->k, ctx, s->k, s->k_bias, kvw, d));
     PYLLM_TRY(pyllm_linear_init(&layer->v, ctx, s->v, s->v_bias, kvw, d));
     PYLLM_TRY(pyllm_linear_init(&layer->o, ctx, s->o, s->o_bias, d, qw));
-    PYLLM_TRY(pyllm_linear_init(&layer->gate, ctx, s->gate, s->gate_bias, c->intermediate_size, d));
+    if (gated(m))
+        PYLLM_TRY(pyllm_linear_init(&layer->gate, ctx, s->gate, s->gate_bias, c->intermediate_size, d));
     PYLLM_TRY(pyllm_linear_init(&layer->up, ctx, s->up, s->up_bias, c->intermediate_size, d));
     PYLLM_TRY(pyllm_linear_init(&layer->down, ctx, s->down, s->down_bias, d, c->intermediate_size));
     layer->input_norm = copy_floats(s->input_norm, d);
     layer->post_attention_norm = copy_floats(s->post_attention_norm, d);
     if (layer->input_norm == NULL || layer->post_attention_norm == NULL)
         return PYLLM_ERR_MEMORY;
+    PYLLM_TRY(copy_shift(m, s->input_norm_bias, &layer->input_norm_bias, "input_layernorm"));
+    PYLLM_TRY(copy_shift(m, s->post_attention_norm_bias, &layer->post_attention_norm_bias,
+                         "post_attention_layernorm"));
     return PYLLM_OK;
 }
 
@@ -70,19 +91,37 @@ static void release_layer(pyllm_decoder_layer *layer)
     pyllm_linear_release(&layer->down);
     pyllm_free(layer->input_norm);
     pyllm_free(layer->post_attention_norm);
+    pyllm_free(layer->input_norm_bias);
+    pyllm_free(layer->post_attention_norm_bias);
 }
 
 static pyllm_status decoder_init(pyllm_decoder *m, const pyllm_decoder_source *src)
 {
     const pyllm_decoder_config *c = &m->config;
     PYLLM_TRY(pyllm_matmul_ctx_init(&m->matmul));
+    pyllm_layer_norm_init(&m->layer_norm, m->matmul.engine, m->matmul.stream, c->hidden_size, c->norm_eps);
     m->embed = copy_floats(src->embed, c->vocab_size * c->hidden_size);
     m->final_norm = copy_floats(src->final_norm, c->hidden_size);
     m->base_inv_freq = pyllm_alloc(sizeof(float) * (size_t)(c->head_dim / 2 + 1));
     m->layers = pyllm_calloc((size_t)c->n_layers, sizeof *m->layers);
     if (m->embed == NULL || m->final_norm == NULL || m->base_inv_freq == NULL || m->layers == NULL)
         return PYLLM_ERR_MEMORY;
-    pyllm_rope_inv_freq(&c->rope, c->rope.max_position_embeddings, m->base_inv_freq);
+    if (c->arch.position == PYLLM_POSITION_ROPE)
+        pyllm_rope_inv_freq(&c->rope, c->rope.max_position_embeddings, m->base_inv_freq);
+    if (c->arch.position == PYLLM_POSITION_ALIBI) {
+        m->alibi_slopes = pyllm_alloc(sizeof(float) * (size_t)c->n_heads);
+        if (m->alibi_slopes == NULL)
+            return PYLLM_ERR_MEMORY;
+        pyllm_alibi_slopes(c->n_heads, m->alibi_slopes);
+    }
+    if (c->arch.embedding_norm) {
+        if (src->embed_norm == NULL)
+            return pyllm_error(PYLLM_ERR_VALUE, "the embedding norm's weight is missing");
+        if ((m->embed_norm = copy_floats(src->embed_norm, c->hidden_size)) == NULL)
+            return PYLLM_ERR_MEMORY;
+        PYLLM_TRY(copy_shift(m, src->embed_norm_bias, &m->embed_norm_bias, "word_embeddings_layernorm"));
+    }
+    PYLLM_TRY(copy_shift(m, src->final_norm_bias, &m->final_norm_bias, "ln_f"));
     for (int64_t l = 0; l < c->n_layers; l++)
         PYLLM_TRY(init_layer(m, &m->layers[l], &src->layers[l]));
     PYLLM_TRY(pyllm_linear_init(&m->lm_head, &m->matmul, src->lm_head, NULL, c->vocab_size, c->hidden_size));
@@ -124,9 +163,14 @@ void pyllm_decoder_release(pyllm_decoder *m)
     pyllm_free(m->layers);
     pyllm_linear_release(&m->lm_head);
     pyllm_free(m->embed);
+    pyllm_free(m->embed_norm);
+    pyllm_free(m->embed_norm_bias);
     pyllm_free(m->final_norm);
+    pyllm_free(m->final_norm_bias);
     pyllm_free(m->base_inv_freq);
+    pyllm_free(m->alibi_slopes);
     workspace_release(&m->work);
+    pyllm_layer_norm_release(&m->layer_norm); /* before the engine it borrows goes */
     pyllm_matmul_ctx_release(&m->matmul);
     memset(m, 0, sizeof *m);
 }
@@ -150,8 +194,9 @@ pyllm_status pyllm_kv_cache_init(pyllm_kv_cache *c, const pyllm_decoder *m, int6
     c->keys = pyllm_alloc_big(bytes);
     c->values = pyllm_alloc_big(bytes);
     c->valid = pyllm_calloc((size_t)(batch * capacity), 1);
+    c->position = pyllm_calloc((size_t)(batch * capacity), sizeof(int32_t));
     c->length = pyllm_calloc((size_t)batch, sizeof(int64_t));
-    if (c->keys == NULL || c->values == NULL || c->valid == NULL || c->length == NULL) {
+    if (c->keys == NULL || c->values == NULL || c->valid == NULL || c->position == NULL || c->length == NULL) {
         pyllm_kv_cache_release(c);
         return PYLLM_ERR_MEMORY;
     }
@@ -163,6 +208,7 @@ void pyllm_kv_cache_release(pyllm_kv_cache *c)
     pyllm_free(c->keys);
     pyllm_free(c->values);
     pyllm_free(c->valid);
+    pyllm_free(c->position);
     pyllm_free(c->length);
     memset(c, 0, sizeof *c);
 }
@@ -175,14 +221,17 @@ pyllm_status pyllm_kv_cache_copy(pyllm_kv_cache *dst, const pyllm_kv_cache *src)
     dst->keys = pyllm_alloc_big(bytes);
     dst->values = pyllm_alloc_big(bytes);
     dst->valid = pyllm_alloc((size_t)(src->batch * src->capacity));
+    dst->position = pyllm_alloc(sizeof(int32_t) * (size_t)(src->batch * src->capacity));
     dst->length = pyllm_alloc(sizeof(int64_t) * (size_t)src->batch);
-    if (dst->keys == NULL || dst->values == NULL || dst->valid == NULL || dst->length == NULL) {
+    if (dst->keys == NULL || dst->values == NULL || dst->valid == NULL || dst->position == NULL ||
+        dst->length == NULL) {
         pyllm_kv_cache_release(dst);
         return PYLLM_ERR_MEMORY;
     }
     memcpy(dst->keys, src->keys, bytes);
     memcpy(dst->values, src->values, bytes);
     memcpy(dst->valid, src->valid, (size_t)(src->batch * src->capacity));
+    memcpy(dst->position, src->position, sizeof(int32_t) * (size_t)(src->batch * src->capacity));
     memcpy(dst->length, src->length, sizeof(int64_t) * (size_t)src->batch);
     return PYLLM_OK;
 }
@@ -203,7 +252,8 @@ static pyllm_status prepare_primitives(pyllm_decoder *m, int64_t rows)
         const pyllm_linear *all[] = {&layer->q, &layer->k, &layer->v, &layer->o, &layer->gate, &layer->up,
                                      &layer->down};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-            PYLLM_TRY(pyllm_linear_prepare(&m->matmul, all[i], rows));
+            if (all[i] != &layer->gate || gated(m))
+                PYLLM_TRY(pyllm_linear_prepare(&m->matmul, all[i], rows));
     }
     return pyllm_linear_prepare(&m->matmul, &m->lm_head, rows);
 }
@@ -213,6 +263,11 @@ static pyllm_status reserve_buffers(pyllm_decoder *m, const pyllm_kv_cache *cach
 pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens)
 {
     PYLLM_TRY(reserve_buffers(m, cache, tokens));
+    if (m->config.arch.norm == PYLLM_NORM_LAYER) {
+        /* Every norm of the call, and the final norm of each row's last token alone. */
+        PYLLM_TRY(pyllm_layer_norm_prepare(&m->layer_norm, tokens * cache->batch));
+        PYLLM_TRY(pyllm_layer_norm_prepare(&m->layer_norm, cache->batch));
+    }
     return prepare_primitives(m, tokens * cache->batch);
 }
 
@@ -251,14 +306,18 @@ static pyllm_status reserve_buffers(pyllm_decoder *m, const pyllm_kv_cache *cach
 
 /* ---- forward ------------------------------------------------------------------------------ */
 
-/* The architecture's normalisation of `rows` hidden states. */
-static void normalize(const pyllm_decoder *m, const float *x, const float *weight, float *y, int64_t rows)
+/* The architecture's normalisation of `rows` hidden states (bias: LayerNorm's shift). y may be x. */
+static pyllm_status normalize(pyllm_decoder *m, const float *x, const float *weight, const float *bias, float *y,
+                              int64_t rows)
 {
     switch (m->config.arch.norm) {
     case PYLLM_NORM_RMS:
         pyllm_rms_norm(x, weight, y, rows, m->config.hidden_size, m->config.norm_eps);
         break;
+    case PYLLM_NORM_LAYER:
+        return pyllm_layer_norm_forward(&m->layer_norm, x, weight, bias, y, rows);
     }
+    return PYLLM_OK;
 }
 
 static void add_inplace(float *x, const float *y, int64_t n)
@@ -281,6 +340,7 @@ static void prepare_positions(pyllm_decoder *m, pyllm_kv_cache *cache, const uin
         for (int64_t t = 0; t < n_new; t++) {
             int real = mask == NULL || mask[b * n_new + t];
             cache->valid[b * cache->capacity + cache->used + t] = (uint8_t)real;
+            cache->position[b * cache->capacity + cache->used + t] = real ? (int32_t)len : 0;
             w->positions[b * n_new + t] = len; /* a padding token's position is never seen */
             if (real)
                 w->positions[b * n_new + t] = len++;
@@ -312,7 +372,9 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
     const int64_t total = cache->batch * n_new, hd = c->head_dim, half = hd / 2;
     const int64_t qw = c->n_heads * hd, kvw = c->n_kv_heads * hd;
 
-    normalize(m, w->x, layer->input_norm, w->h, total);
+    PYLLM_TRY(normalize(m, w->x, layer->input_norm, layer->input_norm_bias, w->h, total));
+    if (c->residual_from_norm)
+        memcpy(w->x, w->h, sizeof(float) * (size_t)(total * c->hidden_size));
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->q, w->h, w->q, total));
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->k, w->h, w->k, total));
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->v, w->h, w->v, total));
@@ -343,6 +405,7 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
         .batch = cache->batch, .n_new = n_new, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
         .head_dim = hd, .capacity = cache->capacity, .start = cache->used,
         .scale = (float)(1.0 / sqrt((double)hd)),
+        .alibi_slopes = m->alibi_slopes, .key_position = cache->position,
     };
     pyllm_attention(&shape, w->q, keys, values, cache->valid, w->attn, w->scores);
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->o, w->attn, w->h, total));
@@ -355,12 +418,18 @@ static pyllm_status mlp_block(pyllm_decoder *m, int64_t l, int64_t total)
     const pyllm_decoder_config *c = &m->config;
     pyllm_workspace *w = &m->work;
     pyllm_decoder_layer *layer = &m->layers[l];
-    normalize(m, w->x, layer->post_attention_norm, w->h, total);
-    PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->gate, w->h, w->gate, total));
-    PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->up, w->h, w->up, total));
+    PYLLM_TRY(normalize(m, w->x, layer->post_attention_norm, layer->post_attention_norm_bias, w->h, total));
+    if (c->residual_from_norm)
+        memcpy(w->x, w->h, sizeof(float) * (size_t)(total * c->hidden_size));
     switch (c->arch.mlp) {
     case PYLLM_MLP_SILU_GATED:
+        PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->gate, w->h, w->gate, total));
+        PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->up, w->h, w->up, total));
         pyllm_silu_mul(w->gate, w->up, total * c->intermediate_size);
+        break;
+    case PYLLM_MLP_GELU_TANH: /* the activation lands where the gated MLP's product does */
+        PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->up, w->h, w->gate, total));
+        pyllm_gelu_tanh(w->gate, total * c->intermediate_size);
         break;
     }
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->down, w->gate, w->h, total));
@@ -391,6 +460,8 @@ pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, cons
     prepare_positions(m, cache, mask, n_new, new_length);
 
     pyllm_embedding(m->embed, c->hidden_size, tokens, total, w->x);
+    if (c->arch.embedding_norm)
+        PYLLM_TRY(normalize(m, w->x, m->embed_norm, m->embed_norm_bias, w->x, total));
     for (int64_t l = 0; l < c->n_layers; l++) {
         PYLLM_TRY(attention_block(m, cache, l, n_new));
         PYLLM_TRY(mlp_block(m, l, total));
@@ -402,11 +473,13 @@ pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, cons
     if (logits == NULL)
         return PYLLM_OK;
     if (all_positions) {
-        normalize(m, w->x, m->final_norm, w->h, total);
+        PYLLM_TRY(normalize(m, w->x, m->final_norm, m->final_norm_bias, w->h, total));
         return pyllm_linear_forward(&m->matmul, &m->lm_head, w->h, logits, total);
     }
+    /* Each row's last token, gathered, then normalised together (one primitive call). */
     for (int64_t b = 0; b < cache->batch; b++)
-        normalize(m, w->x + (b * n_new + n_new - 1) * c->hidden_size, m->final_norm,
-                       w->h + b * c->hidden_size, 1);
+        memcpy(w->h + b * c->hidden_size, w->x + (b * n_new + n_new - 1) * c->hidden_size,
+               sizeof(float) * (size_t)c->hidden_size);
+    PYLLM_TRY(normalize(m, w->h, m->final_norm, m->final_norm_bias, w->h, cache->batch));
     return pyllm_linear_forward(&m->matmul, &m->lm_head, w->h, logits, cache->batch);
 }
