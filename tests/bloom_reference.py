@@ -36,31 +36,37 @@ def make_config(**overrides):
     return config
 
 
-def _fill(param, name, seed, gain):
+def _fill(param, name, seed, gain, mlp_gain, bias_std):
     gen = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
     noise = torch.randn(param.shape, generator=gen, dtype=torch.float32)
     if "layernorm.weight" in name or name.endswith("ln_f.weight"):
         param.copy_(1.0 + 0.3 * noise)
     elif name.endswith(".bias"):
-        param.copy_(0.3 * noise)
+        param.copy_(bias_std * noise)
     elif "word_embeddings" in name:
         param.copy_(0.3 * noise)  # tied: it also sets the logits' scale (and their f32 rounding)
     else:
-        param.copy_(noise * (gain / param.shape[1] ** 0.5))
+        g = mlp_gain if ".mlp." in name else gain
+        param.copy_(noise * (g / param.shape[1] ** 0.5))
 
 
-def reference_model(config, seed=0, gain=1.5):
-    """A fresh BloomForCausalLM (float32, eval, eager attention) with the scaled random weights of
-    `seed`; block matrices have std gain / sqrt(fan_in)."""
+def reference_model(config, seed=0, gain=1.5, mlp_gain=None, bias_std=0.3):
+    """A fresh BloomForCausalLM (float32, eval) with the scaled random weights of `seed`: block
+    matrices have std gain / sqrt(fan_in) (mlp_gain for the MLP's, default gain), biases bias_std.
+
+    For generation, large gains and small biases: biases (ln_f's above all) and the GeLU's
+    positive mean add one direction to every position's logits, which makes a few tokens win
+    everywhere; and once a token repeats, ALiBi (unlike RoPE) sees the same context again and
+    greedy decoding locks onto it."""
     hf = BloomForCausalLM(BloomConfig(**config)).eval()
     with torch.no_grad():
         for name, param in hf.named_parameters():
-            _fill(param, name, seed, gain)
+            _fill(param, name, seed, gain, gain if mlp_gain is None else mlp_gain, bias_std)
     return hf
 
 
-def make_pair(config, seed=0, gain=1.5, **model_kwargs):
-    hf = reference_model(config, seed, gain)
+def make_pair(config, seed=0, gain=1.5, mlp_gain=None, bias_std=0.3, **model_kwargs):
+    hf = reference_model(config, seed, gain, mlp_gain, bias_std)
     return hf, pyllm.Model.from_arrays(config, state_arrays(hf), **model_kwargs)
 
 
