@@ -192,3 +192,19 @@ def test_one_dimensional_input(tokens):
     out = model(tokens[0, :20])
     assert out.shape == (20, VOCAB)
     np.testing.assert_allclose(out, reference_logits(hf, tokens[:, :20])[0], atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_saved_checkpoint_loads_through_checkpoint_reader(tmp_path, dtype, tokens):
+    """A BloomForCausalLM saved by transformers (safetensors, tied lm_head left out) in f32, f16
+    or bf16 loads through pyllm.checkpoint into Model.from_arrays, as from_pretrained does."""
+    from pyllm import checkpoint
+    hf = reference_model(make_config(**VARIANTS["h3_post"]), seed=1).to(dtype)
+    hf.save_pretrained(tmp_path, safe_serialization=True)
+    hf = hf.float()
+    config, weights, generation_config = checkpoint.load_pretrained(tmp_path)
+    assert config["model_type"] == "bloom"
+    model = pyllm.Model.from_arrays(config, weights, generation_config=generation_config)
+    ids = tokens[:, :50]
+    err = float(np.abs(model(ids) - reference_logits(hf, ids)).max())
+    assert err <= TOL, f"{dtype}: max |dlogit| {err:.3g}"
