@@ -86,12 +86,15 @@ def _architecture(config):
     architectures = config.get("architectures") or []
     if not isinstance(architectures, (list, tuple)):
         raise ValueError(f"config 'architectures' must be a list, got {architectures!r}")
-    known = {"llama": "LlamaForCausalLM", "bloom": "BloomForCausalLM"}
-    for arch, class_name in known.items():
-        if model_type == arch or (model_type is None and class_name in architectures):
-            if architectures and class_name not in architectures:
+    # model_type -> the classes whose checkpoints run as a causal LM (a BloomModel's embeddings
+    # are its tied lm_head).
+    known = {"llama": ("LlamaForCausalLM",), "bloom": ("BloomForCausalLM", "BloomModel")}
+    for arch, classes in known.items():
+        listed = any(name in architectures for name in classes)
+        if model_type == arch or (model_type is None and listed):
+            if architectures and not listed:
                 raise ValueError(f"config has model_type={model_type!r} but architectures={list(architectures)!r}, "
-                                 f"which lacks {class_name}; {_SUPPORTED}")
+                                 f"which lacks {classes[0]}; {_SUPPORTED}")
             return arch
     if model_type is None and not architectures:
         return "llama"

@@ -166,7 +166,7 @@ def test_bloommodel_names_without_prefix_and_half_weights(tokens):
     weights = {name[len("transformer."):]: array for name, array in state_arrays(hf).items()
                if name.startswith("transformer.")}
     assert "h.0.self_attention.query_key_value.weight" in weights
-    model = pyllm.Model.from_arrays(config, weights)
+    model = pyllm.Model.from_arrays(dict(config, architectures=["BloomModel"]), weights)
     ids = tokens[:, :40]
     assert float(np.abs(model(ids) - reference_logits(hf, ids)).max()) <= TOL
 
