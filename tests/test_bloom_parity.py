@@ -1,8 +1,8 @@
 """Logits of pyllm's BLOOM against transformers.BloomForCausalLM in float32: full passes over 1 to
 300 tokens for 1, 3, 5, 8 and 12 heads and both residual rules, a left-padded batch (ALiBi
 positions from the mask), token-by-token evaluation through the KV cache, a 4,096-token pass
-past any training length, checkpoints with and without the `transformer.` prefix, and BLOOM's
-bad inputs."""
+past any training length, and checkpoints with and without the `transformer.` prefix, in
+f32/f16/bf16. Bad inputs are in test_bloom_inputs.py."""
 import numpy as np
 import pytest
 import torch
