@@ -1,15 +1,17 @@
 """The public model class: configuration checks, weight checks and input normalisation in
 Python, everything that computes in the C core (pyllm._core.Decoder).
 
-A LLaMA is built from a Hugging Face ``config.json`` dict and a dict of NumPy arrays named as
-in the Hugging Face state dict; ``Model.from_pretrained`` reads a model directory through
-``pyllm.checkpoint`` and hands the same to ``from_arrays``.
+A LLaMA or a BLOOM is built from a Hugging Face ``config.json`` dict and a dict of NumPy arrays
+named as in the Hugging Face state dict (BLOOM's own reader is pyllm/bloom.py);
+``Model.from_pretrained`` reads a model directory through ``pyllm.checkpoint`` and hands the
+same to ``from_arrays``.
 """
 import os
 
 import numpy as np
 
-from . import _core, checkpoint
+from . import _core, bloom, checkpoint
+from ._checks import float32_weight, positive_int as _positive_int
 
 _ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
 
@@ -29,12 +31,6 @@ def _require(config, key):
     if key not in config or config[key] is None:
         raise ValueError(f"LLaMA config lacks the required key '{key}'")
     return config[key]
-
-
-def _positive_int(key, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"config '{key}' must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _rope_settings(config, max_position_embeddings):
@@ -82,18 +78,41 @@ def _rope_settings(config, max_position_embeddings):
     return settings
 
 
+_SUPPORTED = "pyllm runs LLaMA (LlamaForCausalLM) and BLOOM (BloomForCausalLM)"
+
+
+def _architecture(config):
+    """'llama' or 'bloom', from model_type and architectures (a LLaMA when neither is given)."""
+    model_type = config.get("model_type")
+    architectures = config.get("architectures") or []
+    if not isinstance(architectures, (list, tuple)):
+        raise ValueError(f"config 'architectures' must be a list, got {architectures!r}")
+    # model_type -> the classes whose checkpoints run as a causal LM (a BloomModel's embeddings
+    # are its tied lm_head).
+    known = {"llama": ("LlamaForCausalLM",), "bloom": ("BloomForCausalLM", "BloomModel")}
+    for arch, classes in known.items():
+        listed = any(name in architectures for name in classes)
+        if model_type == arch or (model_type is None and listed):
+            if architectures and not listed:
+                raise ValueError(f"config has model_type={model_type!r} but architectures={list(architectures)!r}, "
+                                 f"which lacks {classes[0]}; {_SUPPORTED}")
+            return arch
+    if model_type is None and not architectures:
+        return "llama"
+    raise ValueError(f"unsupported architecture: model_type={model_type!r}, architectures="
+                     f"{list(architectures)!r}; {_SUPPORTED}")
+
+
 def _parse_config(config, n_ctx):
-    """The C core's view of a LLaMA config.json dict, with transformers' defaults filled in."""
+    """The C core's view of a config.json dict, with transformers' defaults filled in."""
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict (config.json), got {type(config).__name__}")
-    model_type = config.get("model_type", "llama")
-    architectures = config.get("architectures") or ["LlamaForCausalLM"]
-    if model_type != "llama" or "LlamaForCausalLM" not in architectures:
-        raise ValueError(f"only LLaMA models are supported: config has model_type={model_type!r}, "
-                         f"architectures={architectures!r}")
-    c = {key: _positive_int(key, _require(config, key))
+    if _architecture(config) == "bloom":
+        return bloom.parse_config(config, n_ctx)
+    c = {"architecture": "llama"}
+    c.update({key: _positive_int(key, _require(config, key))
          for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                     "num_attention_heads")}
+                     "num_attention_heads")})
     kv = config.get("num_key_value_heads")
     c["num_key_value_heads"] = _positive_int("num_key_value_heads",
                                              c["num_attention_heads"] if kv is None else kv)
@@ -130,7 +149,7 @@ def _parse_config(config, n_ctx):
 
 
 def _expected_shapes(c):
-    """Name -> shape of every tensor the model needs."""
+    """Name -> shape of every tensor a LLaMA needs."""
     d, ff, v = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
     qw = c["num_attention_heads"] * c["head_dim"]
     kvw = c["num_key_value_heads"] * c["head_dim"]
@@ -154,24 +173,17 @@ def _expected_shapes(c):
 
 
 def _checked_weights(c, weights):
-    """float32 C-contiguous copies (or views) of the needed tensors, checked one by one."""
+    """float32 C-contiguous copies (or views) of the needed tensors, checked one by one, under
+    the names the C core reads."""
     if not isinstance(weights, dict):
         raise TypeError(f"weights must be a dict of arrays, got {type(weights).__name__}")
+    if c["architecture"] == "bloom":
+        return bloom.checked_weights(c, weights)
     out = {}
     for name, shape in _expected_shapes(c).items():
         if name not in weights:
             raise ValueError(f"weights lack the tensor '{name}' (expected shape {shape})")
-        array = weights[name]
-        if not isinstance(array, np.ndarray):
-            try:
-                array = np.asarray(array)
-            except Exception as e:
-                raise TypeError(f"weight '{name}' is not array-like: {e}") from None
-        if array.dtype not in (np.float32, np.float16):
-            raise TypeError(f"weight '{name}' must be float32 or float16, got {array.dtype}")
-        if array.shape != shape:
-            raise ValueError(f"weight '{name}' has shape {array.shape}, expected {shape}")
-        out[name] = np.ascontiguousarray(array, dtype=np.float32)
+        out[name] = float32_weight(name, weights[name], shape)
     if c["tie_word_embeddings"]:
         out["lm_head.weight"] = out["model.embed_tokens.weight"]
     return out
@@ -228,7 +240,7 @@ def _eos_list(value):
 
 
 class Model:
-    """A LLaMA-family causal language model running on pyllm's C core."""
+    """A LLaMA- or BLOOM-family causal language model running on pyllm's C core."""
 
     def __init__(self, decoder, config, parsed, generation_config):
         self._decoder = decoder
@@ -240,7 +252,8 @@ class Model:
     def from_arrays(cls, config, weights, dtype="float32", n_threads=None, n_ctx=None, generation_config=None):
         """Build a model from a config.json dict and Hugging Face-named arrays (float32/float16).
 
-        n_ctx is the KV-cache capacity (default: max_position_embeddings; it may exceed it).
+        n_ctx is the KV-cache capacity (default: LLaMA's max_position_embeddings, BLOOM's
+        seq_length or 2048; it may exceed them).
         generation_config is the generation_config.json dict, used for generate()'s defaults."""
         if dtype not in ("float32", np.float32):
             raise ValueError(f"dtype must be 'float32' (other weight types come later), got {dtype!r}")

@@ -6,6 +6,7 @@
 
 #include "core/alloc.h"
 #include "ops/activations.h"
+#include "ops/alibi.h"
 #include "ops/attention.h"
 #include "ops/embedding.h"
 #include "ops/norm.h"
@@ -40,6 +41,22 @@ static pyllm_status check_config(const pyllm_decoder_config *c)
     return PYLLM_OK;
 }
 
+/* A norm's shift, present exactly when the norm is a LayerNorm. */
+static pyllm_status copy_shift(const pyllm_decoder *m, const float *src, float **dst, const char *what)
+{
+    if (m->config.arch.norm != PYLLM_NORM_LAYER)
+        return PYLLM_OK;
+    if (src == NULL)
+        return pyllm_error(PYLLM_ERR_VALUE, "%s: a LayerNorm needs its bias", what);
+    *dst = copy_floats(src, m->config.hidden_size);
+    return *dst == NULL ? PYLLM_ERR_MEMORY : PYLLM_OK;
+}
+
+static int gated(const pyllm_decoder *m)
+{
+    return m->config.arch.mlp == PYLLM_MLP_SILU_GATED;
+}
+
 static pyllm_status init_layer(pyllm_decoder *m, pyllm_decoder_layer *layer, const pyllm_layer_source *s)
 {
     const pyllm_decoder_config *c = &m->config;
@@ -49,13 +66,17 @@ static pyllm_status init_layer(pyllm_decoder *m, pyllm_decoder_layer *layer, con
     PYLLM_TRY(pyllm_linear_init(&layer->k, ctx, s->k, s->k_bias, kvw, d));
     PYLLM_TRY(pyllm_linear_init(&layer->v, ctx, s->v, s->v_bias, kvw, d));
     PYLLM_TRY(pyllm_linear_init(&layer->o, ctx, s->o, s->o_bias, d, qw));
-    PYLLM_TRY(pyllm_linear_init(&layer->gate, ctx, s->gate, s->gate_bias, c->intermediate_size, d));
+    if (gated(m))
+        PYLLM_TRY(pyllm_linear_init(&layer->gate, ctx, s->gate, s->gate_bias, c->intermediate_size, d));
     PYLLM_TRY(pyllm_linear_init(&layer->up, ctx, s->up, s->up_bias, c->intermediate_size, d));
     PYLLM_TRY(pyllm_linear_init(&layer->down, ctx, s->down, s->down_bias, d, c->intermediate_size));
     layer->input_norm = copy_floats(s->input_norm, d);
     layer->post_attention_norm = copy_floats(s->post_attention_norm, d);
     if (layer->input_norm == NULL || layer->post_attention_norm == NULL)
         return PYLLM_ERR_MEMORY;
+    PYLLM_TRY(copy_shift(m, s->input_norm_bias, &layer->input_norm_bias, "input_layernorm"));
+    PYLLM_TRY(copy_shift(m, s->post_attention_norm_bias, &layer->post_attention_norm_bias,
+                         "post_attention_layernorm"));
     return PYLLM_OK;
 }
 
@@ -70,19 +91,37 @@ static void release_layer(pyllm_decoder_layer *layer)
     pyllm_linear_release(&layer->down);
     pyllm_free(layer->input_norm);
     pyllm_free(layer->post_attention_norm);
+    pyllm_free(layer->input_norm_bias);
+    pyllm_free(layer->post_attention_norm_bias);
 }
 
 static pyllm_status decoder_init(pyllm_decoder *m, const pyllm_decoder_source *src)
 {
     const pyllm_decoder_config *c = &m->config;
     PYLLM_TRY(pyllm_matmul_ctx_init(&m->matmul));
+    pyllm_layer_norm_init(&m->layer_norm, m->matmul.engine, m->matmul.stream, c->hidden_size, c->norm_eps);
     m->embed = copy_floats(src->embed, c->vocab_size * c->hidden_size);
     m->final_norm = copy_floats(src->final_norm, c->hidden_size);
     m->base_inv_freq = pyllm_alloc(sizeof(float) * (size_t)(c->head_dim / 2 + 1));
     m->layers = pyllm_calloc((size_t)c->n_layers, sizeof *m->layers);
     if (m->embed == NULL || m->final_norm == NULL || m->base_inv_freq == NULL || m->layers == NULL)
         return PYLLM_ERR_MEMORY;
-    pyllm_rope_inv_freq(&c->rope, c->rope.max_position_embeddings, m->base_inv_freq);
+    if (c->arch.position == PYLLM_POSITION_ROPE)
+        pyllm_rope_inv_freq(&c->rope, c->rope.max_position_embeddings, m->base_inv_freq);
+    if (c->arch.position == PYLLM_POSITION_ALIBI) {
+        m->alibi_slopes = pyllm_alloc(sizeof(float) * (size_t)c->n_heads);
+        if (m->alibi_slopes == NULL)
+            return PYLLM_ERR_MEMORY;
+        pyllm_alibi_slopes(c->n_heads, m->alibi_slopes);
+    }
+    if (c->arch.embedding_norm) {
+        if (src->embed_norm == NULL)
+            return pyllm_error(PYLLM_ERR_VALUE, "the embedding norm's weight is missing");
+        if ((m->embed_norm = copy_floats(src->embed_norm, c->hidden_size)) == NULL)
+            return PYLLM_ERR_MEMORY;
+        PYLLM_TRY(copy_shift(m, src->embed_norm_bias, &m->embed_norm_bias, "word_embeddings_layernorm"));
+    }
+    PYLLM_TRY(copy_shift(m, src->final_norm_bias, &m->final_norm_bias, "ln_f"));
     for (int64_t l = 0; l < c->n_layers; l++)
         PYLLM_TRY(init_layer(m, &m->layers[l], &src->layers[l]));
     PYLLM_TRY(pyllm_linear_init(&m->lm_head, &m->matmul, src->lm_head, NULL, c->vocab_size, c->hidden_size));
@@ -124,9 +163,14 @@ void pyllm_decoder_release(pyllm_decoder *m)
     pyllm_free(m->layers);
     pyllm_linear_release(&m->lm_head);
     pyllm_free(m->embed);
+    pyllm_free(m->embed_norm);
+    pyllm_free(m->embed_norm_bias);
     pyllm_free(m->final_norm);
+    pyllm_free(m->final_norm_bias);
     pyllm_free(m->base_inv_freq);
+    pyllm_free(m->alibi_slopes);
     workspace_release(&m->work);
+    pyllm_layer_norm_release(&m->layer_norm); /* before the engine it borrows goes */
     pyllm_matmul_ctx_release(&m->matmul);
     memset(m, 0, sizeof *m);
 }
@@ -150,8 +194,9 @@ pyllm_status pyllm_kv_cache_init(pyllm_kv_cache *c, const pyllm_decoder *m, int6
     c->keys = pyllm_alloc_big(bytes);
     c->values = pyllm_alloc_big(bytes);
     c->valid = pyllm_calloc((size_t)(batch * capacity), 1);
+    c->position = pyllm_calloc((size_t)(batch * capacity), sizeof(int32_t));
     c->length = pyllm_calloc((size_t)batch, sizeof(int64_t));
-    if (c->keys == NULL || c->values == NULL || c->valid == NULL || c->length == NULL) {
+    if (c->keys == NULL || c->values == NULL || c->valid == NULL || c->position == NULL || c->length == NULL) {
         pyllm_kv_cache_release(c);
         return PYLLM_ERR_MEMORY;
     }
@@ -163,26 +208,44 @@ void pyllm_kv_cache_release(pyllm_kv_cache *c)
     pyllm_free(c->keys);
     pyllm_free(c->values);
     pyllm_free(c->valid);
+    pyllm_free(c->position);
     pyllm_free(c->length);
     memset(c, 0, sizeof *c);
 }
 
-pyllm_status pyllm_kv_cache_copy(pyllm_kv_cache *dst, const pyllm_kv_cache *src)
+/* dst gets uninitialised buffers for `batch` rows shaped like src's rows. */
+static pyllm_status alloc_like(pyllm_kv_cache *dst, const pyllm_kv_cache *src, int64_t batch)
 {
     memset(dst, 0, sizeof *dst);
-    size_t bytes = sizeof(float) * (size_t)(src->n_layers * src->batch * src->capacity * src->kv_width);
+    const size_t slots = pyllm_mul_size((size_t)batch, (size_t)src->capacity);
+    const size_t bytes = pyllm_mul_size(pyllm_mul_size(slots, (size_t)(src->kv_width * src->n_layers)), sizeof(float));
+    if (slots == 0 || bytes == 0)
+        return PYLLM_ERR_MEMORY;
     *dst = *src;
+    dst->batch = batch;
+    /* Every pointer is replaced before any check, so a failure never frees src's buffers. */
     dst->keys = pyllm_alloc_big(bytes);
     dst->values = pyllm_alloc_big(bytes);
-    dst->valid = pyllm_alloc((size_t)(src->batch * src->capacity));
-    dst->length = pyllm_alloc(sizeof(int64_t) * (size_t)src->batch);
-    if (dst->keys == NULL || dst->values == NULL || dst->valid == NULL || dst->length == NULL) {
+    dst->valid = pyllm_alloc(slots);
+    dst->position = pyllm_alloc(sizeof(int32_t) * slots);
+    dst->length = pyllm_alloc(sizeof(int64_t) * (size_t)batch);
+    if (dst->keys == NULL || dst->values == NULL || dst->valid == NULL || dst->position == NULL ||
+        dst->length == NULL) {
         pyllm_kv_cache_release(dst);
         return PYLLM_ERR_MEMORY;
     }
+    return PYLLM_OK;
+}
+
+pyllm_status pyllm_kv_cache_copy(pyllm_kv_cache *dst, const pyllm_kv_cache *src)
+{
+    PYLLM_TRY(alloc_like(dst, src, src->batch));
+    const size_t slots = (size_t)(src->batch * src->capacity);
+    const size_t bytes = sizeof(float) * slots * (size_t)(src->kv_width * src->n_layers);
     memcpy(dst->keys, src->keys, bytes);
     memcpy(dst->values, src->values, bytes);
-    memcpy(dst->valid, src->valid, (size_t)(src->batch * src->capacity));
+    memcpy(dst->valid, src->valid, slots);
+    memcpy(dst->position, src->position, sizeof(int32_t) * slots);
     memcpy(dst->length, src->length, sizeof(int64_t) * (size_t)src->batch);
     return PYLLM_OK;
 }
@@ -193,22 +256,9 @@ pyllm_status pyllm_kv_cache_repeat(pyllm_kv_cache *dst, const pyllm_kv_cache *sr
     if (src->batch != 1 || batch <= 0)
         return pyllm_error(PYLLM_ERR_VALUE, "repeat needs a one-row cache and batch > 0, got %lld rows and batch %lld",
                            (long long)src->batch, (long long)batch);
-    const size_t row = (size_t)(src->capacity * src->kv_width);
-    size_t bytes = pyllm_mul_size(pyllm_mul_size(pyllm_mul_size(row, (size_t)batch), (size_t)src->n_layers),
-                                  sizeof(float));
-    if (bytes == 0)
-        return PYLLM_ERR_MEMORY;
-    *dst = *src;
-    dst->batch = batch;
-    dst->keys = pyllm_alloc_big(bytes);
-    dst->values = pyllm_alloc_big(bytes);
-    dst->valid = pyllm_alloc((size_t)(batch * src->capacity));
-    dst->length = pyllm_alloc(sizeof(int64_t) * (size_t)batch);
-    if (dst->keys == NULL || dst->values == NULL || dst->valid == NULL || dst->length == NULL) {
-        pyllm_kv_cache_release(dst);
-        return PYLLM_ERR_MEMORY;
-    }
+    PYLLM_TRY(alloc_like(dst, src, batch));
     /* Both layouts hold one contiguous block of capacity * kv_width floats per (layer, row). */
+    const size_t row = (size_t)(src->capacity * src->kv_width);
     for (int64_t l = 0; l < src->n_layers; l++)
         for (int64_t b = 0; b < batch; b++) {
             memcpy(dst->keys + (l * batch + b) * row, src->keys + l * row, sizeof(float) * row);
@@ -216,6 +266,7 @@ pyllm_status pyllm_kv_cache_repeat(pyllm_kv_cache *dst, const pyllm_kv_cache *sr
         }
     for (int64_t b = 0; b < batch; b++) {
         memcpy(dst->valid + b * src->capacity, src->valid, (size_t)src->capacity);
+        memcpy(dst->position + b * src->capacity, src->position, sizeof(int32_t) * (size_t)src->capacity);
         dst->length[b] = src->length[0];
     }
     return PYLLM_OK;
@@ -237,7 +288,8 @@ static pyllm_status prepare_primitives(pyllm_decoder *m, int64_t rows)
         const pyllm_linear *all[] = {&layer->q, &layer->k, &layer->v, &layer->o, &layer->gate, &layer->up,
                                      &layer->down};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-            PYLLM_TRY(pyllm_linear_prepare(&m->matmul, all[i], rows));
+            if (all[i] != &layer->gate || gated(m))
+                PYLLM_TRY(pyllm_linear_prepare(&m->matmul, all[i], rows));
     }
     return pyllm_linear_prepare(&m->matmul, &m->lm_head, rows);
 }
@@ -247,6 +299,11 @@ static pyllm_status reserve_buffers(pyllm_decoder *m, const pyllm_kv_cache *cach
 pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens)
 {
     PYLLM_TRY(reserve_buffers(m, cache, tokens));
+    if (m->config.arch.norm == PYLLM_NORM_LAYER) {
+        /* Every norm of the call, and the final norm of each row's last token alone. */
+        PYLLM_TRY(pyllm_layer_norm_prepare(&m->layer_norm, tokens * cache->batch));
+        PYLLM_TRY(pyllm_layer_norm_prepare(&m->layer_norm, cache->batch));
+    }
     return prepare_primitives(m, tokens * cache->batch);
 }
 
@@ -285,14 +342,18 @@ static pyllm_status reserve_buffers(pyllm_decoder *m, const pyllm_kv_cache *cach
 
 /* ---- forward ------------------------------------------------------------------------------ */
 
-/* The architecture's normalisation of `rows` hidden states. */
-static void normalize(const pyllm_decoder *m, const float *x, const float *weight, float *y, int64_t rows)
+/* The architecture's normalisation of `rows` hidden states (bias: LayerNorm's shift). y may be x. */
+static pyllm_status normalize(pyllm_decoder *m, const float *x, const float *weight, const float *bias, float *y,
+                              int64_t rows)
 {
     switch (m->config.arch.norm) {
     case PYLLM_NORM_RMS:
         pyllm_rms_norm(x, weight, y, rows, m->config.hidden_size, m->config.norm_eps);
         break;
+    case PYLLM_NORM_LAYER:
+        return pyllm_layer_norm_forward(&m->layer_norm, x, weight, bias, y, rows);
     }
+    return PYLLM_OK;
 }
 
 static void add_inplace(float *x, const float *y, int64_t n)
@@ -315,6 +376,7 @@ static void prepare_positions(pyllm_decoder *m, pyllm_kv_cache *cache, const uin
         for (int64_t t = 0; t < n_new; t++) {
             int real = mask == NULL || mask[b * n_new + t];
             cache->valid[b * cache->capacity + cache->used + t] = (uint8_t)real;
+            cache->position[b * cache->capacity + cache->used + t] = real ? (int32_t)len : 0;
             w->positions[b * n_new + t] = len; /* a padding token's position is never seen */
             if (real)
                 w->positions[b * n_new + t] = len++;
@@ -346,7 +408,9 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
     const int64_t total = cache->batch * n_new, hd = c->head_dim, half = hd / 2;
     const int64_t qw = c->n_heads * hd, kvw = c->n_kv_heads * hd;
 
-    normalize(m, w->x, layer->input_norm, w->h, total);
+    PYLLM_TRY(normalize(m, w->x, layer->input_norm, layer->input_norm_bias, w->h, total));
+    if (c->residual_from_norm)
+        memcpy(w->x, w->h, sizeof(float) * (size_t)(total * c->hidden_size));
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->q, w->h, w->q, total));
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->k, w->h, w->k, total));
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->v, w->h, w->v, total));
@@ -377,6 +441,7 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
         .batch = cache->batch, .n_new = n_new, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
         .head_dim = hd, .capacity = cache->capacity, .start = cache->used,
         .scale = (float)(1.0 / sqrt((double)hd)),
+        .alibi_slopes = m->alibi_slopes, .key_position = cache->position,
     };
     pyllm_attention(&shape, w->q, keys, values, cache->valid, w->attn, w->scores);
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->o, w->attn, w->h, total));
@@ -389,12 +454,18 @@ static pyllm_status mlp_block(pyllm_decoder *m, int64_t l, int64_t total)
     const pyllm_decoder_config *c = &m->config;
     pyllm_workspace *w = &m->work;
     pyllm_decoder_layer *layer = &m->layers[l];
-    normalize(m, w->x, layer->post_attention_norm, w->h, total);
-    PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->gate, w->h, w->gate, total));
-    PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->up, w->h, w->up, total));
+    PYLLM_TRY(normalize(m, w->x, layer->post_attention_norm, layer->post_attention_norm_bias, w->h, total));
+    if (c->residual_from_norm)
+        memcpy(w->x, w->h, sizeof(float) * (size_t)(total * c->hidden_size));
     switch (c->arch.mlp) {
     case PYLLM_MLP_SILU_GATED:
+        PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->gate, w->h, w->gate, total));
+        PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->up, w->h, w->up, total));
         pyllm_silu_mul(w->gate, w->up, total * c->intermediate_size);
+        break;
+    case PYLLM_MLP_GELU_TANH: /* the activation lands where the gated MLP's product does */
+        PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->up, w->h, w->gate, total));
+        pyllm_gelu_tanh(w->gate, total * c->intermediate_size);
         break;
     }
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->down, w->gate, w->h, total));
@@ -403,19 +474,19 @@ static pyllm_status mlp_block(pyllm_decoder *m, int64_t l, int64_t total)
 }
 
 /* The final norm of the kept positions (the last `keep` new tokens of every row), gathered
- * into w->h as [batch * keep, hidden]; from the already normalised rows when given. */
-static void gather_kept_rows(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t n_new, int64_t keep,
-                             const float *normalized)
+ * into w->h as [batch * keep, hidden]: copied from the already normalised rows when given, else
+ * gathered first and normalised together (one primitive call). */
+static pyllm_status gather_kept_rows(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t n_new, int64_t keep,
+                                     const float *normalized)
 {
     pyllm_workspace *w = &m->work;
     const int64_t d = m->config.hidden_size;
-    for (int64_t b = 0; b < cache->batch; b++) {
-        const int64_t first = b * n_new + n_new - keep;
-        if (normalized != NULL)
-            memcpy(w->h + b * keep * d, normalized + first * d, sizeof(float) * (size_t)(keep * d));
-        else
-            normalize(m, w->x + first * d, m->final_norm, w->h + b * keep * d, keep);
-    }
+    const float *from = normalized != NULL ? normalized : w->x;
+    for (int64_t b = 0; b < cache->batch; b++)
+        memcpy(w->h + b * keep * d, from + (b * n_new + n_new - keep) * d, sizeof(float) * (size_t)(keep * d));
+    if (normalized != NULL)
+        return PYLLM_OK;
+    return normalize(m, w->h, m->final_norm, m->final_norm_bias, w->h, cache->batch * keep);
 }
 
 pyllm_status pyllm_decoder_forward_outputs(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *tokens,
@@ -447,6 +518,8 @@ pyllm_status pyllm_decoder_forward_outputs(pyllm_decoder *m, pyllm_kv_cache *cac
     float *hidden = out->hidden_states;
     const size_t state_bytes = sizeof(float) * (size_t)(total * d);
     pyllm_embedding(m->embed, d, tokens, total, w->x);
+    if (c->arch.embedding_norm)
+        PYLLM_TRY(normalize(m, w->x, m->embed_norm, m->embed_norm_bias, w->x, total));
     for (int64_t l = 0; l < c->n_layers; l++) {
         if (hidden != NULL)
             memcpy(hidden + l * total * d, w->x, state_bytes);
@@ -460,13 +533,13 @@ pyllm_status pyllm_decoder_forward_outputs(pyllm_decoder *m, pyllm_kv_cache *cac
     float *normalized = NULL;
     if (hidden != NULL) {
         normalized = hidden + c->n_layers * total * d;
-        normalize(m, w->x, m->final_norm, normalized, total);
+        PYLLM_TRY(normalize(m, w->x, m->final_norm, m->final_norm_bias, normalized, total));
     }
     if (out->logits == NULL)
         return PYLLM_OK;
     /* The lm_head only for the rows asked for: a long prompt's full logits can be gigabytes. */
     const int64_t keep = out->logits_to_keep == 0 || out->logits_to_keep > n_new ? n_new : out->logits_to_keep;
-    gather_kept_rows(m, cache, n_new, keep, normalized);
+    PYLLM_TRY(gather_kept_rows(m, cache, n_new, keep, normalized));
     return pyllm_linear_forward(&m->matmul, &m->lm_head, w->h, out->logits, cache->batch * keep);
 }
 

@@ -2,19 +2,20 @@
  * weights, the KV cache, and the forward pass over a batch of rows.
  *
  * An architecture is a small table of differences (pyllm_decoder_arch) over this skeleton;
- * llama.c fills LLaMA's. The loop, the KV cache, the workspace and the sampler are common. */
+ * llama.c fills LLaMA's, bloom.c BLOOM's. The loop, the KV cache, the workspace and the sampler are common. */
 #ifndef PYLLM_MODELS_DECODER_H
 #define PYLLM_MODELS_DECODER_H
 
 #include <stdint.h>
 
 #include "core/error.h"
+#include "ops/layer_norm.h"
 #include "ops/matmul.h"
 #include "ops/rope.h"
 
-typedef enum { PYLLM_NORM_RMS = 0 } pyllm_norm_kind;
-typedef enum { PYLLM_POSITION_ROPE = 0 } pyllm_position_kind;
-typedef enum { PYLLM_MLP_SILU_GATED = 0 } pyllm_mlp_kind;
+typedef enum { PYLLM_NORM_RMS = 0, PYLLM_NORM_LAYER } pyllm_norm_kind;   /* LAYER: with a shift */
+typedef enum { PYLLM_POSITION_ROPE = 0, PYLLM_POSITION_ALIBI } pyllm_position_kind;
+typedef enum { PYLLM_MLP_SILU_GATED = 0, PYLLM_MLP_GELU_TANH } pyllm_mlp_kind; /* GELU: up, gelu, down */
 
 /* What distinguishes one architecture from another. */
 typedef struct {
@@ -22,6 +23,7 @@ typedef struct {
     pyllm_norm_kind norm;
     pyllm_position_kind position;
     pyllm_mlp_kind mlp;
+    int embedding_norm;        /* a norm right after the token embedding */
 } pyllm_decoder_arch;
 
 typedef struct {
@@ -31,25 +33,32 @@ typedef struct {
     float norm_eps;
     pyllm_rope_params rope;
     int64_t n_ctx;   /* KV-cache capacity a cache gets by default */
+    int residual_from_norm; /* residual = the norm's output, not its input (BLOOM's
+                               apply_residual_connection_post_layernorm) */
 } pyllm_decoder_config;
 
-/* Borrowed f32 row-major arrays as Hugging Face names them; biases may be NULL. */
+/* Borrowed f32 row-major arrays as Hugging Face names them; biases may be NULL. gate is only
+ * read by a gated MLP; the norm biases (shifts) only by LayerNorm, which needs them. */
 typedef struct {
     const float *q, *k, *v, *o, *q_bias, *k_bias, *v_bias, *o_bias;
     const float *gate, *up, *down, *gate_bias, *up_bias, *down_bias;
     const float *input_norm, *post_attention_norm;
+    const float *input_norm_bias, *post_attention_norm_bias;
 } pyllm_layer_source;
 
 typedef struct {
     const float *embed;        /* [vocab, hidden] */
+    const float *embed_norm, *embed_norm_bias; /* [hidden], when the arch has embedding_norm */
     const pyllm_layer_source *layers;
     const float *final_norm;   /* [hidden] */
+    const float *final_norm_bias; /* [hidden], LayerNorm only */
     const float *lm_head;      /* [vocab, hidden]; may equal embed (tied) */
 } pyllm_decoder_source;
 
 typedef struct {
     pyllm_linear q, k, v, o, gate, up, down;
     float *input_norm, *post_attention_norm;
+    float *input_norm_bias, *post_attention_norm_bias; /* LayerNorm only */
 } pyllm_decoder_layer;
 
 /* Per-call buffers, grown between calls only (never inside the token loop). */
@@ -67,11 +76,14 @@ typedef struct {
     pyllm_decoder_config config;
     int n_threads;
     pyllm_matmul_ctx matmul;
+    pyllm_layer_norm layer_norm; /* the LayerNorm primitives (LayerNorm archs) */
     float *embed;
+    float *embed_norm, *embed_norm_bias;
     pyllm_decoder_layer *layers;
-    float *final_norm;
+    float *final_norm, *final_norm_bias;
     pyllm_linear lm_head;
     float *base_inv_freq;      /* frequencies of every row unless dynamic scaling grows them */
+    float *alibi_slopes;       /* [n_heads], ALiBi archs */
     pyllm_workspace work;
 } pyllm_decoder;
 
@@ -82,6 +94,7 @@ typedef struct {
     float *keys;               /* [n_layers][batch][n_kv_heads][head_dim][capacity] */
     float *values;             /* [n_layers][batch][n_kv_heads][capacity][head_dim] */
     uint8_t *valid;            /* [batch][capacity] */
+    int32_t *position;         /* [batch][capacity]: the token's position (ALiBi's distance) */
     int64_t *length;           /* [batch]: real (unpadded) tokens so far = next position */
 } pyllm_kv_cache;
 

@@ -4,13 +4,14 @@
 #include <omp.h>
 #include <string.h>
 
-/* One query over the first n_slots slots of its KV head: o = softmax(scale·q·Kᵀ) V over the
- * valid slots. Keys are stored transposed ([head_dim][capacity]) so the scores vectorise
+/* One query over the first n_slots slots of its KV head: o = softmax(scale·q·Kᵀ + slope·pos) V
+ * over the valid slots. Keys are stored transposed ([head_dim][capacity]) so the scores vectorise
  * across slots with no horizontal sums. Compiled for AVX-512, AVX2 and baseline x86-64, the
  * best chosen at load time from the CPU (the wheel must run on any x86-64). */
 __attribute__((target_clones("avx512f", "avx2", "default")))
 static void attend_query(const float *qv, const float *keys_t, const float *values, const uint8_t *valid,
-                         int64_t n_slots, int64_t hd, int64_t capacity, float scale, float *scores, float *o)
+                         const int32_t *key_position, float slope, int64_t n_slots, int64_t hd, int64_t capacity,
+                         float scale, float *scores, float *o)
 {
     memset(scores, 0, sizeof(float) * (size_t)n_slots);
     for (int64_t i = 0; i < hd; i++) {
@@ -22,7 +23,8 @@ static void attend_query(const float *qv, const float *keys_t, const float *valu
     }
     float max = -INFINITY;
     for (int64_t j = 0; j < n_slots; j++) {
-        scores[j] = valid[j] ? scores[j] * scale : -INFINITY;
+        /* slope 0 (no ALiBi) adds exactly nothing. */
+        scores[j] = valid[j] ? scores[j] * scale + slope * (float)key_position[j] : -INFINITY;
         if (scores[j] > max)
             max = scores[j];
     }
@@ -60,8 +62,10 @@ void pyllm_attention(const pyllm_attention_shape *s, const float *q, const float
         const int64_t b = task / (s->n_new * s->n_heads);
         const int64_t kvh = h / group;
         const int64_t head_base = (b * s->n_kv_heads + kvh) * s->capacity * hd;
+        const float slope = s->alibi_slopes != NULL ? s->alibi_slopes[h] : 0.0f;
         attend_query(q + (b * s->n_new + t) * q_stride + h * hd, k_cache + head_base, v_cache + head_base,
-                     valid + b * s->capacity, s->start + t + 1, hd, s->capacity, s->scale,
+                     valid + b * s->capacity, s->key_position + b * s->capacity, slope, s->start + t + 1, hd,
+                     s->capacity, s->scale,
                      scratch + (int64_t)omp_get_thread_num() * s->capacity,
                      out + (b * s->n_new + t) * q_stride + h * hd);
     }

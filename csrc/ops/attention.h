@@ -1,4 +1,5 @@
-/* Causal grouped-query attention of new tokens over a KV cache, softmax in f32.
+/* Causal grouped-query attention of new tokens over a KV cache, softmax in f32, with an
+ * optional ALiBi bias (scores = scale·q·k + slope·key_position, as BLOOM's baddbmm).
  *
  * Cache layout, per layer: keys [batch][n_kv_heads][head_dim][capacity] (transposed, stored
  * after RoPE), values [batch][n_kv_heads][capacity][head_dim], and a shared
@@ -15,6 +16,8 @@ typedef struct {
     int64_t capacity;           /* slots per row in the cache */
     int64_t start;              /* slot of the first new token; query t sees slots <= start + t */
     float scale;                /* multiplies q·k */
+    const float *alibi_slopes;  /* [n_heads]: score += slope · key position; NULL for none */
+    const int32_t *key_position;/* [batch][capacity]: each slot's position (read with ALiBi) */
 } pyllm_attention_shape;
 
 /* out[batch, n_new, n_heads * head_dim]. scratch holds capacity floats per OpenMP thread

@@ -1,5 +1,6 @@
 /* The model binding: _core.Decoder (packed weights of one model, built from a config dict and
- * a dict of f32 arrays with Hugging Face names) and _core.KVCache (its keys and values for a
+ * a dict of f32 arrays named as Hugging Face names LLaMA's tensors; pyllm/bloom.py maps BLOOM's
+ * onto those names, plus the LayerNorm shifts and the embedding norm) and _core.KVCache (its keys and values for a
  * batch of rows). pyllm/model.py validates user input and wraps these in pyllm.Model.
  *
  * Every computing call releases the GIL and holds the model's lock, so two Python threads
@@ -10,6 +11,7 @@
 
 #include "generate/generate.h"
 #include "models/decoder.h"
+#include "models/bloom.h"
 #include "models/llama.h"
 
 typedef struct {
@@ -81,17 +83,58 @@ static int parse_rope_type(PyObject *dict, pyllm_rope_type *out)
     return -1;
 }
 
+/* BLOOM's settings beyond the shared sizes. */
+static int parse_bloom_config(PyObject *d, pyllm_decoder_config *c)
+{
+    double eps;
+    int64_t residual_from_norm;
+    c->arch = pyllm_bloom_arch;
+    if (get_double(d, "layer_norm_epsilon", &eps) < 0 ||
+        get_int(d, "apply_residual_connection_post_layernorm", &residual_from_norm) < 0)
+        return -1;
+    c->norm_eps = (float)eps;
+    c->residual_from_norm = residual_from_norm != 0;
+    pyllm_status st = pyllm_bloom_check_config(c);
+    if (st != PYLLM_OK) {
+        pyllm_raise(st);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_llama_config(PyObject *d, pyllm_decoder_config *c);
+
+/* The architecture named by config["architecture"] and its settings. */
 static int parse_config(PyObject *d, pyllm_decoder_config *c)
 {
-    int64_t max_pos, orig_max;
-    double eps;
     memset(c, 0, sizeof *c);
-    c->arch = pyllm_llama_arch;
+    PyObject *v = PyDict_GetItemString(d, "architecture");
+    const char *arch = v != NULL ? PyUnicode_AsUTF8(v) : NULL;
+    if (arch == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_KeyError, "model config lacks 'architecture'");
+        return -1;
+    }
     if (get_int(d, "vocab_size", &c->vocab_size) < 0 || get_int(d, "hidden_size", &c->hidden_size) < 0 ||
         get_int(d, "intermediate_size", &c->intermediate_size) < 0 ||
         get_int(d, "num_hidden_layers", &c->n_layers) < 0 || get_int(d, "num_attention_heads", &c->n_heads) < 0 ||
         get_int(d, "num_key_value_heads", &c->n_kv_heads) < 0 || get_int(d, "head_dim", &c->head_dim) < 0 ||
-        get_int(d, "n_ctx", &c->n_ctx) < 0 || get_double(d, "rms_norm_eps", &eps) < 0 ||
+        get_int(d, "n_ctx", &c->n_ctx) < 0)
+        return -1;
+    if (strcmp(arch, "llama") == 0)
+        return parse_llama_config(d, c);
+    if (strcmp(arch, "bloom") == 0)
+        return parse_bloom_config(d, c);
+    PyErr_Format(PyExc_ValueError, "architecture must be 'llama' or 'bloom', got '%s'", arch);
+    return -1;
+}
+
+static int parse_llama_config(PyObject *d, pyllm_decoder_config *c)
+{
+    int64_t max_pos, orig_max;
+    double eps;
+    c->arch = pyllm_llama_arch;
+    if (get_double(d, "rms_norm_eps", &eps) < 0 ||
         get_int(d, "max_position_embeddings", &max_pos) < 0 ||
         get_int(d, "original_max_position_embeddings", &orig_max) < 0 ||
         get_double(d, "rope_theta", &c->rope.theta) < 0 || get_double(d, "rope_factor", &c->rope.factor) < 0 ||
@@ -191,7 +234,8 @@ static int layer_weights(PyObject *weights, const pyllm_decoder_config *c, int64
     OPTIONAL(s->k_bias, NAME("self_attn.k_proj.bias"), kvw);
     OPTIONAL(s->v_bias, NAME("self_attn.v_proj.bias"), kvw);
     OPTIONAL(s->o_bias, NAME("self_attn.o_proj.bias"), d);
-    REQUIRED(s->gate, NAME("mlp.gate_proj.weight"), ff, d);
+    if (c->arch.mlp == PYLLM_MLP_SILU_GATED)
+        REQUIRED(s->gate, NAME("mlp.gate_proj.weight"), ff, d);
     REQUIRED(s->up, NAME("mlp.up_proj.weight"), ff, d);
     REQUIRED(s->down, NAME("mlp.down_proj.weight"), d, ff);
     OPTIONAL(s->gate_bias, NAME("mlp.gate_proj.bias"), ff);
@@ -199,6 +243,10 @@ static int layer_weights(PyObject *weights, const pyllm_decoder_config *c, int64
     OPTIONAL(s->down_bias, NAME("mlp.down_proj.bias"), d);
     REQUIRED(s->input_norm, NAME("input_layernorm.weight"), d, 0);
     REQUIRED(s->post_attention_norm, NAME("post_attention_layernorm.weight"), d, 0);
+    if (c->arch.norm == PYLLM_NORM_LAYER) {
+        REQUIRED(s->input_norm_bias, NAME("input_layernorm.bias"), d, 0);
+        REQUIRED(s->post_attention_norm_bias, NAME("post_attention_layernorm.bias"), d, 0);
+    }
 #undef NAME
     return 0;
 }
@@ -238,6 +286,14 @@ static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         if ((src.embed = weight(weights, "model.embed_tokens.weight", v, d, 0, held)) == NULL ||
             (src.final_norm = weight(weights, "model.norm.weight", d, 0, 0, held)) == NULL ||
             (src.lm_head = weight(weights, "lm_head.weight", v, d, 0, held)) == NULL)
+            goto fail;
+        if (config.arch.norm == PYLLM_NORM_LAYER &&
+            (src.final_norm_bias = weight(weights, "model.norm.bias", d, 0, 0, held)) == NULL)
+            goto fail;
+        if (config.arch.embedding_norm &&
+            ((src.embed_norm = weight(weights, "model.embed_norm.weight", d, 0, 0, held)) == NULL ||
+             (config.arch.norm == PYLLM_NORM_LAYER &&
+              (src.embed_norm_bias = weight(weights, "model.embed_norm.bias", d, 0, 0, held)) == NULL)))
             goto fail;
         for (int64_t l = 0; l < config.n_layers; l++)
             if (layer_weights(weights, &config, l, &layers[l], &all[l]) < 0)
@@ -614,7 +670,7 @@ static PyTypeObject DecoderType = {
     .tp_basicsize = sizeof(DecoderObject),
     .tp_dealloc = (destructor)decoder_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Decoder(config, weights, n_threads=0): a LLaMA decoder with weights packed for oneDNN.",
+    .tp_doc = "Decoder(config, weights, n_threads=0): a LLaMA or BLOOM decoder with weights packed for oneDNN.",
     .tp_methods = decoder_methods,
     .tp_getset = decoder_getset,
     .tp_new = decoder_new,

@@ -1,0 +1,210 @@
+"""Logits of pyllm's BLOOM against transformers.BloomForCausalLM in float32: full passes over 1 to
+300 tokens for 1, 3, 5, 8 and 12 heads and both residual rules, a left-padded batch (ALiBi
+positions from the mask), token-by-token evaluation through the KV cache, a 4,096-token pass
+past any training length, and checkpoints with and without the `transformer.` prefix, in
+f32/f16/bf16. Bad inputs are in test_bloom_inputs.py."""
+import numpy as np
+import pytest
+import torch
+
+import pyllm
+from bloom_reference import left_padded, make_config, make_pair, reference_logits, reference_model, state_arrays
+
+TOL = 1e-4
+VOCAB = 160
+
+# name -> config overrides. "h8" (BLOOM's usual pre-LN residual) is the plain model.
+VARIANTS = {
+    "h8": {},
+    "h1": {"num_attention_heads": 1},
+    "h3": {"num_attention_heads": 3},
+    "h5": {"num_attention_heads": 5},
+    "h12": {"num_attention_heads": 12},
+    "h8_post": {"apply_residual_connection_post_layernorm": True},
+    "h3_post": {"num_attention_heads": 3, "apply_residual_connection_post_layernorm": True},
+    "h12_post": {"num_attention_heads": 12, "apply_residual_connection_post_layernorm": True},
+}
+
+LENGTHS = (1, 2, 9, 64, 300)
+
+_cache = {}
+
+
+def pair(name):
+    if name not in _cache:
+        _cache[name] = make_pair(make_config(**VARIANTS[name]), seed=1)
+    return _cache[name]
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    return np.random.default_rng(4321).integers(0, VOCAB, size=(1, max(LENGTHS)))
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_full_pass_matches_transformers(name, tokens):
+    hf, model = pair(name)
+    for n in LENGTHS:
+        ids = tokens[:, :n]
+        ref = reference_logits(hf, ids)
+        ours = model(ids)
+        assert ours.shape == ref.shape == (1, n, VOCAB) and ours.dtype == np.float32
+        err = float(np.abs(ours - ref).max())
+        assert err <= TOL, f"{name}, {n} tokens: max |dlogit| {err:.3g}"
+
+
+@pytest.mark.parametrize("name", sorted(set(VARIANTS) - {"h8"}))
+def test_variant_changes_the_reference(name, tokens):
+    """Each variant's reference logits differ from the plain model's by >= 100x the tolerance."""
+    plain_hf, _ = pair("h8")
+    hf, _ = pair(name)
+    ids = tokens[:, :300]
+    diff = float(np.abs(reference_logits(hf, ids) - reference_logits(plain_hf, ids)).max())
+    assert diff >= 100 * TOL, f"variant {name} barely changes the logits ({diff:.3g})"
+
+
+def test_positions_matter(tokens):
+    """ALiBi really acts: the same tokens shifted one place later give different logits."""
+    hf, model = pair("h8")
+    ids = tokens[:, :40]
+    padded_ids = np.concatenate([tokens[:, 40:41], ids], axis=1)
+    shifted = model(padded_ids)[:, 1:]
+    assert float(np.abs(shifted - model(ids)).max()) >= 100 * TOL
+
+
+@pytest.mark.parametrize("name", ["h8", "h3", "h3_post", "h12"])
+def test_left_padded_batch(name):
+    hf, model = pair(name)
+    ids, mask = left_padded(np.random.default_rng(7), [83, 40, 9, 1], VOCAB, pad=3)
+    ref = reference_logits(hf, ids, mask)
+    ours = model(ids, attention_mask=mask)
+    real = mask.astype(bool)
+    err = float(np.abs(ours[real] - ref[real]).max())
+    assert err <= TOL, f"{name}: max |dlogit| {err:.3g} under left padding"
+    # Each row equals that prompt alone, unpadded: positions come from the mask, not the slot.
+    for row in range(4):
+        alone = model(ids[row][real[row]])
+        assert float(np.abs(alone - ours[row][real[row]]).max()) <= TOL
+
+
+@pytest.mark.parametrize("name", ["h8", "h1", "h5", "h12_post"])
+def test_incremental_equals_full_pass(name, tokens):
+    """Through the KV cache, a chunk then single tokens give the full pass's logits."""
+    hf, model = pair(name)
+    ids = tokens[:, :120]
+    full = reference_logits(hf, ids)
+    cache = model.new_cache()
+    pieces = [model(ids[:, :50], cache=cache), model(ids[:, 50:57], cache=cache)]
+    pieces += [model(ids[:, i:i + 1], cache=cache) for i in range(57, 120)]
+    ours = np.concatenate(pieces, axis=1)
+    err = float(np.abs(ours - full).max())
+    assert err <= TOL, f"{name}: incremental max |dlogit| {err:.3g}"
+    assert cache.used == 120 and cache.lengths == [120]
+
+
+def test_incremental_left_padded_batch():
+    hf, model = pair("h5")
+    rng = np.random.default_rng(11)
+    ids, mask = left_padded(rng, [30, 12, 25], VOCAB, pad=3)
+    steps = rng.integers(0, VOCAB, size=(3, 10))
+    all_ids = np.concatenate([ids, steps], axis=1)
+    all_mask = np.concatenate([mask, np.ones_like(steps)], axis=1)
+    ref = reference_logits(hf, all_ids, all_mask)
+    cache = model.new_cache(batch_size=3)
+    pieces = [model(ids, attention_mask=mask, cache=cache)]
+    for i in range(steps.shape[1]):
+        m = all_mask[:, :ids.shape[1] + i + 1] if i % 2 else None
+        pieces.append(model(steps[:, i:i + 1], attention_mask=m, cache=cache))
+    ours = np.concatenate(pieces, axis=1)
+    real = all_mask.astype(bool)
+    assert float(np.abs(ours[real] - ref[real]).max()) <= TOL
+    assert cache.lengths == [40, 22, 35]
+
+
+def test_cache_copy_branches_independently(tokens):
+    _, model = pair("h3")
+    cache = model.new_cache()
+    model(tokens[:, :30], cache=cache)
+    branch = cache.copy()
+    a = model(tokens[:, 30:31], cache=cache)
+    b = model(tokens[:, 31:32], cache=branch)
+    full_a = model(tokens[:, :31])[:, -1]
+    full_b = model(np.concatenate([tokens[:, :30], tokens[:, 31:32]], axis=1))[:, -1]
+    assert float(np.abs(a[:, 0] - full_a).max()) <= TOL
+    assert float(np.abs(b[:, 0] - full_b).max()) <= TOL
+
+
+def test_long_context_past_training_length():
+    """4,096 tokens with n_ctx=4096 (no position limit with ALiBi) on a tiny model."""
+    config = make_config(vocab_size=64, n_embed=32, n_layer=1, num_attention_heads=4)
+    hf, model = make_pair(config, seed=5, n_ctx=4096)
+    assert model.n_ctx == 4096
+    ids = np.random.default_rng(3).integers(0, 64, size=(1, 4096))
+    ref = reference_logits(hf, ids)
+    ours = model(ids)
+    err = float(np.abs(ours - ref).max())
+    assert err <= TOL, f"4096 tokens: max |dlogit| {err:.3g}"
+    # The default context (no seq_length in the config) is 2048, and longer input is refused.
+    default = pyllm.Model.from_arrays(config, state_arrays(hf))
+    assert default.n_ctx == 2048
+    with pytest.raises(ValueError, match="n_ctx"):
+        default(ids[:, :2049])
+
+
+def test_n_ctx_defaults_to_seq_length():
+    config = make_config(n_layer=1, seq_length=96)
+    _, model = make_pair(config, seed=2)
+    assert model.n_ctx == 96
+    _, wider = make_pair(config, seed=2, n_ctx=300)
+    assert wider.n_ctx == 300
+
+
+def test_bloommodel_names_without_prefix_and_half_weights(tokens):
+    """A BloomModel state dict (no `transformer.` prefix, no lm_head) and float16 weights load."""
+    config = make_config(**VARIANTS["h5"])
+    hf = reference_model(config, seed=1)
+    weights = {name[len("transformer."):]: array for name, array in state_arrays(hf).items()
+               if name.startswith("transformer.")}
+    assert "h.0.self_attention.query_key_value.weight" in weights
+    model = pyllm.Model.from_arrays(dict(config, architectures=["BloomModel"]), weights)
+    ids = tokens[:, :40]
+    assert float(np.abs(model(ids) - reference_logits(hf, ids)).max()) <= TOL
+
+    half = {k: v.astype(np.float16) for k, v in state_arrays(hf).items()}
+    hf16 = reference_model(config, seed=1)
+    with torch.no_grad():
+        for name, p in hf16.named_parameters():
+            p.copy_(torch.from_numpy(half[name].astype(np.float32)))
+    model16 = pyllm.Model.from_arrays(config, half)
+    assert float(np.abs(model16(ids) - reference_logits(hf16, ids)).max()) <= TOL
+
+
+def test_untied_lm_head(tokens):
+    config = make_config(tie_word_embeddings=False)
+    hf, model = make_pair(config, seed=6)
+    assert not torch.equal(hf.lm_head.weight, hf.transformer.word_embeddings.weight)
+    ids = tokens[:, :30]
+    assert float(np.abs(model(ids) - reference_logits(hf, ids)).max()) <= TOL
+
+
+def test_one_dimensional_input(tokens):
+    hf, model = pair("h3")
+    out = model(tokens[0, :20])
+    assert out.shape == (20, VOCAB)
+    np.testing.assert_allclose(out, reference_logits(hf, tokens[:, :20])[0], atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_saved_checkpoint_loads_through_checkpoint_reader(tmp_path, dtype, tokens):
+    """A BloomForCausalLM saved by transformers (safetensors, tied lm_head left out) in f32, f16
+    or bf16 loads through pyllm.checkpoint into Model.from_arrays, as from_pretrained does."""
+    from pyllm import checkpoint
+    hf = reference_model(make_config(**VARIANTS["h3_post"]), seed=1).to(dtype)
+    hf.save_pretrained(tmp_path, safe_serialization=True)
+    hf = hf.float()
+    config, weights, generation_config = checkpoint.load_pretrained(tmp_path)
+    assert config["model_type"] == "bloom"
+    model = pyllm.Model.from_arrays(config, weights, generation_config=generation_config)
+    ids = tokens[:, :50]
+    err = float(np.abs(model(ids) - reference_logits(hf, ids)).max())
+    assert err <= TOL, f"{dtype}: max |dlogit| {err:.3g}"
