@@ -23,5 +23,6 @@ PyObject *pyllm_raise(pyllm_status status);
 int pyllm_register_tokenizer(PyObject *module);
 int pyllm_register_model(PyObject *module);
 int pyllm_register_sampling(PyObject *module);
+int pyllm_register_processors(PyObject *module);
 
 #endif
