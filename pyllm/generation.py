@@ -445,7 +445,7 @@ def generate(model, input_ids, generation_config=None, attention_mask=None, logi
         streamer.end()
 
     if not (cfg.return_dict_in_generate or want_logprobs):
-        return sequences[0] if was_1d else sequences
+        return sequences[0] if was_1d and n == 1 else sequences
     out = GenerateOutput(sequences, counts, logprobs, top_ids, top_values)
     if was_1d and n == 1:
         for name in ("sequences", "num_new_tokens", "logprobs", "top_logprob_ids", "top_logprobs"):

