@@ -198,7 +198,8 @@ class GenerationConfig:
     - ``logit_bias`` (None): ``{token_id: bias}`` added to the raw logits before anything else
       (-inf bans a token);
     - ``output_logprobs`` (False), ``top_logprobs`` (0): per-token log-probabilities of the chosen
-      tokens and of the ``top_logprobs`` best alternatives (either implies a GenerateOutput);
+      tokens and of the ``top_logprobs`` best alternatives (either implies a GenerateOutput, and a
+      GenerateOutput always has the chosen tokens' log-probabilities);
     - ``logprobs_processed`` (False): those log-probabilities are ``log_softmax`` of the raw model
       logits by default; True takes them from the scores the token was chosen from (after every
       processor, the user's ``logits_processor`` and, when sampling, the warpers).
@@ -304,7 +305,8 @@ class GenerateOutput:
     - ``num_new_tokens``: int64 [rows], tokens each row generated, its end token included;
     - ``logprobs``: float32 [rows, steps], log-probability of each chosen token (0 after the row
       ended); ``top_logprob_ids`` int64 / ``top_logprobs`` float32 [rows, steps, top_logprobs], the
-      best alternatives, best first (-1 / 0 after the row ended). None unless asked for.
+      best alternatives, best first (-1 / 0 after the row ended; [rows, steps, 0] when
+      top_logprobs is 0).
     For 1-D input the row axis is dropped, as for the plain return value."""
 
     def __init__(self, sequences, num_new_tokens, logprobs=None, top_logprob_ids=None, top_logprobs=None):
@@ -424,7 +426,9 @@ def generate(model, input_ids, generation_config=None, attention_mask=None, logi
     if streamer is not None and not (callable(getattr(streamer, "put", None))
                                      and callable(getattr(streamer, "end", None))):
         raise TypeError(f"streamer must have put() and end() methods, got {type(streamer).__name__}")
-    want_logprobs = cfg.output_logprobs or cfg.top_logprobs > 0
+    # A GenerateOutput always carries the chosen tokens' log-probabilities (one log-softmax per row
+    # and step, small next to the forward pass).
+    want_logprobs = cfg.output_logprobs or cfg.top_logprobs > 0 or cfg.return_dict_in_generate
     if streamer is not None:  # as transformers does: the prompt first, then each step's tokens
         streamer.put(ids.astype(_np.int64))
 
@@ -444,7 +448,7 @@ def generate(model, input_ids, generation_config=None, attention_mask=None, logi
     if streamer is not None:
         streamer.end()
 
-    if not (cfg.return_dict_in_generate or want_logprobs):
+    if not want_logprobs:
         return sequences[0] if was_1d and n == 1 else sequences
     out = GenerateOutput(sequences, counts, logprobs, top_ids, top_values)
     if was_1d and n == 1:

@@ -426,6 +426,9 @@ def test_stopping_criteria_end_rows_on_their_own():
                          return_dict_in_generate=True)
     assert out.sequences.shape == (3, 4 + 7)
     np.testing.assert_array_equal(out.num_new_tokens, [3, 5, 7])
+    # return_dict_in_generate alone brings the chosen tokens' log-probabilities; 0 after a row ended.
+    assert out.logprobs.shape == (3, 7) and out.top_logprobs.shape == (3, 7, 0)
+    assert (out.logprobs[0, :3] < 0).all() and (out.logprobs[0, 3:] == 0).all()
     for r in range(3):
         n = 3 + 2 * r
         np.testing.assert_array_equal(out.sequences[r, 4:4 + n], free[r, 4:4 + n])
