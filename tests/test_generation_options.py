@@ -528,3 +528,13 @@ def test_bad_option_values_raise_value_error_naming_the_option(kw, match):
     with pytest.raises(ValueError, match=match):
         model.generate([1, 2, 3], **{"do_sample": True, "max_new_tokens": 3, **kw})
     assert model.generate([1, 2, 3], max_new_tokens=2, eos_token_id=[]).shape == (5,)
+
+
+def test_overflowing_temperature_and_all_banned_rows_raise_clearly():
+    _, model = pair()
+    with pytest.raises(ValueError, match="cannot sample"):
+        model.generate([1, 2, 3], do_sample=True, temperature=1e-40, top_k=0, max_new_tokens=3, seed=0)
+    everything = {t: -np.inf for t in range(VOCAB)}
+    with pytest.raises(ValueError, match="no finite logit"):
+        model.generate([1, 2, 3], do_sample=True, logit_bias=everything, max_new_tokens=3, seed=0)
+    assert model.generate([1, 2, 3], max_new_tokens=2, eos_token_id=[]).shape == (5,)

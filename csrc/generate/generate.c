@@ -134,6 +134,18 @@ static void record_logprobs(const pyllm_generate_options *opt, loop_state *s, co
     }
 }
 
+/* A +inf score (a logit overflowing at a tiny temperature, or a processor's) leaves no
+ * distribution to sample from. */
+static pyllm_status check_no_positive_infinity(const float *scores, int64_t vocab, int64_t row, float temperature)
+{
+    for (int64_t i = 0; i < vocab; i++)
+        if (scores[i] == INFINITY)
+            return pyllm_error(PYLLM_ERR_VALUE,
+                               "row %lld: the score of token %lld is +inf after the processors and temperature %g: "
+                               "cannot sample", (long long)row, (long long)i, (double)temperature);
+    return PYLLM_OK;
+}
+
 /* Drop the slots whose rows have ended from the cache and from the loop's slot arrays. */
 static pyllm_status compact(pyllm_decoder *m, pyllm_kv_cache *cache, loop_state *s, int64_t *slots)
 {
@@ -198,6 +210,8 @@ static pyllm_status run(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *
             float *scores = s->logits + j * vocab;
             int32_t token;
             pyllm_warp_row(&opt->sampling, &s->sampler, &s->scratch, scores);
+            if (!greedy)
+                PYLLM_TRY(check_no_positive_infinity(scores, vocab, r, opt->sampling.temperature));
             PYLLM_TRY(pyllm_sample(&s->sampler, scores, greedy ? &opt->sampling : &neutral, &s->rngs[r], &token));
             if (opt->logprobs != NULL)
                 record_logprobs(opt, s, opt->processed ? scores : s->raw + j * vocab, vocab, r, step, token);
