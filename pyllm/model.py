@@ -317,7 +317,7 @@ class Model:
           for ended rows), then ``end()``.
 
         An exception raised by a hook propagates; KeyboardInterrupt (Ctrl-C) stops within one
-        step. The model stays usable either way. A hook must not call this same model.
+        step. The model stays usable either way. A hook may use the model itself.
 
         With ``return_dict_in_generate``, ``output_logprobs`` or ``top_logprobs`` set, returns a
         :class:`pyllm.generation.GenerateOutput` instead of the array."""

@@ -538,3 +538,19 @@ def test_overflowing_temperature_and_all_banned_rows_raise_clearly():
     with pytest.raises(ValueError, match="no finite logit"):
         model.generate([1, 2, 3], do_sample=True, logit_bias=everything, max_new_tokens=3, seed=0)
     assert model.generate([1, 2, 3], max_new_tokens=2, eos_token_id=[]).shape == (5,)
+
+
+def test_a_hook_may_call_the_model_itself():
+    """Hooks run without the model's lock: a processor may run the model (here to check that the
+    scores it gets are the model's last-position logits)."""
+    _, model = pair()
+    ids = np.random.default_rng(14).integers(0, VOCAB, size=(2, 7))
+    gaps = []
+
+    def compare_with_full_forward(input_ids, scores):
+        gaps.append(float(np.abs(model(input_ids)[:, -1] - scores).max()))
+        return scores
+
+    out = model.generate(ids, max_new_tokens=5, eos_token_id=[], logits_processor=compare_with_full_forward)
+    np.testing.assert_array_equal(out, model.generate(ids, max_new_tokens=5, eos_token_id=[]))
+    assert len(gaps) == 5 and max(gaps) < 1e-4

@@ -169,7 +169,23 @@ static int processor_params_from(PyObject *bias, double repetition, double frequ
 typedef struct {
     PyObject *process, *stop, *on_tokens; /* borrowed; may be NULL */
     int64_t batch, vocab;
+    PyThread_type_lock lock; /* the model's, given up while a hook runs */
 } python_hooks;
+
+/* Into Python from the loop: the model's lock is released first, so a hook may use the model
+ * (the loop's state lives in its own buffers and cache), and taken back with the GIL released,
+ * so a thread waiting for the GIL while holding the lock cannot deadlock with us. */
+static PyGILState_STATE enter_python(const python_hooks *h)
+{
+    PyThread_release_lock(h->lock);
+    return PyGILState_Ensure();
+}
+
+static void leave_python(const python_hooks *h, PyGILState_STATE gil)
+{
+    PyGILState_Release(gil);
+    PyThread_acquire_lock(h->lock, WAIT_LOCK);
+}
 
 /* A fresh int64 [batch, columns] copy of the filled columns of `sequences`. */
 static PyObject *sequences_array(const python_hooks *h, const int64_t *sequences, int64_t width, int64_t columns)
@@ -224,13 +240,13 @@ static pyllm_status hook_failed(void)
 static pyllm_status process_hook(void *ctx, const int64_t *sequences, int64_t width, int64_t columns, float *scores)
 {
     const python_hooks *h = ctx;
-    PyGILState_STATE gil = PyGILState_Ensure();
+    PyGILState_STATE gil = enter_python(h);
     PyArrayObject *a = call_hook(h, h->process, sequences, width, columns, scores, NPY_FLOAT32, 2);
     if (a != NULL) {
         memcpy(scores, PyArray_DATA(a), sizeof(float) * (size_t)(h->batch * h->vocab));
         Py_DECREF(a);
     }
-    PyGILState_Release(gil);
+    leave_python(h, gil);
     return a != NULL ? PYLLM_OK : hook_failed();
 }
 
@@ -238,7 +254,7 @@ static pyllm_status stop_hook(void *ctx, const int64_t *sequences, int64_t width
                               const float *scores, uint8_t *done)
 {
     const python_hooks *h = ctx;
-    PyGILState_STATE gil = PyGILState_Ensure();
+    PyGILState_STATE gil = enter_python(h);
     PyArrayObject *a = call_hook(h, h->stop, sequences, width, columns, scores, NPY_BOOL, 1);
     if (a != NULL) {
         const npy_bool *flags = PyArray_DATA(a);
@@ -246,14 +262,14 @@ static pyllm_status stop_hook(void *ctx, const int64_t *sequences, int64_t width
             done[r] = flags[r] != 0;
         Py_DECREF(a);
     }
-    PyGILState_Release(gil);
+    leave_python(h, gil);
     return a != NULL ? PYLLM_OK : hook_failed();
 }
 
 static pyllm_status stream_hook(void *ctx, const int64_t *tokens)
 {
     const python_hooks *h = ctx;
-    PyGILState_STATE gil = PyGILState_Ensure();
+    PyGILState_STATE gil = enter_python(h);
     npy_intp dims[1] = {h->batch};
     PyObject *a = PyArray_SimpleNew(1, dims, NPY_INT64);
     PyObject *result = NULL;
@@ -263,7 +279,7 @@ static pyllm_status stream_hook(void *ctx, const int64_t *tokens)
         Py_DECREF(a);
     }
     Py_XDECREF(result);
-    PyGILState_Release(gil);
+    leave_python(h, gil);
     return result != NULL ? PYLLM_OK : hook_failed();
 }
 
@@ -336,7 +352,7 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, PyO
         PyErr_Format(PyExc_ValueError, "top_logprobs must be in [0, %lld], got %lld", (long long)vocab, top_n);
         return NULL;
     }
-    python_hooks hooks = {.batch = 0, .vocab = vocab};
+    python_hooks hooks = {.batch = 0, .vocab = vocab, .lock = lock};
     if (((hooks.process = optional_callable(process_obj, "logits_processor")) == NULL && PyErr_Occurred()) ||
         ((hooks.stop = optional_callable(stop_obj, "stopping_criteria")) == NULL && PyErr_Occurred()) ||
         ((hooks.on_tokens = optional_callable(tokens_obj, "on_tokens")) == NULL && PyErr_Occurred()))
