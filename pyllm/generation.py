@@ -223,8 +223,10 @@ class GenerationConfig:
         if not isinstance(values, dict):
             raise TypeError(f"a generation config must be a dict, got {type(values).__name__}")
         config = cls()
-        known = {k: v for k, v in values.items() if k in _DEFAULTS}
-        config.extra = {k: v for k, v in values.items() if k not in _DEFAULTS}
+        # Some published configs carry pad_token_id = -1 for "none": kept aside, not an error.
+        unusable = {k for k in ("pad_token_id", "bos_token_id") if _is_int(values.get(k)) and values[k] < 0}
+        known = {k: v for k, v in values.items() if k in _DEFAULTS and k not in unusable}
+        config.extra = {k: v for k, v in values.items() if k not in known}
         config.update(**known)
         return config
 
@@ -273,8 +275,8 @@ class GenerationConfig:
 
     def get(self, name, default=None):
         """Dict-style read: the option's value, or default when it is unset / None."""
-        if name in self._values and (name in self._set or self._values[name] is not None):
-            return self._values[name]
+        if name in self._values:
+            return default if self._values[name] is None else self._values[name]
         return self.extra.get(name, default)
 
     def __getattr__(self, name):

@@ -554,3 +554,12 @@ def test_a_hook_may_call_the_model_itself():
     out = model.generate(ids, max_new_tokens=5, eos_token_id=[], logits_processor=compare_with_full_forward)
     np.testing.assert_array_equal(out, model.generate(ids, max_new_tokens=5, eos_token_id=[]))
     assert len(gaps) == 5 and max(gaps) < 1e-4
+
+
+def test_generation_config_tolerates_published_quirks():
+    cfg = pyllm.GenerationConfig.from_dict({"pad_token_id": -1, "eos_token_id": 2, "max_length": 4096,
+                                            "use_cache": True})
+    assert cfg.pad_token_id is None and cfg.get("pad_token_id", 0) == 0 and cfg.eos_token_id == [2]
+    assert cfg.extra == {"pad_token_id": -1, "use_cache": True} and cfg.get("use_cache") is True
+    with pytest.raises(ValueError, match="temperature"):
+        pyllm.GenerationConfig.from_dict({"temperature": "hot"})
