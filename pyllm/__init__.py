@@ -8,6 +8,7 @@ from ._loader import load_onednn as _load_onednn
 _load_onednn()
 
 from . import _core  # noqa: E402
+from .generation import GenerateOutput, GenerationConfig  # noqa: E402
 from .model import Model  # noqa: E402
 from .tokenizer import Tokenizer  # noqa: E402
 from . import scoring  # noqa: E402  (pyllm.scoring.perplexity and friends)
@@ -20,4 +21,4 @@ def onednn_version() -> str:
     return _core.onednn_version()
 
 
-__all__ = ["__version__", "onednn_version", "Model", "Tokenizer"]
+__all__ = ["__version__", "onednn_version", "Model", "Tokenizer", "GenerationConfig", "GenerateOutput"]

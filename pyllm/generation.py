@@ -19,3 +19,442 @@ def sample_logits(logits, *, do_sample=True, temperature=1.0, top_k=0, top_p=1.0
     """
     return _core.sample_logits(logits, do_sample=do_sample, temperature=temperature, top_k=top_k,
                                top_p=top_p, seed=seed, num_samples=num_samples)
+
+
+# ---- GenerationConfig ----------------------------------------------------------------------------
+
+import copy as _copy
+import json as _json
+import math as _math
+import os as _os
+
+import numpy as _np
+
+# Every option with its default: Hugging Face's names and defaults (transformers' GenerationConfig),
+# except max_new_tokens (20 new tokens when neither it nor max_length is set) and pyllm's own
+# options after the blank line.
+_DEFAULTS = {
+    "max_new_tokens": None,
+    "max_length": None,
+    "min_new_tokens": 0,
+    "do_sample": False,
+    "temperature": 1.0,
+    "top_k": 50,
+    "top_p": 1.0,
+    "min_p": None,
+    "typical_p": 1.0,
+    "repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "bad_words_ids": None,
+    "eos_token_id": None,
+    "pad_token_id": None,
+    "bos_token_id": None,
+    "num_return_sequences": 1,
+    "return_dict_in_generate": False,
+
+    "seed": None,
+    "frequency_penalty": 0.0,
+    "presence_penalty": 0.0,
+    "logit_bias": None,
+    "output_logprobs": False,
+    "top_logprobs": 0,
+    "logprobs_processed": False,
+}
+_DEFAULT_MAX_NEW_TOKENS = 20
+
+
+def _is_int(v):
+    return isinstance(v, (int, _np.integer)) and not isinstance(v, (bool, _np.bool_))
+
+
+def _is_number(v):
+    return isinstance(v, (int, float, _np.integer, _np.floating)) and not isinstance(v, (bool, _np.bool_))
+
+
+def _bad(name, value, expected):
+    return ValueError(f"generation option {name} must be {expected}, got {value!r}")
+
+
+def _check_int(name, v, low, allow_none=False):
+    if v is None and allow_none:
+        return None
+    if not _is_int(v) or v < low:
+        raise _bad(name, v, f"an integer >= {low}" + (" or None" if allow_none else ""))
+    return int(v)
+
+
+def _check_float(name, v, test, expected, allow_none=False):
+    if v is None and allow_none:
+        return None
+    if not _is_number(v) or not test(float(v)):
+        raise _bad(name, v, expected)
+    return float(v)
+
+
+def _check_bool(name, v):
+    if not isinstance(v, (bool, _np.bool_)):
+        raise _bad(name, v, "True or False")
+    return bool(v)
+
+
+def _check_token_list(name, v):
+    if v is None:
+        return None
+    if _is_int(v):
+        v = [v]
+    if not isinstance(v, (list, tuple)) or not all(_is_int(t) and t >= 0 for t in v):
+        raise _bad(name, v, "a token id, a list of token ids, or None")
+    return [int(t) for t in v]
+
+
+def _check_bad_words(v):
+    if v is None:
+        return None
+    if not isinstance(v, (list, tuple)) or not v or not all(
+            isinstance(w, (list, tuple)) and w and all(_is_int(t) and t >= 0 for t in w) for w in v):
+        raise _bad("bad_words_ids", v, "a non-empty list of non-empty lists of token ids")
+    return [[int(t) for t in w] for w in v]
+
+
+def _check_logit_bias(v):
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise _bad("logit_bias", v, "a dict of token id -> bias")
+    out = {}
+    for k, b in v.items():
+        key = int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k  # JSON keys are strings
+        if not _is_int(key) or key < 0:
+            raise _bad("logit_bias", v, "a dict whose keys are token ids")
+        if not _is_number(b) or _math.isnan(b) or b == _math.inf:
+            raise _bad("logit_bias", v, "a dict whose values are numbers (or -inf)")
+        out[int(key)] = float(b)
+    return out
+
+
+def _check_seed(v):
+    if not _is_int(v):
+        raise _bad("seed", v, "an integer or None")
+    return int(v) & ((1 << 64) - 1)
+
+
+_CHECKS = {
+    "max_new_tokens": lambda v: _check_int("max_new_tokens", v, 0, True),
+    "max_length": lambda v: _check_int("max_length", v, 1, True),
+    "min_new_tokens": lambda v: _check_int("min_new_tokens", 0 if v is None else v, 0),
+    "do_sample": lambda v: _check_bool("do_sample", v),
+    "temperature": lambda v: _check_float("temperature", 1.0 if v is None else v,
+                                          lambda x: x >= 0 and _math.isfinite(x), "a finite number >= 0"),
+    "top_k": lambda v: _check_int("top_k", 0 if v is None else v, 0),
+    "top_p": lambda v: _check_float("top_p", 1.0 if v is None else v, lambda x: 0 < x <= 1, "in (0, 1]"),
+    "min_p": lambda v: _check_float("min_p", v, lambda x: 0 <= x <= 1, "in [0, 1] or None", True),
+    "typical_p": lambda v: _check_float("typical_p", 1.0 if v is None else v, lambda x: 0 < x <= 1, "in (0, 1]"),
+    "repetition_penalty": lambda v: _check_float("repetition_penalty", 1.0 if v is None else v,
+                                                 lambda x: x > 0 and _math.isfinite(x), "a finite number > 0"),
+    "no_repeat_ngram_size": lambda v: _check_int("no_repeat_ngram_size", 0 if v is None else v, 0),
+    "bad_words_ids": _check_bad_words,
+    "eos_token_id": lambda v: _check_token_list("eos_token_id", v),
+    "pad_token_id": lambda v: _check_int("pad_token_id", v, 0, True),
+    "bos_token_id": lambda v: _check_int("bos_token_id", v, 0, True),
+    "num_return_sequences": lambda v: _check_int("num_return_sequences", 1 if v is None else v, 1),
+    "return_dict_in_generate": lambda v: _check_bool("return_dict_in_generate", v),
+    "seed": lambda v: _check_seed(v),
+    "frequency_penalty": lambda v: _check_float("frequency_penalty", 0.0 if v is None else v, _math.isfinite,
+                                                "a finite number"),
+    "presence_penalty": lambda v: _check_float("presence_penalty", 0.0 if v is None else v, _math.isfinite,
+                                               "a finite number"),
+    "logit_bias": _check_logit_bias,
+    "output_logprobs": lambda v: _check_bool("output_logprobs", v),
+    "top_logprobs": lambda v: _check_int("top_logprobs", 0 if v is None else v, 0),
+    "logprobs_processed": lambda v: _check_bool("logprobs_processed", v),
+}
+
+
+class GenerationConfig:
+    """Every option of ``Model.generate``, with Hugging Face's names, meanings and defaults.
+
+    Options (transformers' meaning unless said otherwise):
+
+    - ``max_new_tokens`` (None: ``max_length`` minus the prompt if that is set, else 20),
+      ``max_length`` (prompt + new, None), ``min_new_tokens`` (0: end tokens are banned until
+      that many tokens were generated);
+    - ``do_sample`` (False), ``temperature`` (1.0; 0 means greedy), ``top_k`` (50; 0 off),
+      ``top_p`` (1.0), ``min_p`` (None), ``typical_p`` (1.0) — the sampling warpers, applied in
+      that order only when sampling;
+    - ``repetition_penalty`` (1.0), ``no_repeat_ngram_size`` (0), ``bad_words_ids`` (None: a list
+      of token-id lists; a one-token list equal to an end token is ignored, as transformers does);
+    - ``eos_token_id`` (int or list; [] for none), ``pad_token_id``, ``bos_token_id``;
+    - ``num_return_sequences`` (1; each prompt row repeated, sampling only);
+    - ``return_dict_in_generate`` (False: a plain array of ids; True: a :class:`GenerateOutput`).
+
+    pyllm's own:
+
+    - ``seed`` (None: fresh entropy): row ``b`` of a call samples from a stream seeded by
+      ``(seed, b)`` alone, so a seed reproduces a call exactly;
+    - ``frequency_penalty``, ``presence_penalty`` (0.0): OpenAI's formula
+      ``logit -= count * frequency_penalty + (count > 0) * presence_penalty`` where ``count`` is
+      how often the token occurs among the row's *generated* tokens (the prompt does not count),
+      applied after ``repetition_penalty`` and before temperature;
+    - ``logit_bias`` (None): ``{token_id: bias}`` added to the raw logits before anything else
+      (-inf bans a token);
+    - ``output_logprobs`` (False), ``top_logprobs`` (0): per-token log-probabilities of the chosen
+      tokens and of the ``top_logprobs`` best alternatives (either implies a GenerateOutput, and a
+      GenerateOutput always has the chosen tokens' log-probabilities);
+    - ``logprobs_processed`` (False): those log-probabilities are ``log_softmax`` of the raw model
+      logits by default; True takes them from the scores the token was chosen from (after every
+      processor, the user's ``logits_processor`` and, when sampling, the warpers).
+
+    Penalties and n-gram / bad-word matching see each row's own tokens: its prompt without the
+    padding, then what it generated.
+    """
+
+    def __init__(self, **kwargs):
+        self._values = dict(_DEFAULTS)
+        self._set = set()
+        self.extra = {}
+        self.update(**kwargs)
+
+    @classmethod
+    def from_dict(cls, values):
+        """A config from a dict such as generation_config.json's; keys pyllm does not use
+        (``transformers_version``, ``use_cache``, ...) are kept in ``.extra`` and otherwise ignored."""
+        if isinstance(values, GenerationConfig):
+            return values.copy()
+        if not isinstance(values, dict):
+            raise TypeError(f"a generation config must be a dict, got {type(values).__name__}")
+        config = cls()
+        # Some published configs carry pad_token_id = -1 for "none": kept aside, not an error.
+        unusable = {k for k in ("pad_token_id", "bos_token_id") if _is_int(values.get(k)) and values[k] < 0}
+        known = {k: v for k, v in values.items() if k in _DEFAULTS and k not in unusable}
+        config.extra = {k: v for k, v in values.items() if k not in known}
+        config.update(**known)
+        return config
+
+    @classmethod
+    def from_pretrained(cls, model_dir, config_file_name="generation_config.json"):
+        """Read ``generation_config.json`` from a model directory (FileNotFoundError if absent)."""
+        path = _os.path.join(_os.fspath(model_dir), config_file_name)
+        if not _os.path.isfile(path):
+            raise FileNotFoundError(f"no {config_file_name} in {model_dir}")
+        with open(path, encoding="utf-8") as f:
+            try:
+                values = _json.load(f)
+            except ValueError as e:
+                raise ValueError(f"{path} is not valid JSON: {e}") from None
+        return cls.from_dict(values)
+
+    def update(self, **kwargs):
+        """Set options by name: an unknown name raises TypeError, a bad value ValueError. Returns self."""
+        unknown = sorted(k for k in kwargs if k not in _DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown generation option(s): {', '.join(unknown)}")
+        # None means "not set": the option falls back to its default (or to a config merged under it).
+        checked = {name: None if value is None else _CHECKS[name](value) for name, value in kwargs.items()}
+        for name, value in checked.items():
+            self._values[name] = _DEFAULTS[name] if value is None else value
+            if value is None:
+                self._set.discard(name)
+            else:
+                self._set.add(name)
+        return self
+
+    def copy(self):
+        return _copy.deepcopy(self)
+
+    def merged(self, other):
+        """A copy of self with the options other set explicitly."""
+        out = self.copy()
+        out.update(**{k: other._values[k] for k in other._set})
+        return out
+
+    def is_set(self, name):
+        return name in self._set
+
+    def to_dict(self):
+        return dict(self._values)
+
+    def get(self, name, default=None):
+        """Dict-style read: the option's value, or default when it is unset / None."""
+        if name in self._values:
+            return default if self._values[name] is None else self._values[name]
+        return self.extra.get(name, default)
+
+    def __getattr__(self, name):
+        values = self.__dict__.get("_values")
+        if values is not None and name in values:
+            return values[name]
+        raise AttributeError(f"GenerationConfig has no option {name!r}")
+
+    def __setattr__(self, name, value):
+        if name in ("_values", "_set", "extra"):
+            object.__setattr__(self, name, value)
+        else:
+            self.update(**{name: value})
+
+    def __eq__(self, other):
+        return isinstance(other, GenerationConfig) and self._values == other._values
+
+    def __repr__(self):
+        shown = ", ".join(f"{k}={self._values[k]!r}" for k in _DEFAULTS if k in self._set)
+        return f"GenerationConfig({shown})"
+
+
+class GenerateOutput:
+    """What ``generate(..., return_dict_in_generate=True)`` (or ``output_logprobs`` /
+    ``top_logprobs``) returns; arrays are NumPy, rows are the output rows.
+
+    - ``sequences``: int64 [rows, prompt + steps], as the plain return value;
+    - ``num_new_tokens``: int64 [rows], tokens each row generated, its end token included;
+    - ``logprobs``: float32 [rows, steps], log-probability of each chosen token (0 after the row
+      ended); ``top_logprob_ids`` int64 / ``top_logprobs`` float32 [rows, steps, top_logprobs], the
+      best alternatives, best first (-1 / 0 after the row ended; [rows, steps, 0] when
+      top_logprobs is 0).
+    For 1-D input the row axis is dropped, as for the plain return value."""
+
+    def __init__(self, sequences, num_new_tokens, logprobs=None, top_logprob_ids=None, top_logprobs=None):
+        self.sequences = sequences
+        self.num_new_tokens = num_new_tokens
+        self.logprobs = logprobs
+        self.top_logprob_ids = top_logprob_ids
+        self.top_logprobs = top_logprobs
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+    def __repr__(self):
+        return f"GenerateOutput(sequences={self.sequences!r}, logprobs={self.logprobs!r})"
+
+
+# ---- the generate() driver ---------------------------------------------------------------------------
+
+def _callables(value, what):
+    if value is None:
+        return []
+    fns = list(value) if isinstance(value, (list, tuple)) else [value]
+    for fn in fns:
+        if not callable(fn):
+            raise TypeError(f"{what} must be a callable or a list of callables, got {type(fn).__name__}")
+    return fns
+
+
+def _processor_hook(fns):
+    """One callable for the C loop running the user's logits processors in order, each result checked."""
+    def process(input_ids, scores):
+        for fn in fns:
+            out = fn(input_ids, scores)
+            if not isinstance(out, _np.ndarray) or out.dtype != _np.float32 or out.shape != scores.shape:
+                got = (f"{type(out).__name__}" if not isinstance(out, _np.ndarray)
+                       else f"{out.dtype} array of shape {out.shape}")
+                raise ValueError(f"logits_processor {getattr(fn, '__name__', fn)!s} must return a float32 array "
+                                 f"of shape {scores.shape} (like its scores argument), got {got}")
+            scores = out
+        return scores
+    return process
+
+
+def _stopping_hook(fns, batch):
+    """One callable for the C loop: a row stops when any of the user's criteria says so."""
+    def stop(input_ids, scores):
+        done = _np.zeros(batch, dtype=bool)
+        for fn in fns:
+            out = _np.asarray(fn(input_ids, scores))
+            if out.dtype != _np.bool_ or out.shape not in ((), (batch,)):
+                raise ValueError(f"stopping_criteria {getattr(fn, '__name__', fn)!s} must return a bool or a bool "
+                                 f"array of shape ({batch},), got {out.dtype} of shape {out.shape}")
+            done |= out
+        return done
+    return stop
+
+
+def _resolve(model, generation_config, kwargs):
+    unknown = sorted(k for k in kwargs if k not in _DEFAULTS)
+    if unknown:
+        raise TypeError(f"generate() got unknown generation option(s): {', '.join(unknown)}")
+    cfg = model.generation_config
+    if generation_config is not None:
+        if isinstance(generation_config, dict):
+            generation_config = GenerationConfig.from_dict(generation_config)
+        if not isinstance(generation_config, GenerationConfig):
+            raise TypeError(f"generation_config must be a GenerationConfig or a dict, "
+                            f"got {type(generation_config).__name__}")
+        cfg = cfg.merged(generation_config)
+    return cfg.copy().update(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def generate(model, input_ids, generation_config=None, attention_mask=None, logits_processor=None,
+             stopping_criteria=None, streamer=None, **kwargs):
+    """Model.generate's body; see its docstring."""
+    from .model import _as_ids, _as_mask
+
+    cfg = _resolve(model, generation_config, kwargs)
+    ids, was_1d = _as_ids(input_ids, model.vocab_size)
+    mask = _as_mask(attention_mask, ids.shape)
+    prompt_len = ids.shape[1]
+
+    if cfg.max_new_tokens is not None:
+        max_new = cfg.max_new_tokens
+    elif cfg.max_length is not None:
+        max_new = max(0, cfg.max_length - prompt_len)
+    else:
+        max_new = _DEFAULT_MAX_NEW_TOKENS
+    eos = cfg.eos_token_id
+    if eos is None:
+        eos = _check_token_list("eos_token_id", model.config.get("eos_token_id"))
+    eos = eos or []
+    pad = cfg.pad_token_id
+    if pad is None:
+        pad = model.config.get("pad_token_id")
+    if pad is None:
+        pad = eos[0] if eos else 0
+    if not _is_int(pad) or not 0 <= pad < model.vocab_size:
+        raise ValueError(f"pad_token_id must be a token id in [0, {model.vocab_size}), got {pad!r}")
+    bad_words = cfg.bad_words_ids
+    if bad_words is not None:  # transformers drops one-token entries that are end tokens
+        bad_words = [w for w in bad_words if not (len(w) == 1 and w[0] in eos)]
+    n = cfg.num_return_sequences
+    if n > 1:
+        if not cfg.do_sample:
+            raise ValueError(f"generation option num_return_sequences={n} needs do_sample=True: greedy "
+                             "decoding would return identical rows")
+        ids = _np.repeat(ids, n, axis=0)
+        mask = None if mask is None else _np.repeat(mask, n, axis=0)
+    seed = cfg.seed
+    if seed is None:
+        seed = int.from_bytes(_os.urandom(8), "little")
+    batch = ids.shape[0]
+
+    processors = _callables(logits_processor, "logits_processor")
+    criteria = _callables(stopping_criteria, "stopping_criteria")
+    if streamer is not None and not (callable(getattr(streamer, "put", None))
+                                     and callable(getattr(streamer, "end", None))):
+        raise TypeError(f"streamer must have put() and end() methods, got {type(streamer).__name__}")
+    # A GenerateOutput always carries the chosen tokens' log-probabilities (one log-softmax per row
+    # and step, small next to the forward pass).
+    want_logprobs = cfg.output_logprobs or cfg.top_logprobs > 0 or cfg.return_dict_in_generate
+    if streamer is not None:  # as transformers does: the prompt first, then each step's tokens
+        streamer.put(ids.astype(_np.int64))
+
+    sequences, counts, logprobs, top_ids, top_values = model._decoder.generate(
+        ids, attention_mask=mask, max_new_tokens=int(max_new), do_sample=cfg.do_sample,
+        temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+        min_p=0.0 if cfg.min_p is None else cfg.min_p, typical_p=cfg.typical_p,
+        repetition_penalty=cfg.repetition_penalty, frequency_penalty=cfg.frequency_penalty,
+        presence_penalty=cfg.presence_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+        min_new_tokens=cfg.min_new_tokens, bad_words_ids=bad_words or None, logit_bias=cfg.logit_bias,
+        eos_token_ids=eos, pad_token_id=int(pad), seed=seed,
+        logits_processor=_processor_hook(processors) if processors else None,
+        stopping_criteria=_stopping_hook(criteria, batch) if criteria else None,
+        on_tokens=streamer.put if streamer is not None else None,
+        output_logprobs=want_logprobs, top_logprobs=cfg.top_logprobs,
+        logprobs_processed=cfg.logprobs_processed)
+    if streamer is not None:
+        streamer.end()
+
+    if not want_logprobs:
+        return sequences[0] if was_1d and n == 1 else sequences
+    out = GenerateOutput(sequences, counts, logprobs, top_ids, top_values)
+    if was_1d and n == 1:
+        for name in ("sequences", "num_new_tokens", "logprobs", "top_logprob_ids", "top_logprobs"):
+            value = getattr(out, name)
+            setattr(out, name, None if value is None else value[0])
+    return out

@@ -6,26 +6,14 @@ named as in the Hugging Face state dict (BLOOM's own reader is pyllm/bloom.py);
 ``Model.from_pretrained`` reads a model directory through ``pyllm.checkpoint`` and hands the
 same to ``from_arrays``.
 """
-import os
 
 import numpy as np
 
-from . import _core, bloom, checkpoint
+from . import _core, bloom, checkpoint, generation
 from ._checks import float32_weight, positive_int as _positive_int
+from .generation import GenerationConfig
 
 _ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
-
-# Options generate() takes from the generation config when the caller leaves them at None,
-# and the values used when neither says anything (transformers' greedy defaults, with
-# neutral sampling warpers).
-_GENERATION_DEFAULTS = {
-    "max_new_tokens": 20,
-    "do_sample": False,
-    "temperature": 1.0,
-    "top_k": 0,
-    "top_p": 1.0,
-}
-
 
 def _require(config, key):
     if key not in config or config[key] is None:
@@ -228,17 +216,6 @@ def _as_mask(attention_mask, shape):
     return np.ascontiguousarray(mask, dtype=np.uint8)
 
 
-def _eos_list(value):
-    if value is None:
-        return None
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return [int(value)]
-    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                                for v in value):
-        return [int(v) for v in value]
-    raise TypeError(f"eos_token_id must be an int, a list of ints or [] (none), got {value!r}")
-
-
 class Model:
     """A LLaMA- or BLOOM-family causal language model running on pyllm's C core."""
 
@@ -261,12 +238,14 @@ class Model:
             n_threads = _core.get_num_threads()
         if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
             raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
-        if generation_config is not None and not isinstance(generation_config, dict):
-            raise TypeError(f"generation_config must be a dict or None, got {type(generation_config).__name__}")
+        if generation_config is not None and not isinstance(generation_config, (dict, GenerationConfig)):
+            raise TypeError(f"generation_config must be a dict, a GenerationConfig or None, "
+                            f"got {type(generation_config).__name__}")
+        generation_config = GenerationConfig.from_dict(generation_config or {})
         parsed = _parse_config(config, n_ctx)
         arrays = _checked_weights(parsed, weights)
         decoder = _core.Decoder(parsed, arrays, int(n_threads))
-        return cls(decoder, dict(config), parsed, dict(generation_config or {}))
+        return cls(decoder, dict(config), parsed, generation_config)
 
     @classmethod
     def from_pretrained(cls, model_dir, dtype="float32", n_threads=None, n_ctx=None):
@@ -355,48 +334,36 @@ class Model:
         return scoring.loglikelihood_rolling(self, ids, max_length=max_length, prefix_token_id=prefix_token_id,
                                              batch_size=batch_size, progress=progress)
 
-    def _option(self, name, value):
-        if value is not None:
-            return value
-        value = self.generation_config.get(name)
-        return _GENERATION_DEFAULTS[name] if value is None else value
+    def generate(self, input_ids, generation_config=None, attention_mask=None, logits_processor=None,
+                 stopping_criteria=None, streamer=None, **options):
+        """Prompt + generated token ids (int64), Hugging Face style: [rows, prompt + new] for 2-D
+        input, 1-D for 1-D input (one row). Rows of a left-padded batch (attention_mask) run as one
+        batch and end on their own (an end token, a stopping criterion, the length); ended rows
+        are filled with pad_token_id and cost no compute; output stops at the step where every
+        row has ended.
 
-    def generate(self, input_ids, max_new_tokens=None, do_sample=None, temperature=None, top_k=None,
-                 top_p=None, seed=None, eos_token_id=None, pad_token_id=None, attention_mask=None):
-        """Prompt + generated token ids (int64), Hugging Face style: [batch, prompt + new] for
-        2-D input, 1-D for 1-D input. Rows that end early are filled with pad_token_id; output
-        stops at the step where every row has ended. None options come from the generation
-        config, else greedy decoding of 20 tokens. temperature=0 means greedy."""
-        ids, was_1d = _as_ids(input_ids, self.vocab_size)
-        mask = _as_mask(attention_mask, ids.shape)
-        max_new_tokens = self._option("max_new_tokens", max_new_tokens)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
-                or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-        do_sample = bool(self._option("do_sample", do_sample))
-        temperature = float(self._option("temperature", temperature))
-        top_k = self._option("top_k", top_k)
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
-            raise TypeError(f"top_k must be an integer, got {top_k!r}")
-        top_p = float(self._option("top_p", top_p))
+        Options are those of :class:`pyllm.GenerationConfig` (Hugging Face names), passed by name
+        or as ``generation_config``; the model's generation_config.json supplies what neither
+        sets (an option given as None counts as unset), else greedy decoding of 20 tokens.
+        An unknown option name raises TypeError, a bad value ValueError.
 
-        if eos_token_id is None:
-            eos_token_id = self.generation_config.get("eos_token_id", self.config.get("eos_token_id"))
-        eos = _eos_list(eos_token_id) or []
-        if pad_token_id is None:
-            pad_token_id = self.generation_config.get("pad_token_id", self.config.get("pad_token_id"))
-        if pad_token_id is None:
-            pad_token_id = eos[0] if eos else 0
-        if isinstance(pad_token_id, bool) or not isinstance(pad_token_id, (int, np.integer)) \
-                or not 0 <= pad_token_id < self.vocab_size:
-            raise ValueError(f"pad_token_id must be a token id in [0, {self.vocab_size}), got {pad_token_id!r}")
-        if seed is None:
-            seed = int.from_bytes(os.urandom(8), "little")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an integer or None, got {seed!r}")
-        seed = int(seed) & ((1 << 63) - 1)
+        Hooks, called from the C loop with the GIL taken only when given:
 
-        new = self._decoder.generate(ids, mask, int(max_new_tokens), do_sample, temperature, int(top_k), top_p,
-                                     seed, eos, int(pad_token_id))
-        out = np.concatenate([ids.astype(np.int64), new], axis=1)
-        return out[0] if was_1d else out
+        - ``logits_processor``: a callable or list, ``fn(input_ids, scores) -> scores`` with
+          input_ids int64 [rows, length so far] (the prompt as given, padding included) and scores
+          float32 [rows, vocab]; it runs after the built-in processors and before the sampling
+          warpers and must return float32 of the same shape (ValueError otherwise). Rows that
+          have ended get zeros, and what is returned for them is ignored.
+        - ``stopping_criteria``: a callable or list, ``fn(input_ids, scores) -> bool [rows]``
+          (or one bool), True ending that row after the token just chosen.
+        - ``streamer``: an object with transformers' streamer interface: ``put(prompt ids
+          [rows, prompt])`` once, then ``put(tokens int64 [rows])`` after every step (padding
+          for ended rows), then ``end()``.
+
+        An exception raised by a hook propagates; KeyboardInterrupt (Ctrl-C) stops within one
+        step. The model stays usable either way. A hook may use the model itself.
+
+        With ``return_dict_in_generate``, ``output_logprobs`` or ``top_logprobs`` set, returns a
+        :class:`pyllm.generation.GenerateOutput` instead of the array."""
+        return generation.generate(self, input_ids, generation_config, attention_mask, logits_processor,
+                                   stopping_criteria, streamer, **options)

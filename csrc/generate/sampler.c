@@ -13,6 +13,10 @@ pyllm_status pyllm_sampling_params_check(const pyllm_sampling_params *p)
         return pyllm_error(PYLLM_ERR_VALUE, "top_k must be >= 0, got %d", (int)p->top_k);
     if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
         return pyllm_error(PYLLM_ERR_VALUE, "top_p must be in (0, 1], got %g", (double)p->top_p);
+    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
+        return pyllm_error(PYLLM_ERR_VALUE, "min_p must be in [0, 1], got %g", (double)p->min_p);
+    if (!(p->typical_p > 0.0f && p->typical_p <= 1.0f))
+        return pyllm_error(PYLLM_ERR_VALUE, "typical_p must be in (0, 1], got %g", (double)p->typical_p);
     return PYLLM_OK;
 }
 
@@ -59,7 +63,7 @@ int32_t pyllm_argmax(const float *logits, int32_t n)
 }
 
 /* The k-th largest of v[0..n) (1-based k <= n), by quickselect; v is reordered. */
-static float kth_largest(float *v, int32_t n, int32_t k)
+float pyllm_kth_largest(float *v, int32_t n, int32_t k)
 {
     int32_t lo = 0, hi = n - 1, target = k - 1;
     while (lo < hi) {
@@ -148,6 +152,36 @@ static int32_t top_p_keep(pyllm_sampler *s, int32_t m, double total, float top_p
     return lo;
 }
 
+void pyllm_top_p_mask(pyllm_sampler *s, float *scores, float top_p)
+{
+    const int32_t n = s->vocab_size;
+    float max = -INFINITY;
+    for (int32_t i = 0; i < n; i++)
+        if (scores[i] > max)
+            max = scores[i];
+    if (!(max > -INFINITY) || top_p >= 1.0f)
+        return;
+    int32_t m = 0;
+    double total = 0.0;
+    for (int32_t i = 0; i < n; i++) {
+        s->value[i] = scores[i];
+        if (scores[i] > -INFINITY) {
+            s->index[m++] = i;
+            s->weight[i] = exp((double)scores[i] - (double)max);
+            total += s->weight[i];
+        }
+    }
+    double kept_mass;
+    int32_t kept = top_p_keep(s, m, total, top_p, &kept_mass);
+    /* Mark the kept tokens by index, then clear every other one. */
+    for (int32_t i = 0; i < n; i++)
+        s->value[i] = -INFINITY;
+    for (int32_t j = 0; j < kept; j++)
+        s->value[s->ranked[j].id] = scores[s->ranked[j].id];
+    for (int32_t i = 0; i < n; i++)
+        scores[i] = s->value[i];
+}
+
 pyllm_status pyllm_sample(pyllm_sampler *s, const float *logits, const pyllm_sampling_params *p,
                           pyllm_rng *rng, int32_t *token)
 {
@@ -181,7 +215,7 @@ pyllm_status pyllm_sample(pyllm_sampler *s, const float *logits, const pyllm_sam
     if (p->top_k > 0 && p->top_k < n) {
         for (int32_t i = 0; i < n; i++)
             s->scratch[i] = scaled[i];
-        threshold = kth_largest(s->scratch, n, p->top_k);
+        threshold = pyllm_kth_largest(s->scratch, n, p->top_k);
     }
     int32_t *cand = s->index;
     int32_t m = 0;

@@ -1,5 +1,6 @@
 /* Choosing the next token from a row of logits: greedy argmax, or sampling after the
- * warpers transformers applies, in its order: temperature, top-k, top-p. */
+ * warpers transformers applies, in its order: temperature, top-k, top-p (then min-p and
+ * typical-p, which processors.h applies as masks before a plain draw). */
 #ifndef PYLLM_GENERATE_SAMPLER_H
 #define PYLLM_GENERATE_SAMPLER_H
 
@@ -13,6 +14,8 @@ typedef struct {
     float temperature; /* > 0 when sampling; 0 means greedy */
     int32_t top_k;     /* 0: off */
     float top_p;       /* in (0, 1]; 1: off */
+    float min_p;       /* in [0, 1]; 0: off. Not applied by pyllm_sample: see pyllm_warp_row */
+    float typical_p;   /* in (0, 1]; 1: off. Likewise */
 } pyllm_sampling_params;
 
 /* ValueError naming the first option out of range. */
@@ -39,6 +42,13 @@ void pyllm_sampler_release(pyllm_sampler *s);
 
 /* Index of the largest logit (the first one on ties, NaN never wins); -1 if none is a number. */
 int32_t pyllm_argmax(const float *logits, int32_t n);
+
+/* The k-th largest of v[0..n) (1 <= k <= n); v is reordered. */
+float pyllm_kth_largest(float *v, int32_t n, int32_t k);
+
+/* Top-p as a mask: scores[vocab_size] of the tokens outside the smallest best-first prefix
+ * holding top_p of the probability mass (transformers' TopPLogitsWarper) become -inf. */
+void pyllm_top_p_mask(pyllm_sampler *s, float *scores, float top_p);
 
 /* Pick a token from logits[vocab_size] into *token. ValueError when no logit is finite. */
 pyllm_status pyllm_sample(pyllm_sampler *s, const float *logits, const pyllm_sampling_params *p,

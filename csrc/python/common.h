@@ -24,5 +24,6 @@ int pyllm_register_tokenizer(PyObject *module);
 int pyllm_register_model(PyObject *module);
 int pyllm_register_sampling(PyObject *module);
 int pyllm_register_scoring(PyObject *module);
+int pyllm_register_processors(PyObject *module);
 
 #endif

@@ -9,7 +9,7 @@
 
 #include <string.h>
 
-#include "generate/generate.h"
+#include "python/py_generate.h"
 #include "models/decoder.h"
 #include "models/bloom.h"
 #include "models/llama.h"
@@ -473,149 +473,9 @@ static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *
     return pair;
 }
 
-/* A Python list of ints as int32 values in [0, vocab); the count in *n. */
-static int32_t *eos_list(PyObject *list, int64_t vocab, int64_t *n)
-{
-    PyObject *seq = PySequence_Fast(list, "eos_token_id must be a list of ints");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
-    int32_t *ids = PyMem_Malloc(sizeof(int32_t) * (size_t)(len > 0 ? len : 1));
-    if (ids == NULL) {
-        Py_DECREF(seq);
-        PyErr_NoMemory();
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < len; i++) {
-        long long v = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
-        if (v == -1 && PyErr_Occurred()) {
-            PyMem_Free(ids);
-            Py_DECREF(seq);
-            return NULL;
-        }
-        if (v < 0 || v >= vocab) {
-            PyErr_Format(PyExc_ValueError, "eos_token_id %lld is out of range [0, %lld)", v, (long long)vocab);
-            PyMem_Free(ids);
-            Py_DECREF(seq);
-            return NULL;
-        }
-        ids[i] = (int32_t)v;
-    }
-    *n = len;
-    Py_DECREF(seq);
-    return ids;
-}
-
-/* Between generation steps: take the GIL for a moment to run pending signal handlers (Ctrl-C
- * raises KeyboardInterrupt, left set for the caller to see). */
-static int signal_pending(void *ctx)
-{
-    (void)ctx;
-    PyGILState_STATE gil = PyGILState_Ensure();
-    int stop = PyErr_CheckSignals() < 0;
-    PyGILState_Release(gil);
-    return stop;
-}
-
 static PyObject *decoder_generate(DecoderObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"input_ids", "attention_mask", "max_new_tokens", "do_sample", "temperature",
-                             "top_k", "top_p", "seed", "eos_token_ids", "pad_token_id", NULL};
-    PyObject *ids_obj, *mask_obj, *eos_obj;
-    long long max_new, top_k, seed, pad;
-    int do_sample;
-    double temperature, top_p;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOLpdLdLOL:generate", kwlist, &ids_obj, &mask_obj, &max_new,
-                                     &do_sample, &temperature, &top_k, &top_p, &seed, &eos_obj, &pad))
-        return NULL;
-    const int64_t vocab = self->model.config.vocab_size;
-    if (max_new < 0) {
-        PyErr_Format(PyExc_ValueError, "max_new_tokens must be >= 0, got %lld", max_new);
-        return NULL;
-    }
-    if (top_k > INT32_MAX)
-        top_k = INT32_MAX;
-    if (top_k < INT32_MIN)
-        top_k = INT32_MIN;
-    pyllm_generate_options opt = {
-        .max_new_tokens = max_new,
-        .sampling = {.do_sample = do_sample, .temperature = (float)temperature, .top_k = (int32_t)top_k,
-                     .top_p = (float)top_p},
-        .seed = (uint64_t)seed,
-        .pad_token_id = pad < 0 || pad >= vocab ? -1 : (int32_t)pad,
-        .interrupted = signal_pending,
-    };
-    pyllm_status st = pyllm_sampling_params_check(&opt.sampling);
-    if (st != PYLLM_OK)
-        return pyllm_raise(st);
-    int32_t *eos = eos_list(eos_obj, vocab, &opt.n_eos);
-    if (eos == NULL)
-        return NULL;
-    opt.eos_ids = eos;
-
-    PyArrayObject *ids = NULL, *mask = NULL, *out = NULL;
-    KVCacheObject *cache = NULL;
-    PyObject *result = NULL;
-    if (tokens_and_mask(ids_obj, mask_obj, 0, &ids, &mask) < 0)
-        goto done;
-    const int64_t batch = PyArray_DIM(ids, 0), prompt_len = PyArray_DIM(ids, 1);
-    const int64_t n_ctx = self->model.config.n_ctx;
-    if (prompt_len < 1 || batch < 1) {
-        PyErr_SetString(PyExc_ValueError, "input_ids is empty: need at least one token");
-        goto done;
-    }
-    if (prompt_len + max_new > n_ctx) {
-        PyErr_Format(PyExc_ValueError,
-                     "prompt of %lld tokens plus max_new_tokens=%lld exceeds the context of %lld tokens (n_ctx)",
-                     (long long)prompt_len, max_new, (long long)n_ctx);
-        goto done;
-    }
-    npy_intp dims[2] = {batch, max_new};
-    out = (PyArrayObject *)PyArray_ZEROS(2, dims, NPY_INT64, 0);
-    cache = cache_wrap(self);
-    if (out == NULL || cache == NULL)
-        goto done;
-    const int64_t capacity = prompt_len + (max_new > 0 ? max_new - 1 : 0);
-    const int32_t *tok = PyArray_DATA(ids);
-    const uint8_t *m = mask ? PyArray_DATA(mask) : NULL;
-    int64_t *new_tokens = PyArray_DATA(out);
-    int64_t steps = 0;
-    Py_BEGIN_ALLOW_THREADS
-    lock_model(self);
-    st = pyllm_kv_cache_init(&cache->cache, &self->model, batch, capacity);
-    if (st == PYLLM_OK) {
-        cache->ready = 1;
-        st = pyllm_generate(&self->model, &cache->cache, tok, m, prompt_len, &opt, new_tokens, &steps);
-    }
-    PyThread_release_lock(self->lock);
-    Py_END_ALLOW_THREADS
-    if (st != PYLLM_OK) {
-        if (st == PYLLM_ERR_INTERRUPTED && PyErr_Occurred())
-            pyllm_error_clear(); /* the signal handler's own exception wins */
-        else
-            pyllm_raise(st);
-        goto done;
-    }
-    /* The columns actually generated (every row may have finished early): out[:, :steps]. */
-    {
-        PyObject *stop = PyLong_FromLongLong(steps);
-        PyObject *cols = stop ? PySlice_New(NULL, stop, NULL) : NULL;
-        PyObject *rows = cols ? PySlice_New(NULL, NULL, NULL) : NULL;
-        PyObject *key = rows ? PyTuple_Pack(2, rows, cols) : NULL;
-        result = key ? PyObject_GetItem((PyObject *)out, key) : NULL;
-        Py_XDECREF(stop);
-        Py_XDECREF(cols);
-        Py_XDECREF(rows);
-        Py_XDECREF(key);
-    }
-
-done:
-    PyMem_Free(eos);
-    Py_XDECREF(ids);
-    Py_XDECREF(mask);
-    Py_XDECREF(out);
-    Py_XDECREF(cache);
-    return result;
+    return pyllm_generate_call(&self->model, self->lock, args, kwds);
 }
 
 static PyObject *decoder_get_n_ctx(DecoderObject *self, void *closure)
@@ -653,8 +513,8 @@ static PyMethodDef decoder_methods[] = {
      "the cache; [batch, keep, vocab] for the last logits_to_keep (0 = all); with output_hidden_states, "
      "(logits, float32 [n_layers + 1, batch, n, hidden])."},
     {"generate", (PyCFunction)(void (*)(void))decoder_generate, METH_VARARGS | METH_KEYWORDS,
-     "generate(input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p, seed, "
-     "eos_token_ids, pad_token_id): int64 [batch, steps] of new tokens."},
+     "generate(input_ids, *, attention_mask=None, **options): (sequences, new_counts, logprobs, top_ids, "
+     "top_logprobs); see csrc/python/py_generate.c."},
     {NULL, NULL, 0, NULL},
 };
 

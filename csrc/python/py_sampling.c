@@ -196,6 +196,7 @@ static PyObject *sample_logits(PyObject *self, PyObject *args, PyObject *kwargs)
     }
 
     pyllm_sampling_params params = {
+        .typical_p = 1.0f,
         .do_sample = do_sample,
         .temperature = (float)temperature,
         .top_k = top_k > INT32_MAX ? INT32_MAX : (int32_t)top_k,
