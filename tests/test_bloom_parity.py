@@ -195,16 +195,15 @@ def test_one_dimensional_input(tokens):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_saved_checkpoint_loads_through_checkpoint_reader(tmp_path, dtype, tokens):
+def test_from_pretrained_reads_saved_checkpoints(tmp_path, dtype, tokens):
     """A BloomForCausalLM saved by transformers (safetensors, tied lm_head left out) in f32, f16
-    or bf16 loads through pyllm.checkpoint into Model.from_arrays, as from_pretrained does."""
-    from pyllm import checkpoint
-    hf = reference_model(make_config(**VARIANTS["h3_post"]), seed=1).to(dtype)
-    hf.save_pretrained(tmp_path, safe_serialization=True)
-    hf = hf.float()
-    config, weights, generation_config = checkpoint.load_pretrained(tmp_path)
-    assert config["model_type"] == "bloom"
-    model = pyllm.Model.from_arrays(config, weights, generation_config=generation_config)
+    or bf16 loads with Model.from_pretrained and matches transformers reading the same folder."""
+    from transformers import BloomForCausalLM
+    saved = reference_model(make_config(**VARIANTS["h3_post"]), seed=1).to(dtype)
+    saved.save_pretrained(tmp_path, safe_serialization=True)
+    hf = BloomForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    model = pyllm.Model.from_pretrained(tmp_path)
+    assert model.config["model_type"] == "bloom"
     ids = tokens[:, :50]
     err = float(np.abs(model(ids) - reference_logits(hf, ids)).max())
     assert err <= TOL, f"{dtype}: max |dlogit| {err:.3g}"
