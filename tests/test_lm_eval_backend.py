@@ -30,6 +30,8 @@ from lm_eval.tasks import TaskManager  # noqa: E402
 
 import pyllm  # noqa: E402
 import pyllm.lm_eval  # noqa: E402,F401  (registers "pyllm")
+import bloom_reference  # noqa: E402
+import tokenizer_json_builders  # noqa: E402
 from llama_reference import make_config, reference_model  # noqa: E402
 
 REL = 1e-4
@@ -132,7 +134,23 @@ def llama_factory(directory, data_dir):
     _write_tokenizer(directory, data_dir)
 
 
-MODEL_FACTORIES = {"llama": llama_factory}
+def bloom_factory(directory, data_dir):
+    """A random 2-layer BLOOM over a byte-level BPE tokenizer trained with BLOOM's exact pipeline
+    (BLOOM's own 250k vocabulary cannot be had here); ALiBi has no position limit."""
+    del data_dir
+    path = tokenizer_json_builders.train_byte_level("bloom", os.path.join(directory, "tokenizer.json"))
+    with open(path) as f:
+        vocab_size = len(json.load(f)["model"]["vocab"])
+    config = bloom_reference.make_config(vocab_size=vocab_size)
+    hf = bloom_reference.reference_model(config, seed=7, gain=2.0)
+    hf.save_pretrained(directory, safe_serialization=True)
+    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "BloomTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
+                   "unk_token": "<unk>", "pad_token": "<pad>", "padding_side": "left",
+                   "add_prefix_space": False}, f)
+
+
+MODEL_FACTORIES = {"llama": llama_factory, "bloom": bloom_factory}
 
 
 @pytest.fixture(scope="module", params=sorted(MODEL_FACTORIES))
