@@ -392,11 +392,30 @@ static pyllm_status gather_kept_rows(pyllm_decoder *m, const pyllm_kv_cache *cac
     return normalize(m, w->h, m->final_norm, m->final_norm_bias, w->h, cache->batch * keep);
 }
 
+/* Multiply-adds of the linear layers for one token: the size of a call's work. */
+static int64_t linear_work_per_token(const pyllm_decoder_config *c)
+{
+    const int64_t d = c->hidden_size, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+    const int64_t mlp = (c->arch.mlp == PYLLM_MLP_SILU_GATED ? 3 : 2) * c->intermediate_size * d;
+    return c->n_layers * (d * q + 2 * d * kv + q * d + mlp) + c->vocab_size * d;
+}
+
+/* Below this many multiply-adds a call runs on one thread: every OpenMP region (dozens per
+ * token) costs a barrier, which dwarfs tiny layers and stalls outright when the host has
+ * descheduled the other thread (stories260K decoded at 4,000 tok/s on one thread against
+ * 18-114 on two while another process held a core). */
+#define PYLLM_PARALLEL_WORK (INT64_C(1) << 22)
+
+static int threads_for(const pyllm_decoder *m, int64_t tokens)
+{
+    return linear_work_per_token(&m->config) * tokens < PYLLM_PARALLEL_WORK ? 1 : m->n_threads;
+}
+
 pyllm_status pyllm_decoder_forward_outputs(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *tokens,
                                            const uint8_t *mask, int64_t n_new, const pyllm_forward_outputs *out)
 {
     const pyllm_decoder_config *c = &m->config;
-    omp_set_num_threads(m->n_threads);
+    omp_set_num_threads(threads_for(m, cache->batch * n_new));
     if (n_new <= 0)
         return pyllm_error(PYLLM_ERR_VALUE, "input_ids is empty: need at least one token");
     if (out->logits_to_keep < 0)
