@@ -103,6 +103,12 @@ CASES = [
     ("top_p > 1", MODEL + "m.generate([1], do_sample=True, top_p=1.5)", "ValueError", "top_p"),
     ("top_k < 0", MODEL + "m.generate([1], do_sample=True, top_k=-1)", "ValueError", "top_k"),
     ("max_new_tokens < 0", MODEL + "m.generate([1], max_new_tokens=-1)", "ValueError", "max_new_tokens"),
+    # memory: a KV cache that cannot be allocated is a MemoryError, and the model stays usable
+    ("unallocatable KV cache",
+     LOAD + "m = pyllm.Model.from_pretrained(os.path.join(root, 'good'), n_ctx=2**40)\n"
+     "try:\n    m.new_cache()\nexcept MemoryError:\n    pass\nelse:\n    raise AssertionError('no MemoryError')\n"
+     "assert m([1, 2, 3]).shape == (3, 32)\n"
+     "m.generate([1, 2], max_new_tokens=2**38)", "MemoryError", "allocate"),
     # tokenizer files
     ("random bytes as tokenizer", LOAD + "pyllm.Tokenizer.from_file(os.path.join(root, 'random.model'))",
      "ValueError", "random.model"),
