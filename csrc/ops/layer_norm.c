@@ -2,10 +2,7 @@
 
 #include <string.h>
 
-static pyllm_status dnnl_fail(dnnl_status_t st, const char *what)
-{
-    return pyllm_error(PYLLM_ERR_RUNTIME, "oneDNN failed to %s (dnnl_status %d)", what, (int)st);
-}
+#include "ops/dnnl_status.h"
 
 void pyllm_layer_norm_init(pyllm_layer_norm *ln, dnnl_engine_t engine, dnnl_stream_t stream, int64_t dim,
                            float eps)
@@ -83,7 +80,7 @@ static pyllm_status lookup(pyllm_layer_norm *ln, int64_t rows, pyllm_layer_norm_
     dnnl_status_t st = create_entry(ln, rows, victim);
     if (st != dnnl_success) {
         entry_release(victim);
-        return dnnl_fail(st, "create a layer normalization primitive");
+        return pyllm_dnnl_fail(st, "create a layer normalization primitive");
     }
     victim->rows = rows;
     victim->last_use = ln->clock;
@@ -96,13 +93,6 @@ pyllm_status pyllm_layer_norm_prepare(pyllm_layer_norm *ln, int64_t rows)
     pyllm_layer_norm_entry *e = NULL;
     return lookup(ln, rows, &e);
 }
-
-#define DNNL_TRY(call, what)                     \
-    do {                                         \
-        dnnl_status_t dnnl_st_ = (call);         \
-        if (dnnl_st_ != dnnl_success)            \
-            return dnnl_fail(dnnl_st_, (what));  \
-    } while (0)
 
 pyllm_status pyllm_layer_norm_forward(pyllm_layer_norm *ln, const float *x, const float *scale,
                                       const float *shift, float *y, int64_t rows)

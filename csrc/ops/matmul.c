@@ -3,23 +3,12 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "ops/dnnl_status.h"
 
 /* The M whose preferred weight layout we pack into. Decode (M = batch, small) streams every
  * weight once per token and is the latency users feel, so its layout wins; larger M reuse
  * it (oneDNN's brgemm matmul accepts any blocked weight layout for any M). */
 #define PACK_FOR_M 1
-
-static pyllm_status dnnl_fail(dnnl_status_t st, const char *what)
-{
-    return pyllm_error(PYLLM_ERR_RUNTIME, "oneDNN failed to %s (dnnl_status %d)", what, (int)st);
-}
-
-#define DNNL_TRY(call, what)                     \
-    do {                                         \
-        dnnl_status_t dnnl_st_ = (call);         \
-        if (dnnl_st_ != dnnl_success)            \
-            return dnnl_fail(dnnl_st_, (what));  \
-    } while (0)
 
 pyllm_status pyllm_matmul_ctx_init(pyllm_matmul_ctx *ctx)
 {
@@ -29,7 +18,7 @@ pyllm_status pyllm_matmul_ctx_init(pyllm_matmul_ctx *ctx)
     if (st != dnnl_success) {
         dnnl_engine_destroy(ctx->engine);
         ctx->engine = NULL;
-        return dnnl_fail(st, "create a stream");
+        return pyllm_dnnl_fail(st, "create a stream");
     }
     return PYLLM_OK;
 }
@@ -97,12 +86,12 @@ pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, const f
 
     st = matmul_pd(ctx, PACK_FOR_M, k, n, bias != NULL, NULL, &pd);
     if (st != dnnl_success) {
-        status = dnnl_fail(st, "create a matmul primitive descriptor");
+        status = pyllm_dnnl_fail(st, "create a matmul primitive descriptor");
         goto done;
     }
     st = dnnl_memory_desc_clone(&lin->weights_md, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
     if (st != dnnl_success) {
-        status = dnnl_fail(st, "query the packed weight layout");
+        status = pyllm_dnnl_fail(st, "query the packed weight layout");
         goto done;
     }
     lin->packed = pyllm_alloc_big(dnnl_memory_desc_get_size(lin->weights_md));
@@ -130,7 +119,7 @@ pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, const f
     if (st == dnnl_success)
         st = dnnl_stream_wait(ctx->stream);
     if (st != dnnl_success) {
-        status = dnnl_fail(st, "pack a weight matrix");
+        status = pyllm_dnnl_fail(st, "pack a weight matrix");
         goto done;
     }
 
@@ -148,7 +137,7 @@ pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, const f
             st = dnnl_memory_create(&lin->bias_mem, bias_md, ctx->engine, lin->bias);
         dnnl_memory_desc_destroy(bias_md);
         if (st != dnnl_success) {
-            status = dnnl_fail(st, "wrap a bias vector");
+            status = pyllm_dnnl_fail(st, "wrap a bias vector");
             goto done;
         }
     }
@@ -203,7 +192,7 @@ static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st = matmul_pd(ctx, m, lin->k, lin->n, has_bias, lin->weights_md, &pd);
     if (st != dnnl_success)
-        return dnnl_fail(st, "create a matmul for the packed weights");
+        return pyllm_dnnl_fail(st, "create a matmul for the packed weights");
     st = dnnl_primitive_create(&victim->primitive, pd);
     if (st == dnnl_success)
         st = dnnl_memory_create(&victim->src, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
@@ -214,7 +203,7 @@ static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64
     dnnl_primitive_desc_destroy(pd);
     if (st != dnnl_success) {
         entry_release(victim);
-        return dnnl_fail(st, "create a matmul primitive");
+        return pyllm_dnnl_fail(st, "create a matmul primitive");
     }
     victim->m = m;
     victim->k = lin->k;
