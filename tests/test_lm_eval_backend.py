@@ -17,7 +17,6 @@ import os
 import shutil
 import textwrap
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -1,6 +1,5 @@
 """Bad configs, bad weights and bad inputs raise clear Python exceptions (never crash); the
 accepted input forms all give the same logits; calls from several threads are serialised."""
-import os
 import subprocess
 import sys
 import textwrap
