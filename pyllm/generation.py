@@ -382,11 +382,15 @@ def _resolve(model, generation_config, kwargs):
 
 
 def generate(model, input_ids, generation_config=None, attention_mask=None, logits_processor=None,
-             stopping_criteria=None, streamer=None, **kwargs):
+             stopping_criteria=None, streamer=None, stop_strings=None, tokenizer=None, **kwargs):
     """Model.generate's body; see its docstring."""
     from .model import _as_ids, _as_mask
+    from .stop_strings import StopStringCriteria, check_stop_strings
 
     cfg = _resolve(model, generation_config, kwargs)
+    stop_strings = check_stop_strings(stop_strings)
+    if stop_strings and tokenizer is None:
+        raise ValueError("stop_strings needs the tokenizer to decode the new tokens: pass tokenizer=")
     ids, was_1d = _as_ids(input_ids, model.vocab_size)
     mask = _as_mask(attention_mask, ids.shape)
     prompt_len = ids.shape[1]
@@ -425,6 +429,8 @@ def generate(model, input_ids, generation_config=None, attention_mask=None, logi
 
     processors = _callables(logits_processor, "logits_processor")
     criteria = _callables(stopping_criteria, "stopping_criteria")
+    if stop_strings:
+        criteria.append(StopStringCriteria(tokenizer, stop_strings, batch, eos))
     if streamer is not None and not (callable(getattr(streamer, "put", None))
                                      and callable(getattr(streamer, "end", None))):
         raise TypeError(f"streamer must have put() and end() methods, got {type(streamer).__name__}")
