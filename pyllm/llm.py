@@ -99,9 +99,9 @@ class LLM:
             eos = generation._check_token_list("eos_token_id", self.model.config.get("eos_token_id")) or []
         return cfg, stops, hooks, eos, cfg_arg, options
 
-    def _run(self, ids, mask, cfg_arg, options, stops, hooks, eos, streamer=None, cancelled=None):
+    def _run(self, ids, mask, cfg, cfg_arg, options, stops, hooks, eos, streamer=None, cancelled=None):
         model = self.model
-        rows = ids.shape[0] * (options.get("num_return_sequences") or 1)
+        rows = ids.shape[0] * cfg.num_return_sequences
         criteria = generation._callables(hooks.get("stopping_criteria"), "stopping_criteria")
         if stops or cancelled is not None:
             criteria.append(StopStringCriteria(self.tokenizer, stops, rows, eos, cancelled))
@@ -133,7 +133,7 @@ class LLM:
             raise ValueError("the prompt list is empty: give at least one prompt")
         cfg, stops, hooks, eos, cfg_arg, options = self._prepare(options)
         ids, mask = self._encode_prompts(prompts)
-        out = self._run(ids, mask, cfg_arg, options, stops, hooks, eos)
+        out = self._run(ids, mask, cfg, cfg_arg, options, stops, hooks, eos)
         texts = self._texts(out, ids.shape[1], stops)
         n = cfg.num_return_sequences
         if n > 1:
@@ -151,9 +151,9 @@ class LLM:
         if cfg.num_return_sequences != 1:
             raise ValueError(f"stream gives one text: num_return_sequences must be 1, got {cfg.num_return_sequences}")
         ids, mask = self._encode_prompts([prompt])
-        return self._stream(ids, mask, cfg_arg, options, stops, hooks, eos)
+        return self._stream(ids, mask, cfg, cfg_arg, options, stops, hooks, eos)
 
-    def _stream(self, ids, mask, cfg_arg, options, stops, hooks, eos):
+    def _stream(self, ids, mask, cfg, cfg_arg, options, stops, hooks, eos):
         tokens = queue.Queue()
         cancel = threading.Event()
 
@@ -171,7 +171,7 @@ class LLM:
 
         def work():
             try:
-                self._run(ids, mask, cfg_arg, options, stops, hooks, eos, Streamer(), cancel.is_set)
+                self._run(ids, mask, cfg, cfg_arg, options, stops, hooks, eos, Streamer(), cancel.is_set)
                 tokens.put(_DONE)
             except BaseException as e:  # handed to the consumer, which re-raises it
                 tokens.put(e)
@@ -237,7 +237,7 @@ class LLM:
         if len(ids) > self.model.n_ctx:
             raise ValueError(f"the chat prompt has {len(ids)} tokens, more than the context n_ctx={self.model.n_ctx}")
         ids = np.array([ids], dtype=np.int64)
-        out = self._run(ids, np.ones_like(ids), cfg_arg, options, stops, hooks, eos)
+        out = self._run(ids, np.ones_like(ids), cfg, cfg_arg, options, stops, hooks, eos)
         texts = self._texts(out, ids.shape[1], stops)
         return texts if cfg.num_return_sequences > 1 else texts[0]
 

@@ -277,3 +277,33 @@ def test_close_frees_and_later_calls_raise(tmp_path, data_dir):
                  lambda: llm.perplexity("Hi")):
         with pytest.raises(RuntimeError, match="closed"):
             call()
+
+
+def test_options_from_a_generation_config_reach_the_stop_strings(setup):
+    """num_return_sequences set only in the config still sizes the per-row stop-string state."""
+    _, llm, _, _ = setup
+    cfg = pyllm.GenerationConfig(do_sample=True, num_return_sequences=3, max_new_tokens=12, seed=4)
+    texts = llm.generate(PROMPTS[:2], generation_config=cfg, stop_strings=["e"])
+    assert len(texts) == 2 and all(len(row) == 3 for row in texts)
+    full = llm.generate(PROMPTS[:2], generation_config=cfg)
+    for cut_rows, full_rows in zip(texts, full):
+        for text, whole in zip(cut_rows, full_rows):
+            assert text == (whole[:whole.index("e")] if "e" in whole else whole)
+
+
+def test_hooks_and_context_errors_leave_the_llm_usable(setup):
+    _, llm, _, _ = setup
+    expected = llm.generate(PROMPTS[0], max_new_tokens=4)
+
+    def boom(input_ids, scores):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        llm.generate(PROMPTS[0], max_new_tokens=4, logits_processor=boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        list(llm.stream(PROMPTS[0], max_new_tokens=4, logits_processor=boom))
+    with pytest.raises(ValueError, match="shape"):
+        llm.generate(PROMPTS[0], max_new_tokens=4, logits_processor=lambda i, s: s[:, :3])
+    with pytest.raises(ValueError, match="n_ctx"):
+        llm.generate(PROMPTS[0], max_new_tokens=llm.model.n_ctx)
+    assert llm.generate(PROMPTS[0], max_new_tokens=4) == expected
