@@ -307,3 +307,49 @@ def test_hooks_and_context_errors_leave_the_llm_usable(setup):
     with pytest.raises(ValueError, match="n_ctx"):
         llm.generate(PROMPTS[0], max_new_tokens=llm.model.n_ctx)
     assert llm.generate(PROMPTS[0], max_new_tokens=4) == expected
+
+
+def test_streams_and_generates_from_several_threads(setup):
+    _, llm, _, _ = setup
+    expected = {p: llm.generate(p, max_new_tokens=10) for p in PROMPTS}
+    results, errors = [], []
+
+    def work(i):
+        try:
+            p = PROMPTS[i % len(PROMPTS)]
+            text = "".join(llm.stream(p, max_new_tokens=10)) if i % 2 else llm.generate(p, max_new_tokens=10)
+            results.append((p, text))
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 6
+    assert all(text == expected[p] for p, text in results)
+
+
+def test_stop_string_helpers_against_brute_force():
+    from pyllm.stop_strings import cut_at_stop, held_back_length
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        text = "".join(rng.choice(list("abé"), size=rng.integers(0, 9)))
+        stops = ["".join(rng.choice(list("abé"), size=rng.integers(1, 5))) for _ in range(rng.integers(1, 4))]
+        held = max([n for s in stops for n in range(1, len(s)) if len(text) >= n and text.endswith(s[:n])] + [0])
+        assert held_back_length(text, stops) == held
+        hits = [text.find(s) for s in stops if s in text]
+        assert cut_at_stop(text, stops) == ((text[:min(hits)], True) if hits else (text, False))
+
+
+def test_llm_passes_n_ctx_and_threads(tmp_path, data_dir):
+    directory = write_llama(tmp_path, data_dir)
+    llm = pyllm.LLM(directory, n_ctx=24, n_threads=1)
+    assert llm.model.n_ctx == 24 and llm.model.n_threads == 1
+    with pytest.raises(ValueError, match="n_ctx"):
+        llm.generate("word " * 30, max_new_tokens=1)
+    with pytest.raises(ValueError, match="dtype"):
+        pyllm.LLM(directory, dtype="int3")
+    with pytest.raises(FileNotFoundError):
+        pyllm.LLM(str(tmp_path / "missing"))
