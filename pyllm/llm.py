@@ -90,10 +90,12 @@ class LLM:
     def _prepare(self, options):
         """Check every option before any work: (resolved config, stop strings, hooks, options)."""
         options = dict(options)
-        stops = check_stop_strings(options.pop("stop_strings", None))
+        stops = options.pop("stop_strings", None)
         hooks = {k: options.pop(k) for k in ("logits_processor", "stopping_criteria") if k in options}
         cfg_arg = options.pop("generation_config", None)
         cfg = generation._resolve(self.model, cfg_arg, options)  # TypeError / ValueError on bad options
+        # Stop strings given by name win over a config's (the model's generation_config.json or cfg_arg).
+        stops = check_stop_strings(stops) if stops is not None else (cfg.stop_strings or [])
         eos = cfg.eos_token_id
         if eos is None:
             eos = generation._check_token_list("eos_token_id", self.model.config.get("eos_token_id")) or []
@@ -108,7 +110,7 @@ class LLM:
         options = {**options, "return_dict_in_generate": True}
         return model.generate(ids, generation_config=cfg_arg, attention_mask=mask,
                               logits_processor=hooks.get("logits_processor"), stopping_criteria=criteria or None,
-                              streamer=streamer, **options)
+                              streamer=streamer, stop_strings=[], **options)  # stops are handled above
 
     def _texts(self, out, width, stops):
         texts = []

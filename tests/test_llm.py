@@ -353,3 +353,22 @@ def test_llm_passes_n_ctx_and_threads(tmp_path, data_dir):
         pyllm.LLM(directory, dtype="int3")
     with pytest.raises(FileNotFoundError):
         pyllm.LLM(str(tmp_path / "missing"))
+
+
+def test_stop_strings_from_a_generation_config(setup):
+    _, llm, _, _ = setup
+    full = llm.generate(PROMPTS[2], max_new_tokens=20, eos_token_id=[])
+    stop = _stop_candidates(full)[1]
+    expected = llm.generate(PROMPTS[2], max_new_tokens=20, eos_token_id=[], stop_strings=stop)
+    cfg = pyllm.GenerationConfig(max_new_tokens=20, eos_token_id=[], stop_strings=[stop])
+    assert llm.generate(PROMPTS[2], generation_config=cfg) == expected
+    assert "".join(llm.stream(PROMPTS[2], generation_config=cfg)) == expected
+    # Given by name, they win over the config's.
+    assert llm.generate(PROMPTS[2], generation_config=cfg, stop_strings=["\u2603"]) == full
+    ids = llm.tokenizer.encode(PROMPTS[2])
+    assert llm.model.generate(ids, generation_config=cfg, tokenizer=llm.tokenizer).tolist() == \
+        llm.model.generate(ids, max_new_tokens=20, eos_token_id=[], stop_strings=stop, tokenizer=llm.tokenizer).tolist()
+    with pytest.raises(ValueError, match="empty string"):
+        pyllm.GenerationConfig(stop_strings=[""])
+    with pytest.raises(ValueError, match="tokenizer"):
+        llm.model.generate(ids, generation_config=cfg)
