@@ -372,3 +372,27 @@ def test_stop_strings_from_a_generation_config(setup):
         pyllm.GenerationConfig(stop_strings=[""])
     with pytest.raises(ValueError, match="tokenizer"):
         llm.model.generate(ids, generation_config=cfg)
+
+
+def test_a_real_sigint_stops_generate_and_stream(setup):
+    """The signal itself (what a terminal's Ctrl-C or a notebook kernel's interrupt sends)."""
+    import os
+    import signal
+    _, llm, _, _ = setup
+    expected = llm.generate(PROMPTS[3], max_new_tokens=6)
+    seen = []
+
+    def processor(input_ids, scores):
+        seen.append(1)
+        if len(seen) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return scores
+
+    with pytest.raises(KeyboardInterrupt):
+        llm.generate(PROMPTS[3], max_new_tokens=400, eos_token_id=[], logits_processor=processor)
+    assert len(seen) <= 3
+    seen.clear()
+    with pytest.raises(KeyboardInterrupt):
+        list(llm.stream(PROMPTS[3], max_new_tokens=400, eos_token_id=[], logits_processor=processor))
+    assert len(seen) < 400
+    assert llm.generate(PROMPTS[3], max_new_tokens=6) == expected
