@@ -12,6 +12,8 @@ from .generation import GenerateOutput, GenerationConfig  # noqa: E402
 from .model import Model  # noqa: E402
 from .tokenizer import Tokenizer  # noqa: E402
 from . import scoring  # noqa: E402  (pyllm.scoring.perplexity and friends)
+from . import templates  # noqa: E402  (chat formats: pyllm.templates.ALPACA, VICUNA)
+from .llm import LLM  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -21,4 +23,4 @@ def onednn_version() -> str:
     return _core.onednn_version()
 
 
-__all__ = ["__version__", "onednn_version", "Model", "Tokenizer", "GenerationConfig", "GenerateOutput"]
+__all__ = ["__version__", "onednn_version", "LLM", "Model", "Tokenizer", "GenerationConfig", "GenerateOutput"]

@@ -51,6 +51,7 @@ _DEFAULTS = {
     "bos_token_id": None,
     "num_return_sequences": 1,
     "return_dict_in_generate": False,
+    "stop_strings": None,
 
     "seed": None,
     "frequency_penalty": 0.0,
@@ -138,6 +139,11 @@ def _check_seed(v):
     return int(v) & ((1 << 64) - 1)
 
 
+def _check_stop_strings(v):
+    from .stop_strings import check_stop_strings
+    return check_stop_strings(v)
+
+
 _CHECKS = {
     "max_new_tokens": lambda v: _check_int("max_new_tokens", v, 0, True),
     "max_length": lambda v: _check_int("max_length", v, 1, True),
@@ -158,6 +164,7 @@ _CHECKS = {
     "bos_token_id": lambda v: _check_int("bos_token_id", v, 0, True),
     "num_return_sequences": lambda v: _check_int("num_return_sequences", 1 if v is None else v, 1),
     "return_dict_in_generate": lambda v: _check_bool("return_dict_in_generate", v),
+    "stop_strings": lambda v: _check_stop_strings(v) or None,
     "seed": lambda v: _check_seed(v),
     "frequency_penalty": lambda v: _check_float("frequency_penalty", 0.0 if v is None else v, _math.isfinite,
                                                 "a finite number"),
@@ -185,6 +192,8 @@ class GenerationConfig:
       of token-id lists; a one-token list equal to an end token is ignored, as transformers does);
     - ``eos_token_id`` (int or list; [] for none), ``pad_token_id``, ``bos_token_id``;
     - ``num_return_sequences`` (1; each prompt row repeated, sampling only);
+    - ``stop_strings`` (None: a string or list of non-empty strings; generate needs tokenizer= to
+      use them, and a row ends on the token that completes one);
     - ``return_dict_in_generate`` (False: a plain array of ids; True: a :class:`GenerateOutput`).
 
     pyllm's own:
@@ -382,11 +391,15 @@ def _resolve(model, generation_config, kwargs):
 
 
 def generate(model, input_ids, generation_config=None, attention_mask=None, logits_processor=None,
-             stopping_criteria=None, streamer=None, **kwargs):
+             stopping_criteria=None, streamer=None, stop_strings=None, tokenizer=None, **kwargs):
     """Model.generate's body; see its docstring."""
     from .model import _as_ids, _as_mask
+    from .stop_strings import StopStringCriteria, check_stop_strings
 
     cfg = _resolve(model, generation_config, kwargs)
+    stop_strings = check_stop_strings(stop_strings) if stop_strings is not None else (cfg.stop_strings or [])
+    if stop_strings and tokenizer is None:
+        raise ValueError("stop_strings needs the tokenizer to decode the new tokens: pass tokenizer=")
     ids, was_1d = _as_ids(input_ids, model.vocab_size)
     mask = _as_mask(attention_mask, ids.shape)
     prompt_len = ids.shape[1]
@@ -425,6 +438,8 @@ def generate(model, input_ids, generation_config=None, attention_mask=None, logi
 
     processors = _callables(logits_processor, "logits_processor")
     criteria = _callables(stopping_criteria, "stopping_criteria")
+    if stop_strings:
+        criteria.append(StopStringCriteria(tokenizer, stop_strings, batch, eos))
     if streamer is not None and not (callable(getattr(streamer, "put", None))
                                      and callable(getattr(streamer, "end", None))):
         raise TypeError(f"streamer must have put() and end() methods, got {type(streamer).__name__}")

@@ -335,7 +335,7 @@ class Model:
                                              batch_size=batch_size, progress=progress)
 
     def generate(self, input_ids, generation_config=None, attention_mask=None, logits_processor=None,
-                 stopping_criteria=None, streamer=None, **options):
+                 stopping_criteria=None, streamer=None, stop_strings=None, tokenizer=None, **options):
         """Prompt + generated token ids (int64), Hugging Face style: [rows, prompt + new] for 2-D
         input, 1-D for 1-D input (one row). Rows of a left-padded batch (attention_mask) run as one
         batch and end on their own (an end token, a stopping criterion, the length); ended rows
@@ -360,10 +360,14 @@ class Model:
           [rows, prompt])`` once, then ``put(tokens int64 [rows])`` after every step (padding
           for ended rows), then ``end()``.
 
+        - ``stop_strings`` (with ``tokenizer=``): a string or list of strings; a row ends on the
+          token that completes one in its decoded new text (across token boundaries, as
+          transformers' StopStringCriteria); the returned ids include that token.
+
         An exception raised by a hook propagates; KeyboardInterrupt (Ctrl-C) stops within one
         step. The model stays usable either way. A hook may use the model itself.
 
         With ``return_dict_in_generate``, ``output_logprobs`` or ``top_logprobs`` set, returns a
         :class:`pyllm.generation.GenerateOutput` instead of the array."""
         return generation.generate(self, input_ids, generation_config, attention_mask, logits_processor,
-                                   stopping_criteria, streamer, **options)
+                                   stopping_criteria, streamer, stop_strings, tokenizer, **options)

@@ -12,6 +12,8 @@ written in the text (``<s>``, ``</s>``, ``<unk>``, added tokens) become their id
 import json
 import os
 
+import numpy as np
+
 from . import _core
 from .tokenizer_json import load_tokenizer_json
 
@@ -76,6 +78,7 @@ class Tokenizer:
             suffix_ids = [self.eos_token_id] if self.add_eos_token and self.eos_token_id is not None else []
         self._prefix_ids = list(prefix_ids)
         self._suffix_ids = list(suffix_ids)
+        self.chat_template = None  # a Jinja string from tokenizer_config.json (from_pretrained)
 
     # -- construction -------------------------------------------------------------------
 
@@ -160,7 +163,7 @@ class Tokenizer:
             raise ValueError(f"{directory}: tokenizer_config.json and special_tokens_map.json must hold objects")
         json_path = os.path.join(directory, "tokenizer.json")
         if os.path.exists(json_path):
-            return cls._from_json(json_path, config, special_map)
+            return cls._from_json(json_path, config, special_map)._with_chat_template(config, directory)
         model_path = os.path.join(directory, "tokenizer.model")
         if not os.path.exists(model_path):
             raise FileNotFoundError(f"no tokenizer.json or tokenizer.model in {directory}")
@@ -196,7 +199,24 @@ class Tokenizer:
                    add_bos_token=config.get("add_bos_token", True),
                    add_eos_token=config.get("add_eos_token", False),
                    legacy=config.get("legacy", True) is not False,
-                   bos_token_id=bos, eos_token_id=eos, pad_token_id=pad, unk_token_id=unk)
+                   bos_token_id=bos, eos_token_id=eos, pad_token_id=pad,
+                   unk_token_id=unk)._with_chat_template(config, directory)
+
+    def _with_chat_template(self, config, directory):
+        """Take tokenizer_config.json's chat_template (a string, or a list of named templates
+        of which 'default' is used), else a chat_template.jinja file beside it."""
+        template = config.get("chat_template")
+        if isinstance(template, list):
+            named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+            template = named.get("default")
+        jinja_path = os.path.join(directory, "chat_template.jinja")
+        if template is None and os.path.exists(jinja_path):
+            with open(jinja_path, encoding="utf-8") as f:
+                template = f.read()
+        if template is not None and not isinstance(template, str):
+            raise ValueError(f"{directory}: chat_template must be a string, got {type(template).__name__}")
+        self.chat_template = template
+        return self
 
     # -- encoding and decoding ----------------------------------------------------------
 
@@ -225,6 +245,82 @@ class Tokenizer:
         ``skip_special_tokens=True`` gives exactly sentencepiece's ``decode``; with False, special
         tokens are written as their text (``"<s> Hello"``)."""
         return self._core.decode(ids, bool(skip_special_tokens))
+
+    def batch_decode(self, sequences, skip_special_tokens=False):
+        """``decode`` of every row of a 2-D array or list of id lists."""
+        if isinstance(sequences, np.ndarray):
+            if sequences.ndim != 2:
+                raise ValueError(f"batch_decode needs a 2-D array [rows, ids], got shape {sequences.shape}")
+        elif not isinstance(sequences, (list, tuple)):
+            raise TypeError(f"batch_decode needs a list of id lists or a 2-D array, got {type(sequences).__name__}")
+        return [self.decode(row, skip_special_tokens=skip_special_tokens) for row in sequences]
+
+    def __call__(self, texts, padding=False, add_special_tokens=True, return_tensors=None, padding_side="left"):
+        """transformers-style batch encoding: a dict with ``input_ids`` and ``attention_mask``.
+
+        ``texts`` is a string or a list of strings. ``padding=True`` (or "longest") pads every row
+        to the longest with pad_token_id (else eos_token_id, else 0) on ``padding_side`` ("left",
+        the default, as generation needs; or "right"), mask 0 there. ``return_tensors="np"`` gives
+        int64 NumPy arrays [rows, length] (a single string gives one row too); None gives lists
+        (a single string gives flat lists)."""
+        single = isinstance(texts, str)
+        if single:
+            texts = [texts]
+        elif not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+            raise TypeError("texts must be a string or a list of strings")
+        if padding not in (True, False, "longest", "do_not_pad"):
+            raise ValueError(f"padding must be True, False, 'longest' or 'do_not_pad', got {padding!r}")
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        if return_tensors not in (None, "np"):
+            raise ValueError(f"return_tensors must be 'np' or None (no torch at run time), got {return_tensors!r}")
+        batch = self.encode_batch(list(texts), add_special_tokens=add_special_tokens) if texts else []
+        masks = [[1] * len(ids) for ids in batch]
+        if padding in (True, "longest") and batch:
+            pad = next((t for t in (self.pad_token_id, self.eos_token_id) if t is not None), 0)
+            width = max(len(ids) for ids in batch)
+            for ids, mask in zip(batch, masks):
+                fill = width - len(ids)
+                if padding_side == "left":
+                    ids[:0] = [pad] * fill
+                    mask[:0] = [0] * fill
+                else:
+                    ids.extend([pad] * fill)
+                    mask.extend([0] * fill)
+        if return_tensors == "np":
+            if len({len(ids) for ids in batch}) > 1:
+                raise ValueError("texts encode to different lengths: pass padding=True to get arrays")
+            width = len(batch[0]) if batch else 0
+            return {"input_ids": np.array(batch, dtype=np.int64).reshape(len(batch), width),
+                    "attention_mask": np.array(masks, dtype=np.int64).reshape(len(batch), width)}
+        if single:
+            return {"input_ids": batch[0], "attention_mask": masks[0]}
+        return {"input_ids": batch, "attention_mask": masks}
+
+    def special_tokens(self):
+        """The special tokens' text a chat template sees: bos_token, eos_token, unk_token, pad_token."""
+        out = {}
+        for name in ("bos", "eos", "unk", "pad"):
+            token_id = getattr(self, f"{name}_token_id")
+            if token_id is not None:
+                out[f"{name}_token"] = self.id_to_token(token_id)
+        return out
+
+    def apply_chat_template(self, messages, add_generation_prompt=False, tokenize=True, chat_template=None,
+                            **template_variables):
+        """The prompt of a conversation, as transformers renders it: ``messages`` (dicts with
+        ``role`` and ``content``) through ``chat_template`` (default: the tokenizer's own, from
+        tokenizer_config.json; or a Jinja string, "alpaca" / "vicuna", or a callable), with the
+        special tokens and ``template_variables`` visible. ``tokenize=True`` returns the ids
+        (encoded without adding special tokens: the template writes them), else the text."""
+        from . import templates
+        template = self.chat_template if chat_template is None else chat_template
+        if template is None:
+            raise ValueError("this tokenizer has no chat_template (tokenizer_config.json has none): pass "
+                             "chat_template= (a Jinja string, 'alpaca', 'vicuna' or a callable; see pyllm.templates)")
+        variables = {**self.special_tokens(), **template_variables}
+        text = templates.render(template, messages, add_generation_prompt=add_generation_prompt, **variables)
+        return self.encode(text, add_special_tokens=False) if tokenize else text
 
     def stream_decoder(self, skip_special_tokens=False):
         """A :class:`StreamDecoder` for text generated one token at a time."""

@@ -1,0 +1,251 @@
+"""``pyllm.LLM``: a model and its tokenizer behind one object, text in and text out.
+
+Generation runs in the C loop of ``Model.generate``; this layer encodes prompts (a list becomes
+one left-padded batch), turns stop strings into a per-row stopping criterion, decodes only the
+new tokens (special tokens skipped) and cuts each text before its first stop string. ``stream``
+runs the same generation in a worker thread that feeds a queue from the streamer hook.
+"""
+import queue
+import threading
+
+import numpy as np
+
+from . import generation, scoring, templates
+from .model import Model
+from .stop_strings import StopStringCriteria, check_stop_strings, cut_at_stop, held_back_length
+from .tokenizer import Tokenizer
+
+__all__ = ["LLM"]
+
+_DONE = object()  # end-of-stream marker on a stream's queue
+
+
+class LLM:
+    """A tokenizer and a model loaded from one Hugging Face model directory.
+
+    ``LLM(model_dir, dtype="float32", n_threads=None, n_ctx=None)``; usable as a context manager,
+    ``close()`` frees the weights (later calls raise RuntimeError). Generation options are those
+    of :class:`pyllm.GenerationConfig` (Hugging Face names), by name or as ``generation_config=``;
+    what neither sets comes from the model's generation_config.json. Also accepted:
+    ``stop_strings`` (a string or list), ``logits_processor`` and ``stopping_criteria`` hooks.
+    Calls from several threads are served one generation step at a time by the model's lock."""
+
+    def __init__(self, model_dir, dtype="float32", n_threads=None, n_ctx=None):
+        self.tokenizer = Tokenizer.from_pretrained(model_dir)
+        self._model = Model.from_pretrained(model_dir, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx)
+        self.model_dir = model_dir
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    @property
+    def model(self):
+        if self._model is None:
+            raise RuntimeError("this LLM is closed: its weights were freed by close(); create a new LLM")
+        return self._model
+
+    def close(self):
+        """Free the weights (a generation under way in another thread finishes first)."""
+        self._model = None
+
+    @property
+    def closed(self):
+        return self._model is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self):
+        state = "closed" if self.closed else f"n_ctx={self._model.n_ctx}"
+        return f"LLM({self.model_dir!r}, {state})"
+
+    # -- shared preparation ------------------------------------------------------------------
+
+    def _encode_prompts(self, prompts):
+        """(ids int64 [rows, width], attention mask, prompt lengths) of a left-padded batch."""
+        model = self.model
+        rows = []
+        for i, prompt in enumerate(prompts):
+            if not isinstance(prompt, str):
+                raise TypeError(f"prompt {i} must be a str, got {type(prompt).__name__}")
+        for i, ids in enumerate(self.tokenizer.encode_batch(list(prompts))):
+            if not ids:
+                raise ValueError(f"prompt {i} is empty and this tokenizer adds no BOS: nothing to continue")
+            if len(ids) > model.n_ctx:
+                raise ValueError(f"prompt {i} has {len(ids)} tokens, more than the context n_ctx={model.n_ctx}")
+            rows.append(ids)
+        width = max(len(ids) for ids in rows)
+        pad = next((t for t in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id) if t is not None), 0)
+        pad = pad if pad < model.vocab_size else 0
+        ids = np.full((len(rows), width), pad, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for r, row in enumerate(rows):
+            ids[r, width - len(row):] = row
+            mask[r, width - len(row):] = 1
+        return ids, mask
+
+    def _prepare(self, options):
+        """Check every option before any work: (resolved config, stop strings, hooks, options)."""
+        options = dict(options)
+        stops = options.pop("stop_strings", None)
+        hooks = {k: options.pop(k) for k in ("logits_processor", "stopping_criteria") if k in options}
+        cfg_arg = options.pop("generation_config", None)
+        cfg = generation._resolve(self.model, cfg_arg, options)  # TypeError / ValueError on bad options
+        # Stop strings given by name win over a config's (the model's generation_config.json or cfg_arg).
+        stops = check_stop_strings(stops) if stops is not None else (cfg.stop_strings or [])
+        eos = cfg.eos_token_id
+        if eos is None:
+            eos = generation._check_token_list("eos_token_id", self.model.config.get("eos_token_id")) or []
+        return cfg, stops, hooks, eos, cfg_arg, options
+
+    def _run(self, ids, mask, cfg, cfg_arg, options, stops, hooks, eos, streamer=None, cancelled=None):
+        model = self.model
+        rows = ids.shape[0] * cfg.num_return_sequences
+        criteria = generation._callables(hooks.get("stopping_criteria"), "stopping_criteria")
+        if stops or cancelled is not None:
+            criteria.append(StopStringCriteria(self.tokenizer, stops, rows, eos, cancelled))
+        options = {**options, "return_dict_in_generate": True}
+        return model.generate(ids, generation_config=cfg_arg, attention_mask=mask,
+                              logits_processor=hooks.get("logits_processor"), stopping_criteria=criteria or None,
+                              streamer=streamer, stop_strings=[], **options)  # stops are handled above
+
+    def _texts(self, out, width, stops):
+        texts = []
+        for row, count in zip(out.sequences, out.num_new_tokens):
+            text = self.tokenizer.decode(row[width:width + int(count)], skip_special_tokens=True)
+            texts.append(cut_at_stop(text, stops)[0])
+        return texts
+
+    # -- text in, text out -----------------------------------------------------------------------
+
+    def generate(self, prompts, **options):
+        """The new text for a prompt (a str), or a list of texts for a list of prompts (run as
+        one left-padded batch, each row ending on its own). With num_return_sequences=n > 1 each
+        prompt gives a list of n texts. Texts are decoded with skip_special_tokens=True and cut
+        before the first stop string."""
+        single = isinstance(prompts, str)
+        if single:
+            prompts = [prompts]
+        elif not isinstance(prompts, (list, tuple)):
+            raise TypeError(f"prompts must be a str or a list of str, got {type(prompts).__name__}")
+        if not prompts:
+            raise ValueError("the prompt list is empty: give at least one prompt")
+        cfg, stops, hooks, eos, cfg_arg, options = self._prepare(options)
+        ids, mask = self._encode_prompts(prompts)
+        out = self._run(ids, mask, cfg, cfg_arg, options, stops, hooks, eos)
+        texts = self._texts(out, ids.shape[1], stops)
+        n = cfg.num_return_sequences
+        if n > 1:
+            texts = [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+        return texts[0] if single else texts
+
+    def stream(self, prompt, **options):
+        """An iterator over the new text of ``prompt`` as it is generated: pieces that never split
+        a character, whose concatenation equals ``generate(prompt, same options)``; text that may
+        still turn into a stop string is held back until it cannot. Closing the iterator (or
+        leaving a for loop early, or Ctrl-C) stops the generation."""
+        if not isinstance(prompt, str):
+            raise TypeError(f"stream takes one prompt (a str), got {type(prompt).__name__}")
+        cfg, stops, hooks, eos, cfg_arg, options = self._prepare(options)
+        if cfg.num_return_sequences != 1:
+            raise ValueError(f"stream gives one text: num_return_sequences must be 1, got {cfg.num_return_sequences}")
+        ids, mask = self._encode_prompts([prompt])
+        return self._stream(ids, mask, cfg, cfg_arg, options, stops, hooks, eos)
+
+    def _stream(self, ids, mask, cfg, cfg_arg, options, stops, hooks, eos):
+        tokens = queue.Queue()
+        cancel = threading.Event()
+
+        class Streamer:
+            first = True
+
+            def put(self, value):
+                if self.first:  # the prompt comes first, as in transformers
+                    self.first = False
+                    return
+                tokens.put(int(np.asarray(value).reshape(-1)[0]))
+
+            def end(self):
+                pass
+
+        def work():
+            try:
+                self._run(ids, mask, cfg, cfg_arg, options, stops, hooks, eos, Streamer(), cancel.is_set)
+                tokens.put(_DONE)
+            except BaseException as e:  # handed to the consumer, which re-raises it
+                tokens.put(e)
+
+        worker = threading.Thread(target=work, name="pyllm-stream", daemon=True)
+        worker.start()
+        decoder = self.tokenizer.stream_decoder(skip_special_tokens=True)
+        pending = ""  # decoded text not yet shown (it may be the start of a stop string)
+        ended = False
+        try:
+            while True:
+                try:
+                    item = tokens.get(timeout=0.05)  # a timeout keeps Ctrl-C responsive
+                except queue.Empty:
+                    continue
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                if ended or item in eos:
+                    ended = True
+                    continue
+                pending += decoder.push(item)
+                text, hit = cut_at_stop(pending, stops)
+                if hit:
+                    pending, ended = text, True
+                    continue
+                show = len(pending) - held_back_length(pending, stops)
+                if show > 0:
+                    piece, pending = pending[:show], pending[show:]
+                    yield piece
+            if not ended:
+                pending += decoder.flush()
+            pending = cut_at_stop(pending, stops)[0]
+            if pending:
+                yield pending
+        finally:
+            cancel.set()
+            worker.join()
+
+    # -- chat -------------------------------------------------------------------------------------
+
+    def chat_prompt(self, messages, template=None, add_generation_prompt=True):
+        """The prompt text ``chat`` generates from: messages through the model's chat template
+        (tokenizer_config.json) or ``template`` (a Jinja string, "alpaca", "vicuna" or a callable)."""
+        templates.check_messages(messages)
+        template = template if template is not None else self.tokenizer.chat_template
+        if template is None:
+            raise ValueError("this model has no chat_template in tokenizer_config.json: pass template= (a Jinja "
+                             "string, 'alpaca', 'vicuna', pyllm.templates.ALPACA / VICUNA, or a callable)")
+        return templates.render(template, messages, add_generation_prompt=add_generation_prompt,
+                                **self.tokenizer.special_tokens())
+
+    def chat(self, messages, template=None, **options):
+        """The assistant's reply to ``messages`` (dicts with ``role`` and ``content``), generated
+        from the rendered chat prompt. The template writes the special tokens, so the prompt is
+        encoded without adding BOS again."""
+        prompt = self.chat_prompt(messages, template)
+        cfg, stops, hooks, eos, cfg_arg, options = self._prepare(options)
+        ids = self.tokenizer.encode(prompt, add_special_tokens=False)
+        if not ids:
+            raise ValueError("the chat template rendered an empty prompt")
+        if len(ids) > self.model.n_ctx:
+            raise ValueError(f"the chat prompt has {len(ids)} tokens, more than the context n_ctx={self.model.n_ctx}")
+        ids = np.array([ids], dtype=np.int64)
+        out = self._run(ids, np.ones_like(ids), cfg, cfg_arg, options, stops, hooks, eos)
+        texts = self._texts(out, ids.shape[1], stops)
+        return texts if cfg.num_return_sequences > 1 else texts[0]
+
+    # -- scoring ------------------------------------------------------------------------------------
+
+    def perplexity(self, texts, max_length=None, batch_size=8, progress=None):
+        """Token-level perplexity of a text or texts (see pyllm.scoring.perplexity)."""
+        return scoring.perplexity(self.model, self.tokenizer, texts, max_length=max_length,
+                                  batch_size=batch_size, progress=progress)

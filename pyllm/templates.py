@@ -1,0 +1,131 @@
+"""Chat templates: turning a list of messages into the prompt text a model was trained on.
+
+A model directory's ``tokenizer_config.json`` may carry a ``chat_template`` (a Jinja string);
+it is rendered here the way transformers' ``apply_chat_template`` renders it: a sandboxed Jinja2
+environment with ``trim_blocks`` / ``lstrip_blocks`` and the loop-controls extension, the globals
+``raise_exception`` and ``strftime_now``, a ``tojson`` filter that does not escape HTML, and the
+variables ``messages``, ``add_generation_prompt`` and the special tokens (``bos_token``,
+``eos_token``, ...). For a model without a template, :data:`ALPACA` and :data:`VICUNA` give the
+two common instruction formats, and any callable ``fn(messages, add_generation_prompt=...,
+**special_tokens) -> str`` is accepted as a template too.
+"""
+import datetime
+import functools
+import json
+
+__all__ = ["ALPACA", "VICUNA", "TEMPLATES", "render", "check_messages"]
+
+# Alpaca (Stanford): an optional system preamble, then "### Instruction:" / "### Response:" blocks.
+ALPACA = (
+    "{% if messages and messages[0]['role'] == 'system' %}"
+    "{{ messages[0]['content'] }}\n\n"
+    "{% set rest = messages[1:] %}"
+    "{% else %}"
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+    "{% set rest = messages %}"
+    "{% endif %}"
+    "{% for message in rest %}"
+    "{% if message['role'] == 'user' %}"
+    "### Instruction:\n{{ message['content'] }}\n\n"
+    "{% elif message['role'] == 'assistant' %}"
+    "### Response:\n{{ message['content'] }}{{ eos_token }}\n\n"
+    "{% else %}"
+    "{{ raise_exception('the Alpaca format has roles system (first), user and assistant, got ' + message['role']) }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}### Response:\n{% endif %}"
+)
+
+# Vicuna v1.1: "<system> USER: ... ASSISTANT: ...</s>USER: ..."
+VICUNA = (
+    "{% if messages and messages[0]['role'] == 'system' %}"
+    "{{ messages[0]['content'] }} "
+    "{% set rest = messages[1:] %}"
+    "{% else %}"
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions. "
+    "{% set rest = messages %}"
+    "{% endif %}"
+    "{% for message in rest %}"
+    "{% if message['role'] == 'user' %}"
+    "USER: {{ message['content'] }} "
+    "{% elif message['role'] == 'assistant' %}"
+    "ASSISTANT: {{ message['content'] }}{{ eos_token }}"
+    "{% else %}"
+    "{{ raise_exception('the Vicuna format has roles system (first), user and assistant, got ' + message['role']) }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+TEMPLATES = {"alpaca": ALPACA, "vicuna": VICUNA}
+
+
+def check_messages(messages):
+    """ValueError / TypeError unless messages is a non-empty list of dicts, each with a string
+    ``role`` and a ``content``."""
+    if isinstance(messages, dict) or not isinstance(messages, (list, tuple)):
+        raise TypeError(f"messages must be a list of {{'role': ..., 'content': ...}} dicts, "
+                        f"got {type(messages).__name__}")
+    if not messages:
+        raise ValueError("messages is empty: give at least one message")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise TypeError(f"message {i} must be a dict with 'role' and 'content', got {type(message).__name__}")
+        if "role" not in message:
+            raise ValueError(f"message {i} has no 'role' (expected 'system', 'user' or 'assistant'): {message!r}")
+        if not isinstance(message["role"], str):
+            raise ValueError(f"message {i} has a role that is not a string: {message['role']!r}")
+        if "content" not in message:
+            raise ValueError(f"message {i} has no 'content': {message!r}")
+
+
+@functools.lru_cache(maxsize=32)
+def _compile(source):
+    try:
+        import jinja2
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+    except ImportError:  # a declared dependency; say so plainly if it is missing
+        raise ImportError("chat templates need jinja2 >= 3: pip install jinja2") from None
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        # Jinja's own tojson escapes HTML characters; templates expect plain JSON.
+        return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    def strftime_now(fmt):
+        return datetime.datetime.now().strftime(fmt)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = strftime_now
+    try:
+        return env.from_string(source)
+    except jinja2.exceptions.TemplateSyntaxError as e:
+        raise ValueError(f"the chat template is not valid Jinja: {e}") from None
+
+
+def render(template, messages, add_generation_prompt=False, **variables):
+    """The text of ``messages`` in ``template``: a Jinja string, a name in :data:`TEMPLATES`
+    (``"alpaca"``, ``"vicuna"``) or a callable. ``variables`` (``bos_token``, ``eos_token``, ...)
+    are visible to the template."""
+    check_messages(messages)
+    if isinstance(template, str) and template in TEMPLATES:
+        template = TEMPLATES[template]
+    messages = [dict(m) for m in messages]
+    if callable(template):
+        text = template(messages, add_generation_prompt=add_generation_prompt, **variables)
+        if not isinstance(text, str):
+            raise TypeError(f"a callable chat template must return a str, got {type(text).__name__}")
+        return text
+    if not isinstance(template, str):
+        raise TypeError(f"a chat template must be a Jinja string, a template name or a callable, "
+                        f"got {type(template).__name__}")
+    import jinja2
+    try:
+        return _compile(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **variables)
+    except jinja2.exceptions.TemplateError as e:
+        raise ValueError(f"the chat template refused the messages: {e}") from None
