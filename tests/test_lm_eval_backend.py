@@ -293,6 +293,7 @@ def test_python_m_pyllm_lm_eval_runs_the_cli(model_dir, task_manager, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pyllm.lm_eval", "run", "--model", "pyllm", "--model_args",
                            f"pretrained={model_dir},max_length=320", "--tasks", "pyllm_test_mc",
                            "--include_path", str(include), "--output_path", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=300, env=env)
+                          capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path)  # `-m` puts the working folder first: not the source tree
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "pyllm_test_mc" in proc.stdout and "acc" in proc.stdout
