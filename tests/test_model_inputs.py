@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import pyllm
+import bloom_reference
 from conftest import child_environment
 from llama_reference import make_config, make_pair, reference_model, state_arrays
 
@@ -20,6 +21,14 @@ def small():
     config = make_config(num_key_value_heads=2, max_position_embeddings=64)
     hf, model = make_pair(config, seed=2)
     return config, state_arrays(hf), model
+
+
+@pytest.fixture(scope="module")
+def small_bloom():
+    """A BLOOM of the same vocabulary (160), so every case below means the same for both."""
+    config = bloom_reference.make_config(n_layer=1, num_attention_heads=3, seq_length=64)
+    hf, model = bloom_reference.make_pair(config, seed=2)
+    return config, bloom_reference.state_arrays(hf), model
 
 
 def test_integer_dtypes_lists_and_noncontiguous_inputs_agree(small):
@@ -48,8 +57,10 @@ def test_integer_dtypes_lists_and_noncontiguous_inputs_agree(small):
     ([[1, 2 ** 40]], ValueError, "vocabulary"),
     ("hello", TypeError, "integers"),
 ])
-def test_bad_input_ids(small, bad, exc, match):
-    _, _, model = small
+@pytest.mark.parametrize("arch", ["llama", "bloom"])
+def test_bad_input_ids(small, small_bloom, arch, bad, exc, match):
+    """Input checks are the architecture's shared front door: both must give the same errors."""
+    _, _, model = small if arch == "llama" else small_bloom
     with pytest.raises(exc, match=match):
         model(bad)
     with pytest.raises(exc, match=match):
