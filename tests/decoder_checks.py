@@ -66,3 +66,22 @@ def check_cache_copy_branches_independently(model, tokens):
     full_b = model(np.concatenate([tokens[:, :30], tokens[:, 31:32]], axis=1))[:, -1]
     assert float(np.abs(a[:, 0] - full_a).max()) <= TOL
     assert float(np.abs(b[:, 0] - full_b).max()) <= TOL
+
+
+def check_full_pass(hf, model, reference_logits, tokens, lengths, name):
+    """Full passes over every length agree with the reference, as float32 [batch, n, vocab]."""
+    for n in lengths:
+        ids = tokens[:, :n]
+        ref = reference_logits(hf, ids)
+        ours = model(ids)
+        assert ours.shape == ref.shape == (ids.shape[0], n, model.vocab_size) and ours.dtype == np.float32
+        err = float(np.abs(ours - ref).max())
+        assert err <= TOL, f"{name}, {n} tokens: max |dlogit| {err:.3g}"
+
+
+def check_variant_changes_the_reference(plain_hf, hf, reference_logits, tokens, name):
+    """A variant's reference logits differ from the plain model's by >= 100x the tolerance, or
+    its parity test would prove nothing."""
+    ids = tokens[:, :300]
+    diff = float(np.abs(reference_logits(hf, ids) - reference_logits(plain_hf, ids)).max())
+    assert diff >= 100 * TOL, f"variant {name} barely changes the logits ({diff:.3g})"

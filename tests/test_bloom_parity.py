@@ -45,23 +45,12 @@ def tokens():
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_full_pass_matches_transformers(name, tokens):
     hf, model = pair(name)
-    for n in LENGTHS:
-        ids = tokens[:, :n]
-        ref = reference_logits(hf, ids)
-        ours = model(ids)
-        assert ours.shape == ref.shape == (1, n, VOCAB) and ours.dtype == np.float32
-        err = float(np.abs(ours - ref).max())
-        assert err <= TOL, f"{name}, {n} tokens: max |dlogit| {err:.3g}"
+    decoder_checks.check_full_pass(hf, model, reference_logits, tokens, LENGTHS, name)
 
 
 @pytest.mark.parametrize("name", sorted(set(VARIANTS) - {"h8"}))
 def test_variant_changes_the_reference(name, tokens):
-    """Each variant's reference logits differ from the plain model's by >= 100x the tolerance."""
-    plain_hf, _ = pair("h8")
-    hf, _ = pair(name)
-    ids = tokens[:, :300]
-    diff = float(np.abs(reference_logits(hf, ids) - reference_logits(plain_hf, ids)).max())
-    assert diff >= 100 * TOL, f"variant {name} barely changes the logits ({diff:.3g})"
+    decoder_checks.check_variant_changes_the_reference(pair("h8")[0], pair(name)[0], reference_logits, tokens, name)
 
 
 def test_positions_matter(tokens):
