@@ -15,6 +15,43 @@ from .generation import GenerationConfig
 
 _ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
 
+# dtype name -> the C core's weight type (csrc/ops/quant.h). int8 and int4 are ggml's Q8_0 and
+# Q4_0 (one f16 scale per 32 input channels); q4_1 (scale and minimum) is what GGUF Q4_1 files hold.
+DTYPES = {"float32": 0, "bfloat16": 1, "int8": 2, "q8_0": 2, "int4": 3, "q4_0": 3, "q4_1": 4}
+# A checkpoint's own type -> the dtype "auto" picks. float16 has no compute path here: bfloat16
+# keeps its size (float32 would double it).
+_AUTO = {"float32": "float32", "bfloat16": "bfloat16", "float16": "bfloat16"}
+
+
+def resolve_dtype(dtype, config=None):
+    """The canonical dtype name for a dtype argument ("auto": the checkpoint's torch_dtype)."""
+    if dtype is np.float32:
+        dtype = "float32"
+    if dtype == "auto":
+        stored = None
+        if isinstance(config, dict):
+            stored = config.get("torch_dtype", config.get("dtype"))
+        return _AUTO.get(str(stored).replace("torch.", ""), "float32")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} or 'auto', got {dtype!r}")
+    return {"q8_0": "int8", "q4_0": "int4"}.get(dtype, dtype)
+
+
+# The lm_head's default type per model dtype: one step above the blocks' where that matters.
+# The output matrix decides between near-tied tokens: in bf16 it moved stories260K's greedy story
+# (a 0.004 logit margin at step 186), and at 4 bits it costs most of the perplexity (as llama.cpp,
+# which keeps it at Q6_K in its 4-bit mixes).
+_LM_HEAD_DEFAULT = {"float32": "float32", "bfloat16": "float32", "int8": "int8", "int4": "int8", "q4_1": "int8"}
+
+
+def resolve_lm_head_dtype(lm_head_dtype, dtype):
+    """The lm_head's dtype: lm_head_dtype ("same": the model's), else the default for dtype."""
+    if lm_head_dtype is None:
+        return _LM_HEAD_DEFAULT[dtype]
+    if lm_head_dtype == "same":
+        return dtype
+    return resolve_dtype(lm_head_dtype)
+
 def _require(config, key):
     if key not in config or config[key] is None:
         raise ValueError(f"LLaMA config lacks the required key '{key}'")
@@ -226,14 +263,24 @@ class Model:
         self.generation_config = generation_config
 
     @classmethod
-    def from_arrays(cls, config, weights, dtype="float32", n_threads=None, n_ctx=None, generation_config=None):
+    def from_arrays(cls, config, weights, dtype="float32", n_threads=None, n_ctx=None, generation_config=None,
+                    lm_head_dtype=None):
         """Build a model from a config.json dict and Hugging Face-named arrays (float32/float16).
+
+        dtype is the type the linear layers (the lm_head included) compute with:
+        "float32" (default; equal to transformers), "bfloat16" (bf16 weights and activations
+        into the products, f32 accumulation, norms, softmax and residual stream), "int8" (ggml's
+        Q8_0: an f16 scale per 32 input channels), "int4" (Q4_0: 4-bit, an f16 scale per 32),
+        "q4_1" (4-bit with a scale and a minimum per 32), or "auto" (the checkpoint's
+        torch_dtype: float32, or bfloat16 for bf16 and f16 checkpoints). Below float32 the
+        embedding table is kept in bf16. At decode (up to 8 rows) int8/int4 products quantize
+        the activations to 8 bits per block of 32 (ggml's Q8 scheme) and run on integer dot
+        products; longer inputs dequantize the weights to bf16 tiles for oneDNN's bf16 GEMM.
 
         n_ctx is the KV-cache capacity (default: LLaMA's max_position_embeddings, BLOOM's
         seq_length or 2048; it may exceed them).
         generation_config is the generation_config.json dict, used for generate()'s defaults."""
-        if dtype not in ("float32", np.float32):
-            raise ValueError(f"dtype must be 'float32' (other weight types come later), got {dtype!r}")
+        dtype = resolve_dtype(dtype, config)
         if n_threads is None:
             n_threads = _core.get_num_threads()
         if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
@@ -243,6 +290,8 @@ class Model:
                             f"got {type(generation_config).__name__}")
         generation_config = GenerationConfig.from_dict(generation_config or {})
         parsed = _parse_config(config, n_ctx)
+        parsed["weight_type"] = DTYPES[dtype]
+        parsed["lm_head_type"] = DTYPES[resolve_lm_head_dtype(lm_head_dtype, dtype)]
         arrays = _checked_weights(parsed, weights)
         decoder = _core.Decoder(parsed, arrays, int(n_threads))
         return cls(decoder, dict(config), parsed, generation_config)
@@ -250,12 +299,23 @@ class Model:
     @classmethod
     def from_pretrained(cls, model_dir, dtype="float32", n_threads=None, n_ctx=None):
         """Load a Hugging Face model directory: config.json, generation_config.json (optional)
-        and model.safetensors or its sharded index, weights stored as f32, f16 or bf16.
+        and model.safetensors or its sharded index, weights stored as f32, f16 or bf16, packed
+        as dtype (see from_arrays).
 
         The safetensors are memory-mapped and packed once into the C core's layout."""
         config, weights, generation_config = checkpoint.load_pretrained(model_dir)
         return cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
                                generation_config=generation_config)
+
+    @property
+    def dtype(self):
+        """The linear layers' weight type: float32, bfloat16, int8, int4 or q4_1."""
+        return {"q8_0": "int8", "q4_0": "int4"}.get(self._decoder.weight_type, self._decoder.weight_type)
+
+    @property
+    def weight_bytes(self):
+        """Bytes the packed weights take in memory."""
+        return self._decoder.weight_bytes
 
     @property
     def vocab_size(self):

@@ -159,7 +159,7 @@ def test_bad_weights_name_the_tensor(small):
     with pytest.raises(ValueError, match="lm_head"):
         pyllm.Model.from_arrays(config, untied)
     with pytest.raises(ValueError, match="dtype"):
-        pyllm.Model.from_arrays(config, weights, dtype="int4")
+        pyllm.Model.from_arrays(config, weights, dtype="int3")
     with pytest.raises(ValueError, match="n_threads"):
         pyllm.Model.from_arrays(config, weights, n_threads=0)
 

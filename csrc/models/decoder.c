@@ -10,6 +10,7 @@
 #include "ops/attention.h"
 #include "ops/embedding.h"
 #include "ops/norm.h"
+#include "ops/quant.h"
 
 /* ---- weights ---------------------------------------------------------------------------- */
 
@@ -35,6 +36,9 @@ static pyllm_status check_config(const pyllm_decoder_config *c)
                            (long long)c->vocab_size, (long long)c->hidden_size, (long long)c->intermediate_size,
                            (long long)c->n_layers, (long long)c->n_heads, (long long)c->n_kv_heads,
                            (long long)c->head_dim, (long long)c->n_ctx);
+    if ((unsigned)c->weight_type >= PYLLM_WEIGHT_TYPE_COUNT || (unsigned)c->lm_head_type >= PYLLM_WEIGHT_TYPE_COUNT)
+        return pyllm_error(PYLLM_ERR_VALUE, "unknown weight type %d or %d", (int)c->weight_type,
+                           (int)c->lm_head_type);
     if (c->vocab_size > INT32_MAX)
         return pyllm_error(PYLLM_ERR_VALUE, "vocab_size %lld does not fit token ids of 32 bits",
                            (long long)c->vocab_size);
@@ -62,14 +66,14 @@ static pyllm_status init_layer(pyllm_decoder *m, pyllm_decoder_layer *layer, con
     const pyllm_decoder_config *c = &m->config;
     const int64_t d = c->hidden_size, qw = c->n_heads * c->head_dim, kvw = c->n_kv_heads * c->head_dim;
     pyllm_matmul_ctx *ctx = &m->matmul;
-    PYLLM_TRY(pyllm_linear_init(&layer->q, ctx, s->q, s->q_bias, qw, d));
-    PYLLM_TRY(pyllm_linear_init(&layer->k, ctx, s->k, s->k_bias, kvw, d));
-    PYLLM_TRY(pyllm_linear_init(&layer->v, ctx, s->v, s->v_bias, kvw, d));
-    PYLLM_TRY(pyllm_linear_init(&layer->o, ctx, s->o, s->o_bias, d, qw));
+    PYLLM_TRY(pyllm_linear_init(&layer->q, ctx, c->weight_type, s->q, PYLLM_SOURCE_F32, s->q_bias, qw, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->k, ctx, c->weight_type, s->k, PYLLM_SOURCE_F32, s->k_bias, kvw, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->v, ctx, c->weight_type, s->v, PYLLM_SOURCE_F32, s->v_bias, kvw, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->o, ctx, c->weight_type, s->o, PYLLM_SOURCE_F32, s->o_bias, d, qw));
     if (gated(m))
-        PYLLM_TRY(pyllm_linear_init(&layer->gate, ctx, s->gate, s->gate_bias, c->intermediate_size, d));
-    PYLLM_TRY(pyllm_linear_init(&layer->up, ctx, s->up, s->up_bias, c->intermediate_size, d));
-    PYLLM_TRY(pyllm_linear_init(&layer->down, ctx, s->down, s->down_bias, d, c->intermediate_size));
+        PYLLM_TRY(pyllm_linear_init(&layer->gate, ctx, c->weight_type, s->gate, PYLLM_SOURCE_F32, s->gate_bias, c->intermediate_size, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->up, ctx, c->weight_type, s->up, PYLLM_SOURCE_F32, s->up_bias, c->intermediate_size, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->down, ctx, c->weight_type, s->down, PYLLM_SOURCE_F32, s->down_bias, d, c->intermediate_size));
     layer->input_norm = copy_floats(s->input_norm, d);
     layer->post_attention_norm = copy_floats(s->post_attention_norm, d);
     if (layer->input_norm == NULL || layer->post_attention_norm == NULL)
@@ -100,11 +104,14 @@ static pyllm_status decoder_init(pyllm_decoder *m, const pyllm_decoder_source *s
     const pyllm_decoder_config *c = &m->config;
     PYLLM_TRY(pyllm_matmul_ctx_init(&m->matmul));
     pyllm_layer_norm_init(&m->layer_norm, m->matmul.engine, m->matmul.stream, c->hidden_size, c->norm_eps);
+    /* The table stays f32 for every weight type: it costs memory, not bandwidth (one row per
+     * token), and rounding it to bf16 moved stories260K's greedy story at step 186. */
     m->embed = copy_floats(src->embed, c->vocab_size * c->hidden_size);
     m->final_norm = copy_floats(src->final_norm, c->hidden_size);
     m->base_inv_freq = pyllm_alloc(sizeof(float) * (size_t)(c->head_dim / 2 + 1));
     m->layers = pyllm_calloc((size_t)c->n_layers, sizeof *m->layers);
-    if (m->embed == NULL || m->final_norm == NULL || m->base_inv_freq == NULL || m->layers == NULL)
+    if (m->embed == NULL || m->final_norm == NULL || m->base_inv_freq == NULL ||
+        m->layers == NULL)
         return PYLLM_ERR_MEMORY;
     if (c->arch.position == PYLLM_POSITION_ROPE)
         pyllm_rope_inv_freq(&c->rope, c->rope.max_position_embeddings, m->base_inv_freq);
@@ -124,7 +131,8 @@ static pyllm_status decoder_init(pyllm_decoder *m, const pyllm_decoder_source *s
     PYLLM_TRY(copy_shift(m, src->final_norm_bias, &m->final_norm_bias, "ln_f"));
     for (int64_t l = 0; l < c->n_layers; l++)
         PYLLM_TRY(init_layer(m, &m->layers[l], &src->layers[l]));
-    PYLLM_TRY(pyllm_linear_init(&m->lm_head, &m->matmul, src->lm_head, NULL, c->vocab_size, c->hidden_size));
+    PYLLM_TRY(pyllm_linear_init(&m->lm_head, &m->matmul, c->lm_head_type, src->lm_head, PYLLM_SOURCE_F32, NULL,
+                                c->vocab_size, c->hidden_size));
     return PYLLM_OK;
 }
 
@@ -140,6 +148,24 @@ pyllm_status pyllm_decoder_init(pyllm_decoder *m, const pyllm_decoder_config *co
     if (st != PYLLM_OK)
         pyllm_decoder_release(m);
     return st;
+}
+
+size_t pyllm_decoder_weight_bytes(const pyllm_decoder *m)
+{
+    const pyllm_decoder_config *c = &m->config;
+    const size_t d = (size_t)c->hidden_size, norm = sizeof(float) * d;
+    const size_t shifts = c->arch.norm == PYLLM_NORM_LAYER ? 2 : 1;
+    size_t bytes = (size_t)c->vocab_size * d * sizeof(float);
+    bytes += pyllm_linear_bytes(&m->lm_head) + norm * shifts * (1 + (c->arch.embedding_norm ? 1 : 0));
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        const pyllm_decoder_layer *layer = &m->layers[l];
+        const pyllm_linear *all[] = {&layer->q, &layer->k, &layer->v, &layer->o, &layer->gate, &layer->up,
+                                     &layer->down};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+            bytes += pyllm_linear_bytes(all[i]);
+        bytes += 2 * norm * shifts;
+    }
+    return bytes;
 }
 
 static void workspace_release(pyllm_workspace *w)

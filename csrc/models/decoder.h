@@ -35,6 +35,8 @@ typedef struct {
     int64_t n_ctx;   /* KV-cache capacity a cache gets by default */
     int residual_from_norm; /* residual = the norm's output, not its input (BLOOM's
                                apply_residual_connection_post_layernorm) */
+    pyllm_weight_type weight_type;  /* of the blocks' linear layers */
+    pyllm_weight_type lm_head_type; /* of the lm_head */
 } pyllm_decoder_config;
 
 /* Borrowed f32 row-major arrays as Hugging Face names them; biases may be NULL. gate is only
@@ -77,7 +79,7 @@ typedef struct {
     int n_threads;
     pyllm_matmul_ctx matmul;
     pyllm_layer_norm layer_norm; /* the LayerNorm primitives (LayerNorm archs) */
-    float *embed;
+    float *embed;              /* [vocab, hidden], f32 whatever the weight type */
     float *embed_norm, *embed_norm_bias;
     pyllm_decoder_layer *layers;
     float *final_norm, *final_norm_bias;
@@ -97,6 +99,9 @@ typedef struct {
     int32_t *position;         /* [batch][capacity]: the token's position (ALiBi's distance) */
     int64_t *length;           /* [batch]: real (unpadded) tokens so far = next position */
 } pyllm_kv_cache;
+
+/* Bytes of the model's weights as packed (linear layers, embedding, norms). */
+size_t pyllm_decoder_weight_bytes(const pyllm_decoder *m);
 
 /* Checks the configuration, copies and packs the weights. */
 pyllm_status pyllm_decoder_init(pyllm_decoder *m, const pyllm_decoder_config *config,

@@ -7,3 +7,4 @@ void pyllm_embedding(const float *table, int64_t dim, const int32_t *tokens, int
     for (int64_t i = 0; i < n; i++)
         memcpy(out + i * dim, table + (int64_t)tokens[i] * dim, sizeof(float) * (size_t)dim);
 }
+

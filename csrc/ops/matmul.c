@@ -4,6 +4,7 @@
 
 #include "core/alloc.h"
 #include "ops/dnnl_status.h"
+#include "ops/gemv.h"
 
 /* The M whose preferred weight layout we pack into. Decode (M = batch, small) streams every
  * weight once per token and is the latency users feel, so its layout wins; larger M reuse
@@ -31,6 +32,8 @@ static void entry_release(pyllm_matmul_entry *e)
         dnnl_memory_destroy(e->src);
     if (e->dst)
         dnnl_memory_destroy(e->dst);
+    if (e->weights)
+        dnnl_memory_destroy(e->weights);
     memset(e, 0, sizeof *e);
 }
 
@@ -38,6 +41,9 @@ void pyllm_matmul_ctx_release(pyllm_matmul_ctx *ctx)
 {
     for (int i = 0; i < PYLLM_MATMUL_CACHE_SIZE; i++)
         entry_release(&ctx->cache[i]);
+    pyllm_free(ctx->scratch);
+    ctx->scratch = NULL;
+    ctx->scratch_bytes = 0;
     if (ctx->stream)
         dnnl_stream_destroy(ctx->stream);
     if (ctx->engine)
@@ -71,12 +77,87 @@ static dnnl_status_t matmul_pd(pyllm_matmul_ctx *ctx, int64_t m, int64_t k, int6
     return st;
 }
 
-pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, const float *weight,
-                               const float *bias, int64_t n, int64_t k)
+/* The prefill product of the low-precision paths: src bf16 [m, k] dense, weights a bf16 tile of
+ * n rows [n, k] row-major (the matmul's [k, n] with strides (1, k)), dst f32 [m, n] inside rows
+ * of ldd floats. */
+static dnnl_status_t bf16_rows_pd(pyllm_matmul_ctx *ctx, int64_t m, int64_t k, int64_t n, int64_t ldd,
+                                  dnnl_primitive_desc_t *pd)
+{
+    dnnl_memory_desc_t src = NULL, dst = NULL, w = NULL;
+    dnnl_dims_t src_dims = {m, k}, dst_dims = {m, n}, dst_strides = {ldd, 1}, w_dims = {k, n}, w_strides = {1, k};
+    dnnl_status_t st = dnnl_memory_desc_create_with_tag(&src, 2, src_dims, dnnl_bf16, dnnl_ab);
+    if (st == dnnl_success)
+        st = dnnl_memory_desc_create_with_strides(&dst, 2, dst_dims, dnnl_f32, dst_strides);
+    if (st == dnnl_success)
+        st = dnnl_memory_desc_create_with_strides(&w, 2, w_dims, dnnl_bf16, w_strides);
+    if (st == dnnl_success)
+        st = dnnl_matmul_primitive_desc_create(pd, ctx->engine, src, w, NULL, dst, NULL);
+    dnnl_memory_desc_destroy(src);
+    dnnl_memory_desc_destroy(dst);
+    dnnl_memory_desc_destroy(w);
+    return st;
+}
+
+/* Weight rows per prefill tile: about 1 MB of bf16, a multiple of 64 rows. bf16 weights are
+ * used in place, all rows at once. */
+static int64_t tile_rows(const pyllm_linear *lin)
+{
+    if (lin->type == PYLLM_WEIGHT_BF16)
+        return lin->n;
+    int64_t rows = ((int64_t)1 << 20) / (2 * lin->k) / 64 * 64;
+    if (rows < 64)
+        rows = 64;
+    return rows < lin->n ? rows : lin->n;
+}
+
+static pyllm_status f32_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, const float *weight,
+                                    const float *bias, int64_t n, int64_t k);
+
+pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, pyllm_weight_type type, const void *weight,
+                               pyllm_source_type src_type, const float *bias, int64_t n, int64_t k)
+{
+    if (type != PYLLM_WEIGHT_F32) {
+        memset(lin, 0, sizeof *lin);
+        lin->k = k;
+        lin->n = n;
+        lin->type = type;
+        PYLLM_TRY(pyllm_qweight_init(&lin->q, type, weight, src_type, n, k));
+        if (bias != NULL) {
+            lin->bias = pyllm_alloc(sizeof(float) * (size_t)n);
+            if (lin->bias == NULL) {
+                pyllm_linear_release(lin);
+                return PYLLM_ERR_MEMORY;
+            }
+            memcpy(lin->bias, bias, sizeof(float) * (size_t)n);
+        }
+        return PYLLM_OK;
+    }
+    if (src_type == PYLLM_SOURCE_F32)
+        return f32_linear_init(lin, ctx, weight, bias, n, k);
+    float *wide = pyllm_alloc_big(pyllm_mul_size(pyllm_mul_size((size_t)n, (size_t)k), sizeof(float)));
+    if (wide == NULL)
+        return PYLLM_ERR_MEMORY;
+    pyllm_source_to_f32(weight, src_type, n * k, wide);
+    pyllm_status st = f32_linear_init(lin, ctx, wide, bias, n, k);
+    pyllm_free(wide);
+    return st;
+}
+
+size_t pyllm_linear_bytes(const pyllm_linear *lin)
+{
+    size_t bias = lin->bias != NULL ? sizeof(float) * (size_t)lin->n : 0;
+    if (lin->type == PYLLM_WEIGHT_F32)
+        return (lin->weights_md != NULL ? dnnl_memory_desc_get_size(lin->weights_md) : 0) + bias;
+    return pyllm_weight_bytes(lin->type, lin->n, lin->k) + bias;
+}
+
+static pyllm_status f32_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, const float *weight,
+                                    const float *bias, int64_t n, int64_t k)
 {
     memset(lin, 0, sizeof *lin);
     lin->k = k;
     lin->n = n;
+    lin->type = PYLLM_WEIGHT_F32;
     pyllm_status status = PYLLM_OK;
     dnnl_primitive_desc_t pd = NULL, reorder_pd = NULL;
     dnnl_primitive_t reorder = NULL;
@@ -167,19 +248,21 @@ void pyllm_linear_release(pyllm_linear *lin)
         dnnl_memory_desc_destroy(lin->weights_md);
     pyllm_free(lin->packed);
     pyllm_free(lin->bias);
+    pyllm_qweight_release(&lin->q);
     memset(lin, 0, sizeof *lin);
 }
 
 /* The cached primitive for this shape, created (evicting the least recently used) if new. */
-static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64_t m,
-                           pyllm_matmul_entry **out)
+static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, pyllm_matmul_kind kind, int64_t m,
+                           int64_t n, int64_t ldd, pyllm_matmul_entry **out)
 {
-    int has_bias = lin->bias != NULL;
+    int has_bias = kind == PYLLM_MATMUL_F32_PACKED && lin->bias != NULL;
     pyllm_matmul_entry *victim = &ctx->cache[0];
     ctx->clock++;
     for (int i = 0; i < PYLLM_MATMUL_CACHE_SIZE; i++) {
         pyllm_matmul_entry *e = &ctx->cache[i];
-        if (e->primitive && e->m == m && e->k == lin->k && e->n == lin->n && e->has_bias == has_bias) {
+        if (e->primitive && e->kind == kind && e->m == m && e->k == lin->k && e->n == n && e->ldd == ldd &&
+            e->has_bias == has_bias) {
             e->last_use = ctx->clock;
             *out = e;
             return PYLLM_OK;
@@ -190,7 +273,8 @@ static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64
     entry_release(victim);
 
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st = matmul_pd(ctx, m, lin->k, lin->n, has_bias, lin->weights_md, &pd);
+    dnnl_status_t st = kind == PYLLM_MATMUL_F32_PACKED ? matmul_pd(ctx, m, lin->k, n, has_bias, lin->weights_md, &pd)
+                                                       : bf16_rows_pd(ctx, m, lin->k, n, ldd, &pd);
     if (st != dnnl_success)
         return pyllm_dnnl_fail(st, "create a matmul for the packed weights");
     st = dnnl_primitive_create(&victim->primitive, pd);
@@ -200,24 +284,121 @@ static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64
     if (st == dnnl_success)
         st = dnnl_memory_create(&victim->dst, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0),
                                 ctx->engine, DNNL_MEMORY_NONE);
+    if (st == dnnl_success && kind == PYLLM_MATMUL_BF16_ROWS)
+        st = dnnl_memory_create(&victim->weights, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
+                                ctx->engine, DNNL_MEMORY_NONE);
     dnnl_primitive_desc_destroy(pd);
     if (st != dnnl_success) {
         entry_release(victim);
         return pyllm_dnnl_fail(st, "create a matmul primitive");
     }
+    victim->kind = kind;
     victim->m = m;
     victim->k = lin->k;
-    victim->n = lin->n;
+    victim->n = n;
+    victim->ldd = ldd;
     victim->has_bias = has_bias;
     victim->last_use = ctx->clock;
     *out = victim;
     return PYLLM_OK;
 }
 
+static size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+/* Scratch of the low-precision paths for m rows: the GEMV's prepared activations, or the
+ * prefill's bf16 activations and one weight tile. */
+static size_t scratch_need(const pyllm_linear *lin, int64_t m)
+{
+    if (m <= PYLLM_GEMV_MAX_M)
+        return pyllm_gemv_scratch_bytes(&lin->q, m);
+    if (lin->type == PYLLM_WEIGHT_BF16)
+        return round64(sizeof(uint16_t) * (size_t)(m * lin->k));
+    return round64(sizeof(uint16_t) * (size_t)(m * lin->k)) + round64(sizeof(uint16_t) * (size_t)(tile_rows(lin) * lin->k)) +
+           sizeof(float) * (size_t)(m * tile_rows(lin));
+}
+
+static pyllm_status reserve_scratch(pyllm_matmul_ctx *ctx, size_t bytes)
+{
+    if (bytes <= ctx->scratch_bytes)
+        return PYLLM_OK;
+    pyllm_free(ctx->scratch);
+    ctx->scratch_bytes = 0;
+    if ((ctx->scratch = pyllm_alloc_big(bytes)) == NULL)
+        return PYLLM_ERR_MEMORY;
+    ctx->scratch_bytes = bytes;
+    return PYLLM_OK;
+}
+
 pyllm_status pyllm_linear_prepare(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64_t m)
 {
     pyllm_matmul_entry *e = NULL;
-    return lookup(ctx, lin, m, &e);
+    if (lin->type == PYLLM_WEIGHT_F32)
+        return lookup(ctx, lin, PYLLM_MATMUL_F32_PACKED, m, lin->n, lin->n, &e);
+    PYLLM_TRY(reserve_scratch(ctx, scratch_need(lin, m)));
+    if (m <= PYLLM_GEMV_MAX_M)
+        return PYLLM_OK;
+    const int64_t rows = tile_rows(lin);
+    PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_BF16_ROWS, m, rows, rows, &e));
+    if (lin->n % rows != 0)
+        PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_BF16_ROWS, m, lin->n % rows, lin->n % rows, &e));
+    return PYLLM_OK;
+}
+
+static pyllm_status run(pyllm_matmul_ctx *ctx, pyllm_matmul_entry *e, const pyllm_linear *lin, const void *x,
+                        const void *weights, float *y)
+{
+    DNNL_TRY(dnnl_memory_set_data_handle(e->src, (void *)x), "set the matmul input");
+    DNNL_TRY(dnnl_memory_set_data_handle(e->dst, y), "set the matmul output");
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_DST, e->dst}};
+    int n_args = 2;
+    if (e->kind == PYLLM_MATMUL_F32_PACKED) {
+        args[n_args++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, lin->weights_mem};
+        if (lin->bias != NULL)
+            args[n_args++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, lin->bias_mem};
+    } else {
+        DNNL_TRY(dnnl_memory_set_data_handle(e->weights, (void *)weights), "set the matmul weights");
+        args[n_args++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, e->weights};
+    }
+    DNNL_TRY(dnnl_primitive_execute(e->primitive, ctx->stream, n_args, args), "run a matmul");
+    DNNL_TRY(dnnl_stream_wait(ctx->stream), "finish a matmul");
+    return PYLLM_OK;
+}
+
+/* Prefill with low-precision weights: bf16 GEMM, the activations rounded to bf16 once. bf16
+ * weights are used in place; the others are dequantized a tile of rows at a time, each tile's
+ * product written to a dense buffer and copied into its columns of y (with a strided output
+ * oneDNN 3.2 leaves its brgemm kernels for a slower gemm). */
+static pyllm_status forward_bf16_tiles(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x, float *y,
+                                       int64_t m)
+{
+    const int64_t k = lin->k, n = lin->n, rows = tile_rows(lin);
+    PYLLM_TRY(reserve_scratch(ctx, scratch_need(lin, m)));
+    uint16_t *src = ctx->scratch;
+#pragma omp parallel for schedule(static) if (m * k > 65536)
+    for (int64_t i = 0; i < m * k; i++)
+        src[i] = pyllm_f32_to_bf16(x[i]);
+    pyllm_matmul_entry *e = NULL;
+    if (lin->type == PYLLM_WEIGHT_BF16) {
+        PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_BF16_ROWS, m, n, n, &e));
+        PYLLM_TRY(run(ctx, e, lin, src, lin->q.quants, y));
+    } else {
+        uint16_t *tile = (uint16_t *)((char *)ctx->scratch + round64(sizeof(uint16_t) * (size_t)(m * k)));
+        float *out = (float *)((char *)tile + round64(sizeof(uint16_t) * (size_t)(rows * k)));
+        for (int64_t n0 = 0; n0 < n; n0 += rows) {
+            const int64_t count = n - n0 < rows ? n - n0 : rows;
+            PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_BF16_ROWS, m, count, count, &e));
+            pyllm_qweight_dequantize_bf16(&lin->q, n0, count, tile);
+            PYLLM_TRY(run(ctx, e, lin, src, tile, out));
+#pragma omp parallel for schedule(static) if (m * count > 65536)
+            for (int64_t i = 0; i < m; i++)
+                memcpy(y + i * n + n0, out + i * count, sizeof(float) * (size_t)count);
+        }
+    }
+    if (lin->bias != NULL)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++)
+                y[i * n + j] += lin->bias[j];
+    return PYLLM_OK;
 }
 
 pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x,
@@ -225,17 +406,14 @@ pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
 {
     if (m <= 0)
         return PYLLM_OK;
-    pyllm_matmul_entry *e = NULL;
-    PYLLM_TRY(lookup(ctx, lin, m, &e));
-    DNNL_TRY(dnnl_memory_set_data_handle(e->src, (void *)x), "set the matmul input");
-    DNNL_TRY(dnnl_memory_set_data_handle(e->dst, y), "set the matmul output");
-    dnnl_exec_arg_t args[4] = {
-        {DNNL_ARG_SRC, e->src},
-        {DNNL_ARG_WEIGHTS, lin->weights_mem},
-        {DNNL_ARG_DST, e->dst},
-        {DNNL_ARG_BIAS, lin->bias_mem},
-    };
-    DNNL_TRY(dnnl_primitive_execute(e->primitive, ctx->stream, lin->bias ? 4 : 3, args), "run a matmul");
-    DNNL_TRY(dnnl_stream_wait(ctx->stream), "finish a matmul");
+    if (lin->type == PYLLM_WEIGHT_F32) {
+        pyllm_matmul_entry *e = NULL;
+        PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_F32_PACKED, m, lin->n, lin->n, &e));
+        return run(ctx, e, lin, x, NULL, y);
+    }
+    if (m > PYLLM_GEMV_MAX_M)
+        return forward_bf16_tiles(ctx, lin, x, y, m);
+    PYLLM_TRY(reserve_scratch(ctx, scratch_need(lin, m)));
+    pyllm_gemv(&lin->q, x, m, lin->bias, y, lin->n, ctx->scratch);
     return PYLLM_OK;
 }

@@ -1,7 +1,15 @@
-/* Linear layers on oneDNN: y[M, N] = x[M, K] · Wᵀ (+ b), W given as Hugging Face stores it,
- * [N, K] row-major. The weight is reordered once, at load, into the blocked layout oneDNN's
- * matmul prefers; primitives are created once per (M, K, N, bias) and kept in a small cache
- * shared by every layer of a model, so the token loop creates nothing. */
+/* Linear layers: y[M, N] = x[M, K] · Wᵀ (+ b), W given as Hugging Face stores it, [N, K]
+ * row-major, kept in one of the weight types of ops/quant.h.
+ *
+ * float32 weights are reordered once, at load, into the blocked layout oneDNN's matmul prefers.
+ * Low-precision weights keep our own layout (ops/quant.h) and take two paths by M:
+ *   - M <= PYLLM_GEMV_MAX_M (decode): our kernels (ops/gemv.h), a stream of the weight bytes;
+ *   - larger M (prefill, big batches): oneDNN's bf16 GEMM, the activations rounded to bf16 and
+ *     the weights dequantized to bf16 a tile of rows at a time (bf16 weights are used in place),
+ *     f32 accumulation and output.
+ * Primitives are created once per shape and kept in a small cache shared by every layer of a
+ * model, and the scratch buffers are sized by pyllm_linear_prepare, so the token loop creates
+ * and allocates nothing. */
 #ifndef PYLLM_OPS_MATMUL_H
 #define PYLLM_OPS_MATMUL_H
 
@@ -10,15 +18,20 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "core/error.h"
+#include "ops/quant.h"
 
 #define PYLLM_MATMUL_CACHE_SIZE 48
+#define PYLLM_GEMV_MAX_M 8
+
+typedef enum { PYLLM_MATMUL_F32_PACKED = 0, PYLLM_MATMUL_BF16_ROWS } pyllm_matmul_kind;
 
 typedef struct {
-    int64_t m, k, n;
+    pyllm_matmul_kind kind;
+    int64_t m, k, n, ldd; /* ldd: the output's row stride (BF16_ROWS writes a tile of columns) */
     int has_bias;
     uint64_t last_use;
     dnnl_primitive_t primitive;
-    dnnl_memory_t src, dst; /* data handles set at each call */
+    dnnl_memory_t src, dst, weights; /* data handles set at each call (weights: BF16_ROWS only) */
 } pyllm_matmul_entry;
 
 /* One per model: the engine, the stream, and the primitive cache. Not thread-safe: the
@@ -28,10 +41,14 @@ typedef struct {
     dnnl_stream_t stream;
     uint64_t clock;
     pyllm_matmul_entry cache[PYLLM_MATMUL_CACHE_SIZE];
+    void *scratch;          /* activations and weight tiles of the low-precision paths */
+    size_t scratch_bytes;
 } pyllm_matmul_ctx;
 
 typedef struct {
     int64_t k, n;
+    pyllm_weight_type type;
+    pyllm_qweight q;               /* every type but F32 */
     dnnl_memory_desc_t weights_md; /* the packed layout */
     void *packed;                  /* weights in that layout (pyllm_alloc_big) */
     float *bias;                   /* [n] or NULL */
@@ -41,12 +58,16 @@ typedef struct {
 pyllm_status pyllm_matmul_ctx_init(pyllm_matmul_ctx *ctx);
 void pyllm_matmul_ctx_release(pyllm_matmul_ctx *ctx);
 
-/* Pack weight[n, k] (f32, row-major) and copy bias[n] (may be NULL). */
-pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, const float *weight,
-                               const float *bias, int64_t n, int64_t k);
+/* Pack weight[n, k] (row-major, elements of src_type) as `type` and copy bias[n] (may be NULL). */
+pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, pyllm_weight_type type, const void *weight,
+                               pyllm_source_type src_type, const float *bias, int64_t n, int64_t k);
+
+/* Bytes of the packed weight (and bias). */
+size_t pyllm_linear_bytes(const pyllm_linear *lin);
 void pyllm_linear_release(pyllm_linear *lin);
 
-/* Create (if not cached yet) the primitive for m rows, so a loop that follows creates nothing. */
+/* Create (if not cached yet) the primitive and the scratch for m rows, so a loop that follows
+ * creates and allocates nothing. */
 pyllm_status pyllm_linear_prepare(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64_t m);
 
 /* y[m, n] = x[m, k] · Wᵀ + b. x and y are dense row-major f32 buffers that do not overlap. */

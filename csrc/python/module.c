@@ -6,6 +6,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "core/threads.h"
+#include "ops/gemv.h"
 
 static PyObject *onednn_version(PyObject *self, PyObject *unused)
 {
@@ -36,7 +37,16 @@ static PyObject *set_num_threads(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static PyObject *kernel_isa(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyUnicode_FromString(pyllm_isa_name(pyllm_gemv_isa()));
+}
+
 static PyMethodDef module_methods[] = {
+    {"kernel_isa", kernel_isa, METH_NOARGS,
+     "Instruction set of pyllm's own kernels on this CPU: 'avx512', 'avx2' or 'generic' (PYLLM_ISA lowers it)."},
     {"onednn_version", onednn_version, METH_NOARGS, "Version of the oneDNN library loaded, e.g. '3.2.0'."},
     {"get_num_threads", get_num_threads, METH_NOARGS, "Threads used by the calling thread's computations."},
     {"set_num_threads", set_num_threads, METH_O, "Set the threads used by the calling thread's computations."},
@@ -55,7 +65,8 @@ PyMODINIT_FUNC PyInit__core(void)
     if (m == NULL)
         return NULL;
     if (pyllm_register_tokenizer(m) < 0 || pyllm_register_model(m) < 0 || pyllm_register_sampling(m) < 0 ||
-        pyllm_register_scoring(m) < 0 || pyllm_register_processors(m) < 0) {
+        pyllm_register_scoring(m) < 0 || pyllm_register_processors(m) < 0 ||
+        pyllm_register_quant(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

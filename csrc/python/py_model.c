@@ -61,6 +61,20 @@ static int get_double(PyObject *dict, const char *key, double *out)
     return 0;
 }
 
+/* An optional weight type code (csrc/ops/quant.h), float32 when absent. */
+static int get_weight_type(PyObject *dict, const char *key, pyllm_weight_type *out)
+{
+    int64_t code = PYLLM_WEIGHT_F32;
+    if (PyDict_GetItemString(dict, key) != NULL && get_int(dict, key, &code) < 0)
+        return -1;
+    if (code < 0 || code >= PYLLM_WEIGHT_TYPE_COUNT) {
+        PyErr_Format(PyExc_ValueError, "%s must be in [0, %d), got %lld", key, PYLLM_WEIGHT_TYPE_COUNT, (long long)code);
+        return -1;
+    }
+    *out = (pyllm_weight_type)code;
+    return 0;
+}
+
 static int parse_rope_type(PyObject *dict, pyllm_rope_type *out)
 {
     PyObject *v = PyDict_GetItemString(dict, "rope_type");
@@ -120,6 +134,8 @@ static int parse_config(PyObject *d, pyllm_decoder_config *c)
         get_int(d, "num_hidden_layers", &c->n_layers) < 0 || get_int(d, "num_attention_heads", &c->n_heads) < 0 ||
         get_int(d, "num_key_value_heads", &c->n_kv_heads) < 0 || get_int(d, "head_dim", &c->head_dim) < 0 ||
         get_int(d, "n_ctx", &c->n_ctx) < 0)
+        return -1;
+    if (get_weight_type(d, "weight_type", &c->weight_type) < 0 || get_weight_type(d, "lm_head_type", &c->lm_head_type) < 0)
         return -1;
     if (strcmp(arch, "llama") == 0)
         return parse_llama_config(d, c);
@@ -484,6 +500,24 @@ static PyObject *decoder_get_n_ctx(DecoderObject *self, void *closure)
     return PyLong_FromLongLong(self->model.config.n_ctx);
 }
 
+static PyObject *decoder_get_weight_type(DecoderObject *self, void *closure)
+{
+    (void)closure;
+    return PyUnicode_FromString(pyllm_weight_type_name(self->model.config.weight_type));
+}
+
+static PyObject *decoder_get_lm_head_type(DecoderObject *self, void *closure)
+{
+    (void)closure;
+    return PyUnicode_FromString(pyllm_weight_type_name(self->model.config.lm_head_type));
+}
+
+static PyObject *decoder_get_weight_bytes(DecoderObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSize_t(pyllm_decoder_weight_bytes(&self->model));
+}
+
 static PyObject *decoder_get_n_threads(DecoderObject *self, void *closure)
 {
     (void)closure;
@@ -521,6 +555,9 @@ static PyMethodDef decoder_methods[] = {
 static PyGetSetDef decoder_getset[] = {
     {"n_ctx", (getter)decoder_get_n_ctx, NULL, "KV-cache capacity in tokens.", NULL},
     {"n_threads", (getter)decoder_get_n_threads, (setter)decoder_set_n_threads, "Threads per call.", NULL},
+    {"weight_type", (getter)decoder_get_weight_type, NULL, "Type of the linear layers' weights.", NULL},
+    {"lm_head_type", (getter)decoder_get_lm_head_type, NULL, "Type of the lm_head's weights.", NULL},
+    {"weight_bytes", (getter)decoder_get_weight_bytes, NULL, "Bytes of the packed weights.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -1,0 +1,187 @@
+#include "ops/gemv.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/gemv_kernels.h"
+
+/* ---- instruction set ---------------------------------------------------------------------- */
+
+static pyllm_isa detect_isa(void)
+{
+    __builtin_cpu_init();
+    pyllm_isa best = PYLLM_ISA_GENERIC;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        best = PYLLM_ISA_AVX2;
+    if (best == PYLLM_ISA_AVX2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+        __builtin_cpu_supports("avx512bf16"))
+        best = PYLLM_ISA_AVX512;
+    const char *asked = getenv("PYLLM_ISA"); /* may only lower the choice: a CPU lacking an ISA would fault */
+    if (asked != NULL) {
+        if (strcmp(asked, "generic") == 0)
+            best = PYLLM_ISA_GENERIC;
+        else if (strcmp(asked, "avx2") == 0 && best > PYLLM_ISA_AVX2)
+            best = PYLLM_ISA_AVX2;
+    }
+    return best;
+}
+
+pyllm_isa pyllm_gemv_isa(void)
+{
+    static int isa = -1; /* the environment is read once; a race writes the same value */
+    if (isa < 0)
+        isa = (int)detect_isa();
+    return (pyllm_isa)isa;
+}
+
+const char *pyllm_isa_name(pyllm_isa isa)
+{
+    return isa == PYLLM_ISA_AVX512 ? "avx512" : isa == PYLLM_ISA_AVX2 ? "avx2" : "generic";
+}
+
+/* ---- activations -------------------------------------------------------------------------- */
+
+static int64_t group_blocks_for(const pyllm_qweight *w, pyllm_isa isa)
+{
+    if (isa != PYLLM_ISA_AVX512 || w->type == PYLLM_WEIGHT_BF16)
+        return 1;
+    return w->type == PYLLM_WEIGHT_Q8_0 ? 2 : 4;
+}
+
+static size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+static void *carve(char *base, size_t at) { return base != NULL ? base + at : NULL; }
+
+/* The layout of the activations in scratch: a's pointers point into base (NULL when base is
+ * NULL: sizing only); returns the bytes it takes. */
+static size_t layout(const pyllm_qweight *w, int64_t m, pyllm_isa isa, char *base, pyllm_gemv_act *a)
+{
+    memset(a, 0, sizeof *a);
+    a->m = m;
+    a->k = w->k;
+    size_t at = 0;
+    if (w->type == PYLLM_WEIGHT_BF16) {
+        a->bf16 = carve(base, at);
+        return round64(sizeof(uint16_t) * (size_t)(m * w->k));
+    }
+    a->blocks = w->blocks;
+    a->group_blocks = group_blocks_for(w, isa);
+    a->groups = (w->blocks + a->group_blocks - 1) / a->group_blocks;
+    a->row_bytes = a->groups * a->group_blocks * PYLLM_QBLOCK;
+    const int64_t padded_blocks = a->groups * a->group_blocks;
+    a->q = carve(base, at);
+    at += round64((size_t)(m * a->row_bytes));
+    a->d = carve(base, at);
+    at += round64(sizeof(float) * (size_t)(m * padded_blocks));
+    a->qsum = carve(base, at);
+    at += round64(sizeof(int32_t) * (size_t)(m * padded_blocks));
+    if (isa == PYLLM_ISA_AVX512) {
+        a->corr = carve(base, at);
+        at += round64(sizeof(int32_t) * 16 * (size_t)(m * a->groups));
+    }
+    return at;
+}
+
+size_t pyllm_gemv_scratch_bytes(const pyllm_qweight *w, int64_t m)
+{
+    pyllm_gemv_act a;
+    return layout(w, m, pyllm_gemv_isa(), NULL, &a);
+}
+
+/* One block of 32 activations: d = amax / 127, q = round(x / d) (ggml's quantize_row_q8_0). */
+static void quantize_block(const float *x, int64_t n, int8_t *q, float *d, int32_t *qsum)
+{
+    float amax = 0.0f;
+    for (int64_t j = 0; j < n; j++)
+        amax = fmaxf(amax, fabsf(x[j]));
+    const float scale = amax / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+    int32_t sum = 0;
+    for (int64_t j = 0; j < PYLLM_QBLOCK; j++) {
+        q[j] = j < n ? (int8_t)roundf(x[j] * inv) : 0;
+        sum += q[j];
+    }
+    *d = scale;
+    *qsum = sum;
+}
+
+void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, int64_t m, int64_t group_blocks,
+                        int interleave_q4, int with_corr, pyllm_gemv_act *a)
+{
+    const int64_t k = w->k;
+    if (w->type == PYLLM_WEIGHT_BF16) {
+        for (int64_t i = 0; i < m * k; i++)
+            a->bf16[i] = pyllm_f32_to_bf16(x[i]);
+        return;
+    }
+    const int64_t padded_blocks = a->groups * group_blocks;
+    const int32_t offset = w->type == PYLLM_WEIGHT_Q8_0 ? 128 : w->type == PYLLM_WEIGHT_Q4_0 ? 8 : 0;
+    for (int64_t i = 0; i < m; i++) {
+        int8_t *q = a->q + i * a->row_bytes;
+        float *d = a->d + i * padded_blocks;
+        int32_t *qsum = a->qsum + i * padded_blocks;
+        int8_t block[PYLLM_QBLOCK];
+        for (int64_t b = 0; b < padded_blocks; b++) {
+            const int64_t left = k - b * PYLLM_QBLOCK, n = left < 0 ? 0 : left < PYLLM_QBLOCK ? left : PYLLM_QBLOCK;
+            quantize_block(x + i * k + b * PYLLM_QBLOCK, n, block, &d[b], &qsum[b]);
+            if (!interleave_q4) {
+                memcpy(q + b * PYLLM_QBLOCK, block, PYLLM_QBLOCK);
+                continue;
+            }
+            /* group of 4 blocks = 128 bytes: [block g*4+i elements 0..15 for i < 4] then
+             * [elements 16..31], matching the low and high nibbles of 64 weight bytes. */
+            int8_t *group = q + (b / 4) * 128;
+            const int64_t slot = b % 4;
+            memcpy(group + slot * 16, block, 16);
+            memcpy(group + 64 + slot * 16, block + 16, 16);
+        }
+        if (!with_corr)
+            continue;
+        /* Per VNNI lane (4 consecutive bytes of a 64-byte vector) the sum of the activations it
+         * multiplies; a Q4 group's two vectors share lanes. */
+        const int64_t vectors = group_blocks == 4 ? 2 : 1;
+        for (int64_t g = 0; g < a->groups; g++) {
+            int32_t *corr = a->corr + (i * a->groups + g) * 16;
+            for (int lane = 0; lane < 16; lane++) {
+                int32_t sum = 0;
+                for (int64_t v = 0; v < vectors; v++)
+                    for (int byte = 0; byte < 4; byte++)
+                        sum += q[(g * vectors + v) * 64 + lane * 4 + byte];
+                corr[lane] = -offset * sum;
+            }
+        }
+    }
+}
+
+/* ---- the product -------------------------------------------------------------------------- */
+
+void pyllm_gemv(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,
+                void *scratch)
+{
+    const pyllm_isa isa = pyllm_gemv_isa();
+    pyllm_gemv_act a;
+    layout(w, m, isa, scratch, &a);
+    const int avx512 = isa == PYLLM_ISA_AVX512;
+    pyllm_gemv_prepare(w, x, m, a.group_blocks > 0 ? a.group_blocks : 1,
+                       avx512 && (w->type == PYLLM_WEIGHT_Q4_0 || w->type == PYLLM_WEIGHT_Q4_1), avx512, &a);
+    const pyllm_gemv_rows_fn rows = isa == PYLLM_ISA_AVX512 ? pyllm_gemv_rows_avx512
+                                    : isa == PYLLM_ISA_AVX2 ? pyllm_gemv_rows_avx2
+                                                            : pyllm_gemv_rows_generic;
+    const int64_t n = w->n;
+    /* Every thread an even, contiguous share of the rows (in fours: the kernels' unit). */
+#pragma omp parallel
+    {
+        const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
+        const int64_t units = (n + 3) / 4;
+        const int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
+        const int64_t r0 = u0 * 4, r1 = u1 * 4 < n ? u1 * 4 : n;
+        if (r0 < r1)
+            rows(w, &a, r0, r1, y, ldy);
+    }
+    if (bias != NULL)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++)
+                y[i * ldy + j] += bias[j];
+}

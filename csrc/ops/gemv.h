@@ -1,0 +1,34 @@
+/* Decode's products with low-precision weights: y[m, n] = x[m, k] · Wᵀ for a few rows m
+ * (one token per sequence of a batch), W a pyllm_qweight. Decode reads every weight once per
+ * token, so these kernels are a stream of weight bytes: each thread takes an even share of W's
+ * rows, and the activations (small) are prepared once per call in the form the kernel wants —
+ * bf16 for bf16 weights, and for the block types 8-bit blocks of 32 with a float scale each
+ * (ggml's Q8 scheme for activations: d = amax / 127, q = round(x / d)), so that int8 dot products
+ * (AVX-512 VNNI) do the work.
+ *
+ * Kernels exist for AVX-512 (F, BW, VL, VNNI, BF16), AVX2 (with FMA and F16C) and plain C; the
+ * best one the CPU has is chosen once, from CPUID, and PYLLM_ISA=avx2|generic in the environment
+ * can ask for a lower one (tests run every path). */
+#ifndef PYLLM_OPS_GEMV_H
+#define PYLLM_OPS_GEMV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops/quant.h"
+
+typedef enum { PYLLM_ISA_GENERIC = 0, PYLLM_ISA_AVX2 = 1, PYLLM_ISA_AVX512 = 2 } pyllm_isa;
+
+/* The kernels' instruction set: the best the CPU has, lowered by PYLLM_ISA. */
+pyllm_isa pyllm_gemv_isa(void);
+const char *pyllm_isa_name(pyllm_isa isa);
+
+/* Scratch bytes pyllm_gemv needs for m rows of activations against w. */
+size_t pyllm_gemv_scratch_bytes(const pyllm_qweight *w, int64_t m);
+
+/* y[i * ldy + j] = x[i * k ..] · W[j] (+ bias[j]) for i < m, j < n. scratch: at least
+ * pyllm_gemv_scratch_bytes(w, m) bytes, 64-byte aligned. Runs on the OpenMP threads. */
+void pyllm_gemv(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,
+                void *scratch);
+
+#endif

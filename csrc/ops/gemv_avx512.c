@@ -1,0 +1,118 @@
+/* The AVX-512 kernels (F, BW, VL, VNNI, BF16): four weight rows at a time share each load of the
+ * activations. bf16 weights meet bf16 activations in vdpbf16ps; the block types meet 8-bit
+ * activations in vpdpbusd (unsigned x signed bytes, 16 int32 lanes of 4 products each):
+ *   Q8_0: 64 weight bytes = 2 blocks; the signed weights enter as w + 128 (a xor) and the lane's
+ *         accumulator starts at -128 · Σ x of the lane, so it ends at Σ w x exactly;
+ *   Q4:   64 weight bytes = 4 blocks; low and high nibbles (0..15) meet the activations prepared
+ *         in that order; Q4_0's -8 offset is folded into the starting accumulator the same way,
+ *         Q4_1's minimum enters as m · d_x · Σ q_x per block.
+ * Each lane's int32 becomes a float and is scaled by its block's d_w · d_x, picked from a vector
+ * of 16 block scales by a permute. Missing blocks at the end of a row load as zeros and have zero
+ * scales and zero activations, so they add nothing. */
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma,f16c")
+#include <immintrin.h>
+
+#include "ops/gemv_kernels.h"
+
+#define ROWS 4
+
+static inline __attribute__((always_inline)) void bf16_rows(const pyllm_qweight *w, const pyllm_gemv_act *a,
+                                                              int64_t r, const int rows, float *y, int64_t ldy)
+{
+    const int64_t k = w->k;
+    const uint16_t *wr = (const uint16_t *)w->quants + r * k;
+    for (int64_t i = 0; i < a->m; i++) {
+        const uint16_t *x = a->bf16 + i * k;
+        __m512 acc[ROWS];
+        for (int rr = 0; rr < rows; rr++)
+            acc[rr] = _mm512_setzero_ps();
+        for (int64_t j = 0; j < k; j += 32) {
+            const __mmask32 mask = k - j >= 32 ? 0xffffffffu : (1u << (k - j)) - 1;
+            const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + j);
+            for (int rr = 0; rr < rows; rr++)
+                acc[rr] = _mm512_dpbf16_ps(acc[rr], (__m512bh)_mm512_maskz_loadu_epi16(mask, wr + rr * k + j), xv);
+        }
+        for (int rr = 0; rr < rows; rr++)
+            y[i * ldy + r + rr] = _mm512_reduce_add_ps(acc[rr]);
+    }
+}
+
+static inline __attribute__((always_inline)) void block_rows(const pyllm_qweight *w, const pyllm_gemv_act *a,
+                                                               int64_t r, const int rows, float *y, int64_t ldy)
+{
+    const int64_t nb = w->blocks, padded = a->groups * a->group_blocks;
+    const int q8 = w->type == PYLLM_WEIGHT_Q8_0, q4_1 = w->type == PYLLM_WEIGHT_Q4_1;
+    const int64_t per_group = q8 ? 2 : 4;              /* blocks per 64 weight bytes */
+    const int64_t block_bytes = q8 ? 32 : 16;
+    const uint8_t *wq = (const uint8_t *)w->quants + r * nb * block_bytes;
+    const __m512i flip = _mm512_set1_epi8((char)0x80), low4 = _mm512_set1_epi8(0x0f);
+    /* lane -> block within the group: Q8_0 8 lanes a block, Q4 4 */
+    const __m512i lane_block = q8 ? _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+                                  : _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    for (int64_t i = 0; i < a->m; i++) {
+        const int8_t *xq = a->q + i * a->row_bytes;
+        const float *xd = a->d + i * padded;
+        const int32_t *xsum = a->qsum + i * padded;
+        const int32_t *corr = a->corr + i * a->groups * 16;
+        __m512 acc[ROWS], acc_min[ROWS];
+        for (int rr = 0; rr < rows; rr++)
+            acc[rr] = acc_min[rr] = _mm512_setzero_ps();
+        for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+            const int64_t nblk = nb - b0 < 16 ? nb - b0 : 16;
+            const __mmask16 smask = (__mmask16)((1u << nblk) - 1);
+            const __m512 xs = _mm512_maskz_loadu_ps(smask, xd + b0);
+            __m512 scale[ROWS];
+            for (int rr = 0; rr < rows; rr++) {
+                scale[rr] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smask, w->scales + (r + rr) * nb + b0)), xs);
+                if (q4_1) {
+                    const __m512 sx = _mm512_mul_ps(xs, _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(smask, xsum + b0)));
+                    const __m512 mins = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smask, w->mins + (r + rr) * nb + b0));
+                    acc_min[rr] = _mm512_fmadd_ps(mins, sx, acc_min[rr]);
+                }
+            }
+            for (int64_t g = 0; g * per_group < nblk; g++) {
+                const int64_t b = b0 + g * per_group, here = nblk - g * per_group;
+                const __mmask64 wmask = here >= per_group ? ~(__mmask64)0 : ((__mmask64)1 << (here * block_bytes)) - 1;
+                const int64_t group = b / per_group;
+                const __m512i start = _mm512_load_si512(corr + group * 16);
+                const __m512i pick = _mm512_add_epi32(lane_block, _mm512_set1_epi32((int)(g * per_group)));
+                if (q8) {
+                    const __m512i xv = _mm512_load_si512(xq + b * 32);
+                    for (int rr = 0; rr < rows; rr++) {
+                        const __m512i wv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(wmask, wq + (rr * nb + b) * 32), flip);
+                        const __m512i dot = _mm512_dpbusd_epi32(start, wv, xv);
+                        acc[rr] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(pick, scale[rr]), acc[rr]);
+                    }
+                } else {
+                    const __m512i xlo = _mm512_load_si512(xq + group * 128), xhi = _mm512_load_si512(xq + group * 128 + 64);
+                    for (int rr = 0; rr < rows; rr++) {
+                        const __m512i raw = _mm512_maskz_loadu_epi8(wmask, wq + (rr * nb + b) * 16);
+                        const __m512i lo = _mm512_and_si512(raw, low4);
+                        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+                        const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo, xlo), hi, xhi);
+                        acc[rr] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(pick, scale[rr]), acc[rr]);
+                    }
+                }
+            }
+        }
+        for (int rr = 0; rr < rows; rr++)
+            y[i * ldy + r + rr] = _mm512_reduce_add_ps(acc[rr]) + (q4_1 ? _mm512_reduce_add_ps(acc_min[rr]) : 0.0f);
+    }
+}
+
+void pyllm_gemv_rows_avx512(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t row0, int64_t row1,
+                            float *y, int64_t ldy)
+{
+    int64_t r = row0;
+    if (w->type == PYLLM_WEIGHT_BF16) {
+        for (; r + ROWS <= row1; r += ROWS)
+            bf16_rows(w, a, r, ROWS, y, ldy);
+        for (; r < row1; r++)
+            bf16_rows(w, a, r, 1, y, ldy);
+        return;
+    }
+    for (; r + ROWS <= row1; r += ROWS)
+        block_rows(w, a, r, ROWS, y, ldy);
+    for (; r < row1; r++)
+        block_rows(w, a, r, 1, y, ldy);
+}

@@ -1,0 +1,45 @@
+/* Between ops/gemv.c and its per-ISA kernels: the prepared activations and the kernel entry
+ * points. Not for other callers. */
+#ifndef PYLLM_OPS_GEMV_KERNELS_H
+#define PYLLM_OPS_GEMV_KERNELS_H
+
+#include <stdint.h>
+
+#include "ops/quant.h"
+
+/* Activations of one call, carved from the caller's scratch. Which fields a kernel reads
+ * depends on the weight type:
+ *   BF16: bf16 [m][k]                                    (x rounded to bf16)
+ *   block types: q [m][row_bytes] int8, d [m][groups * group_blocks] (scale per block, 0 past
+ *   the end), qsum [m][...] (Σ q per block), and for the AVX-512 kernels corr
+ *   [m][groups][16] (per dot-product lane, -offset · Σ of the lane's 4 activation bytes, where
+ *   offset is 128 for Q8_0, whose int8 weights enter VNNI as unsigned w + 128, and 8 for Q4_0). */
+typedef struct {
+    int64_t m, k, blocks;    /* blocks of 32 along k */
+    int64_t group_blocks;    /* blocks per kernel step: 2 (Q8_0) or 4 (Q4) on AVX-512, 1 elsewhere */
+    int64_t groups;          /* ceil(blocks / group_blocks) */
+    int64_t row_bytes;       /* bytes of q per row: groups * group_blocks * 32 */
+    uint16_t *bf16;
+    int8_t *q;
+    float *d;
+    int32_t *qsum;
+    int32_t *corr;
+} pyllm_gemv_act;
+
+/* Quantize (or round) x [m][k] into a; `interleave_q4`: store each group of four Q4 blocks
+ * as the 64 low-nibble elements then the 64 high-nibble ones (the AVX-512 kernel's order). */
+void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, int64_t m, int64_t group_blocks,
+                        int interleave_q4, int with_corr, pyllm_gemv_act *a);
+
+/* y[i * ldy + j] for rows j in [row0, row1) of w and every activation row i. */
+typedef void (*pyllm_gemv_rows_fn)(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t row0, int64_t row1,
+                                   float *y, int64_t ldy);
+
+void pyllm_gemv_rows_generic(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t row0, int64_t row1,
+                             float *y, int64_t ldy);
+void pyllm_gemv_rows_avx2(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t row0, int64_t row1,
+                          float *y, int64_t ldy);
+void pyllm_gemv_rows_avx512(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t row0, int64_t row1,
+                            float *y, int64_t ldy);
+
+#endif

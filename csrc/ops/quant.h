@@ -1,0 +1,67 @@
+/* Weight formats below float32 and their conversions: bfloat16, and ggml's Q8_0, Q4_0 and Q4_1
+ * block quantizations (one f16 scale, and for Q4_1 an f16 minimum, per 32 input elements).
+ *
+ * The numerics are ggml's, bit for bit (so GGUF tensors of these types load without
+ * re-quantizing); the memory layout is ours: quants and scales of a matrix live in separate
+ * arrays, row after row, so the kernels stream two aligned arrays. An input dimension k that is
+ * not a multiple of 32 is padded with zeros up to one (zero quants and zero scales add nothing).
+ *
+ *   BF16: quants = uint16 [n][k]
+ *   Q8_0: quants = int8 [n][blocks * 32], scales = f16 [n][blocks]          w = d * q
+ *   Q4_0: quants = uint8 [n][blocks * 16], scales = f16 [n][blocks]         w = d * (q - 8)
+ *   Q4_1: as Q4_0 plus mins = f16 [n][blocks]                                w = d * q + m
+ * A Q4 block's byte j holds element j in its low nibble and element j + 16 in its high one. */
+#ifndef PYLLM_OPS_QUANT_H
+#define PYLLM_OPS_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+typedef enum {
+    PYLLM_WEIGHT_F32 = 0,
+    PYLLM_WEIGHT_BF16 = 1,
+    PYLLM_WEIGHT_Q8_0 = 2,
+    PYLLM_WEIGHT_Q4_0 = 3,
+    PYLLM_WEIGHT_Q4_1 = 4,
+} pyllm_weight_type;
+
+#define PYLLM_WEIGHT_TYPE_COUNT 5
+#define PYLLM_QBLOCK 32
+
+/* Element types a weight can be given in. */
+typedef enum { PYLLM_SOURCE_F32 = 0, PYLLM_SOURCE_F16 = 1, PYLLM_SOURCE_BF16 = 2 } pyllm_source_type;
+
+typedef struct {
+    pyllm_weight_type type; /* never F32: float32 weights are oneDNN's (ops/matmul.c) */
+    int64_t n, k, blocks;   /* blocks = ceil(k / 32) for the block types, 0 for BF16 */
+    void *quants;
+    uint16_t *scales, *mins; /* f16; mins only for Q4_1 */
+} pyllm_qweight;
+
+const char *pyllm_weight_type_name(pyllm_weight_type type);
+
+/* Bytes a [n, k] matrix takes in the given type (what pyllm_qweight_init allocates). */
+size_t pyllm_weight_bytes(pyllm_weight_type type, int64_t n, int64_t k);
+
+/* Quantize src [n, k] (row-major, in the given element type) into w. */
+pyllm_status pyllm_qweight_init(pyllm_qweight *w, pyllm_weight_type type, const void *src,
+                                pyllm_source_type src_type, int64_t n, int64_t k);
+void pyllm_qweight_release(pyllm_qweight *w);
+
+/* Rows [row0, row0 + rows) of w as float32 [rows][k] (exactly ggml's dequantization) or as
+ * bfloat16 [rows][k] (that value rounded to nearest even). */
+void pyllm_qweight_dequantize_f32(const pyllm_qweight *w, int64_t row0, int64_t rows, float *out);
+void pyllm_qweight_dequantize_bf16(const pyllm_qweight *w, int64_t row0, int64_t rows, uint16_t *out);
+
+/* Scalar conversions, exact IEEE round-to-nearest-even (f16: with subnormals, inf, nan). */
+uint16_t pyllm_f32_to_f16(float f);
+float pyllm_f16_to_f32(uint16_t h);
+uint16_t pyllm_f32_to_bf16(float f);
+float pyllm_bf16_to_f32(uint16_t h);
+
+/* Convert n values of a source type to float32. */
+void pyllm_source_to_f32(const void *src, pyllm_source_type type, int64_t n, float *out);
+
+#endif

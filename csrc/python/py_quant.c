@@ -1,0 +1,145 @@
+/* Private entry points (leading underscore) that expose the low-precision weight formats and
+ * linear layers alone, so tests can hold them against references (the gguf package's
+ * dequantization, a NumPy product) for every kernel instruction set. */
+#include "python/common.h"
+
+#include <string.h>
+
+#include "ops/matmul.h"
+#include "ops/quant.h"
+
+static int parse_type(const char *name, pyllm_weight_type *out)
+{
+    for (int t = 0; t < PYLLM_WEIGHT_TYPE_COUNT; t++)
+        if (strcmp(name, pyllm_weight_type_name((pyllm_weight_type)t)) == 0) {
+            *out = (pyllm_weight_type)t;
+            return 0;
+        }
+    PyErr_Format(PyExc_ValueError, "unknown weight type '%s' (float32, bfloat16, q8_0, q4_0, q4_1)", name);
+    return -1;
+}
+
+/* A C-contiguous float32 2-D array (new reference) or NULL with an exception. */
+static PyArrayObject *matrix(PyObject *obj, const char *what)
+{
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(obj, NPY_FLOAT32, 2, 2, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
+    if (a == NULL)
+        return NULL;
+    if (PyArray_DIM(a, 0) < 1 || PyArray_DIM(a, 1) < 1) {
+        PyErr_Format(PyExc_ValueError, "%s must not be empty", what);
+        Py_DECREF(a);
+        return NULL;
+    }
+    return a;
+}
+
+static PyObject *quantize_roundtrip(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *obj;
+    const char *type_name;
+    pyllm_weight_type type;
+    if (!PyArg_ParseTuple(args, "Os:_quantize_roundtrip", &obj, &type_name) || parse_type(type_name, &type) < 0)
+        return NULL;
+    if (type == PYLLM_WEIGHT_F32) {
+        PyErr_SetString(PyExc_ValueError, "float32 is not quantized");
+        return NULL;
+    }
+    PyArrayObject *w = matrix(obj, "weights");
+    if (w == NULL)
+        return NULL;
+    const int64_t n = PyArray_DIM(w, 0), k = PyArray_DIM(w, 1);
+    npy_intp dims[2] = {n, k};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (out == NULL) {
+        Py_DECREF(w);
+        return NULL;
+    }
+    pyllm_qweight q;
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pyllm_qweight_init(&q, type, PyArray_DATA(w), PYLLM_SOURCE_F32, n, k);
+    if (st == PYLLM_OK) {
+        pyllm_qweight_dequantize_f32(&q, 0, n, PyArray_DATA(out));
+        pyllm_qweight_release(&q);
+    }
+    Py_END_ALLOW_THREADS
+    Py_DECREF(w);
+    if (st != PYLLM_OK) {
+        Py_DECREF(out);
+        return pyllm_raise(st);
+    }
+    return (PyObject *)out;
+}
+
+static PyObject *linear(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *w_obj, *x_obj, *bias_obj = Py_None;
+    const char *type_name;
+    pyllm_weight_type type;
+    if (!PyArg_ParseTuple(args, "OsO|O:_linear", &w_obj, &type_name, &x_obj, &bias_obj) ||
+        parse_type(type_name, &type) < 0)
+        return NULL;
+    PyArrayObject *w = matrix(w_obj, "weights"), *x = w != NULL ? matrix(x_obj, "x") : NULL, *bias = NULL;
+    PyObject *result = NULL;
+    if (x == NULL)
+        goto done;
+    const int64_t n = PyArray_DIM(w, 0), k = PyArray_DIM(w, 1), m = PyArray_DIM(x, 0);
+    if (PyArray_DIM(x, 1) != k) {
+        PyErr_Format(PyExc_ValueError, "x has %lld columns, the weights %lld", (long long)PyArray_DIM(x, 1), (long long)k);
+        goto done;
+    }
+    if (bias_obj != Py_None) {
+        bias = (PyArrayObject *)PyArray_FROMANY(bias_obj, NPY_FLOAT32, 1, 1, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
+        if (bias == NULL)
+            goto done;
+        if (PyArray_DIM(bias, 0) != n) {
+            PyErr_SetString(PyExc_ValueError, "bias must have one value per weight row");
+            goto done;
+        }
+    }
+    npy_intp dims[2] = {m, n};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (out == NULL)
+        goto done;
+    pyllm_matmul_ctx ctx;
+    pyllm_linear lin;
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pyllm_matmul_ctx_init(&ctx);
+    if (st == PYLLM_OK) {
+        st = pyllm_linear_init(&lin, &ctx, type, PyArray_DATA(w), PYLLM_SOURCE_F32,
+                               bias != NULL ? PyArray_DATA(bias) : NULL, n, k);
+        if (st == PYLLM_OK) {
+            st = pyllm_linear_forward(&ctx, &lin, PyArray_DATA(x), PyArray_DATA(out), m);
+            pyllm_linear_release(&lin);
+        }
+        pyllm_matmul_ctx_release(&ctx);
+    }
+    Py_END_ALLOW_THREADS
+    if (st != PYLLM_OK) {
+        Py_DECREF(out);
+        pyllm_raise(st);
+        goto done;
+    }
+    result = (PyObject *)out;
+done:
+    Py_XDECREF(w);
+    Py_XDECREF(x);
+    Py_XDECREF(bias);
+    return result;
+}
+
+static PyMethodDef quant_methods[] = {
+    {"_quantize_roundtrip", quantize_roundtrip, METH_VARARGS,
+     "_quantize_roundtrip(weights f32 [n, k], type): the weights quantized to type and dequantized to f32."},
+    {"_linear", linear, METH_VARARGS,
+     "_linear(weights f32 [n, k], type, x f32 [m, k], bias=None): x · Wᵀ (+ bias) with W packed as type."},
+    {NULL, NULL, 0, NULL},
+};
+
+int pyllm_register_quant(PyObject *module)
+{
+    return PyModule_AddFunctions(module, quant_methods);
+}
