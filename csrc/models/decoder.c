@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/threads.h"
 #include "ops/activations.h"
 #include "ops/alibi.h"
 #include "ops/attention.h"
@@ -261,9 +262,14 @@ static pyllm_status normalize(pyllm_decoder *m, const float *x, const float *wei
 
 static void add_inplace(float *x, const float *y, int64_t n)
 {
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++)
-        x[i] += y[i];
+    if (pyllm_parallel(n > 65536)) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; i++)
+            x[i] += y[i];
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            x[i] += y[i];
+    }
 }
 
 /* Positions of the new tokens, slot validity, and each token's cos/sin. Leaves the cache's
@@ -297,10 +303,38 @@ static void prepare_positions(pyllm_decoder *m, pyllm_kv_cache *cache, const uin
     if (m->config.arch.position != PYLLM_POSITION_ROPE)
         return;
     const int64_t total = cache->batch * n_new;
-#pragma omp parallel for schedule(static) if (total > 64)
-    for (int64_t i = 0; i < total; i++)
-        pyllm_rope_angles(rope, w->inv_freq + (i / n_new) * half, w->positions[i], w->cos_v + i * half,
-                          w->sin_v + i * half);
+    if (pyllm_parallel(total > 64)) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < total; i++)
+            pyllm_rope_angles(rope, w->inv_freq + (i / n_new) * half, w->positions[i], w->cos_v + i * half,
+                              w->sin_v + i * half);
+    } else {
+        for (int64_t i = 0; i < total; i++)
+            pyllm_rope_angles(rope, w->inv_freq + (i / n_new) * half, w->positions[i], w->cos_v + i * half,
+                              w->sin_v + i * half);
+    }
+}
+
+/* New token i of the call (row i / n_new): position its query and key (rotary: rotate them), then
+ * file its key and value in its slot of this layer's keys and values. */
+static void place_token(pyllm_decoder *m, const pyllm_kv_cache *cache, float *keys, float *values, int64_t n_new,
+                        int64_t i)
+{
+    const pyllm_decoder_config *c = &m->config;
+    pyllm_workspace *w = &m->work;
+    const int64_t hd = c->head_dim, half = hd / 2, qw = c->n_heads * hd, kvw = c->n_kv_heads * hd;
+    const int64_t b = i / n_new, slot = cache->used + i % n_new;
+    if (c->arch.position == PYLLM_POSITION_ROPE) {
+        pyllm_rope_apply(w->q + i * qw, c->n_heads, hd, c->rope.dim, w->cos_v + i * half, w->sin_v + i * half);
+        pyllm_rope_apply(w->k + i * kvw, c->n_kv_heads, hd, c->rope.dim, w->cos_v + i * half, w->sin_v + i * half);
+    }
+    for (int64_t g = 0; g < c->n_kv_heads; g++) {
+        const int64_t head = (b * c->n_kv_heads + g) * cache->capacity * hd;
+        const float *k = w->k + i * kvw + g * hd;
+        for (int64_t d = 0; d < hd; d++) /* keys transposed: [head_dim][capacity] */
+            keys[head + d * cache->capacity + slot] = k[d];
+        memcpy(values + head + slot * hd, w->v + i * kvw + g * hd, sizeof(float) * (size_t)hd);
+    }
 }
 
 static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int64_t l, int64_t n_new)
@@ -308,8 +342,7 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
     const pyllm_decoder_config *c = &m->config;
     pyllm_workspace *w = &m->work;
     pyllm_decoder_layer *layer = &m->layers[l];
-    const int64_t total = cache->batch * n_new, hd = c->head_dim, half = hd / 2;
-    const int64_t qw = c->n_heads * hd, kvw = c->n_kv_heads * hd;
+    const int64_t total = cache->batch * n_new, hd = c->head_dim, kvw = c->n_kv_heads * hd;
 
     PYLLM_TRY(normalize(m, w->x, layer->input_norm, layer->input_norm_bias, w->h, total));
     if (c->residual_from_norm)
@@ -318,26 +351,15 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->k, w->h, w->k, total));
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->v, w->h, w->v, total));
 
-    /* Position the queries and keys (rotary: rotate them), then file keys and values in their slots. */
-    const int rotary = c->arch.position == PYLLM_POSITION_ROPE;
     float *keys = cache->keys + l * cache->batch * cache->capacity * kvw;
     float *values = cache->values + l * cache->batch * cache->capacity * kvw;
-#pragma omp parallel for schedule(static) if (total > 1)
-    for (int64_t i = 0; i < total; i++) {
-        const int64_t b = i / n_new, slot = cache->used + i % n_new;
-        if (rotary) {
-            pyllm_rope_apply(w->q + i * qw, c->n_heads, hd, c->rope.dim, w->cos_v + i * half,
-                             w->sin_v + i * half);
-            pyllm_rope_apply(w->k + i * kvw, c->n_kv_heads, hd, c->rope.dim, w->cos_v + i * half,
-                             w->sin_v + i * half);
-        }
-        for (int64_t g = 0; g < c->n_kv_heads; g++) {
-            const int64_t head = (b * c->n_kv_heads + g) * cache->capacity * hd;
-            const float *k = w->k + i * kvw + g * hd;
-            for (int64_t d = 0; d < hd; d++) /* keys transposed: [head_dim][capacity] */
-                keys[head + d * cache->capacity + slot] = k[d];
-            memcpy(values + head + slot * hd, w->v + i * kvw + g * hd, sizeof(float) * (size_t)hd);
-        }
+    if (pyllm_parallel(total > 1)) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < total; i++)
+            place_token(m, cache, keys, values, n_new, i);
+    } else {
+        for (int64_t i = 0; i < total; i++)
+            place_token(m, cache, keys, values, n_new, i);
     }
 
     pyllm_attention_shape shape = {
