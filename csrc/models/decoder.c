@@ -100,7 +100,6 @@ static pyllm_status decoder_init(pyllm_decoder *m, const pyllm_decoder_source *s
 {
     const pyllm_decoder_config *c = &m->config;
     PYLLM_TRY(pyllm_matmul_ctx_init(&m->matmul));
-    pyllm_layer_norm_init(&m->layer_norm, m->matmul.engine, m->matmul.stream, c->hidden_size, c->norm_eps);
     m->embed = copy_floats(src->embed, c->vocab_size * c->hidden_size);
     m->final_norm = copy_floats(src->final_norm, c->hidden_size);
     m->base_inv_freq = pyllm_alloc(sizeof(float) * (size_t)(c->head_dim / 2 + 1));
@@ -171,7 +170,6 @@ void pyllm_decoder_release(pyllm_decoder *m)
     pyllm_free(m->base_inv_freq);
     pyllm_free(m->alibi_slopes);
     workspace_release(&m->work);
-    pyllm_layer_norm_release(&m->layer_norm); /* before the engine it borrows goes */
     pyllm_matmul_ctx_release(&m->matmul);
     memset(m, 0, sizeof *m);
 }
@@ -203,11 +201,6 @@ static pyllm_status reserve_buffers(pyllm_decoder *m, const pyllm_kv_cache *cach
 pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens)
 {
     PYLLM_TRY(reserve_buffers(m, cache, tokens));
-    if (m->config.arch.norm == PYLLM_NORM_LAYER) {
-        /* Every norm of the call, and the final norm of each row's last token alone. */
-        PYLLM_TRY(pyllm_layer_norm_prepare(&m->layer_norm, tokens * cache->batch));
-        PYLLM_TRY(pyllm_layer_norm_prepare(&m->layer_norm, cache->batch));
-    }
     return prepare_primitives(m, tokens * cache->batch);
 }
 
@@ -255,7 +248,8 @@ static pyllm_status normalize(pyllm_decoder *m, const float *x, const float *wei
         pyllm_rms_norm(x, weight, y, rows, m->config.hidden_size, m->config.norm_eps);
         break;
     case PYLLM_NORM_LAYER:
-        return pyllm_layer_norm_forward(&m->layer_norm, x, weight, bias, y, rows);
+        pyllm_layer_norm(x, weight, bias, y, rows, m->config.hidden_size, m->config.norm_eps);
+        break;
     }
     return PYLLM_OK;
 }

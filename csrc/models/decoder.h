@@ -9,7 +9,6 @@
 #include <stdint.h>
 
 #include "core/error.h"
-#include "ops/layer_norm.h"
 #include "ops/matmul.h"
 #include "ops/rope.h"
 
@@ -76,7 +75,6 @@ typedef struct {
     pyllm_decoder_config config;
     int n_threads;
     pyllm_matmul_ctx matmul;
-    pyllm_layer_norm layer_norm; /* the LayerNorm primitives (LayerNorm archs) */
     float *embed;
     float *embed_norm, *embed_norm_bias;
     pyllm_decoder_layer *layers;
