@@ -1,6 +1,6 @@
 """The child process of test_steady_state.py: random LLaMA and BLOOM models generating 40 tokens
-(greedy, sampled with processors, a left-padded batch of 3), with decode steps 2..32 marked
-from a stopping criterion, which the C loop calls after every step.
+(greedy, sampled with processors, a left-padded batch of 3 whose second row ends early), with
+decode steps 2..32 marked from a stopping criterion, which the C loop calls after every step.
 
     python steady_state_child.py DTYPE MODE
     MODE "alloc":   run under LD_PRELOAD=alloc_counter.so; per-step allocation counts go into the
@@ -23,6 +23,7 @@ PROMPT = 8
 NEW_TOKENS = 40
 FIRST, LAST = 2, 32  # the steady window: steps after FIRST up to LAST
 PROBE_STEP = 10      # where the control run allocates and creates primitives on purpose
+END_STEP = 12        # where the batch runs end their second row (the cache drops it)
 OBJECTS = ("_core", "libdnnl")
 HOWS = ("direct", "indirect")
 
@@ -114,9 +115,10 @@ class AllocCounter:
         return counts, buf.value.decode(errors="replace")
 
 
-def run(label, model, counter, ids, probe=False, **options):
+def run(label, model, counter, ids, probe=False, end_row=None, **options):
     """Generate NEW_TOKENS tokens; in the stopping criterion (after step n) take the counts at
-    FIRST (all before: prefill and the first steps) and at every step up to LAST."""
+    FIRST (all before: prefill and the first steps) and at every step up to LAST, and end row
+    end_row (if given) at END_STEP."""
     result = {"before": None, "steps": [], "summaries": []}
     width = ids.shape[1]
 
@@ -137,7 +139,10 @@ def run(label, model, counter, ids, probe=False, **options):
             say(f"@@steady begin {label}")
         if n == LAST:
             say(f"@@steady end {label}")
-        return np.zeros(input_ids.shape[0], dtype=bool)
+        done = np.zeros(input_ids.shape[0], dtype=bool)
+        if end_row is not None and n == END_STEP:
+            done[end_row] = True
+        return done
 
     say(f"@@steady start {label}")
     if counter is not None:
@@ -166,7 +171,7 @@ def main():
             mask[row, :PROMPT - n] = 0
         results[f"{name} greedy"] = run(f"{name} greedy", model, counter, ids, do_sample=False)
         results[f"{name} sampled"] = run(f"{name} sampled", model, counter, ids, **sampled)
-        results[f"{name} batch"] = run(f"{name} batch", model, counter, batch, attention_mask=mask,
+        results[f"{name} batch"] = run(f"{name} batch", model, counter, batch, end_row=1, attention_mask=mask,
                                        pad_token_id=0, do_sample=False)
         if name == "llama":
             results["llama control"] = run("llama control", model, counter, ids, probe=True, do_sample=False)

@@ -1,7 +1,8 @@
 """Decoding allocates nothing and creates no oneDNN primitive, proven from outside the code.
 
 A child process (steady_state_child.py) generates 40 tokens with random LLaMA and BLOOM models
-(greedy; sampled with top-k, top-p and a repetition penalty; a left-padded batch of 3) and marks
+(greedy; sampled with top-k, top-p and a repetition penalty; a left-padded batch of 3 whose
+second row ends at step 12, so the loop drops it from the KV cache and runs on 2 rows) and marks
 decode steps 2..32 from a stopping criterion. Run once under an LD_PRELOAD allocation counter
 (alloc_counter.c, compiled here) and once under ONEDNN_VERBOSE=all:
 

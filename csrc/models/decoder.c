@@ -198,6 +198,13 @@ static pyllm_status prepare_primitives(pyllm_decoder *m, int64_t rows)
 
 static pyllm_status reserve_buffers(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens);
 
+pyllm_status pyllm_decoder_reserve_fewer_rows(pyllm_decoder *m, int64_t rows)
+{
+    for (int64_t r = rows - 1; r >= 1; r--)
+        PYLLM_TRY(prepare_primitives(m, r));
+    return PYLLM_OK;
+}
+
 pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens)
 {
     PYLLM_TRY(reserve_buffers(m, cache, tokens));

@@ -118,6 +118,10 @@ pyllm_status pyllm_kv_cache_keep_rows(pyllm_kv_cache *c, const int64_t *rows, in
  * and create the matmul primitives for calls of exactly that many. */
 pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens);
 
+/* Create the matmul primitives of one-token calls over every row count below `rows`: the counts
+ * a batch passes through as its rows end and the cache drops them, made before the token loop. */
+pyllm_status pyllm_decoder_reserve_fewer_rows(pyllm_decoder *m, int64_t rows);
+
 /* Run n_new tokens per row (tokens[batch, n_new], mask[batch, n_new] with 1 = real token,
  * NULL = all real) through the model, appending them to the cache. Position of a real token =
  * the row's real tokens before it. logits: [batch, n_new, vocab] when all_positions, else

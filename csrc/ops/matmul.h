@@ -11,7 +11,9 @@
 
 #include "core/error.h"
 
-#define PYLLM_MATMUL_CACHE_SIZE 48
+/* Distinct (rows, shape) pairs kept: a model has 4-6 matmul shapes, and generation wants them for
+ * the prompt and for every row count from its batch down to 1 (rows end at different steps). */
+#define PYLLM_MATMUL_CACHE_SIZE 96
 
 typedef struct {
     int64_t m, k, n;
