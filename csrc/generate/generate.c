@@ -161,7 +161,7 @@ static pyllm_status compact(pyllm_decoder *m, pyllm_kv_cache *cache, loop_state 
         s->next[j] = s->next[s->keep[j]];
     }
     *slots = n;
-    /* Primitives for the smaller row count, made here (once per drop) rather than inside a step. */
+    /* Made before the loop (pyllm_decoder_reserve_fewer_rows): a lookup here, unless evicted. */
     return pyllm_decoder_reserve(m, cache, 1);
 }
 
@@ -183,9 +183,12 @@ static pyllm_status run(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *
             new_count[r] = 0;
     if (opt->max_new_tokens <= 0)
         return PYLLM_OK;
-    /* Buffers for the prompt (the largest call), primitives for the one-token steps. */
+    /* Buffers for the prompt (the largest call), primitives for the one-token steps, and for the
+     * fewer rows left once some end early (an end token, a stopping hook). */
     PYLLM_TRY(pyllm_decoder_reserve(m, cache, prompt_len));
     PYLLM_TRY(pyllm_decoder_reserve(m, cache, 1));
+    if (proc->n_eos > 0 || hooks->stop != NULL)
+        PYLLM_TRY(pyllm_decoder_reserve_fewer_rows(m, batch));
     PYLLM_TRY(pyllm_decoder_forward(m, cache, prompt, mask, prompt_len, s->logits, 0));
     int64_t slots = batch;
     for (int64_t step = 0;; step++) {

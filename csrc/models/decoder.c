@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/threads.h"
 #include "ops/activations.h"
 #include "ops/alibi.h"
 #include "ops/attention.h"
@@ -103,7 +104,6 @@ static pyllm_status decoder_init(pyllm_decoder *m, const pyllm_decoder_source *s
 {
     const pyllm_decoder_config *c = &m->config;
     PYLLM_TRY(pyllm_matmul_ctx_init(&m->matmul));
-    pyllm_layer_norm_init(&m->layer_norm, m->matmul.engine, m->matmul.stream, c->hidden_size, c->norm_eps);
     /* The table stays f32 for every weight type: it costs memory, not bandwidth (one row per
      * token), and rounding it to bf16 moved stories260K's greedy story at step 186. */
     m->embed = copy_floats(src->embed, c->vocab_size * c->hidden_size);
@@ -196,7 +196,6 @@ void pyllm_decoder_release(pyllm_decoder *m)
     pyllm_free(m->base_inv_freq);
     pyllm_free(m->alibi_slopes);
     workspace_release(&m->work);
-    pyllm_layer_norm_release(&m->layer_norm); /* before the engine it borrows goes */
     pyllm_matmul_ctx_release(&m->matmul);
     memset(m, 0, sizeof *m);
 }
@@ -225,14 +224,16 @@ static pyllm_status prepare_primitives(pyllm_decoder *m, int64_t rows)
 
 static pyllm_status reserve_buffers(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens);
 
+pyllm_status pyllm_decoder_reserve_fewer_rows(pyllm_decoder *m, int64_t rows)
+{
+    for (int64_t r = rows - 1; r >= 1; r--)
+        PYLLM_TRY(prepare_primitives(m, r));
+    return PYLLM_OK;
+}
+
 pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens)
 {
     PYLLM_TRY(reserve_buffers(m, cache, tokens));
-    if (m->config.arch.norm == PYLLM_NORM_LAYER) {
-        /* Every norm of the call, and the final norm of each row's last token alone. */
-        PYLLM_TRY(pyllm_layer_norm_prepare(&m->layer_norm, tokens * cache->batch));
-        PYLLM_TRY(pyllm_layer_norm_prepare(&m->layer_norm, cache->batch));
-    }
     return prepare_primitives(m, tokens * cache->batch);
 }
 
@@ -280,16 +281,22 @@ static pyllm_status normalize(pyllm_decoder *m, const float *x, const float *wei
         pyllm_rms_norm(x, weight, y, rows, m->config.hidden_size, m->config.norm_eps);
         break;
     case PYLLM_NORM_LAYER:
-        return pyllm_layer_norm_forward(&m->layer_norm, x, weight, bias, y, rows);
+        pyllm_layer_norm(x, weight, bias, y, rows, m->config.hidden_size, m->config.norm_eps);
+        break;
     }
     return PYLLM_OK;
 }
 
 static void add_inplace(float *x, const float *y, int64_t n)
 {
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++)
-        x[i] += y[i];
+    if (pyllm_parallel(n > 65536)) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; i++)
+            x[i] += y[i];
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            x[i] += y[i];
+    }
 }
 
 /* Positions of the new tokens, slot validity, and each token's cos/sin. Leaves the cache's
@@ -323,10 +330,38 @@ static void prepare_positions(pyllm_decoder *m, pyllm_kv_cache *cache, const uin
     if (m->config.arch.position != PYLLM_POSITION_ROPE)
         return;
     const int64_t total = cache->batch * n_new;
-#pragma omp parallel for schedule(static) if (total > 64)
-    for (int64_t i = 0; i < total; i++)
-        pyllm_rope_angles(rope, w->inv_freq + (i / n_new) * half, w->positions[i], w->cos_v + i * half,
-                          w->sin_v + i * half);
+    if (pyllm_parallel(total > 64)) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < total; i++)
+            pyllm_rope_angles(rope, w->inv_freq + (i / n_new) * half, w->positions[i], w->cos_v + i * half,
+                              w->sin_v + i * half);
+    } else {
+        for (int64_t i = 0; i < total; i++)
+            pyllm_rope_angles(rope, w->inv_freq + (i / n_new) * half, w->positions[i], w->cos_v + i * half,
+                              w->sin_v + i * half);
+    }
+}
+
+/* New token i of the call (row i / n_new): position its query and key (rotary: rotate them), then
+ * file its key and value in its slot of this layer's keys and values. */
+static void place_token(pyllm_decoder *m, const pyllm_kv_cache *cache, float *keys, float *values, int64_t n_new,
+                        int64_t i)
+{
+    const pyllm_decoder_config *c = &m->config;
+    pyllm_workspace *w = &m->work;
+    const int64_t hd = c->head_dim, half = hd / 2, qw = c->n_heads * hd, kvw = c->n_kv_heads * hd;
+    const int64_t b = i / n_new, slot = cache->used + i % n_new;
+    if (c->arch.position == PYLLM_POSITION_ROPE) {
+        pyllm_rope_apply(w->q + i * qw, c->n_heads, hd, c->rope.dim, w->cos_v + i * half, w->sin_v + i * half);
+        pyllm_rope_apply(w->k + i * kvw, c->n_kv_heads, hd, c->rope.dim, w->cos_v + i * half, w->sin_v + i * half);
+    }
+    for (int64_t g = 0; g < c->n_kv_heads; g++) {
+        const int64_t head = (b * c->n_kv_heads + g) * cache->capacity * hd;
+        const float *k = w->k + i * kvw + g * hd;
+        for (int64_t d = 0; d < hd; d++) /* keys transposed: [head_dim][capacity] */
+            keys[head + d * cache->capacity + slot] = k[d];
+        memcpy(values + head + slot * hd, w->v + i * kvw + g * hd, sizeof(float) * (size_t)hd);
+    }
 }
 
 static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int64_t l, int64_t n_new)
@@ -334,8 +369,7 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
     const pyllm_decoder_config *c = &m->config;
     pyllm_workspace *w = &m->work;
     pyllm_decoder_layer *layer = &m->layers[l];
-    const int64_t total = cache->batch * n_new, hd = c->head_dim, half = hd / 2;
-    const int64_t qw = c->n_heads * hd, kvw = c->n_kv_heads * hd;
+    const int64_t total = cache->batch * n_new, hd = c->head_dim, kvw = c->n_kv_heads * hd;
 
     PYLLM_TRY(normalize(m, w->x, layer->input_norm, layer->input_norm_bias, w->h, total));
     if (c->residual_from_norm)
@@ -344,26 +378,15 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->k, w->h, w->k, total));
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->v, w->h, w->v, total));
 
-    /* Position the queries and keys (rotary: rotate them), then file keys and values in their slots. */
-    const int rotary = c->arch.position == PYLLM_POSITION_ROPE;
     float *keys = cache->keys + l * cache->batch * cache->capacity * kvw;
     float *values = cache->values + l * cache->batch * cache->capacity * kvw;
-#pragma omp parallel for schedule(static) if (total > 1)
-    for (int64_t i = 0; i < total; i++) {
-        const int64_t b = i / n_new, slot = cache->used + i % n_new;
-        if (rotary) {
-            pyllm_rope_apply(w->q + i * qw, c->n_heads, hd, c->rope.dim, w->cos_v + i * half,
-                             w->sin_v + i * half);
-            pyllm_rope_apply(w->k + i * kvw, c->n_kv_heads, hd, c->rope.dim, w->cos_v + i * half,
-                             w->sin_v + i * half);
-        }
-        for (int64_t g = 0; g < c->n_kv_heads; g++) {
-            const int64_t head = (b * c->n_kv_heads + g) * cache->capacity * hd;
-            const float *k = w->k + i * kvw + g * hd;
-            for (int64_t d = 0; d < hd; d++) /* keys transposed: [head_dim][capacity] */
-                keys[head + d * cache->capacity + slot] = k[d];
-            memcpy(values + head + slot * hd, w->v + i * kvw + g * hd, sizeof(float) * (size_t)hd);
-        }
+    if (pyllm_parallel(total > 1)) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < total; i++)
+            place_token(m, cache, keys, values, n_new, i);
+    } else {
+        for (int64_t i = 0; i < total; i++)
+            place_token(m, cache, keys, values, n_new, i);
     }
 
     pyllm_attention_shape shape = {

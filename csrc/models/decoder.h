@@ -9,7 +9,6 @@
 #include <stdint.h>
 
 #include "core/error.h"
-#include "ops/layer_norm.h"
 #include "ops/matmul.h"
 #include "ops/rope.h"
 
@@ -78,7 +77,6 @@ typedef struct {
     pyllm_decoder_config config;
     int n_threads;
     pyllm_matmul_ctx matmul;
-    pyllm_layer_norm layer_norm; /* the LayerNorm primitives (LayerNorm archs) */
     float *embed;              /* [vocab, hidden], f32 whatever the weight type */
     float *embed_norm, *embed_norm_bias;
     pyllm_decoder_layer *layers;
@@ -124,6 +122,10 @@ pyllm_status pyllm_kv_cache_keep_rows(pyllm_kv_cache *c, const int64_t *rows, in
 /* Make the workspace big enough for calls of up to `tokens` new tokens per row over `cache`,
  * and create the matmul primitives for calls of exactly that many. */
 pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens);
+
+/* Create the matmul primitives of one-token calls over every row count below `rows`: the counts
+ * a batch passes through as its rows end and the cache drops them, made before the token loop. */
+pyllm_status pyllm_decoder_reserve_fewer_rows(pyllm_decoder *m, int64_t rows);
 
 /* Run n_new tokens per row (tokens[batch, n_new], mask[batch, n_new] with 1 = real token,
  * NULL = all real) through the model, appending them to the cache. Position of a real token =

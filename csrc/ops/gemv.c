@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/threads.h"
 #include "ops/gemv_kernels.h"
 
 /* ---- instruction set ---------------------------------------------------------------------- */
@@ -170,15 +171,19 @@ void pyllm_gemv(const pyllm_qweight *w, const float *x, int64_t m, const float *
                                     : isa == PYLLM_ISA_AVX2 ? pyllm_gemv_rows_avx2
                                                             : pyllm_gemv_rows_generic;
     const int64_t n = w->n;
-    /* Every thread an even, contiguous share of the rows (in fours: the kernels' unit). */
+    if (pyllm_parallel(n * w->k >= (1 << 16))) {
+        /* Every thread an even, contiguous share of the rows (in fours: the kernels' unit). */
 #pragma omp parallel
-    {
-        const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
-        const int64_t units = (n + 3) / 4;
-        const int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
-        const int64_t r0 = u0 * 4, r1 = u1 * 4 < n ? u1 * 4 : n;
-        if (r0 < r1)
-            rows(w, &a, r0, r1, y, ldy);
+        {
+            const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
+            const int64_t units = (n + 3) / 4;
+            const int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
+            const int64_t r0 = u0 * 4, r1 = u1 * 4 < n ? u1 * 4 : n;
+            if (r0 < r1)
+                rows(w, &a, r0, r1, y, ldy);
+        }
+    } else {
+        rows(w, &a, 0, n, y, ldy);
     }
     if (bias != NULL)
         for (int64_t i = 0; i < m; i++)

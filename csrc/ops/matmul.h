@@ -20,7 +20,9 @@
 #include "core/error.h"
 #include "ops/quant.h"
 
-#define PYLLM_MATMUL_CACHE_SIZE 48
+/* Distinct (rows, shape) pairs kept: a model has 4-6 matmul shapes, and generation wants them for
+ * the prompt and for every row count from its batch down to 1 (rows end at different steps). */
+#define PYLLM_MATMUL_CACHE_SIZE 96
 #define PYLLM_GEMV_MAX_M 8
 
 typedef enum { PYLLM_MATMUL_F32_PACKED = 0, PYLLM_MATMUL_BF16_ROWS } pyllm_matmul_kind;
