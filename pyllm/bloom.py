@@ -8,7 +8,7 @@ and v projections, and the LayerNorms bring their biases (shifts) along.
 """
 import numpy as np
 
-from ._checks import float32_weight, positive_int
+from ._checks import float32_weight, matrix_weight, positive_int
 
 DEFAULT_N_CTX = 2048  # when the config has no seq_length; ALiBi itself has no position limit
 
@@ -71,7 +71,8 @@ def _prefix(weights):
 
 
 def checked_weights(c, weights):
-    """The checked BLOOM tensors as float32 arrays under the skeleton's (LLaMA-style) names."""
+    """The checked BLOOM tensors under the skeleton's (LLaMA-style) names: matrices in their own
+    type (float32, float16, bfloat16 bits), vectors as float32."""
     d, v, heads, hd = c["hidden_size"], c["vocab_size"], c["num_attention_heads"], c["head_dim"]
     p = _prefix(weights)
 
@@ -79,7 +80,8 @@ def checked_weights(c, weights):
         full = p + name
         if full not in weights:
             raise ValueError(f"weights lack the tensor '{full}' (expected shape {shape})")
-        return float32_weight(full, weights[full], shape)
+        check = matrix_weight if len(shape) == 2 else float32_weight
+        return check(full, weights[full], shape)
 
     out = {"model.embed_tokens.weight": get("word_embeddings.weight", (v, d))}
     for part in ("weight", "bias"):
@@ -88,7 +90,7 @@ def checked_weights(c, weights):
     if c["tie_word_embeddings"]:
         out["lm_head.weight"] = out["model.embed_tokens.weight"]
     elif "lm_head.weight" in weights:
-        out["lm_head.weight"] = float32_weight("lm_head.weight", weights["lm_head.weight"], (v, d))
+        out["lm_head.weight"] = matrix_weight("lm_head.weight", weights["lm_head.weight"], (v, d))
     else:
         raise ValueError(f"weights lack the tensor 'lm_head.weight' (expected shape {(v, d)}): "
                          "the config unties it from the embeddings")

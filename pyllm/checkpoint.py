@@ -3,7 +3,10 @@ safetensors weights (one file or shards named by model.safetensors.index.json).
 
 Weights are mapped, not read: every tensor of a file is a NumPy view into one read-only
 mmap of that file (zero copy for F32/F16/F64/integers), which stays open as long as any of
-its arrays lives. BF16 has no NumPy dtype and is widened to float32 (a copy).
+its arrays lives. BF16 has no NumPy dtype: it is widened to float32 (a copy), or, with
+bf16="bits", kept as its raw bits in a :class:`BFloat16Bits` view (zero copy) for the C core
+to convert while it packs. A :class:`Weights` dict can drop a tensor's pages from memory once
+it has been packed (the file stays mapped; the pages come back from disk if read again).
 
 Everything is checked before a view is made, so a damaged file raises a clear ValueError
 naming the file and tensor instead of producing an array that reads past the file's end.
@@ -106,6 +109,41 @@ def load_generation_config(model_dir):
 # safetensors
 
 
+class BFloat16Bits(np.ndarray):
+    """A uint16 array holding bfloat16 bit patterns (the top half of a float32): the marker the
+    model loaders and the C core read bf16 weights by, without widening them."""
+
+
+class Weights(dict):
+    """{name: array} from safetensors files, remembering where each tensor's bytes lie in its
+    file's mapping so :meth:`release` can hand them back to the page cache."""
+
+    def __init__(self):
+        super().__init__()
+        self._ranges = {}
+
+    def _place(self, name, mapped, offset, nbytes):
+        if isinstance(mapped, mmap.mmap) and nbytes:
+            self._ranges[name] = (mapped, offset, nbytes)
+
+    def release(self, names):
+        """Drop the mapped pages of these tensors from this process's memory (MADV_DONTNEED on a
+        read-only file mapping: nothing is lost, a later read faults them back in)."""
+        if not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        page = mmap.PAGESIZE
+        for name in names:
+            where = self._ranges.get(name)
+            if where is None:
+                continue
+            mapped, offset, nbytes = where
+            start = offset // page * page
+            try:
+                mapped.madvise(mmap.MADV_DONTNEED, start, offset + nbytes - start)
+            except (OSError, ValueError):
+                pass  # advice only: a platform that refuses it just keeps the pages
+
+
 class _MappedFile:
     """A read-only mmap of a whole file plus its size (mmap cannot map an empty file)."""
 
@@ -187,7 +225,7 @@ def _check_entry(path, name, info, data_size):
     return dtype_name, tuple(shape), begin, end
 
 
-def _tensor_view(mapped, data_start, entry):
+def _tensor_view(mapped, data_start, entry, bf16="float32"):
     dtype_name, shape, begin, end = entry
     dtype = _SAFETENSORS_DTYPES[dtype_name]
     count = (end - begin) // dtype.itemsize
@@ -198,6 +236,8 @@ def _tensor_view(mapped, data_start, entry):
         array = np.frombuffer(mapped.buffer, dtype=dtype, count=count, offset=offset).reshape(shape)
         if offset % dtype.itemsize:
             array = array.copy()  # the C core wants aligned data; rare in practice
+    if dtype_name == "BF16" and bf16 == "bits":
+        return array.view(BFloat16Bits)
     if dtype_name == "BF16":
         # bfloat16 is the top half of a float32; shift in place to hold one copy only.
         widened = array.astype(np.uint32)
@@ -206,8 +246,11 @@ def _tensor_view(mapped, data_start, entry):
     return array
 
 
-def load_safetensors(path, names=None):
-    """Tensors of one safetensors file as {name: array} (all of them, or those in names)."""
+def load_safetensors(path, names=None, bf16="float32"):
+    """Tensors of one safetensors file as a :class:`Weights` {name: array} (all of them, or those
+    in names); BF16 tensors widened to float32, or with bf16="bits" as :class:`BFloat16Bits`."""
+    if bf16 not in ("float32", "bits"):
+        raise ValueError(f"bf16 must be 'float32' or 'bits', got {bf16!r}")
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"safetensors file not found: {path}")
@@ -215,11 +258,13 @@ def load_safetensors(path, names=None):
     entries, data_start = _parse_header(path, mapped)
     if names is None:
         names = list(entries)
-    out = {}
+    out = Weights()
     for name in names:
         if name not in entries:
             raise ValueError(f"{path}: tensor '{name}' is not in this file")
-        out[name] = _tensor_view(mapped, data_start, entries[name])
+        out[name] = _tensor_view(mapped, data_start, entries[name], bf16)
+        _, _, begin, end = entries[name]
+        out._place(name, mapped.buffer, data_start + begin, end - begin)
     return out
 
 
@@ -228,7 +273,8 @@ def save_safetensors(path, tensors, metadata=None):
 
     Tensors go in order of decreasing item size (then name), back to back, so each starts
     aligned to its item size; the header is padded with spaces to 8 bytes, as the reference
-    writer does. BF16 cannot be written (NumPy has no such dtype)."""
+    writer does. BF16 tensors are given as :class:`BFloat16Bits` (e.g. ``bits.view(BFloat16Bits)``
+    of a uint16 array)."""
     path = os.fspath(path)
     dtype_names = {dt: name for name, dt in _SAFETENSORS_DTYPES.items() if name != "BF16"}
     header, arrays, offset = {}, [], 0
@@ -240,6 +286,9 @@ def save_safetensors(path, tensors, metadata=None):
     for name, array in tensors.items():
         if not isinstance(name, str) or name == "__metadata__":
             raise ValueError(f"tensor name must be a string other than __metadata__, got {name!r}")
+        if isinstance(array, BFloat16Bits):
+            items.append((-2, name, np.asarray(array.view(np.ndarray), dtype="<u2", order="C"), "BF16"))
+            continue
         array = np.asarray(array)
         key = array.dtype.newbyteorder("<") if array.dtype.itemsize > 1 else array.dtype
         if key not in dtype_names:
@@ -260,7 +309,7 @@ def save_safetensors(path, tensors, metadata=None):
             f.write(array.tobytes())
 
 
-def _load_sharded(model_dir, index_path):
+def _load_sharded(model_dir, index_path, bf16):
     index = _read_json_object(index_path, SAFETENSORS_INDEX_NAME)
     weight_map = index.get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
@@ -273,27 +322,30 @@ def _load_sharded(model_dir, index_path):
             raise ValueError(f"{index_path}: shard '{shard}' for tensor '{name}' must be a file inside "
                              f"the model directory")
         by_shard.setdefault(shard, []).append(name)
-    weights = {}
+    weights = Weights()
     for shard, names in by_shard.items():
         shard_path = os.path.join(model_dir, shard)
         if not os.path.exists(shard_path):
             raise FileNotFoundError(f"shard {shard_path} named by {index_path} (for tensor "
                                     f"'{names[0]}') not found")
-        weights.update(load_safetensors(shard_path, names))
+        part = load_safetensors(shard_path, names, bf16)
+        weights.update(part)
+        weights._ranges.update(part._ranges)
     return weights
 
 
-def load_weights(model_dir):
-    """Every weight of a checkpoint directory as {Hugging Face name: array}.
+def load_weights(model_dir, bf16="float32"):
+    """Every weight of a checkpoint directory as a :class:`Weights` {Hugging Face name: array}.
 
-    Reads model.safetensors, else the shards listed in model.safetensors.index.json."""
+    Reads model.safetensors, else the shards listed in model.safetensors.index.json; bf16 as in
+    :func:`load_safetensors`."""
     model_dir = _model_dir(model_dir)
     single = os.path.join(model_dir, SAFETENSORS_NAME)
     if os.path.exists(single):
-        return load_safetensors(single)
+        return load_safetensors(single, bf16=bf16)
     index = os.path.join(model_dir, SAFETENSORS_INDEX_NAME)
     if os.path.exists(index):
-        return _load_sharded(model_dir, index)
+        return _load_sharded(model_dir, index, bf16)
     hint = ""
     if any(f.endswith(".bin") or f.endswith(".pt") for f in os.listdir(model_dir)):
         hint = " (PyTorch pickle checkpoints are not read: convert them to safetensors)"
@@ -301,7 +353,7 @@ def load_weights(model_dir):
                             f"{SAFETENSORS_INDEX_NAME}{hint}")
 
 
-def load_pretrained(model_dir):
+def load_pretrained(model_dir, bf16="float32"):
     """(config, weights, generation_config) of a Hugging Face model directory: what
     Model.from_pretrained hands to Model.from_arrays."""
-    return load_config(model_dir), load_weights(model_dir), load_generation_config(model_dir)
+    return load_config(model_dir), load_weights(model_dir, bf16), load_generation_config(model_dir)

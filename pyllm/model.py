@@ -7,10 +7,13 @@ named as in the Hugging Face state dict (BLOOM's own reader is pyllm/bloom.py);
 same to ``from_arrays``.
 """
 
+import re
+
 import numpy as np
 
 from . import _core, bloom, checkpoint, generation
-from ._checks import float32_weight, positive_int as _positive_int
+from ._progress import progress_bar
+from ._checks import float32_weight, matrix_weight, positive_int as _positive_int
 from .generation import GenerationConfig
 
 _ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
@@ -18,6 +21,7 @@ _ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
 # dtype name -> the C core's weight type (csrc/ops/quant.h). int8 and int4 are ggml's Q8_0 and
 # Q4_0 (one f16 scale per 32 input channels); q4_1 (scale and minimum) is what GGUF Q4_1 files hold.
 DTYPES = {"float32": 0, "bfloat16": 1, "int8": 2, "q8_0": 2, "int4": 3, "q4_0": 3, "q4_1": 4}
+_DTYPE_NAMES = {code: name for name, code in DTYPES.items() if name not in ("q8_0", "q4_0")}
 # A checkpoint's own type -> the dtype "auto" picks. float16 has no compute path here: bfloat16
 # keeps its size (float32 would double it).
 _AUTO = {"float32": "float32", "bfloat16": "bfloat16", "float16": "bfloat16"}
@@ -198,8 +202,9 @@ def _expected_shapes(c):
 
 
 def _checked_weights(c, weights):
-    """float32 C-contiguous copies (or views) of the needed tensors, checked one by one, under
-    the names the C core reads."""
+    """The needed tensors checked one by one, under the names the C core reads: matrices in their
+    own type (float32, float16, bfloat16 bits), converted by the C core as it packs them; vectors
+    as float32."""
     if not isinstance(weights, dict):
         raise TypeError(f"weights must be a dict of arrays, got {type(weights).__name__}")
     if c["architecture"] == "bloom":
@@ -208,10 +213,47 @@ def _checked_weights(c, weights):
     for name, shape in _expected_shapes(c).items():
         if name not in weights:
             raise ValueError(f"weights lack the tensor '{name}' (expected shape {shape})")
-        out[name] = float32_weight(name, weights[name], shape)
+        check = matrix_weight if len(shape) == 2 else float32_weight
+        out[name] = check(name, weights[name], shape)
     if c["tie_word_embeddings"]:
         out["lm_head.weight"] = out["model.embed_tokens.weight"]
     return out
+
+
+# Loads of more bytes than this show a progress bar unless the caller says otherwise.
+_PROGRESS_BYTES = 1 << 30
+_LAYER_OF_NAME = re.compile(r"(?:^|\.)(?:layers|h)\.(\d+)\.")
+
+
+def _build_decoder(parsed, arrays, n_threads, source, progress):
+    """Pack the checked arrays into a C decoder, one layer after another. After each layer the
+    source's mapped pages of that layer are released (a checkpoint.Weights), so loading holds the
+    packed weights plus about one layer of the file; a bar shows progress on long loads."""
+    layers = parsed["num_hidden_layers"]
+    if progress is None:
+        progress = sum(a.nbytes for a in arrays.values()) >= _PROGRESS_BYTES
+    names_of_layer = {}
+    release = getattr(source, "release", None)
+    if release is not None:
+        for name in source:
+            match = _LAYER_OF_NAME.search(name)
+            if match:
+                names_of_layer.setdefault(int(match.group(1)), []).append(name)
+    bar = progress_bar(layers, f"packing {layers} layers ({_DTYPE_NAMES[parsed['weight_type']]})", progress,
+                       text_fallback=True)
+
+    def on_layer(layer):
+        if release is not None:
+            release(names_of_layer.get(layer, ()))
+        bar.update(1)
+
+    try:
+        decoder = _core.Decoder(parsed, arrays, int(n_threads), on_layer)
+    finally:
+        bar.close()
+        if release is not None:
+            release(list(source))
+    return decoder
 
 
 def _as_ids(input_ids, vocab_size, what="input_ids"):
@@ -264,7 +306,7 @@ class Model:
 
     @classmethod
     def from_arrays(cls, config, weights, dtype="float32", n_threads=None, n_ctx=None, generation_config=None,
-                    lm_head_dtype=None):
+                    lm_head_dtype=None, progress=None):
         """Build a model from a config.json dict and Hugging Face-named arrays (float32/float16).
 
         dtype is the type the linear layers (the lm_head included) compute with:
@@ -293,19 +335,25 @@ class Model:
         parsed["weight_type"] = DTYPES[dtype]
         parsed["lm_head_type"] = DTYPES[resolve_lm_head_dtype(lm_head_dtype, dtype)]
         arrays = _checked_weights(parsed, weights)
-        decoder = _core.Decoder(parsed, arrays, int(n_threads))
+        decoder = _build_decoder(parsed, arrays, n_threads, weights, progress)
+        del arrays
         return cls(decoder, dict(config), parsed, generation_config)
 
     @classmethod
-    def from_pretrained(cls, model_dir, dtype="float32", n_threads=None, n_ctx=None):
+    def from_pretrained(cls, model_dir, dtype="float32", n_threads=None, n_ctx=None, lm_head_dtype=None,
+                        progress=None):
         """Load a Hugging Face model directory: config.json, generation_config.json (optional)
         and model.safetensors or its sharded index, weights stored as f32, f16 or bf16, packed
         as dtype (see from_arrays).
 
-        The safetensors are memory-mapped and packed once into the C core's layout."""
-        config, weights, generation_config = checkpoint.load_pretrained(model_dir)
+        The safetensors are memory-mapped and each matrix is converted (bf16 and f16 without a
+        float32 copy) and packed once into the C core's layout, layer by layer, the file's pages
+        of a packed layer released at once: loading needs about the packed size plus one layer.
+        progress: show a bar (None: when the weights pass 1 GB)."""
+        config, weights, generation_config = checkpoint.load_pretrained(model_dir, bf16="bits")
         return cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
-                               generation_config=generation_config)
+                               generation_config=generation_config, lm_head_dtype=lm_head_dtype,
+                               progress=progress)
 
     @property
     def dtype(self):

@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from . import _core
+from ._progress import progress_bar
 
 __all__ = ["loglikelihood", "loglikelihood_rolling", "rolling_windows", "perplexity"]
 
@@ -31,26 +32,12 @@ _PROGRESS_THRESHOLD = 64
 LOGITS_BUDGET = 64 * 1024 * 1024
 
 
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def close(self):
-        pass
-
-
 def _progress_bar(total, desc, progress):
     """A tqdm bar when asked for (progress=True) or when the work is long (progress=None);
     tqdm is optional: without it there is no bar."""
     if progress is None:
         progress = total >= _PROGRESS_THRESHOLD
-    if not progress:
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, desc=desc)
+    return progress_bar(total, desc, progress)
 
 
 def _token_list(value, vocab_size, what):

@@ -26,6 +26,17 @@ static float *copy_floats(const float *src, int64_t n)
     return dst;
 }
 
+/* An f32 copy of a tensor of n values in any source type. */
+static float *widen_copy(pyllm_tensor src, int64_t n)
+{
+    if (src.type == PYLLM_SOURCE_F32)
+        return copy_floats(src.data, n);
+    float *dst = pyllm_alloc_big(pyllm_mul_size((size_t)n, sizeof(float)));
+    if (dst != NULL)
+        pyllm_source_to_f32(src.data, src.type, n, dst);
+    return dst;
+}
+
 static pyllm_status check_config(const pyllm_decoder_config *c)
 {
     if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->intermediate_size <= 0 || c->n_layers <= 0 ||
@@ -67,14 +78,14 @@ static pyllm_status init_layer(pyllm_decoder *m, pyllm_decoder_layer *layer, con
     const pyllm_decoder_config *c = &m->config;
     const int64_t d = c->hidden_size, qw = c->n_heads * c->head_dim, kvw = c->n_kv_heads * c->head_dim;
     pyllm_matmul_ctx *ctx = &m->matmul;
-    PYLLM_TRY(pyllm_linear_init(&layer->q, ctx, c->weight_type, s->q, PYLLM_SOURCE_F32, s->q_bias, qw, d));
-    PYLLM_TRY(pyllm_linear_init(&layer->k, ctx, c->weight_type, s->k, PYLLM_SOURCE_F32, s->k_bias, kvw, d));
-    PYLLM_TRY(pyllm_linear_init(&layer->v, ctx, c->weight_type, s->v, PYLLM_SOURCE_F32, s->v_bias, kvw, d));
-    PYLLM_TRY(pyllm_linear_init(&layer->o, ctx, c->weight_type, s->o, PYLLM_SOURCE_F32, s->o_bias, d, qw));
+    PYLLM_TRY(pyllm_linear_init(&layer->q, ctx, c->weight_type, s->q.data, s->q.type, s->q_bias, qw, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->k, ctx, c->weight_type, s->k.data, s->k.type, s->k_bias, kvw, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->v, ctx, c->weight_type, s->v.data, s->v.type, s->v_bias, kvw, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->o, ctx, c->weight_type, s->o.data, s->o.type, s->o_bias, d, qw));
     if (gated(m))
-        PYLLM_TRY(pyllm_linear_init(&layer->gate, ctx, c->weight_type, s->gate, PYLLM_SOURCE_F32, s->gate_bias, c->intermediate_size, d));
-    PYLLM_TRY(pyllm_linear_init(&layer->up, ctx, c->weight_type, s->up, PYLLM_SOURCE_F32, s->up_bias, c->intermediate_size, d));
-    PYLLM_TRY(pyllm_linear_init(&layer->down, ctx, c->weight_type, s->down, PYLLM_SOURCE_F32, s->down_bias, d, c->intermediate_size));
+        PYLLM_TRY(pyllm_linear_init(&layer->gate, ctx, c->weight_type, s->gate.data, s->gate.type, s->gate_bias, c->intermediate_size, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->up, ctx, c->weight_type, s->up.data, s->up.type, s->up_bias, c->intermediate_size, d));
+    PYLLM_TRY(pyllm_linear_init(&layer->down, ctx, c->weight_type, s->down.data, s->down.type, s->down_bias, d, c->intermediate_size));
     layer->input_norm = copy_floats(s->input_norm, d);
     layer->post_attention_norm = copy_floats(s->post_attention_norm, d);
     if (layer->input_norm == NULL || layer->post_attention_norm == NULL)
@@ -106,7 +117,7 @@ static pyllm_status decoder_init(pyllm_decoder *m, const pyllm_decoder_source *s
     PYLLM_TRY(pyllm_matmul_ctx_init(&m->matmul));
     /* The table stays f32 for every weight type: it costs memory, not bandwidth (one row per
      * token), and rounding it to bf16 moved stories260K's greedy story at step 186. */
-    m->embed = copy_floats(src->embed, c->vocab_size * c->hidden_size);
+    m->embed = widen_copy(src->embed, c->vocab_size * c->hidden_size);
     m->final_norm = copy_floats(src->final_norm, c->hidden_size);
     m->base_inv_freq = pyllm_alloc(sizeof(float) * (size_t)(c->head_dim / 2 + 1));
     m->layers = pyllm_calloc((size_t)c->n_layers, sizeof *m->layers);
@@ -129,9 +140,12 @@ static pyllm_status decoder_init(pyllm_decoder *m, const pyllm_decoder_source *s
         PYLLM_TRY(copy_shift(m, src->embed_norm_bias, &m->embed_norm_bias, "word_embeddings_layernorm"));
     }
     PYLLM_TRY(copy_shift(m, src->final_norm_bias, &m->final_norm_bias, "ln_f"));
-    for (int64_t l = 0; l < c->n_layers; l++)
+    for (int64_t l = 0; l < c->n_layers; l++) {
         PYLLM_TRY(init_layer(m, &m->layers[l], &src->layers[l]));
-    PYLLM_TRY(pyllm_linear_init(&m->lm_head, &m->matmul, c->lm_head_type, src->lm_head, PYLLM_SOURCE_F32, NULL,
+        if (src->layer_packed != NULL)
+            PYLLM_TRY(src->layer_packed(src->layer_packed_ctx, l));
+    }
+    PYLLM_TRY(pyllm_linear_init(&m->lm_head, &m->matmul, c->lm_head_type, src->lm_head.data, src->lm_head.type, NULL,
                                 c->vocab_size, c->hidden_size));
     return PYLLM_OK;
 }

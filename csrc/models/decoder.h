@@ -38,22 +38,34 @@ typedef struct {
     pyllm_weight_type lm_head_type; /* of the lm_head */
 } pyllm_decoder_config;
 
-/* Borrowed f32 row-major arrays as Hugging Face names them; biases may be NULL. gate is only
- * read by a gated MLP; the norm biases (shifts) only by LayerNorm, which needs them. */
+/* A borrowed row-major matrix in its stored element type, converted while it is packed. */
 typedef struct {
-    const float *q, *k, *v, *o, *q_bias, *k_bias, *v_bias, *o_bias;
-    const float *gate, *up, *down, *gate_bias, *up_bias, *down_bias;
+    const void *data;
+    pyllm_source_type type;
+} pyllm_tensor;
+
+/* Borrowed arrays as Hugging Face names them: matrices in their stored type, vectors f32; biases
+ * may be NULL. gate is only read by a gated MLP; the norm biases (shifts) only by LayerNorm, which
+ * needs them. */
+typedef struct {
+    pyllm_tensor q, k, v, o, gate, up, down;
+    const float *q_bias, *k_bias, *v_bias, *o_bias;
+    const float *gate_bias, *up_bias, *down_bias;
     const float *input_norm, *post_attention_norm;
     const float *input_norm_bias, *post_attention_norm_bias;
 } pyllm_layer_source;
 
 typedef struct {
-    const float *embed;        /* [vocab, hidden] */
+    pyllm_tensor embed;        /* [vocab, hidden] */
     const float *embed_norm, *embed_norm_bias; /* [hidden], when the arch has embedding_norm */
     const pyllm_layer_source *layers;
     const float *final_norm;   /* [hidden] */
     const float *final_norm_bias; /* [hidden], LayerNorm only */
-    const float *lm_head;      /* [vocab, hidden]; may equal embed (tied) */
+    pyllm_tensor lm_head;      /* [vocab, hidden]; may equal embed (tied) */
+    /* Called after each layer is packed (its source arrays are no longer read), e.g. to release
+     * their memory or show progress; a status other than PYLLM_OK stops the load with it. */
+    pyllm_status (*layer_packed)(void *ctx, int64_t layer);
+    void *layer_packed_ctx;
 } pyllm_decoder_source;
 
 typedef struct {

@@ -186,8 +186,12 @@ static void held_release(held_arrays *h)
 /* weights[name] as a C-contiguous float32 array of shape (rows, cols), or (rows,) when cols is 0;
  * held keeps it alive. NULL with an exception, or, for an optional tensor that is absent, NULL
  * without one. */
-static const float *weight(PyObject *weights, const char *name, int64_t rows, int64_t cols, int optional,
-                           held_arrays *held)
+/* weights[name] as a C-contiguous array of shape (rows, cols), or (rows,) when cols is 0, of
+ * float32 — or, when `type` is given (matrices), also float16 or uint16 (bfloat16 bits; the
+ * Python side hands bf16 on so), its element type stored in *type; held keeps it alive. NULL with
+ * an exception, or, for an optional tensor that is absent, NULL without one. */
+static const void *typed_weight(PyObject *weights, const char *name, int64_t rows, int64_t cols, int optional,
+                                held_arrays *held, pyllm_source_type *type)
 {
     PyObject *obj = PyDict_GetItemString(weights, name);
     if (obj == NULL) {
@@ -195,11 +199,15 @@ static const float *weight(PyObject *weights, const char *name, int64_t rows, in
             PyErr_Format(PyExc_KeyError, "weights lack '%s'", name);
         return NULL;
     }
-    if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != NPY_FLOAT32 ||
-        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)obj)) {
-        PyErr_Format(PyExc_TypeError, "weight '%s' must be a C-contiguous float32 NumPy array", name);
+    const int element = PyArray_Check(obj) ? PyArray_TYPE((PyArrayObject *)obj) : -1;
+    const int typed_ok = type != NULL && (element == NPY_FLOAT16 || element == NPY_UINT16);
+    if (!PyArray_Check(obj) || (element != NPY_FLOAT32 && !typed_ok) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)obj)) {
+        PyErr_Format(PyExc_TypeError, "weight '%s' must be a C-contiguous %s NumPy array", name,
+                     type != NULL ? "float32, float16 or bfloat16 (uint16 bits)" : "float32");
         return NULL;
     }
+    if (type != NULL)
+        *type = element == NPY_FLOAT32 ? PYLLM_SOURCE_F32 : element == NPY_FLOAT16 ? PYLLM_SOURCE_F16 : PYLLM_SOURCE_BF16;
     PyArrayObject *a = (PyArrayObject *)obj;
     int64_t expected = rows * (cols > 0 ? cols : 1);
     int ndim_ok = cols > 0 ? PyArray_NDIM(a) == 2 && PyArray_DIM(a, 0) == rows && PyArray_DIM(a, 1) == cols
@@ -219,9 +227,28 @@ static const float *weight(PyObject *weights, const char *name, int64_t rows, in
     }
     Py_INCREF(obj);
     held->arrays[held->n++] = obj;
-    return (const float *)PyArray_DATA(a);
+    return PyArray_DATA(a);
 }
 
+static const float *weight(PyObject *weights, const char *name, int64_t rows, int64_t cols, int optional,
+                           held_arrays *held)
+{
+    return typed_weight(weights, name, rows, cols, optional, held, NULL);
+}
+
+/* A matrix in its stored type; 0, or -1 with an exception. */
+static int matrix(PyObject *weights, const char *name, int64_t rows, int64_t cols, held_arrays *held,
+                  pyllm_tensor *out)
+{
+    out->data = typed_weight(weights, name, rows, cols, 0, held, &out->type);
+    return out->data == NULL ? -1 : 0;
+}
+
+#define MATRIX(tensor, name, r, c)                             \
+    do {                                                       \
+        if (matrix(weights, (name), (r), (c), held, &(tensor)) < 0) \
+            return -1;                                         \
+    } while (0)
 #define REQUIRED(ptr, name, r, c)                          \
     do {                                                    \
         (ptr) = weight(weights, (name), (r), (c), 0, held); \
@@ -242,18 +269,18 @@ static int layer_weights(PyObject *weights, const pyllm_decoder_config *c, int64
     const int64_t ff = c->intermediate_size;
     char name[128];
 #define NAME(suffix) (snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, suffix), name)
-    REQUIRED(s->q, NAME("self_attn.q_proj.weight"), qw, d);
-    REQUIRED(s->k, NAME("self_attn.k_proj.weight"), kvw, d);
-    REQUIRED(s->v, NAME("self_attn.v_proj.weight"), kvw, d);
-    REQUIRED(s->o, NAME("self_attn.o_proj.weight"), d, qw);
+    MATRIX(s->q, NAME("self_attn.q_proj.weight"), qw, d);
+    MATRIX(s->k, NAME("self_attn.k_proj.weight"), kvw, d);
+    MATRIX(s->v, NAME("self_attn.v_proj.weight"), kvw, d);
+    MATRIX(s->o, NAME("self_attn.o_proj.weight"), d, qw);
     OPTIONAL(s->q_bias, NAME("self_attn.q_proj.bias"), qw);
     OPTIONAL(s->k_bias, NAME("self_attn.k_proj.bias"), kvw);
     OPTIONAL(s->v_bias, NAME("self_attn.v_proj.bias"), kvw);
     OPTIONAL(s->o_bias, NAME("self_attn.o_proj.bias"), d);
     if (c->arch.mlp == PYLLM_MLP_SILU_GATED)
-        REQUIRED(s->gate, NAME("mlp.gate_proj.weight"), ff, d);
-    REQUIRED(s->up, NAME("mlp.up_proj.weight"), ff, d);
-    REQUIRED(s->down, NAME("mlp.down_proj.weight"), d, ff);
+        MATRIX(s->gate, NAME("mlp.gate_proj.weight"), ff, d);
+    MATRIX(s->up, NAME("mlp.up_proj.weight"), ff, d);
+    MATRIX(s->down, NAME("mlp.down_proj.weight"), d, ff);
     OPTIONAL(s->gate_bias, NAME("mlp.gate_proj.bias"), ff);
     OPTIONAL(s->up_bias, NAME("mlp.up_proj.bias"), ff);
     OPTIONAL(s->down_bias, NAME("mlp.down_proj.bias"), d);
@@ -269,14 +296,44 @@ static int layer_weights(PyObject *weights, const pyllm_decoder_config *c, int64
 
 /* ---- Decoder ------------------------------------------------------------------------------ */
 
+/* After each packed layer (called by the C core without the GIL): let go of that layer's arrays
+ * and tell the Python callback, whose exception stops the load. */
+typedef struct {
+    PyObject *callback; /* or NULL */
+    held_arrays *held;
+    PyObject *error_type, *error_value, *error_traceback;
+} layer_packed_ctx;
+
+static pyllm_status on_layer_packed(void *opaque, int64_t layer)
+{
+    layer_packed_ctx *ctx = opaque;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    held_release(&ctx->held[layer]);
+    pyllm_status st = PYLLM_OK;
+    if (ctx->callback != NULL) {
+        PyObject *r = PyObject_CallFunction(ctx->callback, "L", (long long)layer);
+        if (r == NULL) {
+            PyErr_Fetch(&ctx->error_type, &ctx->error_value, &ctx->error_traceback);
+            st = pyllm_error(PYLLM_ERR_RUNTIME, "the load was stopped after layer %lld", (long long)layer);
+        }
+        Py_XDECREF(r);
+    }
+    PyGILState_Release(gil);
+    return st;
+}
+
 static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"config", "weights", "n_threads", NULL};
-    PyObject *config_dict, *weights;
+    static char *kwlist[] = {"config", "weights", "n_threads", "on_layer", NULL};
+    PyObject *config_dict, *weights, *on_layer = Py_None;
     int n_threads = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!|i:Decoder", kwlist, &PyDict_Type, &config_dict,
-                                     &PyDict_Type, &weights, &n_threads))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!|iO:Decoder", kwlist, &PyDict_Type, &config_dict,
+                                     &PyDict_Type, &weights, &n_threads, &on_layer))
         return NULL;
+    if (on_layer != Py_None && !PyCallable_Check(on_layer)) {
+        PyErr_SetString(PyExc_TypeError, "on_layer must be callable or None");
+        return NULL;
+    }
     pyllm_decoder_config config;
     if (parse_config(config_dict, &config) < 0)
         return NULL;
@@ -299,9 +356,9 @@ static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     {
         held_arrays *held = &all[config.n_layers];
         const int64_t v = config.vocab_size, d = config.hidden_size;
-        if ((src.embed = weight(weights, "model.embed_tokens.weight", v, d, 0, held)) == NULL ||
+        if (matrix(weights, "model.embed_tokens.weight", v, d, held, &src.embed) < 0 ||
             (src.final_norm = weight(weights, "model.norm.weight", d, 0, 0, held)) == NULL ||
-            (src.lm_head = weight(weights, "lm_head.weight", v, d, 0, held)) == NULL)
+            matrix(weights, "lm_head.weight", v, d, held, &src.lm_head) < 0)
             goto fail;
         if (config.arch.norm == PYLLM_NORM_LAYER &&
             (src.final_norm_bias = weight(weights, "model.norm.bias", d, 0, 0, held)) == NULL)
@@ -315,10 +372,17 @@ static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             if (layer_weights(weights, &config, l, &layers[l], &all[l]) < 0)
                 goto fail;
     }
+    layer_packed_ctx packed = {.callback = on_layer != Py_None ? on_layer : NULL, .held = all};
+    src.layer_packed = on_layer_packed;
+    src.layer_packed_ctx = &packed;
     pyllm_status st;
     Py_BEGIN_ALLOW_THREADS
     st = pyllm_decoder_init(&self->model, &config, &src, n_threads);
     Py_END_ALLOW_THREADS
+    if (packed.error_type != NULL) {
+        PyErr_Restore(packed.error_type, packed.error_value, packed.error_traceback);
+        goto fail;
+    }
     if (st != PYLLM_OK) {
         pyllm_raise(st);
         goto fail;
