@@ -9,8 +9,8 @@ same to ``from_arrays``.
 
 import numpy as np
 
-from . import _core, bloom, checkpoint, generation
-from ._checks import float32_weight, positive_int as _positive_int
+from . import _core, bloom, checkpoint, generation, memory
+from ._checks import LIMITS, bounded_int, check_n_ctx, float32_weight, positive_int as _positive_int
 from .generation import GenerationConfig
 
 _ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
@@ -62,7 +62,8 @@ def _rope_settings(config, max_position_embeddings):
         if settings["low_freq_factor"] == settings["high_freq_factor"]:
             raise ValueError("rope scaling 'llama3' needs low_freq_factor != high_freq_factor")
         original = params.get("original_max_position_embeddings", max_position_embeddings)
-        settings["original_max_position_embeddings"] = _positive_int("original_max_position_embeddings", original)
+        settings["original_max_position_embeddings"] = bounded_int("original_max_position_embeddings", original,
+                                                                   LIMITS["context"])
     return settings
 
 
@@ -98,19 +99,18 @@ def _parse_config(config, n_ctx):
     if _architecture(config) == "bloom":
         return bloom.parse_config(config, n_ctx)
     c = {"architecture": "llama"}
-    c.update({key: _positive_int(key, _require(config, key))
+    c.update({key: bounded_int(key, _require(config, key))
          for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                      "num_attention_heads")})
     kv = config.get("num_key_value_heads")
-    c["num_key_value_heads"] = _positive_int("num_key_value_heads",
-                                             c["num_attention_heads"] if kv is None else kv)
+    c["num_key_value_heads"] = bounded_int("num_key_value_heads", c["num_attention_heads"] if kv is None else kv)
     head_dim = config.get("head_dim")
     if head_dim is None:
         if c["hidden_size"] % c["num_attention_heads"]:
             raise ValueError(f"hidden_size ({c['hidden_size']}) is not a multiple of num_attention_heads "
                              f"({c['num_attention_heads']}) and the config gives no head_dim")
         head_dim = c["hidden_size"] // c["num_attention_heads"]
-    c["head_dim"] = _positive_int("head_dim", head_dim)
+    c["head_dim"] = bounded_int("head_dim", head_dim)
     if c["num_attention_heads"] % c["num_key_value_heads"]:
         raise ValueError(f"num_attention_heads ({c['num_attention_heads']}) must be a multiple of "
                          f"num_key_value_heads ({c['num_key_value_heads']})")
@@ -120,16 +120,12 @@ def _parse_config(config, n_ctx):
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
         raise ValueError(f"rms_norm_eps must be a number >= 0, got {eps!r}")
     c["rms_norm_eps"] = float(eps)
-    c["max_position_embeddings"] = _positive_int("max_position_embeddings",
-                                                 config.get("max_position_embeddings", 2048))
+    c["max_position_embeddings"] = bounded_int("max_position_embeddings",
+                                               config.get("max_position_embeddings", 2048), LIMITS["context"])
     c.update(_rope_settings(config, c["max_position_embeddings"]))
     if c["rope_type"] == "dynamic" and c["head_dim"] <= 2:
         raise ValueError(f"dynamic rope scaling needs head_dim > 2, got {c['head_dim']}")
-    if n_ctx is None:
-        n_ctx = c["max_position_embeddings"]
-    if isinstance(n_ctx, bool) or not isinstance(n_ctx, (int, np.integer)) or n_ctx < 1:
-        raise ValueError(f"n_ctx must be a positive integer or None, got {n_ctx!r}")
-    c["n_ctx"] = int(n_ctx)
+    c["n_ctx"] = check_n_ctx(c["max_position_embeddings"] if n_ctx is None else n_ctx)
     c["attention_bias"] = bool(config.get("attention_bias", False))
     c["mlp_bias"] = bool(config.get("mlp_bias", False))
     c["tie_word_embeddings"] = bool(config.get("tie_word_embeddings", False))
@@ -234,6 +230,7 @@ class Model:
         generation_config is the generation_config.json dict, used for generate()'s defaults."""
         if dtype not in ("float32", np.float32):
             raise ValueError(f"dtype must be 'float32' (other weight types come later), got {dtype!r}")
+        dtype = "float32"
         if n_threads is None:
             n_threads = _core.get_num_threads()
         if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
@@ -243,6 +240,9 @@ class Model:
                             f"got {type(generation_config).__name__}")
         generation_config = GenerationConfig.from_dict(generation_config or {})
         parsed = _parse_config(config, n_ctx)
+        # Before any weight is checked, converted or packed: a model that cannot fit is refused
+        # here rather than by the OOM killer halfway through.
+        memory.check_weights(parsed, dtype)
         arrays = _checked_weights(parsed, weights)
         decoder = _core.Decoder(parsed, arrays, int(n_threads))
         return cls(decoder, dict(config), parsed, generation_config)
@@ -253,7 +253,12 @@ class Model:
         and model.safetensors or its sharded index, weights stored as f32, f16 or bf16.
 
         The safetensors are memory-mapped and packed once into the C core's layout."""
-        config, weights, generation_config = checkpoint.load_pretrained(model_dir)
+        config = checkpoint.load_config(model_dir)
+        if dtype in ("float32", np.float32):  # other dtypes are refused by from_arrays
+            # Checked before the weights are mapped (bf16 files are widened to f32 as they are read).
+            memory.check_weights(_parse_config(config, n_ctx), "float32")
+        weights = checkpoint.load_weights(model_dir)
+        generation_config = checkpoint.load_generation_config(model_dir)
         return cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
                                generation_config=generation_config)
 

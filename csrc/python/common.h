@@ -25,5 +25,6 @@ int pyllm_register_model(PyObject *module);
 int pyllm_register_sampling(PyObject *module);
 int pyllm_register_scoring(PyObject *module);
 int pyllm_register_processors(PyObject *module);
+int pyllm_register_memory(PyObject *module);
 
 #endif
