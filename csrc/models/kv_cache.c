@@ -19,6 +19,9 @@ static pyllm_status sizes_of(int64_t n_layers, int64_t kv_width, int64_t batch, 
     if (batch <= 0 || capacity <= 0)
         return pyllm_error(PYLLM_ERR_VALUE, "a KV cache needs batch > 0 and capacity > 0, got %lld and %lld",
                            (long long)batch, (long long)capacity);
+    if (n_layers <= 0 || kv_width <= 0)
+        return pyllm_error(PYLLM_ERR_VALUE, "a KV cache needs layers > 0 and a key width > 0, got %lld and %lld",
+                           (long long)n_layers, (long long)kv_width);
     const size_t limit = (size_t)INT64_MAX; /* the C core indexes the cache with int64 */
     size_t floats = 0;
     s->slots = (size_t)batch * (size_t)capacity;
