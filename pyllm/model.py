@@ -132,6 +132,13 @@ def _parse_config(config, n_ctx):
     return c
 
 
+def _dtype_name(dtype):
+    """The weight type asked for, by name; ValueError for one pyllm does not have."""
+    if dtype not in ("float32", np.float32):
+        raise ValueError(f"dtype must be 'float32' (other weight types come later), got {dtype!r}")
+    return "float32"
+
+
 def _expected_shapes(c):
     """Name -> shape of every tensor a LLaMA needs."""
     d, ff, v = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
@@ -228,9 +235,7 @@ class Model:
         n_ctx is the KV-cache capacity (default: LLaMA's max_position_embeddings, BLOOM's
         seq_length or 2048; it may exceed them).
         generation_config is the generation_config.json dict, used for generate()'s defaults."""
-        if dtype not in ("float32", np.float32):
-            raise ValueError(f"dtype must be 'float32' (other weight types come later), got {dtype!r}")
-        dtype = "float32"
+        dtype = _dtype_name(dtype)
         if n_threads is None:
             n_threads = _core.get_num_threads()
         if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
@@ -254,9 +259,8 @@ class Model:
 
         The safetensors are memory-mapped and packed once into the C core's layout."""
         config = checkpoint.load_config(model_dir)
-        if dtype in ("float32", np.float32):  # other dtypes are refused by from_arrays
-            # Checked before the weights are mapped (bf16 files are widened to f32 as they are read).
-            memory.check_weights(_parse_config(config, n_ctx), "float32")
+        # Checked before the weights are mapped (bf16 files are widened to f32 as they are read).
+        memory.check_weights(_parse_config(config, n_ctx), _dtype_name(dtype))
         weights = checkpoint.load_weights(model_dir)
         generation_config = checkpoint.load_generation_config(model_dir)
         return cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
