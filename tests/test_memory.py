@@ -363,6 +363,22 @@ def test_kv_cache_bytes_match_the_memory_a_filled_cache_takes_and_new_cache_writ
     assert abs(out["filled"] - out["estimate"]) <= 0.01 * out["estimate"] + 2e6, out
 
 
+def test_a_long_cache_is_reserved_without_writing_its_tables():
+    # 20M slots of a narrow model: 1.3 GB of keys and values and 100 MB of validity and positions
+    # reserved, and not written: a cache of any size is refused or made without a pass over it.
+    out = child("""
+        config = dict(SMALL, hidden_size=8, num_hidden_layers=1, max_position_embeddings=20_000_000)
+        model = pyllm.Model.from_arrays(config, llama_weights(config))
+        before = rss_after_trim()
+        cache = model.new_cache()
+        grown = memory.process_rss() - before
+        model([1, 2, 3], cache=cache)  # and it works
+        report(grown=grown, nbytes=cache.nbytes, used=cache.used)
+    """)
+    assert out["nbytes"] > 1.3e9 and out["used"] == 3
+    assert out["grown"] < 2e6, f"new_cache wrote {out['grown']:,} bytes of a {out['nbytes']:,}-byte cache"
+
+
 # ---- refusing what cannot fit -----------------------------------------------------------------
 
 # f32 2.0 GB, bf16 1.0 GB, int8 0.62 GB: under an 800 MiB cap only int8 and int4 fit.

@@ -59,7 +59,8 @@ pyllm_status pyllm_kv_cache_init(pyllm_kv_cache *c, const pyllm_decoder *m, int6
     c->capacity = capacity;
     c->kv_width = m->config.n_kv_heads * m->config.head_dim;
     /* Nothing is written here: keys and values stay uninitialised (only filled slots are read)
-     * and the zeroed tables come zero from the kernel, so memory is taken as the cache fills. */
+     * and the zeroed tables come zero from the kernel. Pages are taken as tokens are written
+     * (keys are stored transposed, so the first tokens touch a page of every key row). */
     c->keys = pyllm_alloc_big(s.kv);
     c->values = pyllm_alloc_big(s.kv);
     c->valid = pyllm_calloc_lazy(s.slots, 1);
