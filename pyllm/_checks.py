@@ -33,6 +33,42 @@ def matrix_weight(name, array, shape):
     return np.ascontiguousarray(array.view(np.uint16) if bf16 else array)
 
 
+# Upper bounds on a config's counts, checked before anything is sized from them (a table per
+# layer, a KV cache per position): far above every published model (LLaMA-3.1-405B has 126
+# layers, 128 heads, hidden 16384, MLP 53248; vocabularies reach 256k), far below what would
+# exhaust memory before the memory check could speak. Context lengths are int32 positions.
+LIMITS = {
+    "num_hidden_layers": 4096,
+    "num_attention_heads": 4096,
+    "num_key_value_heads": 4096,
+    "head_dim": 4096,
+    "hidden_size": 1 << 17,
+    "intermediate_size": 1 << 20,
+    "vocab_size": 1 << 24,
+    "context": 2**31 - 1,
+}
+
+
+def bounded_int(key, value, limit=None):
+    """positive_int(key, value) that is also at most limit (default LIMITS[key]); ValueError
+    naming the key, the value and the limit otherwise."""
+    value = positive_int(key, value)
+    limit = LIMITS[key] if limit is None else limit
+    if value > limit:
+        raise ValueError(f"config '{key}' is {value}, above pyllm's limit of {limit}")
+    return value
+
+
+def check_n_ctx(n_ctx):
+    """n_ctx (the KV-cache capacity) as an int in [1, LIMITS['context']]; ValueError otherwise.
+    Whether a cache that long fits in memory is checked when one is made (pyllm.memory)."""
+    if isinstance(n_ctx, bool) or not isinstance(n_ctx, (int, np.integer)) or n_ctx < 1:
+        raise ValueError(f"n_ctx must be a positive integer or None, got {n_ctx!r}")
+    if n_ctx > LIMITS["context"]:
+        raise ValueError(f"n_ctx is {n_ctx}, above pyllm's limit of {LIMITS['context']} (int32 positions)")
+    return int(n_ctx)
+
+
 def float32_weight(name, array, shape):
     """array (float32, float16 or bfloat16 bits, exactly `shape`) as a C-contiguous float32
     array; TypeError or ValueError naming the tensor otherwise."""

@@ -6,9 +6,8 @@ state dict (with or without the ``transformer.`` prefix) becomes the skeleton's 
 the fused ``query_key_value``, laid out per head as [n_head, 3, head_dim], is split into q, k
 and v projections, and the LayerNorms bring their biases (shifts) along.
 """
-import numpy as np
 
-from ._checks import float32_weight, matrix_weight, positive_int
+from ._checks import LIMITS, bounded_int, check_n_ctx, float32_weight, matrix_weight
 
 DEFAULT_N_CTX = 2048  # when the config has no seq_length; ALiBi itself has no position limit
 
@@ -26,7 +25,7 @@ def _required(config, keys):
     if value is None:
         raise ValueError(f"BLOOM config lacks the required key '{keys[0]}'"
                          + (f" (or '{keys[1]}')" if len(keys) > 1 else ""))
-    return positive_int(key, value)
+    return bounded_int(key, value, LIMITS[keys[-1]])
 
 
 def parse_config(config, n_ctx):
@@ -56,12 +55,8 @@ def parse_config(config, n_ctx):
     c["tie_word_embeddings"] = bool(True if tie is None else tie)
     if n_ctx is None:
         seq_length = config.get("seq_length")
-        n_ctx = DEFAULT_N_CTX if seq_length is None else positive_int("seq_length", seq_length)
-    if isinstance(n_ctx, bool) or not isinstance(n_ctx, (int, np.integer)) or n_ctx < 1:
-        raise ValueError(f"n_ctx must be a positive integer or None, got {n_ctx!r}")
-    if n_ctx > 2**31 - 1:
-        raise ValueError(f"n_ctx must be at most {2**31 - 1}, got {n_ctx}")
-    c["n_ctx"] = int(n_ctx)
+        n_ctx = DEFAULT_N_CTX if seq_length is None else bounded_int("seq_length", seq_length, LIMITS["context"])
+    c["n_ctx"] = check_n_ctx(n_ctx)
     return c
 
 

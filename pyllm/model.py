@@ -11,50 +11,13 @@ import re
 
 import numpy as np
 
-from . import _core, bloom, checkpoint, generation
+from . import _core, bloom, checkpoint, generation, memory
+from ._checks import LIMITS, bounded_int, check_n_ctx, float32_weight, matrix_weight, positive_int as _positive_int
 from ._progress import progress_bar
-from ._checks import float32_weight, matrix_weight, positive_int as _positive_int
+from .dtypes import DTYPES, DTYPE_NAMES, resolve_dtype, resolve_lm_head_dtype
 from .generation import GenerationConfig
 
 _ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
-
-# dtype name -> the C core's weight type (csrc/ops/quant.h). int8 and int4 are ggml's Q8_0 and
-# Q4_0 (one f16 scale per 32 input channels); q4_1 (scale and minimum) is what GGUF Q4_1 files hold.
-DTYPES = {"float32": 0, "bfloat16": 1, "int8": 2, "q8_0": 2, "int4": 3, "q4_0": 3, "q4_1": 4}
-_DTYPE_NAMES = {code: name for name, code in DTYPES.items() if name not in ("q8_0", "q4_0")}
-# A checkpoint's own type -> the dtype "auto" picks. float16 has no compute path here: bfloat16
-# keeps its size (float32 would double it).
-_AUTO = {"float32": "float32", "bfloat16": "bfloat16", "float16": "bfloat16"}
-
-
-def resolve_dtype(dtype, config=None):
-    """The canonical dtype name for a dtype argument ("auto": the checkpoint's torch_dtype)."""
-    if dtype is np.float32:
-        dtype = "float32"
-    if dtype == "auto":
-        stored = None
-        if isinstance(config, dict):
-            stored = config.get("torch_dtype", config.get("dtype"))
-        return _AUTO.get(str(stored).replace("torch.", ""), "float32")
-    if not isinstance(dtype, str) or dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} or 'auto', got {dtype!r}")
-    return {"q8_0": "int8", "q4_0": "int4"}.get(dtype, dtype)
-
-
-# The lm_head's default type per model dtype: one step above the blocks' where that matters.
-# The output matrix decides between near-tied tokens: in bf16 it moved stories260K's greedy story
-# (a 0.004 logit margin at step 186), and at 4 bits it costs most of the perplexity (as llama.cpp,
-# which keeps it at Q6_K in its 4-bit mixes).
-_LM_HEAD_DEFAULT = {"float32": "float32", "bfloat16": "float32", "int8": "int8", "int4": "int8", "q4_1": "int8"}
-
-
-def resolve_lm_head_dtype(lm_head_dtype, dtype):
-    """The lm_head's dtype: lm_head_dtype ("same": the model's), else the default for dtype."""
-    if lm_head_dtype is None:
-        return _LM_HEAD_DEFAULT[dtype]
-    if lm_head_dtype == "same":
-        return dtype
-    return resolve_dtype(lm_head_dtype)
 
 def _require(config, key):
     if key not in config or config[key] is None:
@@ -103,7 +66,8 @@ def _rope_settings(config, max_position_embeddings):
         if settings["low_freq_factor"] == settings["high_freq_factor"]:
             raise ValueError("rope scaling 'llama3' needs low_freq_factor != high_freq_factor")
         original = params.get("original_max_position_embeddings", max_position_embeddings)
-        settings["original_max_position_embeddings"] = _positive_int("original_max_position_embeddings", original)
+        settings["original_max_position_embeddings"] = bounded_int("original_max_position_embeddings", original,
+                                                                   LIMITS["context"])
     return settings
 
 
@@ -139,19 +103,18 @@ def _parse_config(config, n_ctx):
     if _architecture(config) == "bloom":
         return bloom.parse_config(config, n_ctx)
     c = {"architecture": "llama"}
-    c.update({key: _positive_int(key, _require(config, key))
+    c.update({key: bounded_int(key, _require(config, key))
          for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                      "num_attention_heads")})
     kv = config.get("num_key_value_heads")
-    c["num_key_value_heads"] = _positive_int("num_key_value_heads",
-                                             c["num_attention_heads"] if kv is None else kv)
+    c["num_key_value_heads"] = bounded_int("num_key_value_heads", c["num_attention_heads"] if kv is None else kv)
     head_dim = config.get("head_dim")
     if head_dim is None:
         if c["hidden_size"] % c["num_attention_heads"]:
             raise ValueError(f"hidden_size ({c['hidden_size']}) is not a multiple of num_attention_heads "
                              f"({c['num_attention_heads']}) and the config gives no head_dim")
         head_dim = c["hidden_size"] // c["num_attention_heads"]
-    c["head_dim"] = _positive_int("head_dim", head_dim)
+    c["head_dim"] = bounded_int("head_dim", head_dim)
     if c["num_attention_heads"] % c["num_key_value_heads"]:
         raise ValueError(f"num_attention_heads ({c['num_attention_heads']}) must be a multiple of "
                          f"num_key_value_heads ({c['num_key_value_heads']})")
@@ -161,20 +124,17 @@ def _parse_config(config, n_ctx):
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
         raise ValueError(f"rms_norm_eps must be a number >= 0, got {eps!r}")
     c["rms_norm_eps"] = float(eps)
-    c["max_position_embeddings"] = _positive_int("max_position_embeddings",
-                                                 config.get("max_position_embeddings", 2048))
+    c["max_position_embeddings"] = bounded_int("max_position_embeddings",
+                                               config.get("max_position_embeddings", 2048), LIMITS["context"])
     c.update(_rope_settings(config, c["max_position_embeddings"]))
     if c["rope_type"] == "dynamic" and c["head_dim"] <= 2:
         raise ValueError(f"dynamic rope scaling needs head_dim > 2, got {c['head_dim']}")
-    if n_ctx is None:
-        n_ctx = c["max_position_embeddings"]
-    if isinstance(n_ctx, bool) or not isinstance(n_ctx, (int, np.integer)) or n_ctx < 1:
-        raise ValueError(f"n_ctx must be a positive integer or None, got {n_ctx!r}")
-    c["n_ctx"] = int(n_ctx)
+    c["n_ctx"] = check_n_ctx(c["max_position_embeddings"] if n_ctx is None else n_ctx)
     c["attention_bias"] = bool(config.get("attention_bias", False))
     c["mlp_bias"] = bool(config.get("mlp_bias", False))
     c["tie_word_embeddings"] = bool(config.get("tie_word_embeddings", False))
     return c
+
 
 
 def _expected_shapes(c):
@@ -239,7 +199,7 @@ def _build_decoder(parsed, arrays, n_threads, source, progress):
             match = _LAYER_OF_NAME.search(name)
             if match:
                 names_of_layer.setdefault(int(match.group(1)), []).append(name)
-    bar = progress_bar(layers, f"packing {layers} layers ({_DTYPE_NAMES[parsed['weight_type']]})", progress,
+    bar = progress_bar(layers, f"packing {layers} layers ({DTYPE_NAMES[parsed['weight_type']]})", progress,
                        text_fallback=True)
 
     def on_layer(layer):
@@ -334,6 +294,9 @@ class Model:
         parsed = _parse_config(config, n_ctx)
         parsed["weight_type"] = DTYPES[dtype]
         parsed["lm_head_type"] = DTYPES[resolve_lm_head_dtype(lm_head_dtype, dtype)]
+        # Before any weight is checked, converted or packed: a model that cannot fit is refused
+        # here rather than by the OOM killer halfway through.
+        memory.check_weights(parsed, dtype, lm_head_dtype)
         arrays = _checked_weights(parsed, weights)
         decoder = _build_decoder(parsed, arrays, n_threads, weights, progress)
         del arrays
@@ -350,7 +313,11 @@ class Model:
         float32 copy) and packed once into the C core's layout, layer by layer, the file's pages
         of a packed layer released at once: loading needs about the packed size plus one layer.
         progress: show a bar (None: when the weights pass 1 GB)."""
-        config, weights, generation_config = checkpoint.load_pretrained(model_dir, bf16="bits")
+        config = checkpoint.load_config(model_dir)
+        # Checked before the weights are mapped.
+        memory.check_weights(_parse_config(config, n_ctx), resolve_dtype(dtype, config), lm_head_dtype)
+        weights = checkpoint.load_weights(model_dir, bf16="bits")
+        generation_config = checkpoint.load_generation_config(model_dir)
         return cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
                                generation_config=generation_config, lm_head_dtype=lm_head_dtype,
                                progress=progress)

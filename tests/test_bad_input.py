@@ -105,10 +105,12 @@ CASES = [
     ("max_new_tokens < 0", MODEL + "m.generate([1], max_new_tokens=-1)", "ValueError", "max_new_tokens"),
     # memory: a KV cache that cannot be allocated is a MemoryError, and the model stays usable
     ("unallocatable KV cache",
-     LOAD + "m = pyllm.Model.from_pretrained(os.path.join(root, 'good'), n_ctx=2**40)\n"
+     LOAD + "m = pyllm.Model.from_pretrained(os.path.join(root, 'good'), n_ctx=2**31 - 1)\n"
      "try:\n    m.new_cache()\nexcept MemoryError:\n    pass\nelse:\n    raise AssertionError('no MemoryError')\n"
      "assert m([1, 2, 3]).shape == (3, 32)\n"
-     "m.generate([1, 2], max_new_tokens=2**38)", "MemoryError", "allocate"),
+     "m.generate([1, 2], max_new_tokens=2**31 - 3)", "MemoryError", "KV cache"),
+    ("n_ctx above the limit", LOAD + "pyllm.Model.from_pretrained(os.path.join(root, 'good'), n_ctx=2**40)",
+     "ValueError", "n_ctx is 1099511627776, above pyllm's limit of 2147483647"),
     # tokenizer files
     ("random bytes as tokenizer", LOAD + "pyllm.Tokenizer.from_file(os.path.join(root, 'random.model'))",
      "ValueError", "random.model"),

@@ -41,6 +41,14 @@ void *pyllm_calloc(size_t count, size_t size)
     return p;
 }
 
+void *pyllm_calloc_lazy(size_t count, size_t size)
+{
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (p == NULL)
+        pyllm_error(PYLLM_ERR_MEMORY, "cannot allocate %zu x %zu bytes", count, size);
+    return p;
+}
+
 void *pyllm_alloc_big(size_t bytes)
 {
     if (bytes < HUGE_ALIGN)
@@ -51,6 +59,14 @@ void *pyllm_alloc_big(size_t bytes)
         madvise(p, (bytes + HUGE_ALIGN - 1) / HUGE_ALIGN * HUGE_ALIGN, MADV_HUGEPAGE);
 #endif
     return p;
+}
+
+size_t pyllm_alloc_big_size(size_t bytes)
+{
+    const size_t align = bytes < HUGE_ALIGN ? SIMD_ALIGN : HUGE_ALIGN;
+    if (bytes == 0)
+        bytes = 1;
+    return bytes > SIZE_MAX - align ? SIZE_MAX : (bytes + align - 1) / align * align;
 }
 
 void pyllm_free(void *p) { free(p); }

@@ -12,6 +12,12 @@ void *pyllm_alloc(size_t bytes);
 void *pyllm_calloc(size_t count, size_t size);
 /* A large buffer, 2 MB aligned, huge pages advised. Freed with pyllm_free like the others. */
 void *pyllm_alloc_big(size_t bytes);
+/* The bytes pyllm_alloc_big(bytes) reserves (rounded up to its alignment): what an estimate of
+ * the memory a buffer takes must count. */
+size_t pyllm_alloc_big_size(size_t bytes);
+/* Zero-filled but only 16-byte aligned: calloc's, whose large blocks come from the kernel
+ * already zero and are not written here, so a big table costs memory only as it is used. */
+void *pyllm_calloc_lazy(size_t count, size_t size);
 void pyllm_free(void *p);
 
 /* count * size, or 0 with a MemoryError recorded when it overflows. */

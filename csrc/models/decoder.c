@@ -115,13 +115,21 @@ static pyllm_status decoder_init(pyllm_decoder *m, const pyllm_decoder_source *s
 {
     const pyllm_decoder_config *c = &m->config;
     PYLLM_TRY(pyllm_matmul_ctx_init(&m->matmul));
-    /* The table stays f32 for every weight type: it costs memory, not bandwidth (one row per
-     * token), and rounding it to bf16 moved stories260K's greedy story at step 186. */
-    m->embed = widen_copy(src->embed, c->vocab_size * c->hidden_size);
+    /* The table keeps its stored precision, whatever the weight type: it costs memory, not
+     * bandwidth (one row per token), and rounding an f32 table to bf16 moved stories260K's greedy
+     * story at step 186. A bf16 table stays bf16 (exact); others become f32. */
+    const int64_t table = c->vocab_size * c->hidden_size;
+    if (src->embed.type == PYLLM_SOURCE_BF16) {
+        m->embed_bf16 = pyllm_alloc_big(pyllm_mul_size((size_t)table, sizeof(uint16_t)));
+        if (m->embed_bf16 != NULL)
+            memcpy(m->embed_bf16, src->embed.data, sizeof(uint16_t) * (size_t)table);
+    } else {
+        m->embed = widen_copy(src->embed, table);
+    }
     m->final_norm = copy_floats(src->final_norm, c->hidden_size);
     m->base_inv_freq = pyllm_alloc(sizeof(float) * (size_t)(c->head_dim / 2 + 1));
     m->layers = pyllm_calloc((size_t)c->n_layers, sizeof *m->layers);
-    if (m->embed == NULL || m->final_norm == NULL || m->base_inv_freq == NULL ||
+    if ((m->embed == NULL && m->embed_bf16 == NULL) || m->final_norm == NULL || m->base_inv_freq == NULL ||
         m->layers == NULL)
         return PYLLM_ERR_MEMORY;
     if (c->arch.position == PYLLM_POSITION_ROPE)
@@ -169,7 +177,7 @@ size_t pyllm_decoder_weight_bytes(const pyllm_decoder *m)
     const pyllm_decoder_config *c = &m->config;
     const size_t d = (size_t)c->hidden_size, norm = sizeof(float) * d;
     const size_t shifts = c->arch.norm == PYLLM_NORM_LAYER ? 2 : 1;
-    size_t bytes = (size_t)c->vocab_size * d * sizeof(float);
+    size_t bytes = (size_t)c->vocab_size * d * (m->embed != NULL ? sizeof(float) : sizeof(uint16_t));
     bytes += pyllm_linear_bytes(&m->lm_head) + norm * shifts * (1 + (c->arch.embedding_norm ? 1 : 0));
     for (int64_t l = 0; l < c->n_layers; l++) {
         const pyllm_decoder_layer *layer = &m->layers[l];
@@ -203,6 +211,7 @@ void pyllm_decoder_release(pyllm_decoder *m)
     pyllm_free(m->layers);
     pyllm_linear_release(&m->lm_head);
     pyllm_free(m->embed);
+    pyllm_free(m->embed_bf16);
     pyllm_free(m->embed_norm);
     pyllm_free(m->embed_norm_bias);
     pyllm_free(m->final_norm);
@@ -502,7 +511,10 @@ pyllm_status pyllm_decoder_forward_outputs(pyllm_decoder *m, pyllm_kv_cache *cac
     /* hidden_states[i]: the input of layer i; the last one is the final norm's output. */
     float *hidden = out->hidden_states;
     const size_t state_bytes = sizeof(float) * (size_t)(total * d);
-    pyllm_embedding(m->embed, d, tokens, total, w->x);
+    if (m->embed != NULL)
+        pyllm_embedding(m->embed, d, tokens, total, w->x);
+    else
+        pyllm_embedding_bf16(m->embed_bf16, d, tokens, total, w->x);
     if (c->arch.embedding_norm)
         PYLLM_TRY(normalize(m, w->x, m->embed_norm, m->embed_norm_bias, w->x, total));
     for (int64_t l = 0; l < c->n_layers; l++) {

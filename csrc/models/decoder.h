@@ -89,7 +89,8 @@ typedef struct {
     pyllm_decoder_config config;
     int n_threads;
     pyllm_matmul_ctx matmul;
-    float *embed;              /* [vocab, hidden], f32 whatever the weight type */
+    float *embed;              /* [vocab, hidden] f32, or NULL when */
+    uint16_t *embed_bf16;      /* the checkpoint's table is bf16: kept so */
     float *embed_norm, *embed_norm_bias;
     pyllm_decoder_layer *layers;
     float *final_norm, *final_norm_bias;
@@ -118,6 +119,10 @@ pyllm_status pyllm_decoder_init(pyllm_decoder *m, const pyllm_decoder_config *co
                                 const pyllm_decoder_source *src, int n_threads);
 void pyllm_decoder_release(pyllm_decoder *m);
 
+/* The bytes pyllm_kv_cache_init would reserve for `batch` rows of `capacity` slots (checked for
+ * overflow: PYLLM_ERR_MEMORY when they cannot be addressed). */
+pyllm_status pyllm_kv_cache_bytes(const pyllm_decoder_config *c, int64_t batch, int64_t capacity, size_t *bytes);
+/* Reserves the cache without writing to it: memory is taken as slots fill. */
 pyllm_status pyllm_kv_cache_init(pyllm_kv_cache *c, const pyllm_decoder *m, int64_t batch, int64_t capacity);
 void pyllm_kv_cache_release(pyllm_kv_cache *c);
 /* dst (uninitialised) becomes an independent copy of src. */

@@ -6,25 +6,66 @@
 #include "core/alloc.h"
 #include "models/decoder.h"
 
-pyllm_status pyllm_kv_cache_init(pyllm_kv_cache *c, const pyllm_decoder *m, int64_t batch, int64_t capacity)
+/* The byte sizes of a cache's buffers, every product checked: a size from a config or a call
+ * must fail here, not wrap into a small allocation that is then indexed past its end. */
+typedef struct {
+    size_t slots;    /* batch * capacity */
+    size_t kv;       /* bytes of the keys (and of the values) */
+} cache_sizes;
+
+static pyllm_status sizes_of(int64_t n_layers, int64_t kv_width, int64_t batch, int64_t capacity, cache_sizes *s)
 {
-    memset(c, 0, sizeof *c);
+    *s = (cache_sizes){0, 0};
     if (batch <= 0 || capacity <= 0)
         return pyllm_error(PYLLM_ERR_VALUE, "a KV cache needs batch > 0 and capacity > 0, got %lld and %lld",
                            (long long)batch, (long long)capacity);
+    if (n_layers <= 0 || kv_width <= 0)
+        return pyllm_error(PYLLM_ERR_VALUE, "a KV cache needs layers > 0 and a key width > 0, got %lld and %lld",
+                           (long long)n_layers, (long long)kv_width);
+    const size_t limit = (size_t)INT64_MAX; /* the C core indexes the cache with int64 */
+    size_t floats = 0;
+    s->slots = (size_t)batch * (size_t)capacity;
+    int ok = (size_t)capacity <= limit / (size_t)batch && (size_t)kv_width <= limit / s->slots &&
+             (size_t)n_layers <= limit / (s->slots * (size_t)kv_width);
+    if (ok) {
+        floats = s->slots * (size_t)kv_width * (size_t)n_layers;
+        ok = floats <= limit / sizeof(float) / 2;
+    }
+    if (!ok)
+        return pyllm_error(PYLLM_ERR_MEMORY,
+                           "a KV cache of %lld rows x %lld positions x %lld layers x %lld floats does not fit "
+                           "the address space", (long long)batch, (long long)capacity, (long long)n_layers,
+                           (long long)kv_width);
+    s->kv = floats * sizeof(float);
+    return PYLLM_OK;
+}
+
+pyllm_status pyllm_kv_cache_bytes(const pyllm_decoder_config *c, int64_t batch, int64_t capacity, size_t *bytes)
+{
+    cache_sizes s;
+    PYLLM_TRY(sizes_of(c->n_layers, c->n_kv_heads * c->head_dim, batch, capacity, &s));
+    /* As allocated: keys and values by pyllm_alloc_big, the bookkeeping by calloc. */
+    *bytes = 2 * pyllm_alloc_big_size(s.kv) + s.slots * (1 + sizeof(int32_t)) + (size_t)batch * sizeof(int64_t);
+    return PYLLM_OK;
+}
+
+pyllm_status pyllm_kv_cache_init(pyllm_kv_cache *c, const pyllm_decoder *m, int64_t batch, int64_t capacity)
+{
+    memset(c, 0, sizeof *c);
+    cache_sizes s;
+    PYLLM_TRY(sizes_of(m->config.n_layers, m->config.n_kv_heads * m->config.head_dim, batch, capacity, &s));
     c->n_layers = m->config.n_layers;
     c->batch = batch;
     c->capacity = capacity;
     c->kv_width = m->config.n_kv_heads * m->config.head_dim;
-    size_t per_layer = pyllm_mul_size(pyllm_mul_size((size_t)batch, (size_t)capacity), (size_t)c->kv_width);
-    size_t bytes = pyllm_mul_size(pyllm_mul_size(per_layer, (size_t)c->n_layers), sizeof(float));
-    if (bytes == 0)
-        return PYLLM_ERR_MEMORY;
-    c->keys = pyllm_alloc_big(bytes);
-    c->values = pyllm_alloc_big(bytes);
-    c->valid = pyllm_calloc((size_t)(batch * capacity), 1);
-    c->position = pyllm_calloc((size_t)(batch * capacity), sizeof(int32_t));
-    c->length = pyllm_calloc((size_t)batch, sizeof(int64_t));
+    /* Nothing is written here: keys and values stay uninitialised (only filled slots are read)
+     * and the zeroed tables come zero from the kernel. Pages are taken as tokens are written
+     * (keys are stored transposed, so the first tokens touch a page of every key row). */
+    c->keys = pyllm_alloc_big(s.kv);
+    c->values = pyllm_alloc_big(s.kv);
+    c->valid = pyllm_calloc_lazy(s.slots, 1);
+    c->position = pyllm_calloc_lazy(s.slots, sizeof(int32_t));
+    c->length = pyllm_calloc_lazy((size_t)batch, sizeof(int64_t));
     if (c->keys == NULL || c->values == NULL || c->valid == NULL || c->position == NULL || c->length == NULL) {
         pyllm_kv_cache_release(c);
         return PYLLM_ERR_MEMORY;
@@ -46,17 +87,15 @@ void pyllm_kv_cache_release(pyllm_kv_cache *c)
 static pyllm_status alloc_like(pyllm_kv_cache *dst, const pyllm_kv_cache *src, int64_t batch)
 {
     memset(dst, 0, sizeof *dst);
-    const size_t slots = pyllm_mul_size((size_t)batch, (size_t)src->capacity);
-    const size_t bytes = pyllm_mul_size(pyllm_mul_size(slots, (size_t)(src->kv_width * src->n_layers)), sizeof(float));
-    if (slots == 0 || bytes == 0)
-        return PYLLM_ERR_MEMORY;
+    cache_sizes s;
+    PYLLM_TRY(sizes_of(src->n_layers, src->kv_width, batch, src->capacity, &s));
     *dst = *src;
     dst->batch = batch;
     /* Every pointer is replaced before any check, so a failure never frees src's buffers. */
-    dst->keys = pyllm_alloc_big(bytes);
-    dst->values = pyllm_alloc_big(bytes);
-    dst->valid = pyllm_alloc(slots);
-    dst->position = pyllm_alloc(sizeof(int32_t) * slots);
+    dst->keys = pyllm_alloc_big(s.kv);
+    dst->values = pyllm_alloc_big(s.kv);
+    dst->valid = pyllm_alloc(s.slots);
+    dst->position = pyllm_alloc(sizeof(int32_t) * s.slots);
     dst->length = pyllm_alloc(sizeof(int64_t) * (size_t)batch);
     if (dst->keys == NULL || dst->values == NULL || dst->valid == NULL || dst->position == NULL ||
         dst->length == NULL) {
@@ -69,8 +108,9 @@ static pyllm_status alloc_like(pyllm_kv_cache *dst, const pyllm_kv_cache *src, i
 pyllm_status pyllm_kv_cache_copy(pyllm_kv_cache *dst, const pyllm_kv_cache *src)
 {
     PYLLM_TRY(alloc_like(dst, src, src->batch));
-    const size_t slots = (size_t)(src->batch * src->capacity);
-    const size_t bytes = sizeof(float) * slots * (size_t)(src->kv_width * src->n_layers);
+    /* src was sized by sizes_of, so these products do not overflow. */
+    const size_t slots = (size_t)src->batch * (size_t)src->capacity;
+    const size_t bytes = sizeof(float) * slots * (size_t)src->kv_width * (size_t)src->n_layers;
     memcpy(dst->keys, src->keys, bytes);
     memcpy(dst->values, src->values, bytes);
     memcpy(dst->valid, src->valid, slots);

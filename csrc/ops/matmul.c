@@ -238,6 +238,17 @@ done:
     return status;
 }
 
+pyllm_status pyllm_linear_packed_bytes(pyllm_matmul_ctx *ctx, int64_t n, int64_t k, size_t *bytes)
+{
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = matmul_pd(ctx, PACK_FOR_M, k, n, 0, NULL, &pd);
+    if (st != dnnl_success)
+        return pyllm_dnnl_fail(st, "create a matmul primitive descriptor");
+    *bytes = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
+    dnnl_primitive_desc_destroy(pd);
+    return PYLLM_OK;
+}
+
 void pyllm_linear_release(pyllm_linear *lin)
 {
     if (lin->weights_mem)

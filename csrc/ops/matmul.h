@@ -68,6 +68,10 @@ pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, pyllm_w
 size_t pyllm_linear_bytes(const pyllm_linear *lin);
 void pyllm_linear_release(pyllm_linear *lin);
 
+/* The bytes of weight[n, k] in the layout pyllm_linear_init packs float32 into (oneDNN pads the
+ * blocks: 16 x 64 on AVX-512, none on AVX2), without packing anything. */
+pyllm_status pyllm_linear_packed_bytes(pyllm_matmul_ctx *ctx, int64_t n, int64_t k, size_t *bytes);
+
 /* Create (if not cached yet) the primitive and the scratch for m rows, so a loop that follows
  * creates and allocates nothing. */
 pyllm_status pyllm_linear_prepare(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64_t m);

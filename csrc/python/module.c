@@ -66,7 +66,7 @@ PyMODINIT_FUNC PyInit__core(void)
         return NULL;
     if (pyllm_register_tokenizer(m) < 0 || pyllm_register_model(m) < 0 || pyllm_register_sampling(m) < 0 ||
         pyllm_register_scoring(m) < 0 || pyllm_register_processors(m) < 0 ||
-        pyllm_register_quant(m) < 0) {
+        pyllm_register_quant(m) < 0 || pyllm_register_memory(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

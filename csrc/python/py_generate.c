@@ -11,6 +11,7 @@
 #include "generate/generate.h"
 #include "generate/processors.h"
 #include "python/py_generate.h"
+#include "python/py_memory.h"
 
 /* ---- options from Python ------------------------------------------------------------------ */
 
@@ -401,12 +402,17 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, PyO
         PyErr_SetString(PyExc_ValueError, "input_ids is empty: need at least one token");
         goto done;
     }
-    if (prompt_len + max_new > model->config.n_ctx) {
+    /* Compared without the sum, which max_new_tokens near 2**63 would wrap. */
+    if (prompt_len > model->config.n_ctx || max_new > model->config.n_ctx - prompt_len) {
         PyErr_Format(PyExc_ValueError,
                      "prompt of %lld tokens plus max_new_tokens=%lld exceeds the context of %lld tokens (n_ctx)",
                      (long long)prompt_len, max_new, (long long)model->config.n_ctx);
         goto done;
     }
+    /* The cache sized below, checked before anything of its size is allocated. */
+    const int64_t capacity = prompt_len + (max_new > 0 ? max_new - 1 : 0);
+    if (pyllm_check_kv_cache_fits(&model->config, batch, capacity) < 0)
+        goto done;
     hooks.batch = batch;
     {
         npy_intp seq_dims[2] = {batch, prompt_len + max_new}, count_dims[1] = {batch};
@@ -430,7 +436,6 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, PyO
     const uint8_t *m = mask ? PyArray_DATA(mask) : NULL;
     int64_t *sequences = PyArray_DATA((PyArrayObject *)out), *new_count = PyArray_DATA((PyArrayObject *)counts);
     int64_t steps = 0;
-    const int64_t capacity = prompt_len + (max_new > 0 ? max_new - 1 : 0);
     pyllm_kv_cache cache;
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(lock, WAIT_LOCK);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "python/py_generate.h"
+#include "python/py_memory.h"
 #include "models/decoder.h"
 #include "models/bloom.h"
 #include "models/llama.h"
@@ -441,6 +442,8 @@ static PyObject *decoder_new_cache(DecoderObject *self, PyObject *args, PyObject
                      (long long)self->model.config.n_ctx, batch, capacity);
         return NULL;
     }
+    if (pyllm_check_kv_cache_fits(&self->model.config, batch, capacity) < 0)
+        return NULL;
     KVCacheObject *c = cache_wrap(self);
     if (c == NULL)
         return NULL;
@@ -650,6 +653,8 @@ static void cache_dealloc(KVCacheObject *self)
 static PyObject *cache_copy(KVCacheObject *self, PyObject *unused)
 {
     (void)unused;
+    if (pyllm_check_kv_cache_fits(&self->owner->model.config, self->cache.batch, self->cache.capacity) < 0)
+        return NULL;
     KVCacheObject *c = cache_wrap(self->owner);
     if (c == NULL)
         return NULL;
@@ -677,6 +682,8 @@ static PyObject *cache_repeat(KVCacheObject *self, PyObject *arg)
                      "got a cache of %lld rows and batch_size %lld", (long long)self->cache.batch, batch);
         return NULL;
     }
+    if (pyllm_check_kv_cache_fits(&self->owner->model.config, batch, self->cache.capacity) < 0)
+        return NULL;
     KVCacheObject *c = cache_wrap(self->owner);
     if (c == NULL)
         return NULL;
@@ -729,6 +736,14 @@ static PyObject *cache_get_batch(KVCacheObject *self, void *closure)
     return PyLong_FromLongLong(self->cache.batch);
 }
 
+static PyObject *cache_get_nbytes(KVCacheObject *self, void *closure)
+{
+    (void)closure;
+    size_t bytes;
+    pyllm_status st = pyllm_kv_cache_bytes(&self->owner->model.config, self->cache.batch, self->cache.capacity, &bytes);
+    return st == PYLLM_OK ? PyLong_FromSize_t(bytes) : pyllm_raise(st);
+}
+
 static PyMethodDef cache_methods[] = {
     {"copy", (PyCFunction)cache_copy, METH_NOARGS, "An independent copy of this cache."},
     {"repeat", (PyCFunction)cache_repeat, METH_O,
@@ -741,6 +756,7 @@ static PyGetSetDef cache_getset[] = {
     {"used", (getter)cache_get_used, NULL, "Slots filled per row, padding included.", NULL},
     {"capacity", (getter)cache_get_capacity, NULL, "Slots per row.", NULL},
     {"batch_size", (getter)cache_get_batch, NULL, "Rows.", NULL},
+    {"nbytes", (getter)cache_get_nbytes, NULL, "Bytes reserved for the keys, values and bookkeeping.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
