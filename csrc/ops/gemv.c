@@ -93,21 +93,25 @@ size_t pyllm_gemv_scratch_bytes(const pyllm_qweight *w, int64_t m)
 }
 
 /* One block of 32 activations: d = amax / 127, q = round(x / d) (ggml's quantize_row_q8_0). */
-static void quantize_block(const float *x, int64_t n, int8_t *q, float *d, int32_t *qsum)
+static inline void quantize_block(const float *x, int64_t n, int8_t *q, float *d, int32_t *qsum)
 {
     float amax = 0.0f;
-    for (int64_t j = 0; j < n; j++)
-        amax = fmaxf(amax, fabsf(x[j]));
+    for (int64_t j = 0; j < n; j++) {
+        const float a = fabsf(x[j]);
+        amax = a > amax ? a : amax;
+    }
     const float scale = amax / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
     int32_t sum = 0;
     for (int64_t j = 0; j < PYLLM_QBLOCK; j++) {
-        q[j] = j < n ? (int8_t)roundf(x[j] * inv) : 0;
+        q[j] = j < n ? (int8_t)pyllm_round_half_away(x[j] * inv) : 0;
         sum += q[j];
     }
     *d = scale;
     *qsum = sum;
 }
 
+/* Once per call on m * k values: cloned per ISA so the rounding and conversions inline. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
 void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, int64_t m, int64_t group_blocks,
                         int interleave_q4, int with_corr, pyllm_gemv_act *a)
 {

@@ -4,6 +4,7 @@
 
 #include "core/alloc.h"
 #include "ops/dnnl_status.h"
+#include "core/threads.h"
 #include "ops/gemv.h"
 
 /* The M whose preferred weight layout we pack into. Decode (M = batch, small) streams every
@@ -375,6 +376,13 @@ static pyllm_status run(pyllm_matmul_ctx *ctx, pyllm_matmul_entry *e, const pyll
     return PYLLM_OK;
 }
 
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void round_to_bf16(const float *x, int64_t n, uint16_t *out)
+{
+    for (int64_t i = 0; i < n; i++)
+        out[i] = pyllm_f32_to_bf16(x[i]);
+}
+
 /* Prefill with low-precision weights: bf16 GEMM, the activations rounded to bf16 once. bf16
  * weights are used in place; the others are dequantized a tile of rows at a time, each tile's
  * product written to a dense buffer and copied into its columns of y (with a strided output
@@ -385,9 +393,13 @@ static pyllm_status forward_bf16_tiles(pyllm_matmul_ctx *ctx, const pyllm_linear
     const int64_t k = lin->k, n = lin->n, rows = tile_rows(lin);
     PYLLM_TRY(reserve_scratch(ctx, scratch_need(lin, m)));
     uint16_t *src = ctx->scratch;
-#pragma omp parallel for schedule(static) if (m * k > 65536)
-    for (int64_t i = 0; i < m * k; i++)
-        src[i] = pyllm_f32_to_bf16(x[i]);
+    if (pyllm_parallel(m * k > 65536)) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < m; i++)
+            round_to_bf16(x + i * k, k, src + i * k);
+    } else {
+        round_to_bf16(x, m * k, src);
+    }
     pyllm_matmul_entry *e = NULL;
     if (lin->type == PYLLM_WEIGHT_BF16) {
         PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_BF16_ROWS, m, n, n, &e));

@@ -14,8 +14,10 @@
 #ifndef PYLLM_OPS_QUANT_H
 #define PYLLM_OPS_QUANT_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/error.h"
 
@@ -58,8 +60,32 @@ void pyllm_qweight_dequantize_bf16(const pyllm_qweight *w, int64_t row0, int64_t
 /* Scalar conversions, exact IEEE round-to-nearest-even (f16: with subnormals, inf, nan). */
 uint16_t pyllm_f32_to_f16(float f);
 float pyllm_f16_to_f32(uint16_t h);
-uint16_t pyllm_f32_to_bf16(float f);
-float pyllm_bf16_to_f32(uint16_t h);
+
+/* bf16, rounded to nearest even (nan stays a quiet nan); inline: called per activation. */
+static inline uint16_t pyllm_f32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((x >> 16) | 0x40u);
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+static inline float pyllm_bf16_to_f32(uint16_t h)
+{
+    const uint32_t x = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
+
+/* roundf (half away from zero, as ggml rounds) exactly, without a libm call: x - trunc(x) is
+ * exact for every float, and truncf is one instruction with SSE4.1. */
+static inline float pyllm_round_half_away(float x)
+{
+    const float t = truncf(x);
+    return fabsf(x - t) >= 0.5f ? t + copysignf(1.0f, x) : t;
+}
 
 /* Convert n values of a source type to float32. */
 void pyllm_source_to_f32(const void *src, pyllm_source_type type, int64_t n, float *out);
