@@ -4,6 +4,7 @@
 #include "python/common.h"
 
 #include <string.h>
+#include <time.h>
 
 #include "ops/matmul.h"
 #include "ops/quant.h"
@@ -78,9 +79,14 @@ static PyObject *linear(PyObject *self, PyObject *args)
     PyObject *w_obj, *x_obj, *bias_obj = Py_None;
     const char *type_name;
     pyllm_weight_type type;
-    if (!PyArg_ParseTuple(args, "OsO|O:_linear", &w_obj, &type_name, &x_obj, &bias_obj) ||
+    int repeats = 1;
+    if (!PyArg_ParseTuple(args, "OsO|Oi:_linear", &w_obj, &type_name, &x_obj, &bias_obj, &repeats) ||
         parse_type(type_name, &type) < 0)
         return NULL;
+    if (repeats < 1) {
+        PyErr_SetString(PyExc_ValueError, "repeats must be >= 1");
+        return NULL;
+    }
     PyArrayObject *w = matrix(w_obj, "weights"), *x = w != NULL ? matrix(x_obj, "x") : NULL, *bias = NULL;
     PyObject *result = NULL;
     if (x == NULL)
@@ -106,13 +112,20 @@ static PyObject *linear(PyObject *self, PyObject *args)
     pyllm_matmul_ctx ctx;
     pyllm_linear lin;
     pyllm_status st;
+    double seconds = 0.0;
     Py_BEGIN_ALLOW_THREADS
     st = pyllm_matmul_ctx_init(&ctx);
     if (st == PYLLM_OK) {
         st = pyllm_linear_init(&lin, &ctx, type, PyArray_DATA(w), PYLLM_SOURCE_F32,
                                bias != NULL ? PyArray_DATA(bias) : NULL, n, k);
         if (st == PYLLM_OK) {
-            st = pyllm_linear_forward(&ctx, &lin, PyArray_DATA(x), PyArray_DATA(out), m);
+            st = pyllm_linear_forward(&ctx, &lin, PyArray_DATA(x), PyArray_DATA(out), m); /* warm */
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (int r = 1; r < repeats && st == PYLLM_OK; r++)
+                st = pyllm_linear_forward(&ctx, &lin, PyArray_DATA(x), PyArray_DATA(out), m);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
             pyllm_linear_release(&lin);
         }
         pyllm_matmul_ctx_release(&ctx);
@@ -123,7 +136,7 @@ static PyObject *linear(PyObject *self, PyObject *args)
         pyllm_raise(st);
         goto done;
     }
-    result = (PyObject *)out;
+    result = repeats > 1 ? Py_BuildValue("Nd", (PyObject *)out, seconds / (repeats - 1)) : (PyObject *)out;
 done:
     Py_XDECREF(w);
     Py_XDECREF(x);
@@ -135,7 +148,8 @@ static PyMethodDef quant_methods[] = {
     {"_quantize_roundtrip", quantize_roundtrip, METH_VARARGS,
      "_quantize_roundtrip(weights f32 [n, k], type): the weights quantized to type and dequantized to f32."},
     {"_linear", linear, METH_VARARGS,
-     "_linear(weights f32 [n, k], type, x f32 [m, k], bias=None): x · Wᵀ (+ bias) with W packed as type."},
+     "_linear(weights f32 [n, k], type, x f32 [m, k], bias=None, repeats=1): x · Wᵀ (+ bias) with W packed "
+     "as type; with repeats > 1, (y, seconds per call) over repeats - 1 timed calls after a warm one."},
     {NULL, NULL, 0, NULL},
 };
 
