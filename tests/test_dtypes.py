@@ -78,7 +78,9 @@ def _q8_activations(x):
 def _reference_product(w, name, x, bias):
     wd = pyllm._core._quantize_roundtrip(w, name).astype(np.float64)
     m = x.shape[0]
-    if m > 8:  # prefill: bf16 activations against the dequantized weights rounded to bf16
+    if m > 8 and pyllm._core._prefill_compute() == "float32":  # prefill without AVX-512 BF16
+        ref = x.astype(np.float64) @ wd.T
+    elif m > 8:  # prefill: bf16 activations against the dequantized weights rounded to bf16
         ref = _bf16(x) @ _bf16(wd).T
     elif name == "bfloat16":
         ref = _bf16(x) @ wd.T
@@ -107,13 +109,18 @@ def _check_kernels():
 _CPU_ISA = pyllm._core.kernel_isa()
 
 
-@pytest.mark.parametrize("isa", ["native", "avx2", "generic"])
+@pytest.mark.parametrize("isa", ["native", "avx2", "generic", "avx2+onednn_avx2"])
 def test_kernels_equal_numpy_reference_on_every_isa(isa):
+    """Each ISA of pyllm's kernels; the last also with oneDNN held to AVX2, which has no bf16
+    matmul: low-precision prefill then multiplies in f32."""
     if isa == "native":
         kind, message = run_isolated("import test_dtypes, pyllm; print(pyllm._core.kernel_isa()); "
                                      "test_dtypes._check_kernels()", env=_child_env({}))
     else:
-        env = _child_env({"PYLLM_ISA": isa})
+        env = _child_env({"PYLLM_ISA": isa.split("+")[0]})
+        if isa.endswith("onednn_avx2"):
+            env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+        isa = isa.split("+")[0]
         kind, message = run_isolated(
             "import test_dtypes, pyllm\n"
             f"expected = {isa!r} if {_CPU_ISA!r} != 'generic' else 'generic'\n"

@@ -78,19 +78,19 @@ static dnnl_status_t matmul_pd(pyllm_matmul_ctx *ctx, int64_t m, int64_t k, int6
     return st;
 }
 
-/* The prefill product of the low-precision paths: src bf16 [m, k] dense, weights a bf16 tile of
- * n rows [n, k] row-major (the matmul's [k, n] with strides (1, k)), dst f32 [m, n] inside rows
- * of ldd floats. */
-static dnnl_status_t bf16_rows_pd(pyllm_matmul_ctx *ctx, int64_t m, int64_t k, int64_t n, int64_t ldd,
-                                  dnnl_primitive_desc_t *pd)
+/* The prefill product of the low-precision paths: src [m, k] dense, weights a tile of n rows
+ * [n, k] row-major (the matmul's [k, n] with strides (1, k)), both of the element type dt (bf16,
+ * or f32 where the CPU has no bf16 dot products), dst f32 [m, n] inside rows of ldd floats. */
+static dnnl_status_t rows_pd(pyllm_matmul_ctx *ctx, dnnl_data_type_t dt, int64_t m, int64_t k, int64_t n,
+                             int64_t ldd, dnnl_primitive_desc_t *pd)
 {
     dnnl_memory_desc_t src = NULL, dst = NULL, w = NULL;
     dnnl_dims_t src_dims = {m, k}, dst_dims = {m, n}, dst_strides = {ldd, 1}, w_dims = {k, n}, w_strides = {1, k};
-    dnnl_status_t st = dnnl_memory_desc_create_with_tag(&src, 2, src_dims, dnnl_bf16, dnnl_ab);
+    dnnl_status_t st = dnnl_memory_desc_create_with_tag(&src, 2, src_dims, dt, dnnl_ab);
     if (st == dnnl_success)
         st = dnnl_memory_desc_create_with_strides(&dst, 2, dst_dims, dnnl_f32, dst_strides);
     if (st == dnnl_success)
-        st = dnnl_memory_desc_create_with_strides(&w, 2, w_dims, dnnl_bf16, w_strides);
+        st = dnnl_memory_desc_create_with_strides(&w, 2, w_dims, dt, w_strides);
     if (st == dnnl_success)
         st = dnnl_matmul_primitive_desc_create(pd, ctx->engine, src, w, NULL, dst, NULL);
     dnnl_memory_desc_destroy(src);
@@ -99,13 +99,30 @@ static dnnl_status_t bf16_rows_pd(pyllm_matmul_ctx *ctx, int64_t m, int64_t k, i
     return st;
 }
 
-/* Weight rows per prefill tile: about 1 MB of bf16, a multiple of 64 rows. bf16 weights are
- * used in place, all rows at once. */
-static int64_t tile_rows(const pyllm_linear *lin)
+/* Whether prefill computes in bf16: where the CPU has AVX-512 BF16 (pyllm's AVX-512 kernels
+ * need it too) and oneDNN has a bf16 matmul for it. Elsewhere oneDNN 3.2 has none (AVX2) or
+ * emulates it slower than f32, so the weights are dequantized to f32 tiles instead: bf16 is
+ * then never slower than float32, and keeps its memory saving. */
+static int prefill_in_bf16(pyllm_matmul_ctx *ctx)
 {
-    if (lin->type == PYLLM_WEIGHT_BF16)
+    if (ctx->prefill_dt == 0) {
+        dnnl_primitive_desc_t pd = NULL;
+        int ok = pyllm_gemv_isa() == PYLLM_ISA_AVX512 && rows_pd(ctx, dnnl_bf16, 16, 64, 64, 64, &pd) == dnnl_success;
+        if (pd != NULL)
+            dnnl_primitive_desc_destroy(pd);
+        ctx->prefill_dt = ok ? dnnl_bf16 : dnnl_f32;
+    }
+    return ctx->prefill_dt == dnnl_bf16;
+}
+
+/* Weight rows per prefill tile: about 1 MB, a multiple of 64 rows. bf16 weights that the GEMM
+ * takes as they are are used in place, all rows at once. */
+static int64_t tile_rows(pyllm_matmul_ctx *ctx, const pyllm_linear *lin)
+{
+    if (lin->type == PYLLM_WEIGHT_BF16 && prefill_in_bf16(ctx))
         return lin->n;
-    int64_t rows = ((int64_t)1 << 20) / (2 * lin->k) / 64 * 64;
+    const int64_t element = prefill_in_bf16(ctx) ? 2 : 4;
+    int64_t rows = ((int64_t)1 << 20) / (element * lin->k) / 64 * 64;
     if (rows < 64)
         rows = 64;
     return rows < lin->n ? rows : lin->n;
@@ -286,7 +303,7 @@ static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, pyllm
 
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st = kind == PYLLM_MATMUL_F32_PACKED ? matmul_pd(ctx, m, lin->k, n, has_bias, lin->weights_md, &pd)
-                                                       : bf16_rows_pd(ctx, m, lin->k, n, ldd, &pd);
+                                                       : rows_pd(ctx, (dnnl_data_type_t)ctx->prefill_dt, m, lin->k, n, ldd, &pd);
     if (st != dnnl_success)
         return pyllm_dnnl_fail(st, "create a matmul for the packed weights");
     st = dnnl_primitive_create(&victim->primitive, pd);
@@ -296,7 +313,7 @@ static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, pyllm
     if (st == dnnl_success)
         st = dnnl_memory_create(&victim->dst, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0),
                                 ctx->engine, DNNL_MEMORY_NONE);
-    if (st == dnnl_success && kind == PYLLM_MATMUL_BF16_ROWS)
+    if (st == dnnl_success && kind == PYLLM_MATMUL_ROWS)
         st = dnnl_memory_create(&victim->weights, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
                                 ctx->engine, DNNL_MEMORY_NONE);
     dnnl_primitive_desc_destroy(pd);
@@ -318,15 +335,16 @@ static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, pyllm
 static size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 /* Scratch of the low-precision paths for m rows: the GEMV's prepared activations, or the
- * prefill's bf16 activations and one weight tile. */
-static size_t scratch_need(const pyllm_linear *lin, int64_t m)
+ * prefill's activations in the GEMM's type, one weight tile and its product. */
+static size_t scratch_need(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64_t m)
 {
     if (m <= PYLLM_GEMV_MAX_M)
         return pyllm_gemv_scratch_bytes(&lin->q, m);
-    if (lin->type == PYLLM_WEIGHT_BF16)
-        return round64(sizeof(uint16_t) * (size_t)(m * lin->k));
-    return round64(sizeof(uint16_t) * (size_t)(m * lin->k)) + round64(sizeof(uint16_t) * (size_t)(tile_rows(lin) * lin->k)) +
-           sizeof(float) * (size_t)(m * tile_rows(lin));
+    const size_t element = prefill_in_bf16(ctx) ? 2 : 4, rows = (size_t)tile_rows(ctx, lin);
+    const size_t src = prefill_in_bf16(ctx) ? round64(element * (size_t)(m * lin->k)) : 0; /* f32: x itself */
+    if (lin->type == PYLLM_WEIGHT_BF16 && prefill_in_bf16(ctx))
+        return src;
+    return src + round64(element * rows * (size_t)lin->k) + sizeof(float) * (size_t)m * rows;
 }
 
 static pyllm_status reserve_scratch(pyllm_matmul_ctx *ctx, size_t bytes)
@@ -346,13 +364,13 @@ pyllm_status pyllm_linear_prepare(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
     pyllm_matmul_entry *e = NULL;
     if (lin->type == PYLLM_WEIGHT_F32)
         return lookup(ctx, lin, PYLLM_MATMUL_F32_PACKED, m, lin->n, lin->n, &e);
-    PYLLM_TRY(reserve_scratch(ctx, scratch_need(lin, m)));
+    PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
     if (m <= PYLLM_GEMV_MAX_M)
         return PYLLM_OK;
-    const int64_t rows = tile_rows(lin);
-    PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_BF16_ROWS, m, rows, rows, &e));
+    const int64_t rows = tile_rows(ctx, lin);
+    PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_ROWS, m, rows, rows, &e));
     if (lin->n % rows != 0)
-        PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_BF16_ROWS, m, lin->n % rows, lin->n % rows, &e));
+        PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_ROWS, m, lin->n % rows, lin->n % rows, &e));
     return PYLLM_OK;
 }
 
@@ -383,38 +401,53 @@ static void round_to_bf16(const float *x, int64_t n, uint16_t *out)
         out[i] = pyllm_f32_to_bf16(x[i]);
 }
 
-/* Prefill with low-precision weights: bf16 GEMM, the activations rounded to bf16 once. bf16
- * weights are used in place; the others are dequantized a tile of rows at a time, each tile's
- * product written to a dense buffer and copied into its columns of y (with a strided output
- * oneDNN 3.2 leaves its brgemm kernels for a slower gemm). */
-static pyllm_status forward_bf16_tiles(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x, float *y,
-                                       int64_t m)
+/* Prefill with low-precision weights: oneDNN's GEMM in bf16 (activations rounded once) or f32
+ * (see prefill_in_bf16). bf16 weights meet a bf16 GEMM in place; otherwise the weights are
+ * dequantized a tile of rows at a time, each tile's product written to a dense buffer and copied
+ * into its columns of y (with a strided output oneDNN 3.2 leaves its brgemm kernels for a slower
+ * gemm). */
+static pyllm_status forward_tiles(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x, float *y, int64_t m)
 {
-    const int64_t k = lin->k, n = lin->n, rows = tile_rows(lin);
-    PYLLM_TRY(reserve_scratch(ctx, scratch_need(lin, m)));
-    uint16_t *src = ctx->scratch;
-    if (pyllm_parallel(m * k > 65536)) {
+    const int64_t k = lin->k, n = lin->n, rows = tile_rows(ctx, lin);
+    const int bf16 = prefill_in_bf16(ctx);
+    PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
+    char *at = ctx->scratch;
+    const void *src = x;
+    if (bf16) {
+        uint16_t *rounded = (uint16_t *)at;
+        if (pyllm_parallel(m * k > 65536)) {
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < m; i++)
-            round_to_bf16(x + i * k, k, src + i * k);
-    } else {
-        round_to_bf16(x, m * k, src);
+            for (int64_t i = 0; i < m; i++)
+                round_to_bf16(x + i * k, k, rounded + i * k);
+        } else {
+            round_to_bf16(x, m * k, rounded);
+        }
+        src = rounded;
+        at += round64(sizeof(uint16_t) * (size_t)(m * k));
     }
     pyllm_matmul_entry *e = NULL;
-    if (lin->type == PYLLM_WEIGHT_BF16) {
-        PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_BF16_ROWS, m, n, n, &e));
+    if (lin->type == PYLLM_WEIGHT_BF16 && bf16) {
+        PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_ROWS, m, n, n, &e));
         PYLLM_TRY(run(ctx, e, lin, src, lin->q.quants, y));
     } else {
-        uint16_t *tile = (uint16_t *)((char *)ctx->scratch + round64(sizeof(uint16_t) * (size_t)(m * k)));
-        float *out = (float *)((char *)tile + round64(sizeof(uint16_t) * (size_t)(rows * k)));
+        void *tile = at;
+        float *out = (float *)(at + round64((bf16 ? 2 : 4) * (size_t)(rows * k)));
         for (int64_t n0 = 0; n0 < n; n0 += rows) {
             const int64_t count = n - n0 < rows ? n - n0 : rows;
-            PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_BF16_ROWS, m, count, count, &e));
-            pyllm_qweight_dequantize_bf16(&lin->q, n0, count, tile);
+            PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_ROWS, m, count, count, &e));
+            if (bf16)
+                pyllm_qweight_dequantize_bf16(&lin->q, n0, count, tile);
+            else
+                pyllm_qweight_dequantize_f32(&lin->q, n0, count, tile);
             PYLLM_TRY(run(ctx, e, lin, src, tile, out));
-#pragma omp parallel for schedule(static) if (m * count > 65536)
-            for (int64_t i = 0; i < m; i++)
-                memcpy(y + i * n + n0, out + i * count, sizeof(float) * (size_t)count);
+            if (pyllm_parallel(m * count > 65536)) {
+#pragma omp parallel for schedule(static)
+                for (int64_t i = 0; i < m; i++)
+                    memcpy(y + i * n + n0, out + i * count, sizeof(float) * (size_t)count);
+            } else {
+                for (int64_t i = 0; i < m; i++)
+                    memcpy(y + i * n + n0, out + i * count, sizeof(float) * (size_t)count);
+            }
         }
     }
     if (lin->bias != NULL)
@@ -423,6 +456,8 @@ static pyllm_status forward_bf16_tiles(pyllm_matmul_ctx *ctx, const pyllm_linear
                 y[i * n + j] += lin->bias[j];
     return PYLLM_OK;
 }
+
+int pyllm_matmul_prefill_in_bf16(pyllm_matmul_ctx *ctx) { return prefill_in_bf16(ctx); }
 
 pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x,
                                   float *y, int64_t m)
@@ -435,8 +470,8 @@ pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
         return run(ctx, e, lin, x, NULL, y);
     }
     if (m > PYLLM_GEMV_MAX_M)
-        return forward_bf16_tiles(ctx, lin, x, y, m);
-    PYLLM_TRY(reserve_scratch(ctx, scratch_need(lin, m)));
+        return forward_tiles(ctx, lin, x, y, m);
+    PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
     pyllm_gemv(&lin->q, x, m, lin->bias, y, lin->n, ctx->scratch);
     return PYLLM_OK;
 }

@@ -6,7 +6,7 @@
  *   - M <= PYLLM_GEMV_MAX_M (decode): our kernels (ops/gemv.h), a stream of the weight bytes;
  *   - larger M (prefill, big batches): oneDNN's bf16 GEMM, the activations rounded to bf16 and
  *     the weights dequantized to bf16 a tile of rows at a time (bf16 weights are used in place),
- *     f32 accumulation and output.
+ *     f32 accumulation and output — or, on CPUs without AVX-512 BF16, the same in f32.
  * Primitives are created once per shape and kept in a small cache shared by every layer of a
  * model, and the scratch buffers are sized by pyllm_linear_prepare, so the token loop creates
  * and allocates nothing. */
@@ -25,15 +25,15 @@
 #define PYLLM_MATMUL_CACHE_SIZE 96
 #define PYLLM_GEMV_MAX_M 8
 
-typedef enum { PYLLM_MATMUL_F32_PACKED = 0, PYLLM_MATMUL_BF16_ROWS } pyllm_matmul_kind;
+typedef enum { PYLLM_MATMUL_F32_PACKED = 0, PYLLM_MATMUL_ROWS } pyllm_matmul_kind;
 
 typedef struct {
     pyllm_matmul_kind kind;
-    int64_t m, k, n, ldd; /* ldd: the output's row stride (BF16_ROWS writes a tile of columns) */
+    int64_t m, k, n, ldd; /* ldd: the output's row stride */
     int has_bias;
     uint64_t last_use;
     dnnl_primitive_t primitive;
-    dnnl_memory_t src, dst, weights; /* data handles set at each call (weights: BF16_ROWS only) */
+    dnnl_memory_t src, dst, weights; /* data handles set at each call (weights: ROWS only) */
 } pyllm_matmul_entry;
 
 /* One per model: the engine, the stream, and the primitive cache. Not thread-safe: the
@@ -45,6 +45,7 @@ typedef struct {
     pyllm_matmul_entry cache[PYLLM_MATMUL_CACHE_SIZE];
     void *scratch;          /* activations and weight tiles of the low-precision paths */
     size_t scratch_bytes;
+    int prefill_dt;         /* dnnl_bf16 or dnnl_f32 once decided (matmul.c prefill_in_bf16), else 0 */
 } pyllm_matmul_ctx;
 
 typedef struct {
@@ -75,6 +76,9 @@ pyllm_status pyllm_linear_packed_bytes(pyllm_matmul_ctx *ctx, int64_t n, int64_t
 /* Create (if not cached yet) the primitive and the scratch for m rows, so a loop that follows
  * creates and allocates nothing. */
 pyllm_status pyllm_linear_prepare(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64_t m);
+
+/* Whether low-precision prefill computes in bf16 on this CPU (else in f32). */
+int pyllm_matmul_prefill_in_bf16(pyllm_matmul_ctx *ctx);
 
 /* y[m, n] = x[m, k] · Wᵀ + b. x and y are dense row-major f32 buffers that do not overlap. */
 pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x,

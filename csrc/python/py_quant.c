@@ -144,7 +144,22 @@ done:
     return result;
 }
 
+static PyObject *prefill_compute(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    pyllm_matmul_ctx ctx;
+    pyllm_status st = pyllm_matmul_ctx_init(&ctx);
+    if (st != PYLLM_OK)
+        return pyllm_raise(st);
+    const int bf16 = pyllm_matmul_prefill_in_bf16(&ctx);
+    pyllm_matmul_ctx_release(&ctx);
+    return PyUnicode_FromString(bf16 ? "bfloat16" : "float32");
+}
+
 static PyMethodDef quant_methods[] = {
+    {"_prefill_compute", prefill_compute, METH_NOARGS,
+     "_prefill_compute(): the element type low-precision prefill multiplies in here, 'bfloat16' or 'float32'."},
     {"_quantize_roundtrip", quantize_roundtrip, METH_VARARGS,
      "_quantize_roundtrip(weights f32 [n, k], type): the weights quantized to type and dequantized to f32."},
     {"_linear", linear, METH_VARARGS,
