@@ -720,7 +720,7 @@ def run(args):
     dtypes_ok = pyllm_dtypes() if "pyllm" in engines else set()
     log(f"pyllm dtypes available: {sorted(dtypes_ok)}")
     job_base = dict(threads=args.threads, prompt=args.prompt, new=args.new, prefill=args.prefill,
-                    batch=args.batch, batch_new=args.new)
+                    batch=args.batch)
 
     # results[(shape, engine, precision)] = list of worker dicts; pairs[(shape, peer, precision)] = list of
     # (pyllm result, peer result, bandwidth)
@@ -760,7 +760,7 @@ def run(args):
             except Exception as e:  # a peer's converter failing must not stop the others
                 notes[(shape, peer, prec)] = f"conversion failed: {str(e).strip().splitlines()[-1][:200]}"
                 log(f"[{shape}] {peer} {prec}: {notes[(shape, peer, prec)]}")
-        batch_new = args.new if shape != "llama7b" else 0  # 7B: load, prefill and decode only
+        batch_new = args.batch_new if shape != "llama7b" else 0  # 7B: load, prefill and decode only
         for rnd in range(args.rounds):
             for peer, prec, mine in plan:
                 legs = []
@@ -873,7 +873,8 @@ def markdown(args, rows, probes):
              f"Run {today} on {cpu_model()} ({os.cpu_count()} cores), {args.threads} threads everywhere; "
              f"bandwidth probe (read loop, {args.threads} threads, 1 GB, best of 5, before each pair): {bw}. "
              f"Random weights; prefill = {args.prefill}-token prompt to its first token; decode = batch 1, "
-             f"{args.new} new tokens after {args.prompt}; batch-8 = 8 x {args.new} new tokens, generated tokens "
+             f"{args.new} new tokens after {args.prompt}; batch-8 = {args.batch} x {args.batch_new} new tokens after "
+             f"{args.prompt} each, generated tokens "
              f"per second (llama.cpp: 8 sequential calls); {args.rounds} alternating round(s), medians. "
              f"Roofline % = decode / (probe / bytes read per token). Ratio = median over pairs of "
              f"pyllm / peer at the matched precision (prefill / decode / batch-8). Greedy = leading new tokens "
@@ -963,7 +964,7 @@ def plot(rows, path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small shape only, 2 rounds")
+    ap.add_argument("--quick", action="store_true", help="small shape only, 2 rounds, batch-8 of 32 new tokens")
     ap.add_argument("--shapes", default=None, help=f"comma list of {','.join(SHAPES)} (default: all)")
     ap.add_argument("--engines", default=None, help=f"comma list of {','.join(ENGINES)} (default: all)")
     ap.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3; --quick 2)")
@@ -972,6 +973,9 @@ def main():
     ap.add_argument("--new", type=int, default=128, help="new tokens for decode and batch-8")
     ap.add_argument("--prefill", type=int, default=512, help="prompt tokens for the prefill figure")
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch-new", type=int, default=None,
+                    help="new tokens per row for the batch-8 figure (default --new; --quick 32: llama.cpp's "
+                         "8 sequential calls dominate the run's time)")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per measurement subprocess")
     ap.add_argument("--workdir", default=os.path.join("~", ".cache", "pyllm-bench"),
                     help="models and converted files, written once")
@@ -993,6 +997,8 @@ def main():
         ap.error(f"unknown shape or engine {bad!r}")
     if args.rounds is None:
         args.rounds = 2 if args.quick else 3
+    if args.batch_new is None:
+        args.batch_new = 32 if args.quick else args.new
 
     rows, probes = run(args)
     os.makedirs(args.out, exist_ok=True)
