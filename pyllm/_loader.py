@@ -28,8 +28,21 @@ def _candidates():
 
 
 def load_onednn():
-    for path in _candidates():
-        if os.path.exists(path):
-            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-            return path
-    return None  # fall back on the rpath and the system loader path
+    # libgomp reads OMP_WAIT_POLICY once, when it is loaded (with libdnnl here). Passive: a thread
+    # that reaches a barrier first sleeps instead of spinning. Beside a busy process (a notebook's
+    # other work), spinning threads fought the one descheduled thread every barrier waits for:
+    # 2-thread decode fell to 0.41-0.56x of 1-thread; passive gave 1.30x, and 512-token prefill
+    # 247 tok/s against 126 (benchmarks/bench_threads.py, host at load 7). Set only for the load
+    # and never over the user's own choice (OMP_WAIT_POLICY or GOMP_SPINCOUNT).
+    ours = "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
+    if ours:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        for path in _candidates():
+            if os.path.exists(path):
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+                return path
+        return None  # fall back on the rpath and the system loader path
+    finally:
+        if ours:
+            del os.environ["OMP_WAIT_POLICY"]
