@@ -78,7 +78,8 @@ static PyObject *linear(PyObject *self, PyObject *args)
     PyObject *w_obj, *x_obj, *bias_obj = Py_None;
     const char *type_name;
     pyllm_weight_type type;
-    if (!PyArg_ParseTuple(args, "OsO|O:_linear", &w_obj, &type_name, &x_obj, &bias_obj) ||
+    int invariant = 0;
+    if (!PyArg_ParseTuple(args, "OsO|Op:_linear", &w_obj, &type_name, &x_obj, &bias_obj, &invariant) ||
         parse_type(type_name, &type) < 0)
         return NULL;
     PyArrayObject *w = matrix(w_obj, "weights"), *x = w != NULL ? matrix(x_obj, "x") : NULL, *bias = NULL;
@@ -109,6 +110,7 @@ static PyObject *linear(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     st = pyllm_matmul_ctx_init(&ctx);
     if (st == PYLLM_OK) {
+        ctx.batch_invariant = invariant;
         st = pyllm_linear_init(&lin, &ctx, type, PyArray_DATA(w), PYLLM_SOURCE_F32,
                                bias != NULL ? PyArray_DATA(bias) : NULL, n, k);
         if (st == PYLLM_OK) {
@@ -135,7 +137,8 @@ static PyMethodDef quant_methods[] = {
     {"_quantize_roundtrip", quantize_roundtrip, METH_VARARGS,
      "_quantize_roundtrip(weights f32 [n, k], type): the weights quantized to type and dequantized to f32."},
     {"_linear", linear, METH_VARARGS,
-     "_linear(weights f32 [n, k], type, x f32 [m, k], bias=None): x · Wᵀ (+ bias) with W packed as type."},
+     "_linear(weights f32 [n, k], type, x f32 [m, k], bias=None, batch_invariant=False): x · Wᵀ (+ bias) with W "
+     "packed as type, by the batch-invariant path when asked."},
     {NULL, NULL, 0, NULL},
 };
 
