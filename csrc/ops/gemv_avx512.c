@@ -15,26 +15,46 @@
 #include "ops/gemv_kernels.h"
 
 #define ROWS 4
+#define COLS 4 /* activation rows per bf16 tile */
+
+/* Weight rows r..r+rows-1 against activation rows i..i+cols-1: each load of a weight vector serves
+ * `cols` activation rows (prefill, batched decode). Every pair's accumulator sees the same dot
+ * products in the same order whatever the tile, so a pair's result never depends on m. */
+static inline __attribute__((always_inline)) void bf16_tile(const pyllm_qweight *w, const pyllm_gemv_act *a,
+                                                              int64_t r, const int rows, int64_t i, const int cols,
+                                                              float *y, int64_t ldy)
+{
+    const int64_t k = w->k;
+    const uint16_t *wr = (const uint16_t *)w->quants + r * k;
+    const uint16_t *x = a->bf16 + i * k;
+    __m512 acc[ROWS][COLS];
+    for (int rr = 0; rr < rows; rr++)
+        for (int c = 0; c < cols; c++)
+            acc[rr][c] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < k; j += 32) {
+        const __mmask32 mask = k - j >= 32 ? 0xffffffffu : (1u << (k - j)) - 1;
+        __m512bh xv[COLS];
+        for (int c = 0; c < cols; c++)
+            xv[c] = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + c * k + j);
+        for (int rr = 0; rr < rows; rr++) {
+            const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, wr + rr * k + j);
+            for (int c = 0; c < cols; c++)
+                acc[rr][c] = _mm512_dpbf16_ps(acc[rr][c], wv, xv[c]);
+        }
+    }
+    for (int rr = 0; rr < rows; rr++)
+        for (int c = 0; c < cols; c++)
+            y[(i + c) * ldy + r + rr] = _mm512_reduce_add_ps(acc[rr][c]);
+}
 
 static inline __attribute__((always_inline)) void bf16_rows(const pyllm_qweight *w, const pyllm_gemv_act *a,
                                                               int64_t r, const int rows, float *y, int64_t ldy)
 {
-    const int64_t k = w->k;
-    const uint16_t *wr = (const uint16_t *)w->quants + r * k;
-    for (int64_t i = 0; i < a->m; i++) {
-        const uint16_t *x = a->bf16 + i * k;
-        __m512 acc[ROWS];
-        for (int rr = 0; rr < rows; rr++)
-            acc[rr] = _mm512_setzero_ps();
-        for (int64_t j = 0; j < k; j += 32) {
-            const __mmask32 mask = k - j >= 32 ? 0xffffffffu : (1u << (k - j)) - 1;
-            const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + j);
-            for (int rr = 0; rr < rows; rr++)
-                acc[rr] = _mm512_dpbf16_ps(acc[rr], (__m512bh)_mm512_maskz_loadu_epi16(mask, wr + rr * k + j), xv);
-        }
-        for (int rr = 0; rr < rows; rr++)
-            y[i * ldy + r + rr] = _mm512_reduce_add_ps(acc[rr]);
-    }
+    int64_t i = 0;
+    for (; i + COLS <= a->m; i += COLS)
+        bf16_tile(w, a, r, rows, i, COLS, y, ldy);
+    for (; i < a->m; i++)
+        bf16_tile(w, a, r, rows, i, 1, y, ldy);
 }
 
 static inline __attribute__((always_inline)) void block_rows(const pyllm_qweight *w, const pyllm_gemv_act *a,
