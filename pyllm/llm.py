@@ -23,16 +23,19 @@ _DONE = object()  # end-of-stream marker on a stream's queue
 class LLM:
     """A tokenizer and a model loaded from one Hugging Face model directory.
 
-    ``LLM(model_dir, dtype="float32", n_threads=None, n_ctx=None)``; usable as a context manager,
+    ``LLM(model_dir, dtype="float32", n_threads=None, n_ctx=None, batch_invariant=False)`` (True: each
+    prompt's output the same bits whatever the prompts batched with it, see ``Model.from_arrays``);
+    usable as a context manager,
     ``close()`` frees the weights (later calls raise RuntimeError). Generation options are those
     of :class:`pyllm.GenerationConfig` (Hugging Face names), by name or as ``generation_config=``;
     what neither sets comes from the model's generation_config.json. Also accepted:
     ``stop_strings`` (a string or list), ``logits_processor`` and ``stopping_criteria`` hooks.
     Calls from several threads are served one generation step at a time by the model's lock."""
 
-    def __init__(self, model_dir, dtype="float32", n_threads=None, n_ctx=None):
+    def __init__(self, model_dir, dtype="float32", n_threads=None, n_ctx=None, batch_invariant=False):
         self.tokenizer = Tokenizer.from_pretrained(model_dir)
-        self._model = Model.from_pretrained(model_dir, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx)
+        self._model = Model.from_pretrained(model_dir, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
+                                            batch_invariant=batch_invariant)
         self.model_dir = model_dir
 
     # -- life cycle -----------------------------------------------------------------------

@@ -266,7 +266,7 @@ class Model:
 
     @classmethod
     def from_arrays(cls, config, weights, dtype="float32", n_threads=None, n_ctx=None, generation_config=None,
-                    lm_head_dtype=None, progress=None):
+                    lm_head_dtype=None, progress=None, batch_invariant=False):
         """Build a model from a config.json dict and Hugging Face-named arrays (float32/float16).
 
         dtype is the type the linear layers (the lm_head included) compute with:
@@ -281,7 +281,18 @@ class Model:
 
         n_ctx is the KV-cache capacity (default: LLaMA's max_position_embeddings, BLOOM's
         seq_length or 2048; it may exceed them).
-        generation_config is the generation_config.json dict, used for generate()'s defaults."""
+        generation_config is the generation_config.json dict, used for generate()'s defaults.
+
+        batch_invariant=True: a sequence's logits (and so its log-likelihoods and greedy text) are
+        the same bits whatever the batch it runs in, the other rows, its left padding, and whether
+        its prefix came from the KV cache or the same call. Every linear layer then computes each
+        row alone in one fixed summation order for any number of rows: float32 weights are kept
+        plain for pyllm's own kernel instead of oneDNN's GEMM (whose kernels and blocking change
+        with the row count), and the other dtypes use the decode kernels for prefill as well
+        (int8/int4 activations quantized to 8 bits per block of 32, as at decode). Attention,
+        norms and activations already compute each row and query alone. Prefill is slower (see
+        benchmarks/bench_batch_invariant.py); results do not depend on n_threads either, but do
+        on the CPU's instruction set (PYLLM_ISA)."""
         dtype = resolve_dtype(dtype, config)
         if n_threads is None:
             n_threads = _core.get_num_threads()
@@ -294,6 +305,9 @@ class Model:
         parsed = _parse_config(config, n_ctx)
         parsed["weight_type"] = DTYPES[dtype]
         parsed["lm_head_type"] = DTYPES[resolve_lm_head_dtype(lm_head_dtype, dtype)]
+        if not isinstance(batch_invariant, (bool, np.bool_)):
+            raise TypeError(f"batch_invariant must be True or False, got {batch_invariant!r}")
+        parsed["batch_invariant"] = bool(batch_invariant)
         # Before any weight is checked, converted or packed: a model that cannot fit is refused
         # here rather than by the OOM killer halfway through.
         memory.check_weights(parsed, dtype, lm_head_dtype)
@@ -304,7 +318,7 @@ class Model:
 
     @classmethod
     def from_pretrained(cls, model_dir, dtype="float32", n_threads=None, n_ctx=None, lm_head_dtype=None,
-                        progress=None):
+                        progress=None, batch_invariant=False):
         """Load a Hugging Face model directory: config.json, generation_config.json (optional)
         and model.safetensors or its sharded index, weights stored as f32, f16 or bf16, packed
         as dtype (see from_arrays).
@@ -312,7 +326,7 @@ class Model:
         The safetensors are memory-mapped and each matrix is converted (bf16 and f16 without a
         float32 copy) and packed once into the C core's layout, layer by layer, the file's pages
         of a packed layer released at once: loading needs about the packed size plus one layer.
-        progress: show a bar (None: when the weights pass 1 GB)."""
+        progress: show a bar (None: when the weights pass 1 GB). batch_invariant: see from_arrays."""
         config = checkpoint.load_config(model_dir)
         # Checked before the weights are mapped.
         memory.check_weights(_parse_config(config, n_ctx), resolve_dtype(dtype, config), lm_head_dtype)
@@ -320,12 +334,17 @@ class Model:
         generation_config = checkpoint.load_generation_config(model_dir)
         return cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
                                generation_config=generation_config, lm_head_dtype=lm_head_dtype,
-                               progress=progress)
+                               progress=progress, batch_invariant=batch_invariant)
 
     @property
     def dtype(self):
         """The linear layers' weight type: float32, bfloat16, int8, int4 or q4_1."""
         return {"q8_0": "int8", "q4_0": "int4"}.get(self._decoder.weight_type, self._decoder.weight_type)
+
+    @property
+    def batch_invariant(self):
+        """Whether a sequence's results are the same bits in any batch (see from_arrays)."""
+        return self._decoder.batch_invariant
 
     @property
     def weight_bytes(self):

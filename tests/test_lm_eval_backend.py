@@ -297,3 +297,24 @@ def test_python_m_pyllm_lm_eval_runs_the_cli(model_dir, task_manager, tmp_path):
                           cwd=tmp_path)  # `-m` puts the working folder first: not the source tree
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "pyllm_test_mc" in proc.stdout and "acc" in proc.stdout
+
+
+def test_batch_invariant_model_arg(model_dir):
+    """model_args' batch_invariant=true loads the model in the mode (tests/test_batch_invariance.py)
+    and leaves log-likelihoods the same at every batch size."""
+    import types
+    from lm_eval.api.registry import get_model
+    req = lambda *args: types.SimpleNamespace(args=args)  # noqa: E731
+    requests = [req("The capital of France is", " Paris"), req("Two plus two", " equals four"),
+                req("A", " b"), req("Once upon a time there was", " a dog")]
+    scores = []
+    for batch_size in (1, 3):
+        lm = get_model("pyllm").create_from_arg_string(f"pretrained={model_dir},batch_invariant=true",
+                                                       {"batch_size": batch_size, "max_batch_size": None})
+        assert lm.model.batch_invariant is True
+        scores.append(lm.loglikelihood(requests))
+    assert scores[0] == scores[1]
+    plain = get_model("pyllm").create_from_arg_string(f"pretrained={model_dir}", {"batch_size": 1})
+    assert plain.model.batch_invariant is False
+    with pytest.raises(ValueError, match="batch_invariant"):
+        get_model("pyllm").create_from_arg_string(f"pretrained={model_dir},batch_invariant=maybe", {})

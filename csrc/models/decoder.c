@@ -115,6 +115,7 @@ static pyllm_status decoder_init(pyllm_decoder *m, const pyllm_decoder_source *s
 {
     const pyllm_decoder_config *c = &m->config;
     PYLLM_TRY(pyllm_matmul_ctx_init(&m->matmul));
+    m->matmul.batch_invariant = c->batch_invariant;
     /* The table keeps its stored precision, whatever the weight type: it costs memory, not
      * bandwidth (one row per token), and rounding an f32 table to bf16 moved stories260K's greedy
      * story at step 186. A bf16 table stays bf16 (exact); others become f32. */

@@ -36,6 +36,9 @@ typedef struct {
                                apply_residual_connection_post_layernorm) */
     pyllm_weight_type weight_type;  /* of the blocks' linear layers */
     pyllm_weight_type lm_head_type; /* of the lm_head */
+    int batch_invariant;    /* every linear layer computes each row alone, in one order whatever
+                               the rows around it (ops/matmul.h): a sequence's logits are the same
+                               bits in any batch, padding or cache split */
 } pyllm_decoder_config;
 
 /* A borrowed row-major matrix in its stored element type, converted while it is packed. */

@@ -6,6 +6,10 @@
  * (ggml's Q8 scheme for activations: d = amax / 127, q = round(x / d)), so that int8 dot products
  * (AVX-512 VNNI) do the work.
  *
+ * Every kernel gives an (activation row, weight row) pair the same operations in the same order
+ * whatever m, the tiles around it or the thread split, and prepares each activation row on its
+ * own: the batch-invariant mode (ops/matmul.h) runs them for every row count and relies on it.
+ *
  * Kernels exist for AVX-512 (F, BW, VL, VNNI, BF16), AVX2 (with FMA and F16C) and plain C; the
  * best one the CPU has is chosen once, from CPUID, and PYLLM_ISA=avx2|generic in the environment
  * can ask for a lower one (tests run every path). */

@@ -2,7 +2,8 @@
  * stream of weight bytes, which the hardware prefetchers follow. Four rows at a time (sharing each
  * load of the activations) made four streams, each a page or so long, that the prefetchers kept
  * losing: one thread read a 16384 x 8192 matrix from DRAM at 7.6 GB/s (Q4_0), 10.6 (Q8_0) and 14.9
- * (bf16) with four rows, 19.5, 20.9 and 20.3 GB/s with one (software prefetch did not help). bf16 weights meet bf16 activations in vdpbf16ps; the block types meet 8-bit
+ * (bf16) with four rows, 19.5, 20.9 and 20.3 GB/s with one (software prefetch did not help). Each
+ * weight load serves a tile of activation rows instead (batched decode, prefill). bf16 weights meet bf16 activations in vdpbf16ps; the block types meet 8-bit
  * activations in vpdpbusd (unsigned x signed bytes, 16 int32 lanes of 4 products each):
  *   Q8_0: 64 weight bytes = 2 blocks; the signed weights enter as w + 128 (a xor) and the lane's
  *         accumulator starts at -128 · Σ x of the lane, so it ends at Σ w x exactly;
@@ -17,31 +18,55 @@
 
 #include "ops/gemv_kernels.h"
 
-#define ROWS 1 /* weight rows per kernel call: see the top of the file */
+#define ROWS 1  /* weight rows per tile: one stream, see above */
+#define COLS 4  /* activation rows per bf16 tile */
+#define QCOLS 2 /* activation rows per block-type tile (its scales take registers too) */
+
+/* Weight rows r..r+rows-1 against activation rows i..i+cols-1: each load of a weight vector serves
+ * `cols` activation rows (prefill, batched decode). Every pair's accumulator sees the same dot
+ * products in the same order whatever the tile, so a pair's result never depends on m. */
+static inline __attribute__((always_inline)) void bf16_tile(const pyllm_qweight *w, const pyllm_gemv_act *a,
+                                                              int64_t r, const int rows, int64_t i, const int cols,
+                                                              float *y, int64_t ldy)
+{
+    const int64_t k = w->k;
+    const uint16_t *wr = (const uint16_t *)w->quants + r * k;
+    const uint16_t *x = a->bf16 + i * k;
+    __m512 acc[ROWS][COLS];
+    for (int rr = 0; rr < rows; rr++)
+        for (int c = 0; c < cols; c++)
+            acc[rr][c] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < k; j += 32) {
+        const __mmask32 mask = k - j >= 32 ? 0xffffffffu : (1u << (k - j)) - 1;
+        __m512bh xv[COLS];
+        for (int c = 0; c < cols; c++)
+            xv[c] = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + c * k + j);
+        for (int rr = 0; rr < rows; rr++) {
+            const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, wr + rr * k + j);
+            for (int c = 0; c < cols; c++)
+                acc[rr][c] = _mm512_dpbf16_ps(acc[rr][c], wv, xv[c]);
+        }
+    }
+    for (int rr = 0; rr < rows; rr++)
+        for (int c = 0; c < cols; c++)
+            y[(i + c) * ldy + r + rr] = _mm512_reduce_add_ps(acc[rr][c]);
+}
 
 static inline __attribute__((always_inline)) void bf16_rows(const pyllm_qweight *w, const pyllm_gemv_act *a,
                                                               int64_t r, const int rows, float *y, int64_t ldy)
 {
-    const int64_t k = w->k;
-    const uint16_t *wr = (const uint16_t *)w->quants + r * k;
-    for (int64_t i = 0; i < a->m; i++) {
-        const uint16_t *x = a->bf16 + i * k;
-        __m512 acc[ROWS];
-        for (int rr = 0; rr < rows; rr++)
-            acc[rr] = _mm512_setzero_ps();
-        for (int64_t j = 0; j < k; j += 32) {
-            const __mmask32 mask = k - j >= 32 ? 0xffffffffu : (1u << (k - j)) - 1;
-            const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + j);
-            for (int rr = 0; rr < rows; rr++)
-                acc[rr] = _mm512_dpbf16_ps(acc[rr], (__m512bh)_mm512_maskz_loadu_epi16(mask, wr + rr * k + j), xv);
-        }
-        for (int rr = 0; rr < rows; rr++)
-            y[i * ldy + r + rr] = _mm512_reduce_add_ps(acc[rr]);
-    }
+    int64_t i = 0;
+    for (; i + COLS <= a->m; i += COLS)
+        bf16_tile(w, a, r, rows, i, COLS, y, ldy);
+    for (; i < a->m; i++)
+        bf16_tile(w, a, r, rows, i, 1, y, ldy);
 }
 
-static inline __attribute__((always_inline)) void block_rows(const pyllm_qweight *w, const pyllm_gemv_act *a,
-                                                               int64_t r, const int rows, float *y, int64_t ldy)
+/* Weight rows r..r+rows-1 against activation rows i..i+cols-1 (as bf16_tile: each weight vector
+ * loaded once for `cols` rows, every pair's operations unchanged). */
+static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight *w, const pyllm_gemv_act *a,
+                                                               int64_t r, const int rows, int64_t i, const int cols,
+                                                               float *y, int64_t ldy)
 {
     const int64_t nb = w->blocks, padded = a->groups * a->group_blocks;
     const int q8 = w->type == PYLLM_WEIGHT_Q8_0, q4_1 = w->type == PYLLM_WEIGHT_Q4_1;
@@ -52,55 +77,84 @@ static inline __attribute__((always_inline)) void block_rows(const pyllm_qweight
     /* lane -> block within the group: Q8_0 8 lanes a block, Q4 4 */
     const __m512i lane_block = q8 ? _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
                                   : _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    for (int64_t i = 0; i < a->m; i++) {
-        const int8_t *xq = a->q + i * a->row_bytes;
-        const float *xd = a->d + i * padded;
-        const int32_t *xsum = a->qsum + i * padded;
-        const int32_t *corr = a->corr + i * a->groups * 16;
-        __m512 acc[ROWS], acc_min[ROWS];
-        for (int rr = 0; rr < rows; rr++)
-            acc[rr] = acc_min[rr] = _mm512_setzero_ps();
-        for (int64_t b0 = 0; b0 < nb; b0 += 16) {
-            const int64_t nblk = nb - b0 < 16 ? nb - b0 : 16;
-            const __mmask16 smask = (__mmask16)((1u << nblk) - 1);
-            const __m512 xs = _mm512_maskz_loadu_ps(smask, xd + b0);
-            __m512 scale[ROWS];
+    const int8_t *xq[QCOLS];
+    const float *xd[QCOLS];
+    const int32_t *xsum[QCOLS], *corr[QCOLS];
+    for (int c = 0; c < cols; c++) {
+        xq[c] = a->q + (i + c) * a->row_bytes;
+        xd[c] = a->d + (i + c) * padded;
+        xsum[c] = a->qsum + (i + c) * padded;
+        corr[c] = a->corr + (i + c) * a->groups * 16;
+    }
+    __m512 acc[ROWS][QCOLS], acc_min[ROWS][QCOLS];
+    for (int rr = 0; rr < rows; rr++)
+        for (int c = 0; c < cols; c++)
+            acc[rr][c] = acc_min[rr][c] = _mm512_setzero_ps();
+    for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+        const int64_t nblk = nb - b0 < 16 ? nb - b0 : 16;
+        const __mmask16 smask = (__mmask16)((1u << nblk) - 1);
+        __m512 scale[ROWS][QCOLS];
+        for (int c = 0; c < cols; c++) {
+            const __m512 xs = _mm512_maskz_loadu_ps(smask, xd[c] + b0);
             for (int rr = 0; rr < rows; rr++) {
-                scale[rr] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smask, w->scales + (r + rr) * nb + b0)), xs);
+                scale[rr][c] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smask, w->scales + (r + rr) * nb + b0)), xs);
                 if (q4_1) {
-                    const __m512 sx = _mm512_mul_ps(xs, _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(smask, xsum + b0)));
+                    const __m512 sx = _mm512_mul_ps(xs, _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(smask, xsum[c] + b0)));
                     const __m512 mins = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smask, w->mins + (r + rr) * nb + b0));
-                    acc_min[rr] = _mm512_fmadd_ps(mins, sx, acc_min[rr]);
+                    acc_min[rr][c] = _mm512_fmadd_ps(mins, sx, acc_min[rr][c]);
                 }
             }
-            for (int64_t g = 0; g * per_group < nblk; g++) {
-                const int64_t b = b0 + g * per_group, here = nblk - g * per_group;
-                const __mmask64 wmask = here >= per_group ? ~(__mmask64)0 : ((__mmask64)1 << (here * block_bytes)) - 1;
-                const int64_t group = b / per_group;
-                const __m512i start = _mm512_load_si512(corr + group * 16);
-                const __m512i pick = _mm512_add_epi32(lane_block, _mm512_set1_epi32((int)(g * per_group)));
-                if (q8) {
-                    const __m512i xv = _mm512_load_si512(xq + b * 32);
-                    for (int rr = 0; rr < rows; rr++) {
-                        const __m512i wv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(wmask, wq + (rr * nb + b) * 32), flip);
-                        const __m512i dot = _mm512_dpbusd_epi32(start, wv, xv);
-                        acc[rr] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(pick, scale[rr]), acc[rr]);
+        }
+        for (int64_t g = 0; g * per_group < nblk; g++) {
+            const int64_t b = b0 + g * per_group, here = nblk - g * per_group;
+            const __mmask64 wmask = here >= per_group ? ~(__mmask64)0 : ((__mmask64)1 << (here * block_bytes)) - 1;
+            const int64_t group = b / per_group;
+            const __m512i pick = _mm512_add_epi32(lane_block, _mm512_set1_epi32((int)(g * per_group)));
+            __m512i start[QCOLS];
+            for (int c = 0; c < cols; c++)
+                start[c] = _mm512_load_si512(corr[c] + group * 16);
+            if (q8) {
+                __m512i xv[QCOLS];
+                for (int c = 0; c < cols; c++)
+                    xv[c] = _mm512_load_si512(xq[c] + b * 32);
+                for (int rr = 0; rr < rows; rr++) {
+                    const __m512i wv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(wmask, wq + (rr * nb + b) * 32), flip);
+                    for (int c = 0; c < cols; c++) {
+                        const __m512i dot = _mm512_dpbusd_epi32(start[c], wv, xv[c]);
+                        acc[rr][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(pick, scale[rr][c]), acc[rr][c]);
                     }
-                } else {
-                    const __m512i xlo = _mm512_load_si512(xq + group * 128), xhi = _mm512_load_si512(xq + group * 128 + 64);
-                    for (int rr = 0; rr < rows; rr++) {
-                        const __m512i raw = _mm512_maskz_loadu_epi8(wmask, wq + (rr * nb + b) * 16);
-                        const __m512i lo = _mm512_and_si512(raw, low4);
-                        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
-                        const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo, xlo), hi, xhi);
-                        acc[rr] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(pick, scale[rr]), acc[rr]);
+                }
+            } else {
+                __m512i xlo[QCOLS], xhi[QCOLS];
+                for (int c = 0; c < cols; c++) {
+                    xlo[c] = _mm512_load_si512(xq[c] + group * 128);
+                    xhi[c] = _mm512_load_si512(xq[c] + group * 128 + 64);
+                }
+                for (int rr = 0; rr < rows; rr++) {
+                    const __m512i raw = _mm512_maskz_loadu_epi8(wmask, wq + (rr * nb + b) * 16);
+                    const __m512i lo = _mm512_and_si512(raw, low4);
+                    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+                    for (int c = 0; c < cols; c++) {
+                        const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start[c], lo, xlo[c]), hi, xhi[c]);
+                        acc[rr][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(pick, scale[rr][c]), acc[rr][c]);
                     }
                 }
             }
         }
-        for (int rr = 0; rr < rows; rr++)
-            y[i * ldy + r + rr] = _mm512_reduce_add_ps(acc[rr]) + (q4_1 ? _mm512_reduce_add_ps(acc_min[rr]) : 0.0f);
     }
+    for (int rr = 0; rr < rows; rr++)
+        for (int c = 0; c < cols; c++)
+            y[(i + c) * ldy + r + rr] = _mm512_reduce_add_ps(acc[rr][c]) + (q4_1 ? _mm512_reduce_add_ps(acc_min[rr][c]) : 0.0f);
+}
+
+static inline __attribute__((always_inline)) void block_rows(const pyllm_qweight *w, const pyllm_gemv_act *a,
+                                                               int64_t r, const int rows, float *y, int64_t ldy)
+{
+    int64_t i = 0;
+    for (; i + QCOLS <= a->m; i += QCOLS)
+        block_tile(w, a, r, rows, i, QCOLS, y, ldy);
+    for (; i < a->m; i++)
+        block_tile(w, a, r, rows, i, 1, y, ldy);
 }
 
 void pyllm_gemv_rows_avx512(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t row0, int64_t row1,

@@ -5,6 +5,7 @@
 #include "core/alloc.h"
 #include "ops/dnnl_status.h"
 #include "core/threads.h"
+#include "ops/gemm_f32.h"
 #include "ops/gemv.h"
 
 /* The M whose preferred weight layout we pack into. Decode (M = batch, small) streams every
@@ -131,6 +132,29 @@ static int64_t tile_rows(pyllm_matmul_ctx *ctx, const pyllm_linear *lin)
 static pyllm_status f32_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, const float *weight,
                                     const float *bias, int64_t n, int64_t k);
 
+/* Batch-invariant float32: the weights as given, [n, k] row-major f32, for ops/gemm_f32.h. */
+static pyllm_status plain_f32_linear_init(pyllm_linear *lin, const void *weight, pyllm_source_type src_type,
+                                          const float *bias, int64_t n, int64_t k)
+{
+    memset(lin, 0, sizeof *lin);
+    lin->k = k;
+    lin->n = n;
+    lin->type = PYLLM_WEIGHT_F32;
+    lin->invariant = 1;
+    lin->packed = pyllm_alloc_big(pyllm_mul_size(pyllm_mul_size((size_t)n, (size_t)k), sizeof(float)));
+    if (lin->packed == NULL)
+        return PYLLM_ERR_MEMORY;
+    pyllm_source_to_f32(weight, src_type, n * k, lin->packed);
+    if (bias != NULL) {
+        if ((lin->bias = pyllm_alloc(sizeof(float) * (size_t)n)) == NULL) {
+            pyllm_linear_release(lin);
+            return PYLLM_ERR_MEMORY;
+        }
+        memcpy(lin->bias, bias, sizeof(float) * (size_t)n);
+    }
+    return PYLLM_OK;
+}
+
 pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, pyllm_weight_type type, const void *weight,
                                pyllm_source_type src_type, const float *bias, int64_t n, int64_t k)
 {
@@ -139,6 +163,7 @@ pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, pyllm_w
         lin->k = k;
         lin->n = n;
         lin->type = type;
+        lin->invariant = ctx->batch_invariant;
         PYLLM_TRY(pyllm_qweight_init(&lin->q, type, weight, src_type, n, k));
         if (bias != NULL) {
             lin->bias = pyllm_alloc(sizeof(float) * (size_t)n);
@@ -150,6 +175,8 @@ pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, pyllm_w
         }
         return PYLLM_OK;
     }
+    if (ctx->batch_invariant)
+        return plain_f32_linear_init(lin, weight, src_type, bias, n, k);
     if (src_type == PYLLM_SOURCE_F32)
         return f32_linear_init(lin, ctx, weight, bias, n, k);
     float *wide = pyllm_alloc_big(pyllm_mul_size(pyllm_mul_size((size_t)n, (size_t)k), sizeof(float)));
@@ -164,6 +191,8 @@ pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, pyllm_w
 size_t pyllm_linear_bytes(const pyllm_linear *lin)
 {
     size_t bias = lin->bias != NULL ? sizeof(float) * (size_t)lin->n : 0;
+    if (lin->type == PYLLM_WEIGHT_F32 && lin->invariant)
+        return sizeof(float) * (size_t)(lin->n * lin->k) + bias;
     if (lin->type == PYLLM_WEIGHT_F32)
         return (lin->weights_md != NULL ? dnnl_memory_desc_get_size(lin->weights_md) : 0) + bias;
     return pyllm_weight_bytes(lin->type, lin->n, lin->k) + bias;
@@ -338,6 +367,8 @@ static size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
  * prefill's activations in the GEMM's type, one weight tile and its product. */
 static size_t scratch_need(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64_t m)
 {
+    if (lin->invariant)
+        return pyllm_gemv_scratch_bytes(&lin->q, m < PYLLM_INVARIANT_PASS_M ? m : PYLLM_INVARIANT_PASS_M);
     if (m <= PYLLM_GEMV_MAX_M)
         return pyllm_gemv_scratch_bytes(&lin->q, m);
     const size_t element = prefill_in_bf16(ctx) ? 2 : 4, rows = (size_t)tile_rows(ctx, lin);
@@ -362,10 +393,12 @@ static pyllm_status reserve_scratch(pyllm_matmul_ctx *ctx, size_t bytes)
 pyllm_status pyllm_linear_prepare(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64_t m)
 {
     pyllm_matmul_entry *e = NULL;
+    if (lin->type == PYLLM_WEIGHT_F32 && lin->invariant)
+        return PYLLM_OK; /* no primitive, no scratch */
     if (lin->type == PYLLM_WEIGHT_F32)
         return lookup(ctx, lin, PYLLM_MATMUL_F32_PACKED, m, lin->n, lin->n, &e);
     PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
-    if (m <= PYLLM_GEMV_MAX_M)
+    if (m <= PYLLM_GEMV_MAX_M || lin->invariant)
         return PYLLM_OK;
     const int64_t rows = tile_rows(ctx, lin);
     PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_ROWS, m, rows, rows, &e));
@@ -459,11 +492,29 @@ static pyllm_status forward_tiles(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
 
 int pyllm_matmul_prefill_in_bf16(pyllm_matmul_ctx *ctx) { return prefill_in_bf16(ctx); }
 
+/* Batch-invariant mode: one path for every m, each activation row computed on its own. */
+static pyllm_status forward_invariant(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x, float *y,
+                                      int64_t m)
+{
+    if (lin->type == PYLLM_WEIGHT_F32) {
+        pyllm_gemm_f32(lin->packed, lin->n, lin->k, x, m, lin->bias, y);
+        return PYLLM_OK;
+    }
+    PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
+    for (int64_t i = 0; i < m; i += PYLLM_INVARIANT_PASS_M) {
+        const int64_t rows = m - i < PYLLM_INVARIANT_PASS_M ? m - i : PYLLM_INVARIANT_PASS_M;
+        pyllm_gemv(&lin->q, x + i * lin->k, rows, lin->bias, y + i * lin->n, lin->n, ctx->scratch);
+    }
+    return PYLLM_OK;
+}
+
 pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x,
                                   float *y, int64_t m)
 {
     if (m <= 0)
         return PYLLM_OK;
+    if (lin->invariant)
+        return forward_invariant(ctx, lin, x, y, m);
     if (lin->type == PYLLM_WEIGHT_F32) {
         pyllm_matmul_entry *e = NULL;
         PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_F32_PACKED, m, lin->n, lin->n, &e));

@@ -9,7 +9,14 @@
  *     f32 accumulation and output — or, on CPUs without AVX-512 BF16, the same in f32.
  * Primitives are created once per shape and kept in a small cache shared by every layer of a
  * model, and the scratch buffers are sized by pyllm_linear_prepare, so the token loop creates
- * and allocates nothing. */
+ * and allocates nothing.
+ *
+ * Batch-invariant mode (a context's batch_invariant set before its layers are made): oneDNN picks
+ * kernels and blockings, so summation orders, by M, and the low-precision paths switch kernels at
+ * PYLLM_GEMV_MAX_M; so in this mode every M takes one path whose result for an activation row
+ * depends on that row alone: float32 weights stay plain [n, k] for our own kernel (ops/gemm_f32.h),
+ * the other types run our GEMV kernels (ops/gemv.h) for every M, PYLLM_INVARIANT_PASS_M rows per
+ * call (each activation row prepared on its own, each (row, output) pair reduced in one order). */
 #ifndef PYLLM_OPS_MATMUL_H
 #define PYLLM_OPS_MATMUL_H
 
@@ -24,6 +31,8 @@
  * the prompt and for every row count from its batch down to 1 (rows end at different steps). */
 #define PYLLM_MATMUL_CACHE_SIZE 96
 #define PYLLM_GEMV_MAX_M 8
+/* Activation rows per GEMV call in batch-invariant mode: the weights stream once per call. */
+#define PYLLM_INVARIANT_PASS_M 64
 
 typedef enum { PYLLM_MATMUL_F32_PACKED = 0, PYLLM_MATMUL_ROWS } pyllm_matmul_kind;
 
@@ -46,14 +55,16 @@ typedef struct {
     void *scratch;          /* activations and weight tiles of the low-precision paths */
     size_t scratch_bytes;
     int prefill_dt;         /* dnnl_bf16 or dnnl_f32 once decided (matmul.c prefill_in_bf16), else 0 */
+    int batch_invariant;    /* layers made from now on compute each row alone (see above) */
 } pyllm_matmul_ctx;
 
 typedef struct {
     int64_t k, n;
     pyllm_weight_type type;
     pyllm_qweight q;               /* every type but F32 */
-    dnnl_memory_desc_t weights_md; /* the packed layout */
-    void *packed;                  /* weights in that layout (pyllm_alloc_big) */
+    int invariant;                 /* made in batch-invariant mode */
+    dnnl_memory_desc_t weights_md; /* the packed layout (NULL for invariant f32) */
+    void *packed;                  /* weights in that layout, or plain [n, k] f32 (pyllm_alloc_big) */
     float *bias;                   /* [n] or NULL */
     dnnl_memory_t weights_mem, bias_mem;
 } pyllm_linear;
@@ -61,7 +72,8 @@ typedef struct {
 pyllm_status pyllm_matmul_ctx_init(pyllm_matmul_ctx *ctx);
 void pyllm_matmul_ctx_release(pyllm_matmul_ctx *ctx);
 
-/* Pack weight[n, k] (row-major, elements of src_type) as `type` and copy bias[n] (may be NULL). */
+/* Pack weight[n, k] (row-major, elements of src_type) as `type` and copy bias[n] (may be NULL),
+ * for the ctx's mode (batch_invariant). */
 pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, pyllm_weight_type type, const void *weight,
                                pyllm_source_type src_type, const float *bias, int64_t n, int64_t k);
 

@@ -138,6 +138,9 @@ static int parse_config(PyObject *d, pyllm_decoder_config *c)
         return -1;
     if (get_weight_type(d, "weight_type", &c->weight_type) < 0 || get_weight_type(d, "lm_head_type", &c->lm_head_type) < 0)
         return -1;
+    PyObject *invariant = PyDict_GetItemString(d, "batch_invariant"); /* optional, off when absent */
+    if (invariant != NULL && (c->batch_invariant = PyObject_IsTrue(invariant)) < 0)
+        return -1;
     if (strcmp(arch, "llama") == 0)
         return parse_llama_config(d, c);
     if (strcmp(arch, "bloom") == 0)
@@ -573,6 +576,12 @@ static PyObject *decoder_get_weight_type(DecoderObject *self, void *closure)
     return PyUnicode_FromString(pyllm_weight_type_name(self->model.config.weight_type));
 }
 
+static PyObject *decoder_get_batch_invariant(DecoderObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->model.config.batch_invariant);
+}
+
 static PyObject *decoder_get_lm_head_type(DecoderObject *self, void *closure)
 {
     (void)closure;
@@ -624,6 +633,8 @@ static PyGetSetDef decoder_getset[] = {
     {"n_threads", (getter)decoder_get_n_threads, (setter)decoder_set_n_threads, "Threads per call.", NULL},
     {"weight_type", (getter)decoder_get_weight_type, NULL, "Type of the linear layers' weights.", NULL},
     {"lm_head_type", (getter)decoder_get_lm_head_type, NULL, "Type of the lm_head's weights.", NULL},
+    {"batch_invariant", (getter)decoder_get_batch_invariant, NULL,
+     "Whether each row's results are the same bits whatever the batch, padding or cache split.", NULL},
     {"weight_bytes", (getter)decoder_get_weight_bytes, NULL, "Bytes of the packed weights.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

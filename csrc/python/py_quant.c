@@ -79,8 +79,8 @@ static PyObject *linear(PyObject *self, PyObject *args)
     PyObject *w_obj, *x_obj, *bias_obj = Py_None;
     const char *type_name;
     pyllm_weight_type type;
-    int repeats = 1;
-    if (!PyArg_ParseTuple(args, "OsO|Oi:_linear", &w_obj, &type_name, &x_obj, &bias_obj, &repeats) ||
+    int repeats = 1, invariant = 0;
+    if (!PyArg_ParseTuple(args, "OsO|Oip:_linear", &w_obj, &type_name, &x_obj, &bias_obj, &repeats, &invariant) ||
         parse_type(type_name, &type) < 0)
         return NULL;
     if (repeats < 1) {
@@ -116,6 +116,7 @@ static PyObject *linear(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     st = pyllm_matmul_ctx_init(&ctx);
     if (st == PYLLM_OK) {
+        ctx.batch_invariant = invariant;
         st = pyllm_linear_init(&lin, &ctx, type, PyArray_DATA(w), PYLLM_SOURCE_F32,
                                bias != NULL ? PyArray_DATA(bias) : NULL, n, k);
         if (st == PYLLM_OK) {
@@ -163,8 +164,9 @@ static PyMethodDef quant_methods[] = {
     {"_quantize_roundtrip", quantize_roundtrip, METH_VARARGS,
      "_quantize_roundtrip(weights f32 [n, k], type): the weights quantized to type and dequantized to f32."},
     {"_linear", linear, METH_VARARGS,
-     "_linear(weights f32 [n, k], type, x f32 [m, k], bias=None, repeats=1): x · Wᵀ (+ bias) with W packed "
-     "as type; with repeats > 1, (y, seconds per call) over repeats - 1 timed calls after a warm one."},
+     "_linear(weights f32 [n, k], type, x f32 [m, k], bias=None, repeats=1, batch_invariant=False): x · Wᵀ "
+     "(+ bias) with W packed as type, by the batch-invariant path when asked; with repeats > 1, (y, seconds per "
+     "call) over repeats - 1 timed calls after a warm one."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -86,7 +86,7 @@ class PyllmLM(TemplateLM):
 
     def __init__(self, pretrained, dtype="float32", n_threads=None, n_ctx=None, max_length=None,
                  tokenizer=None, add_bos_token=None, prefix_token_id=None, seed=1234,
-                 batch_size=1, max_batch_size=64, device=None, **kwargs):
+                 batch_size=1, max_batch_size=64, device=None, batch_invariant=False, **kwargs):
         super().__init__()
         if kwargs:
             raise ValueError(f"unknown model_args for the pyllm backend: {', '.join(sorted(kwargs))}")
@@ -106,8 +106,10 @@ class PyllmLM(TemplateLM):
             n_ctx = self._max_length
         if dtype in (None, "auto"):
             dtype = "float32"
+        # batch_invariant=true: scores that do not move with batch_size (pyllm.Model.from_arrays).
         self.model = pyllm.Model.from_pretrained(pretrained, dtype=dtype, n_threads=_positive_int("n_threads", n_threads),
-                                                 n_ctx=_positive_int("n_ctx", n_ctx))
+                                                 n_ctx=_positive_int("n_ctx", n_ctx),
+                                                 batch_invariant=bool(_optional_bool("batch_invariant", batch_invariant)))
         if self.model.n_ctx < self._max_length:
             raise ValueError(f"max_length={self._max_length} exceeds the model's n_ctx={self.model.n_ctx}")
         self.tok = pyllm.Tokenizer.from_pretrained(tokenizer_dir)
