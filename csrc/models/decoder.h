@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "ops/attention.h"
 #include "ops/matmul.h"
 #include "ops/rope.h"
 
@@ -36,6 +37,7 @@ typedef struct {
                                apply_residual_connection_post_layernorm) */
     pyllm_weight_type weight_type;  /* of the blocks' linear layers */
     pyllm_weight_type lm_head_type; /* of the lm_head */
+    pyllm_kv_type kv_type;          /* of the KV cache's keys and values */
 } pyllm_decoder_config;
 
 /* A borrowed row-major matrix in its stored element type, converted while it is packed. */
@@ -104,8 +106,9 @@ typedef struct {
 typedef struct {
     int64_t n_layers, batch, capacity, kv_width; /* kv_width = n_kv_heads * head_dim */
     int64_t used;              /* slots filled, the same for every row */
-    float *keys;               /* [n_layers][batch][n_kv_heads][head_dim][capacity] */
-    float *values;             /* [n_layers][batch][n_kv_heads][capacity][head_dim] */
+    pyllm_kv_type type;        /* of keys and values */
+    void *keys;                /* [n_layers][batch][n_kv_heads][head_dim][capacity] */
+    void *values;              /* [n_layers][batch][n_kv_heads][capacity][head_dim] */
     uint8_t *valid;            /* [batch][capacity] */
     int32_t *position;         /* [batch][capacity]: the token's position (ALiBi's distance) */
     int64_t *length;           /* [batch]: real (unpadded) tokens so far = next position */
