@@ -8,7 +8,6 @@
 - The cache's operations on a 16-bit cache: copy, repeat, rows dropped as they end (keep_rows)
   and a left-padded batch give each row what it gets alone.
 """
-import json
 import os
 
 import numpy as np
