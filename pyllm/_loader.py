@@ -28,15 +28,17 @@ def _candidates():
 
 
 def load_onednn():
-    # libgomp reads OMP_WAIT_POLICY once, when it is loaded (with libdnnl here). Passive: a thread
-    # that reaches a barrier first sleeps instead of spinning. Beside a busy process (a notebook's
-    # other work), spinning threads fought the one descheduled thread every barrier waits for:
-    # 2-thread decode fell to 0.41-0.56x of 1-thread; passive gave 1.30x, and 512-token prefill
-    # 247 tok/s against 126 (benchmarks/bench_threads.py, host at load 7). Set only for the load
-    # and never over the user's own choice (OMP_WAIT_POLICY or GOMP_SPINCOUNT).
+    # libgomp reads its wait policy once, when it is loaded (with libdnnl here). A thread that
+    # reaches a barrier first spins GOMP_SPINCOUNT times, then sleeps. libgomp's default (300k
+    # spins) fought a busy neighbour process for the core the other thread needed: 2-thread
+    # decode fell to 0.41-0.56x of 1-thread. Sleeping at once (OMP_WAIT_POLICY=passive) fixed that
+    # (0.96x) but paid a wake-up at every parallel region: int4 decode on a quiet host halved (161
+    # against 312 tok/s, 1024x8 LLaMA). 3000 spins bridge the gaps between a step's regions and
+    # still yield: 297-310 tok/s quiet, 0.91x beside a busy process (benchmarks/bench_threads.py).
+    # Set only for the load and never over the user's own choice (OMP_WAIT_POLICY or GOMP_SPINCOUNT).
     ours = "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
     if ours:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        os.environ["GOMP_SPINCOUNT"] = "3000"
     try:
         for path in _candidates():
             if os.path.exists(path):
@@ -45,4 +47,4 @@ def load_onednn():
         return None  # fall back on the rpath and the system loader path
     finally:
         if ours:
-            del os.environ["OMP_WAIT_POLICY"]
+            del os.environ["GOMP_SPINCOUNT"]

@@ -216,10 +216,15 @@ def weight_bytes(config, dtype="float32", lm_head_dtype=None):
     return config["num_hidden_layers"] * per_layer + embedding + matrix_bytes(v, d, head_dtype) + extras + layer_table
 
 
-def kv_cache_bytes(config, batch, capacity, element_bytes=4):
+def kv_cache_bytes(config, batch, capacity, element_bytes=None):
     """Bytes of a KV cache for batch rows of capacity positions (csrc/models/kv_cache.c): keys and
     values of every layer, then a validity byte and an int32 position per slot and an int64
-    length per row. Keys and values are f32 (element_bytes=4) today."""
+    length per row. element_bytes: of each key and value; None takes the parsed config's KV
+    cache type (its "kv_type", set by Model.from_arrays; float32 when absent)."""
+    if element_bytes is None:
+        from .dtypes import KV_DTYPE_BYTES, KV_DTYPES
+        names = {code: name for name, code in KV_DTYPES.items()}
+        element_bytes = KV_DTYPE_BYTES[names[config.get("kv_type", KV_DTYPES["float32"])]]
     kvw = config["num_key_value_heads"] * config["head_dim"]
     kv = config["num_hidden_layers"] * batch * capacity * kvw * element_bytes
     return 2 * _big(kv) + batch * capacity * 5 + batch * 8

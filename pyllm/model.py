@@ -14,7 +14,7 @@ import numpy as np
 from . import _core, bloom, checkpoint, generation, memory
 from ._checks import LIMITS, bounded_int, check_n_ctx, float32_weight, matrix_weight, positive_int as _positive_int
 from ._progress import progress_bar
-from .dtypes import DTYPES, DTYPE_NAMES, resolve_dtype, resolve_lm_head_dtype
+from .dtypes import DTYPES, DTYPE_NAMES, KV_DTYPES, resolve_dtype, resolve_kv_dtype, resolve_lm_head_dtype
 from .generation import GenerationConfig
 
 _ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
@@ -266,7 +266,7 @@ class Model:
 
     @classmethod
     def from_arrays(cls, config, weights, dtype="float32", n_threads=None, n_ctx=None, generation_config=None,
-                    lm_head_dtype=None, progress=None, batch_invariant=False):
+                    lm_head_dtype=None, progress=None, batch_invariant=False, kv_dtype=None):
         """Build a model from a config.json dict and Hugging Face-named arrays (float32/float16).
 
         dtype is the type the linear layers (the lm_head included) compute with:
@@ -278,6 +278,11 @@ class Model:
         embedding table is kept in bf16. At decode (up to 8 rows) int8/int4 products quantize
         the activations to 8 bits per block of 32 (ggml's Q8 scheme) and run on integer dot
         products; longer inputs dequantize the weights to bf16 tiles for oneDNN's bf16 GEMM.
+
+        kv_dtype is the KV cache's element type: None (default) keeps float32 for float32 models
+        and float16 for the others (half the cache's memory and of the bytes attention reads;
+        saturated at ±65504); "float32", "bfloat16" or "float16" ask for one (see
+        pyllm.dtypes.KV_DEFAULT_16BIT for why f16). Scores, softmax and sums stay f32.
 
         n_ctx is the KV-cache capacity (default: LLaMA's max_position_embeddings, BLOOM's
         seq_length or 2048; it may exceed them).
@@ -308,6 +313,7 @@ class Model:
         if not isinstance(batch_invariant, (bool, np.bool_)):
             raise TypeError(f"batch_invariant must be True or False, got {batch_invariant!r}")
         parsed["batch_invariant"] = bool(batch_invariant)
+        parsed["kv_type"] = KV_DTYPES[resolve_kv_dtype(kv_dtype, dtype)]
         # Before any weight is checked, converted or packed: a model that cannot fit is refused
         # here rather than by the OOM killer halfway through.
         memory.check_weights(parsed, dtype, lm_head_dtype)
@@ -318,10 +324,10 @@ class Model:
 
     @classmethod
     def from_pretrained(cls, model_dir, dtype="float32", n_threads=None, n_ctx=None, lm_head_dtype=None,
-                        progress=None, batch_invariant=False):
+                        progress=None, batch_invariant=False, kv_dtype=None):
         """Load a Hugging Face model directory: config.json, generation_config.json (optional)
         and model.safetensors or its sharded index, weights stored as f32, f16 or bf16, packed
-        as dtype (see from_arrays).
+        as dtype, the KV cache in kv_dtype (see from_arrays).
 
         The safetensors are memory-mapped and each matrix is converted (bf16 and f16 without a
         float32 copy) and packed once into the C core's layout, layer by layer, the file's pages
@@ -329,12 +335,14 @@ class Model:
         progress: show a bar (None: when the weights pass 1 GB). batch_invariant: see from_arrays."""
         config = checkpoint.load_config(model_dir)
         # Checked before the weights are mapped.
-        memory.check_weights(_parse_config(config, n_ctx), resolve_dtype(dtype, config), lm_head_dtype)
+        dtype = resolve_dtype(dtype, config)
+        memory.check_weights(_parse_config(config, n_ctx), dtype, lm_head_dtype)
+        resolve_kv_dtype(kv_dtype, dtype)  # a bad kv_dtype fails before the weights are mapped
         weights = checkpoint.load_weights(model_dir, bf16="bits")
         generation_config = checkpoint.load_generation_config(model_dir)
         return cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
                                generation_config=generation_config, lm_head_dtype=lm_head_dtype,
-                               progress=progress, batch_invariant=batch_invariant)
+                               progress=progress, batch_invariant=batch_invariant, kv_dtype=kv_dtype)
 
     @property
     def dtype(self):
@@ -345,6 +353,11 @@ class Model:
     def batch_invariant(self):
         """Whether a sequence's results are the same bits in any batch (see from_arrays)."""
         return self._decoder.batch_invariant
+
+    @property
+    def kv_dtype(self):
+        """The KV cache's element type: float32, bfloat16 or float16."""
+        return self._decoder.kv_type
 
     @property
     def weight_bytes(self):

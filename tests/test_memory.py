@@ -285,16 +285,20 @@ def test_tied_lm_head_still_counts_its_own_copy():
         assert memory.weight_bytes(tied, dtype) == memory.weight_bytes(untied, dtype)
 
 
-def test_kv_cache_bytes_equal_what_the_c_core_reserves():
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_kv_cache_bytes_equal_what_the_c_core_reserves(dtype):
     config = dict(STORIES_260K, max_position_embeddings=4096)
-    model = pyllm.Model.from_arrays(config, _numpy_llama_weights(config))
+    model = pyllm.Model.from_arrays(config, _numpy_llama_weights(config), dtype=dtype)
+    element = 4 if dtype == "float32" else 2  # the cache is f16 below float32 (pyllm.dtypes)
     c = _parse_config(config, None)
     for batch, capacity in [(1, 1), (1, 512), (3, 1000), (8, 4096)]:
         cache = model.new_cache(batch, capacity)
-        assert cache.nbytes == memory.kv_cache_bytes(c, batch, capacity), (batch, capacity)
+        assert cache.nbytes == memory.kv_cache_bytes(model._parsed, batch, capacity), (batch, capacity)
+        assert cache.nbytes == memory.kv_cache_bytes(c, batch, capacity, element_bytes=element), (batch, capacity)
     # 5 layers x 4 rows x 100 slots x 4 KV heads x head_dim 8 x 4 bytes = 256,000, for keys and
     # for values (under 2 MB: 64-byte aligned); 5 bytes a slot; 8 a row.
     assert memory.kv_cache_bytes(c, 4, 100) == 2 * 256_000 + 4 * 100 * 5 + 4 * 8
+    assert memory.kv_cache_bytes(c, 4, 100, element_bytes=2) == 2 * 128_000 + 4 * 100 * 5 + 4 * 8
 
 
 def _numpy_llama_weights(config, seed=0):
@@ -340,12 +344,13 @@ def test_weight_bytes_match_the_memory_a_load_adds(name, dtype):
     assert abs(grown - estimate) <= 0.02 * estimate + 4e6, f"{name} {dtype}: load added {grown:,} bytes, estimate {estimate:,}"
 
 
-def test_kv_cache_bytes_match_the_memory_a_filled_cache_takes_and_new_cache_writes_nothing():
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_kv_cache_bytes_match_the_memory_a_filled_cache_takes_and_new_cache_writes_nothing(dtype):
     config = {"vocab_size": 320, "hidden_size": 1024, "intermediate_size": 256, "num_hidden_layers": 8,
               "num_attention_heads": 16, "num_key_value_heads": 4, "max_position_embeddings": 2048}
     out = child(f"""
         config = {config!r}
-        model = pyllm.Model.from_arrays(config, llama_weights(config))
+        model = pyllm.Model.from_arrays(config, llama_weights(config), dtype={dtype!r})
         model([1, 2, 3])
         before = rss_after_trim()
         cache = model.new_cache(4, 2048)
@@ -353,9 +358,9 @@ def test_kv_cache_bytes_match_the_memory_a_filled_cache_takes_and_new_cache_writ
         copy = cache.copy()  # writes every byte of its buffers
         filled = rss_after_trim()
         report(new_cache=reserved - before, filled=filled - reserved, nbytes=cache.nbytes,
-               estimate=memory.kv_cache_bytes(_parse_config(config, None), 4, 2048))
+               estimate=memory.kv_cache_bytes(model._parsed, 4, 2048))
     """)
-    assert out["estimate"] == out["nbytes"] > 130e6
+    assert out["estimate"] == out["nbytes"] > (130e6 if dtype == "float32" else 65e6)
     assert out["new_cache"] < 2e6, f"new_cache wrote {out['new_cache']:,} bytes of a {out['estimate']:,}-byte cache"
     assert abs(out["filled"] - out["estimate"]) <= 0.01 * out["estimate"] + 2e6, out
 

@@ -51,6 +51,8 @@ static pyllm_status check_config(const pyllm_decoder_config *c)
     if ((unsigned)c->weight_type >= PYLLM_WEIGHT_TYPE_COUNT || (unsigned)c->lm_head_type >= PYLLM_WEIGHT_TYPE_COUNT)
         return pyllm_error(PYLLM_ERR_VALUE, "unknown weight type %d or %d", (int)c->weight_type,
                            (int)c->lm_head_type);
+    if ((unsigned)c->kv_type >= PYLLM_KV_TYPE_COUNT)
+        return pyllm_error(PYLLM_ERR_VALUE, "unknown KV cache type %d", (int)c->kv_type);
     if (c->vocab_size > INT32_MAX)
         return pyllm_error(PYLLM_ERR_VALUE, "vocab_size %lld does not fit token ids of 32 bits",
                            (long long)c->vocab_size);
@@ -276,11 +278,12 @@ static pyllm_status reserve_buffers(pyllm_decoder *m, const pyllm_kv_cache *cach
     const int64_t th = threads > w->threads ? threads : w->threads;
     workspace_release(w);
     const int64_t qw = c->n_heads * c->head_dim, kvw = c->n_kv_heads * c->head_dim;
+    const int64_t heads_per_pass = pyllm_attention_heads_per_pass(c->n_heads, c->n_kv_heads);
     int ok = grow(&w->x, t * c->hidden_size) && grow(&w->h, t * c->hidden_size) && grow(&w->q, t * qw) &&
              grow(&w->k, t * kvw) && grow(&w->v, t * kvw) && grow(&w->attn, t * qw) &&
              grow(&w->gate, t * c->intermediate_size) && grow(&w->up, t * c->intermediate_size) &&
              grow(&w->cos_v, t * half) && grow(&w->sin_v, t * half) &&
-             grow(&w->inv_freq, b * half) && grow(&w->scores, th * cap);
+             grow(&w->inv_freq, b * half) && grow(&w->scores, th * heads_per_pass * cap);
     w->positions = ok ? pyllm_alloc(sizeof(int64_t) * (size_t)t) : NULL;
     w->row_length = ok ? pyllm_alloc(sizeof(int64_t) * (size_t)b) : NULL;
     if (!ok || w->positions == NULL || w->row_length == NULL) {
@@ -367,8 +370,8 @@ static void prepare_positions(pyllm_decoder *m, pyllm_kv_cache *cache, const uin
 }
 
 /* New token i of the call (row i / n_new): position its query and key (rotary: rotate them), then
- * file its key and value in its slot of this layer's keys and values. */
-static void place_token(pyllm_decoder *m, const pyllm_kv_cache *cache, float *keys, float *values, int64_t n_new,
+ * file its key and value in its slot of this layer's keys and values (in the cache's type). */
+static void place_token(pyllm_decoder *m, const pyllm_kv_cache *cache, void *keys, void *values, int64_t n_new,
                         int64_t i)
 {
     const pyllm_decoder_config *c = &m->config;
@@ -381,10 +384,11 @@ static void place_token(pyllm_decoder *m, const pyllm_kv_cache *cache, float *ke
     }
     for (int64_t g = 0; g < c->n_kv_heads; g++) {
         const int64_t head = (b * c->n_kv_heads + g) * cache->capacity * hd;
-        const float *k = w->k + i * kvw + g * hd;
-        for (int64_t d = 0; d < hd; d++) /* keys transposed: [head_dim][capacity] */
-            keys[head + d * cache->capacity + slot] = k[d];
-        memcpy(values + head + slot * hd, w->v + i * kvw + g * hd, sizeof(float) * (size_t)hd);
+        const float *k = w->k + i * kvw + g * hd, *v = w->v + i * kvw + g * hd;
+        for (int64_t d = 0; d < hd; d++) { /* keys transposed: [head_dim][capacity] */
+            pyllm_kv_store(cache->type, keys, head + d * cache->capacity + slot, k[d]);
+            pyllm_kv_store(cache->type, values, head + slot * hd + d, v[d]);
+        }
     }
 }
 
@@ -402,8 +406,9 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->k, w->h, w->k, total));
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->v, w->h, w->v, total));
 
-    float *keys = cache->keys + l * cache->batch * cache->capacity * kvw;
-    float *values = cache->values + l * cache->batch * cache->capacity * kvw;
+    const size_t layer_bytes = (size_t)(cache->batch * cache->capacity * kvw) * pyllm_kv_type_bytes(cache->type);
+    void *keys = (char *)cache->keys + (size_t)l * layer_bytes;
+    void *values = (char *)cache->values + (size_t)l * layer_bytes;
     if (pyllm_parallel(total > 1)) {
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < total; i++)
@@ -417,7 +422,7 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
         .batch = cache->batch, .n_new = n_new, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
         .head_dim = hd, .capacity = cache->capacity, .start = cache->used,
         .scale = (float)(1.0 / sqrt((double)hd)),
-        .alibi_slopes = m->alibi_slopes, .key_position = cache->position,
+        .alibi_slopes = m->alibi_slopes, .key_position = cache->position, .kv_type = cache->type,
     };
     pyllm_attention(&shape, w->q, keys, values, cache->valid, w->attn, w->scores);
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->o, w->attn, w->h, total));

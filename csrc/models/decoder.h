@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "ops/attention.h"
 #include "ops/matmul.h"
 #include "ops/rope.h"
 
@@ -39,6 +40,7 @@ typedef struct {
     int batch_invariant;    /* every linear layer computes each row alone, in one order whatever
                                the rows around it (ops/matmul.h): a sequence's logits are the same
                                bits in any batch, padding or cache split */
+    pyllm_kv_type kv_type;          /* of the KV cache's keys and values */
 } pyllm_decoder_config;
 
 /* A borrowed row-major matrix in its stored element type, converted while it is packed. */
@@ -107,8 +109,9 @@ typedef struct {
 typedef struct {
     int64_t n_layers, batch, capacity, kv_width; /* kv_width = n_kv_heads * head_dim */
     int64_t used;              /* slots filled, the same for every row */
-    float *keys;               /* [n_layers][batch][n_kv_heads][head_dim][capacity] */
-    float *values;             /* [n_layers][batch][n_kv_heads][capacity][head_dim] */
+    pyllm_kv_type type;        /* of keys and values */
+    void *keys;                /* [n_layers][batch][n_kv_heads][head_dim][capacity] */
+    void *values;              /* [n_layers][batch][n_kv_heads][capacity][head_dim] */
     uint8_t *valid;            /* [batch][capacity] */
     int32_t *position;         /* [batch][capacity]: the token's position (ALiBi's distance) */
     int64_t *length;           /* [batch]: real (unpadded) tokens so far = next position */

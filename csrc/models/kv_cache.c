@@ -1,6 +1,8 @@
 /* The KV cache: keys, values, validity and positions of every slot of every row, for every
  * layer. Made, copied, repeated (one prompt continued by many rows) and narrowed to the rows
- * still running (so a batch whose rows finish at different steps computes only over the rest). */
+ * still running (so a batch whose rows finish at different steps computes only over the rest).
+ * Keys and values are in the model's cache type (config.kv_type: f32, bf16 or f16), so every
+ * size here is in elements of that type's bytes. */
 #include <string.h>
 
 #include "core/alloc.h"
@@ -13,7 +15,8 @@ typedef struct {
     size_t kv;       /* bytes of the keys (and of the values) */
 } cache_sizes;
 
-static pyllm_status sizes_of(int64_t n_layers, int64_t kv_width, int64_t batch, int64_t capacity, cache_sizes *s)
+static pyllm_status sizes_of(int64_t n_layers, int64_t kv_width, pyllm_kv_type type, int64_t batch, int64_t capacity,
+                             cache_sizes *s)
 {
     *s = (cache_sizes){0, 0};
     if (batch <= 0 || capacity <= 0)
@@ -23,27 +26,28 @@ static pyllm_status sizes_of(int64_t n_layers, int64_t kv_width, int64_t batch, 
         return pyllm_error(PYLLM_ERR_VALUE, "a KV cache needs layers > 0 and a key width > 0, got %lld and %lld",
                            (long long)n_layers, (long long)kv_width);
     const size_t limit = (size_t)INT64_MAX; /* the C core indexes the cache with int64 */
-    size_t floats = 0;
+    const size_t element = pyllm_kv_type_bytes(type);
+    size_t elements = 0;
     s->slots = (size_t)batch * (size_t)capacity;
     int ok = (size_t)capacity <= limit / (size_t)batch && (size_t)kv_width <= limit / s->slots &&
              (size_t)n_layers <= limit / (s->slots * (size_t)kv_width);
     if (ok) {
-        floats = s->slots * (size_t)kv_width * (size_t)n_layers;
-        ok = floats <= limit / sizeof(float) / 2;
+        elements = s->slots * (size_t)kv_width * (size_t)n_layers;
+        ok = elements <= limit / element / 2;
     }
     if (!ok)
         return pyllm_error(PYLLM_ERR_MEMORY,
-                           "a KV cache of %lld rows x %lld positions x %lld layers x %lld floats does not fit "
+                           "a KV cache of %lld rows x %lld positions x %lld layers x %lld values does not fit "
                            "the address space", (long long)batch, (long long)capacity, (long long)n_layers,
                            (long long)kv_width);
-    s->kv = floats * sizeof(float);
+    s->kv = elements * element;
     return PYLLM_OK;
 }
 
 pyllm_status pyllm_kv_cache_bytes(const pyllm_decoder_config *c, int64_t batch, int64_t capacity, size_t *bytes)
 {
     cache_sizes s;
-    PYLLM_TRY(sizes_of(c->n_layers, c->n_kv_heads * c->head_dim, batch, capacity, &s));
+    PYLLM_TRY(sizes_of(c->n_layers, c->n_kv_heads * c->head_dim, c->kv_type, batch, capacity, &s));
     /* As allocated: keys and values by pyllm_alloc_big, the bookkeeping by calloc. */
     *bytes = 2 * pyllm_alloc_big_size(s.kv) + s.slots * (1 + sizeof(int32_t)) + (size_t)batch * sizeof(int64_t);
     return PYLLM_OK;
@@ -53,8 +57,10 @@ pyllm_status pyllm_kv_cache_init(pyllm_kv_cache *c, const pyllm_decoder *m, int6
 {
     memset(c, 0, sizeof *c);
     cache_sizes s;
-    PYLLM_TRY(sizes_of(m->config.n_layers, m->config.n_kv_heads * m->config.head_dim, batch, capacity, &s));
+    PYLLM_TRY(sizes_of(m->config.n_layers, m->config.n_kv_heads * m->config.head_dim, m->config.kv_type, batch,
+                       capacity, &s));
     c->n_layers = m->config.n_layers;
+    c->type = m->config.kv_type;
     c->batch = batch;
     c->capacity = capacity;
     c->kv_width = m->config.n_kv_heads * m->config.head_dim;
@@ -88,7 +94,7 @@ static pyllm_status alloc_like(pyllm_kv_cache *dst, const pyllm_kv_cache *src, i
 {
     memset(dst, 0, sizeof *dst);
     cache_sizes s;
-    PYLLM_TRY(sizes_of(src->n_layers, src->kv_width, batch, src->capacity, &s));
+    PYLLM_TRY(sizes_of(src->n_layers, src->kv_width, src->type, batch, src->capacity, &s));
     *dst = *src;
     dst->batch = batch;
     /* Every pointer is replaced before any check, so a failure never frees src's buffers. */
@@ -110,7 +116,7 @@ pyllm_status pyllm_kv_cache_copy(pyllm_kv_cache *dst, const pyllm_kv_cache *src)
     PYLLM_TRY(alloc_like(dst, src, src->batch));
     /* src was sized by sizes_of, so these products do not overflow. */
     const size_t slots = (size_t)src->batch * (size_t)src->capacity;
-    const size_t bytes = sizeof(float) * slots * (size_t)src->kv_width * (size_t)src->n_layers;
+    const size_t bytes = pyllm_kv_type_bytes(src->type) * slots * (size_t)src->kv_width * (size_t)src->n_layers;
     memcpy(dst->keys, src->keys, bytes);
     memcpy(dst->values, src->values, bytes);
     memcpy(dst->valid, src->valid, slots);
@@ -126,12 +132,13 @@ pyllm_status pyllm_kv_cache_repeat(pyllm_kv_cache *dst, const pyllm_kv_cache *sr
         return pyllm_error(PYLLM_ERR_VALUE, "repeat needs a one-row cache and batch > 0, got %lld rows and batch %lld",
                            (long long)src->batch, (long long)batch);
     PYLLM_TRY(alloc_like(dst, src, batch));
-    /* Both layouts hold one contiguous block of capacity * kv_width floats per (layer, row). */
-    const size_t row = (size_t)(src->capacity * src->kv_width);
+    /* Both layouts hold one contiguous block of capacity * kv_width values per (layer, row). */
+    const size_t row = (size_t)(src->capacity * src->kv_width) * pyllm_kv_type_bytes(src->type);
+    char *keys = dst->keys, *values = dst->values;
     for (int64_t l = 0; l < src->n_layers; l++)
         for (int64_t b = 0; b < batch; b++) {
-            memcpy(dst->keys + (l * batch + b) * row, src->keys + l * row, sizeof(float) * row);
-            memcpy(dst->values + (l * batch + b) * row, src->values + l * row, sizeof(float) * row);
+            memcpy(keys + (size_t)(l * batch + b) * row, (const char *)src->keys + (size_t)l * row, row);
+            memcpy(values + (size_t)(l * batch + b) * row, (const char *)src->values + (size_t)l * row, row);
         }
     for (int64_t b = 0; b < batch; b++) {
         memcpy(dst->valid + b * src->capacity, src->valid, (size_t)src->capacity);
@@ -151,13 +158,14 @@ pyllm_status pyllm_kv_cache_keep_rows(pyllm_kv_cache *c, const int64_t *rows, in
         return pyllm_error(PYLLM_ERR_VALUE, "a KV cache keeps at least one row");
     /* Row j of layer l moves to (l * n + j) from (l * batch + rows[j]): never later, and never
      * over a row still to be read, so one ascending pass of memmove is safe in place. */
-    const size_t per_row = (size_t)(c->capacity * c->kv_width);
+    const size_t per_row = (size_t)(c->capacity * c->kv_width) * pyllm_kv_type_bytes(c->type);
+    char *keys = c->keys, *values = c->values;
     for (int64_t l = 0; l < c->n_layers; l++)
         for (int64_t j = 0; j < n; j++) {
             const size_t from = (size_t)(l * c->batch + rows[j]) * per_row, to = (size_t)(l * n + j) * per_row;
             if (from != to) {
-                memmove(c->keys + to, c->keys + from, per_row * sizeof(float));
-                memmove(c->values + to, c->values + from, per_row * sizeof(float));
+                memmove(keys + to, keys + from, per_row);
+                memmove(values + to, values + from, per_row);
             }
         }
     for (int64_t j = 0; j < n; j++) {

@@ -2,81 +2,178 @@
 
 #include <math.h>
 #include <omp.h>
-#include <string.h>
 
 #include "core/threads.h"
+#include "ops/attention_kernels.h"
+#include "ops/gemv.h"
+#include "ops/quant.h"
 
-/* One query over the first n_slots slots of its KV head: o = softmax(scale·q·Kᵀ + slope·pos) V
- * over the valid slots. Keys are stored transposed ([head_dim][capacity]) so the scores vectorise
- * across slots with no horizontal sums. Compiled for AVX-512, AVX2 and baseline x86-64, the
- * best chosen at load time from the CPU (the wheel must run on any x86-64). */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void attend_query(const float *qv, const float *keys_t, const float *values, const uint8_t *valid,
-                         const int32_t *key_position, float slope, int64_t n_slots, int64_t hd, int64_t capacity,
-                         float scale, float *scores, float *o)
+#define F16_MAX 65504.0f
+
+size_t pyllm_kv_type_bytes(pyllm_kv_type type)
 {
-    memset(scores, 0, sizeof(float) * (size_t)n_slots);
-    for (int64_t i = 0; i < hd; i++) {
-        const float qi = qv[i];
-        const float *krow = keys_t + i * capacity;
-#pragma omp simd
-        for (int64_t j = 0; j < n_slots; j++)
-            scores[j] += qi * krow[j];
+    return type == PYLLM_KV_F32 ? sizeof(float) : sizeof(uint16_t);
+}
+
+const char *pyllm_kv_type_name(pyllm_kv_type type)
+{
+    switch (type) {
+    case PYLLM_KV_F32:
+        return "float32";
+    case PYLLM_KV_BF16:
+        return "bfloat16";
+    case PYLLM_KV_F16:
+        return "float16";
     }
-    float max = -INFINITY;
-    for (int64_t j = 0; j < n_slots; j++) {
-        /* slope 0 (no ALiBi) adds exactly nothing. */
-        scores[j] = valid[j] ? scores[j] * scale + slope * (float)key_position[j] : -INFINITY;
-        if (scores[j] > max)
-            max = scores[j];
-    }
-    memset(o, 0, sizeof(float) * (size_t)hd);
-    if (max == -INFINITY)
-        return; /* nothing visible: a padding query */
-    float sum = 0.0f;
-    for (int64_t j = 0; j < n_slots; j++) {
-        scores[j] = valid[j] ? expf(scores[j] - max) : 0.0f;
-        sum += scores[j];
-    }
-    const float inv_sum = 1.0f / sum;
-    for (int64_t j = 0; j < n_slots; j++) {
-        if (!valid[j])
-            continue;
-        const float p = scores[j] * inv_sum;
-        const float *vv = values + j * hd;
-#pragma omp simd
-        for (int64_t i = 0; i < hd; i++)
-            o[i] += p * vv[i];
+    return "?";
+}
+
+void pyllm_kv_store(pyllm_kv_type type, void *buffer, int64_t index, float x)
+{
+    switch (type) {
+    case PYLLM_KV_F32:
+        ((float *)buffer)[index] = x;
+        break;
+    case PYLLM_KV_BF16:
+        ((uint16_t *)buffer)[index] = pyllm_f32_to_bf16(x);
+        break;
+    case PYLLM_KV_F16: /* saturated: a key or value past f16's range is clipped, never inf (NaN scores) */
+        ((uint16_t *)buffer)[index] = pyllm_f32_to_f16(x > F16_MAX ? F16_MAX : x < -F16_MAX ? -F16_MAX : x);
+        break;
     }
 }
 
-/* One (row, head, new token) of the call; scores: the running thread's scratch. */
-static void attend_task(const pyllm_attention_shape *s, const float *q, const float *k_cache, const float *v_cache,
-                        const uint8_t *valid, float *out, float *scores, int64_t task)
+int64_t pyllm_attention_heads_per_pass(int64_t n_heads, int64_t n_kv_heads)
+{
+    const int64_t group = n_heads / n_kv_heads;
+    return group < PYLLM_ATTN_MAX_HEADS ? group : PYLLM_ATTN_MAX_HEADS;
+}
+
+typedef struct {
+    pyllm_attn_scores_fn scores;
+    pyllm_attn_exp_fn exp;
+    pyllm_attn_values_fn values;
+} kernels;
+
+static kernels kernels_for(pyllm_isa isa)
+{
+    switch (isa) {
+    case PYLLM_ISA_AVX512:
+        return (kernels){pyllm_attn_scores_avx512, pyllm_attn_exp_avx512, pyllm_attn_values_avx512};
+    case PYLLM_ISA_AVX2:
+        return (kernels){pyllm_attn_scores_avx2, pyllm_attn_exp_avx2, pyllm_attn_values_avx2};
+    case PYLLM_ISA_GENERIC:
+        break;
+    }
+    return (kernels){pyllm_attn_scores_generic, pyllm_attn_exp_generic, pyllm_attn_values_generic};
+}
+
+/* The pass's raw scores become softmax weights over the valid slots (0 elsewhere); slopes: ALiBi's
+ * per head of the pass, or NULL. Each head's sum runs over the slots in order, one at a time (the
+ * heads side by side), so left padding (zeros before the first real slot) leaves its bits
+ * unchanged. A query that sees no valid slot (padding) is left as is: the values pass reads
+ * valid slots only, and there are none. */
+static void softmax_pass(const pyllm_attn_pass *p, kernels k, const int32_t *key_position, const float *slopes,
+                         float scale)
+{
+    const int64_t n = p->n_slots;
+    float max = -INFINITY;
+    for (int64_t h = 0; h < p->heads; h++) {
+        float *s = p->scores + h * n;
+        const float slope = slopes != NULL ? slopes[h] : 0.0f;
+        max = -INFINITY;
+#pragma omp simd reduction(max : max)
+        for (int64_t j = 0; j < n; j++) {
+            /* slope 0 (no ALiBi) adds exactly nothing. */
+            s[j] = p->valid[j] ? s[j] * scale + slope * (float)key_position[j] : -INFINITY;
+            if (s[j] > max)
+                max = s[j];
+        }
+        if (max == -INFINITY)
+            return; /* the same for every head of the pass */
+        k.exp(s, n, max);
+    }
+    float sum[PYLLM_ATTN_MAX_HEADS] = {0.0f};
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t h = 0; h < p->heads; h++)
+            sum[h] += p->scores[h * n + j];
+    for (int64_t h = 0; h < p->heads; h++) {
+        float *s = p->scores + h * n;
+        const float inv_sum = 1.0f / sum[h];
+        for (int64_t j = 0; j < n; j++)
+            s[j] *= inv_sum;
+    }
+}
+
+/* How the query heads of a group are split into passes over their KV head. */
+typedef struct {
+    int64_t passes, per_pass;   /* passes of up to per_pass heads each */
+    int64_t tasks;              /* batch * n_kv_heads * passes * n_new */
+} work_split;
+
+/* Whole groups (each KV head's keys and values read once for all its query heads) unless that
+ * leaves threads idle: one row's decode over 4 KV heads is 4 tasks, fine for 2-4 threads, but a
+ * single KV head (multi-query attention) would run on one thread. */
+static work_split split_work(const pyllm_attention_shape *s, int64_t threads)
+{
+    const int64_t group = s->n_heads / s->n_kv_heads, base = s->batch * s->n_kv_heads * s->n_new;
+    const int64_t widest = pyllm_attention_heads_per_pass(s->n_heads, s->n_kv_heads);
+    int64_t passes = (group + widest - 1) / widest;
+    while (base * passes < threads && passes < group)
+        passes++;
+    work_split w;
+    w.per_pass = (group + passes - 1) / passes;
+    w.passes = (group + w.per_pass - 1) / w.per_pass;
+    w.tasks = base * w.passes;
+    return w;
+}
+
+/* One (row, KV head, pass of query heads, new token) of the call; scores: the thread's scratch. */
+static void attend_task(const pyllm_attention_shape *s, const work_split *w, kernels k, const float *q,
+                        const void *k_cache, const void *v_cache, const uint8_t *valid, float *out, float *scores,
+                        int64_t task)
 {
     const int64_t hd = s->head_dim, group = s->n_heads / s->n_kv_heads, q_stride = s->n_heads * hd;
     const int64_t t = task % s->n_new;
-    const int64_t h = (task / s->n_new) % s->n_heads;
-    const int64_t b = task / (s->n_new * s->n_heads);
-    const int64_t kvh = h / group;
-    const int64_t head_base = (b * s->n_kv_heads + kvh) * s->capacity * hd;
-    const float slope = s->alibi_slopes != NULL ? s->alibi_slopes[h] : 0.0f;
-    attend_query(q + (b * s->n_new + t) * q_stride + h * hd, k_cache + head_base, v_cache + head_base,
-                 valid + b * s->capacity, s->key_position + b * s->capacity, slope, s->start + t + 1, hd,
-                 s->capacity, s->scale, scores, out + (b * s->n_new + t) * q_stride + h * hd);
+    const int64_t pass = (task / s->n_new) % w->passes;
+    const int64_t kvh = (task / (s->n_new * w->passes)) % s->n_kv_heads;
+    const int64_t b = task / (s->n_new * w->passes * s->n_kv_heads);
+    const int64_t first = pass * w->per_pass, rest = group - first;
+    const int64_t h0 = kvh * group + first; /* query heads h0.. of this pass are consecutive */
+    const size_t head_base = (size_t)((b * s->n_kv_heads + kvh) * s->capacity * hd) * pyllm_kv_type_bytes(s->kv_type);
+    const int64_t row = b * s->n_new + t;
+    pyllm_attn_pass p = {
+        .heads = rest < w->per_pass ? rest : w->per_pass,
+        .n_slots = s->start + t + 1,
+        .head_dim = hd,
+        .capacity = s->capacity,
+        .type = s->kv_type,
+        .q = q + row * q_stride + h0 * hd,
+        .keys_t = (const char *)k_cache + head_base,
+        .values = (const char *)v_cache + head_base,
+        .valid = valid + b * s->capacity,
+        .scores = scores,
+        .out = out + row * q_stride + h0 * hd,
+    };
+    k.scores(&p);
+    softmax_pass(&p, k, s->key_position + b * s->capacity, s->alibi_slopes != NULL ? s->alibi_slopes + h0 : NULL,
+                 s->scale);
+    k.values(&p);
 }
 
-void pyllm_attention(const pyllm_attention_shape *s, const float *q, const float *k_cache, const float *v_cache,
+void pyllm_attention(const pyllm_attention_shape *s, const float *q, const void *k_cache, const void *v_cache,
                      const uint8_t *valid, float *out, float *scratch)
 {
-    const int64_t tasks = s->batch * s->n_heads * s->n_new;
-    if (pyllm_parallel(tasks > 1)) {
-#pragma omp parallel for schedule(dynamic, 4)
-        for (int64_t task = 0; task < tasks; task++)
-            attend_task(s, q, k_cache, v_cache, valid, out, scratch + (int64_t)omp_get_thread_num() * s->capacity,
-                        task);
+    const kernels k = kernels_for(pyllm_gemv_isa());
+    const work_split w = split_work(s, omp_get_max_threads());
+    const int64_t per_thread = pyllm_attention_heads_per_pass(s->n_heads, s->n_kv_heads) * s->capacity;
+    if (pyllm_parallel(w.tasks > 1)) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t task = 0; task < w.tasks; task++)
+            attend_task(s, &w, k, q, k_cache, v_cache, valid, out,
+                        scratch + (int64_t)omp_get_thread_num() * per_thread, task);
     } else {
-        for (int64_t task = 0; task < tasks; task++)
-            attend_task(s, q, k_cache, v_cache, valid, out, scratch, task);
+        for (int64_t task = 0; task < w.tasks; task++)
+            attend_task(s, &w, k, q, k_cache, v_cache, valid, out, scratch, task);
     }
 }

@@ -76,6 +76,21 @@ static int get_weight_type(PyObject *dict, const char *key, pyllm_weight_type *o
     return 0;
 }
 
+/* The KV cache's element type code (csrc/ops/attention.h): pyllm.dtypes resolves the default,
+ * float32 when absent. */
+static int get_kv_type(PyObject *dict, pyllm_kv_type *out)
+{
+    int64_t code = PYLLM_KV_F32;
+    if (PyDict_GetItemString(dict, "kv_type") != NULL && get_int(dict, "kv_type", &code) < 0)
+        return -1;
+    if (code < 0 || code >= PYLLM_KV_TYPE_COUNT) {
+        PyErr_Format(PyExc_ValueError, "kv_type must be in [0, %d), got %lld", PYLLM_KV_TYPE_COUNT, (long long)code);
+        return -1;
+    }
+    *out = (pyllm_kv_type)code;
+    return 0;
+}
+
 static int parse_rope_type(PyObject *dict, pyllm_rope_type *out)
 {
     PyObject *v = PyDict_GetItemString(dict, "rope_type");
@@ -136,7 +151,8 @@ static int parse_config(PyObject *d, pyllm_decoder_config *c)
         get_int(d, "num_key_value_heads", &c->n_kv_heads) < 0 || get_int(d, "head_dim", &c->head_dim) < 0 ||
         get_int(d, "n_ctx", &c->n_ctx) < 0)
         return -1;
-    if (get_weight_type(d, "weight_type", &c->weight_type) < 0 || get_weight_type(d, "lm_head_type", &c->lm_head_type) < 0)
+    if (get_weight_type(d, "weight_type", &c->weight_type) < 0 || get_weight_type(d, "lm_head_type", &c->lm_head_type) < 0 ||
+        get_kv_type(d, &c->kv_type) < 0)
         return -1;
     PyObject *invariant = PyDict_GetItemString(d, "batch_invariant"); /* optional, off when absent */
     if (invariant != NULL && (c->batch_invariant = PyObject_IsTrue(invariant)) < 0)
@@ -588,6 +604,12 @@ static PyObject *decoder_get_lm_head_type(DecoderObject *self, void *closure)
     return PyUnicode_FromString(pyllm_weight_type_name(self->model.config.lm_head_type));
 }
 
+static PyObject *decoder_get_kv_type(DecoderObject *self, void *closure)
+{
+    (void)closure;
+    return PyUnicode_FromString(pyllm_kv_type_name(self->model.config.kv_type));
+}
+
 static PyObject *decoder_get_weight_bytes(DecoderObject *self, void *closure)
 {
     (void)closure;
@@ -635,6 +657,7 @@ static PyGetSetDef decoder_getset[] = {
     {"lm_head_type", (getter)decoder_get_lm_head_type, NULL, "Type of the lm_head's weights.", NULL},
     {"batch_invariant", (getter)decoder_get_batch_invariant, NULL,
      "Whether each row's results are the same bits whatever the batch, padding or cache split.", NULL},
+    {"kv_type", (getter)decoder_get_kv_type, NULL, "Element type of the KV cache's keys and values.", NULL},
     {"weight_bytes", (getter)decoder_get_weight_bytes, NULL, "Bytes of the packed weights.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -755,6 +778,12 @@ static PyObject *cache_get_nbytes(KVCacheObject *self, void *closure)
     return st == PYLLM_OK ? PyLong_FromSize_t(bytes) : pyllm_raise(st);
 }
 
+static PyObject *cache_get_dtype(KVCacheObject *self, void *closure)
+{
+    (void)closure;
+    return PyUnicode_FromString(pyllm_kv_type_name(self->cache.type));
+}
+
 static PyMethodDef cache_methods[] = {
     {"copy", (PyCFunction)cache_copy, METH_NOARGS, "An independent copy of this cache."},
     {"repeat", (PyCFunction)cache_repeat, METH_O,
@@ -768,6 +797,8 @@ static PyGetSetDef cache_getset[] = {
     {"capacity", (getter)cache_get_capacity, NULL, "Slots per row.", NULL},
     {"batch_size", (getter)cache_get_batch, NULL, "Rows.", NULL},
     {"nbytes", (getter)cache_get_nbytes, NULL, "Bytes reserved for the keys, values and bookkeeping.", NULL},
+    {"dtype", (getter)cache_get_dtype, NULL, "Element type of the keys and values: float32, bfloat16 or float16.",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -1,0 +1,64 @@
+/* Between ops/attention.c and its per-ISA kernels: one pass of up to PYLLM_ATTN_MAX_HEADS query
+ * heads of a group over their KV head. Not for other callers.
+ *
+ * The kernels keep every result independent of where a slot or a head sits in a block: a slot's
+ * score is the same chain of fused multiply-adds over head_dim whichever vector lane (or scalar
+ * tail) computes it, and an output element is the same chain over the slots in order. So a
+ * sequence gets the same bits alone, left-padded in a batch, or with its heads split differently
+ * across passes (batch invariance relies on it). */
+#ifndef PYLLM_OPS_ATTENTION_KERNELS_H
+#define PYLLM_OPS_ATTENTION_KERNELS_H
+
+#include <stdint.h>
+
+#include "ops/attention.h"
+
+#define PYLLM_ATTN_MAX_HEADS 8
+
+typedef struct {
+    int64_t heads;            /* query heads in this pass, 1..PYLLM_ATTN_MAX_HEADS */
+    int64_t n_slots, head_dim, capacity;
+    pyllm_kv_type type;
+    const float *q;           /* [heads][head_dim] */
+    const void *keys_t;       /* [head_dim][capacity] */
+    const void *values;       /* [capacity][head_dim] */
+    const uint8_t *valid;     /* [n_slots] */
+    float *scores;            /* [heads][n_slots]: raw q·k in, softmax weights out */
+    float *out;               /* [heads][head_dim] */
+} pyllm_attn_pass;
+
+/* scores[h][j] = Σ_i q[h][i] · k[i][j] for j < n_slots. */
+typedef void (*pyllm_attn_scores_fn)(const pyllm_attn_pass *p);
+/* out[h] = Σ over valid j of scores[h][j] · v[j] (weights already normalised). */
+typedef void (*pyllm_attn_values_fn)(const pyllm_attn_pass *p);
+
+/* s[j] = exp(s[j] - max) for j < n (max >= every s[j]; -inf gives 0). The vector kernels use one
+ * polynomial (degree 7 on a reduced argument, within 2 ulp of exp), the same on AVX2 and AVX-512,
+ * and flush results below e^-87 (never a visible weight next to the maximum's 1) to 0. */
+typedef void (*pyllm_attn_exp_fn)(float *s, int64_t n, float max);
+
+/* That polynomial: n = round(x·log2 e), r = x - n·ln 2 (ln 2 in two parts, so r is nearly exact),
+ * exp(x) = 2^n · Σ_k r^k / k! for k <= 7 (Horner, fused; the first omitted term is under 0.05 ulp
+ * for |r| <= ln 2 / 2). */
+#define PYLLM_ATTN_EXP_FLOOR (-87.0f)
+#define PYLLM_ATTN_LOG2E 1.44269504f
+#define PYLLM_ATTN_LN2_HI 0.693145751953125f     /* ln 2's leading 16 bits: n·LN2_HI is exact */
+#define PYLLM_ATTN_LN2_LO 1.42860676533018e-06f  /* ln 2 - LN2_HI */
+#define PYLLM_ATTN_EXP_C2 (1.0f / 2.0f)
+#define PYLLM_ATTN_EXP_C3 (1.0f / 6.0f)
+#define PYLLM_ATTN_EXP_C4 (1.0f / 24.0f)
+#define PYLLM_ATTN_EXP_C5 (1.0f / 120.0f)
+#define PYLLM_ATTN_EXP_C6 (1.0f / 720.0f)
+#define PYLLM_ATTN_EXP_C7 (1.0f / 5040.0f)
+
+void pyllm_attn_scores_generic(const pyllm_attn_pass *p);
+void pyllm_attn_values_generic(const pyllm_attn_pass *p);
+void pyllm_attn_exp_generic(float *s, int64_t n, float max);
+void pyllm_attn_scores_avx2(const pyllm_attn_pass *p);
+void pyllm_attn_values_avx2(const pyllm_attn_pass *p);
+void pyllm_attn_exp_avx2(float *s, int64_t n, float max);
+void pyllm_attn_scores_avx512(const pyllm_attn_pass *p);
+void pyllm_attn_values_avx512(const pyllm_attn_pass *p);
+void pyllm_attn_exp_avx512(float *s, int64_t n, float max);
+
+#endif
