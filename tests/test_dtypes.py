@@ -18,7 +18,7 @@ import pytest
 import pyllm
 from conftest import run_isolated
 
-gguf_quants = pytest.importorskip("gguf.quants")
+import gguf.quants as gguf_quants  # noqa: E402  (the test extra installs it: the reference)
 from gguf import GGMLQuantizationType as GGML  # noqa: E402
 
 BLOCK_TYPES = {"q8_0": GGML.Q8_0, "q4_0": GGML.Q4_0, "q4_1": GGML.Q4_1}
