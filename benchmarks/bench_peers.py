@@ -434,7 +434,9 @@ def peak_rss_mb():
 class PyllmRunner:
     def __init__(self, path, precision, threads):
         import pyllm
-        self.model = pyllm.Model.from_pretrained(path, dtype=precision, n_threads=threads)
+        # "pure", as the peers' files: every matrix, the lm_head included, in the named type
+        # (pyllm's defaults keep a bf16 model's lm_head in f32 and an int4 one's in int8).
+        self.model = pyllm.Model.from_pretrained(path, dtype=precision, n_threads=threads, lm_head_dtype="same")
 
     def generate(self, rows, n_new):
         ids = np.asarray(rows, np.int64)
