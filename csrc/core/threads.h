@@ -4,6 +4,7 @@
 #define PYLLM_CORE_THREADS_H
 
 #include <omp.h>
+#include <stdint.h>
 
 int pyllm_get_num_threads(void);
 void pyllm_set_num_threads(int n);
@@ -15,6 +16,17 @@ void pyllm_set_num_threads(int n);
 static inline int pyllm_parallel(int big)
 {
     return big && omp_get_max_threads() > 1;
+}
+
+/* Inside an OpenMP parallel region: the calling thread's even, contiguous share [*begin, *end) of
+ * n rows, in whole units of `unit` rows (a kernel's tile), possibly empty. */
+static inline void pyllm_thread_share(int64_t n, int64_t unit, int64_t *begin, int64_t *end)
+{
+    const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
+    const int64_t units = (n + unit - 1) / unit;
+    const int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
+    *begin = u0 * unit;
+    *end = u1 * unit < n ? u1 * unit : n;
 }
 
 #endif

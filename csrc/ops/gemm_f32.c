@@ -33,10 +33,8 @@ void pyllm_gemm_f32(const float *w, int64_t n, int64_t k, const float *x, int64_
          * which thread computes a pair changes nothing in it. */
 #pragma omp parallel
         {
-            const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
-            const int64_t units = (n + 3) / 4;
-            const int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
-            const int64_t r0 = u0 * 4, r1 = u1 * 4 < n ? u1 * 4 : n;
+            int64_t r0, r1;
+            pyllm_thread_share(n, 4, &r0, &r1);
             if (r0 < r1)
                 rows_by_pass(rows, w, n, k, x, m, r0, r1, y);
         }

@@ -179,10 +179,8 @@ void pyllm_gemv(const pyllm_qweight *w, const float *x, int64_t m, const float *
         /* Every thread an even, contiguous share of the rows (in fours: the kernels' unit). */
 #pragma omp parallel
         {
-            const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
-            const int64_t units = (n + 3) / 4;
-            const int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
-            const int64_t r0 = u0 * 4, r1 = u1 * 4 < n ? u1 * 4 : n;
+            int64_t r0, r1;
+            pyllm_thread_share(n, 4, &r0, &r1);
             if (r0 < r1)
                 rows(w, &a, r0, r1, y, ldy);
         }
