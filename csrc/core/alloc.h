@@ -20,6 +20,9 @@ size_t pyllm_alloc_big_size(size_t bytes);
 void *pyllm_calloc_lazy(size_t count, size_t size);
 void pyllm_free(void *p);
 
+/* bytes rounded up to a multiple of 64 (buffers carved from one scratch stay SIMD-aligned). */
+static inline size_t pyllm_round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
 /* count * size, or 0 with a MemoryError recorded when it overflows. */
 size_t pyllm_mul_size(size_t count, size_t size);
 

@@ -191,25 +191,6 @@ void pyllm_attn_exp_avx2(float *s, int64_t n, float max)
         s[j] = exp1(s[j] - max);
 }
 
-#define FOR_HEADS(kernel, p, type)                                                                            \
-    switch ((p)->heads) {                                                                                     \
-    case 1: kernel(p, type, 1); break;                                                                        \
-    case 2: kernel(p, type, 2); break;                                                                        \
-    case 3: kernel(p, type, 3); break;                                                                        \
-    case 4: kernel(p, type, 4); break;                                                                        \
-    case 5: kernel(p, type, 5); break;                                                                        \
-    case 6: kernel(p, type, 6); break;                                                                        \
-    case 7: kernel(p, type, 7); break;                                                                        \
-    default: kernel(p, type, 8); break;                                                                       \
-    }
-
-#define FOR_TYPES(kernel, p)                                                                                  \
-    switch ((p)->type) {                                                                                      \
-    case PYLLM_KV_F32: FOR_HEADS(kernel, p, PYLLM_KV_F32) break;                                             \
-    case PYLLM_KV_BF16: FOR_HEADS(kernel, p, PYLLM_KV_BF16) break;                                           \
-    case PYLLM_KV_F16: FOR_HEADS(kernel, p, PYLLM_KV_F16) break;                                             \
-    }
-
 void pyllm_attn_scores_avx2(const pyllm_attn_pass *p)
 {
     FOR_TYPES(scores_kernel, p)

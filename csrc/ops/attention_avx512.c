@@ -135,26 +135,7 @@ void pyllm_attn_exp_avx512(float *s, int64_t n, float max)
     }
 }
 
-/* Instances for each element type and head count, so every loop bound above is a constant. */
-#define FOR_HEADS(kernel, p, type)                                                                            \
-    switch ((p)->heads) {                                                                                     \
-    case 1: kernel(p, type, 1); break;                                                                        \
-    case 2: kernel(p, type, 2); break;                                                                        \
-    case 3: kernel(p, type, 3); break;                                                                        \
-    case 4: kernel(p, type, 4); break;                                                                        \
-    case 5: kernel(p, type, 5); break;                                                                        \
-    case 6: kernel(p, type, 6); break;                                                                        \
-    case 7: kernel(p, type, 7); break;                                                                        \
-    default: kernel(p, type, 8); break;                                                                       \
-    }
-
-#define FOR_TYPES(kernel, p)                                                                                  \
-    switch ((p)->type) {                                                                                      \
-    case PYLLM_KV_F32: FOR_HEADS(kernel, p, PYLLM_KV_F32) break;                                             \
-    case PYLLM_KV_BF16: FOR_HEADS(kernel, p, PYLLM_KV_BF16) break;                                           \
-    case PYLLM_KV_F16: FOR_HEADS(kernel, p, PYLLM_KV_F16) break;                                             \
-    }
-
+/* Instances for each element type and head count (attention_kernels.h: FOR_TYPES). */
 void pyllm_attn_scores_avx512(const pyllm_attn_pass *p)
 {
     FOR_TYPES(scores_kernel, p)

@@ -42,7 +42,5 @@ void pyllm_gemm_f32(const float *w, int64_t n, int64_t k, const float *x, int64_
         rows_by_pass(rows, w, n, k, x, m, 0, n, y);
     }
     if (bias != NULL)
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++)
-                y[i * n + j] += bias[j];
+        pyllm_add_bias(y, n, bias, m, n);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/threads.h"
 #include "ops/gemv_kernels.h"
 
@@ -52,7 +53,6 @@ static int64_t group_blocks_for(const pyllm_qweight *w, pyllm_isa isa)
     return w->type == PYLLM_WEIGHT_Q8_0 ? 2 : 4;
 }
 
-static size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 static void *carve(char *base, size_t at) { return base != NULL ? base + at : NULL; }
 
@@ -66,7 +66,7 @@ static size_t layout(const pyllm_qweight *w, int64_t m, pyllm_isa isa, char *bas
     size_t at = 0;
     if (w->type == PYLLM_WEIGHT_BF16) {
         a->bf16 = carve(base, at);
-        return round64(sizeof(uint16_t) * (size_t)(m * w->k));
+        return pyllm_round64(sizeof(uint16_t) * (size_t)(m * w->k));
     }
     a->blocks = w->blocks;
     a->group_blocks = group_blocks_for(w, isa);
@@ -74,14 +74,14 @@ static size_t layout(const pyllm_qweight *w, int64_t m, pyllm_isa isa, char *bas
     a->row_bytes = a->groups * a->group_blocks * PYLLM_QBLOCK;
     const int64_t padded_blocks = a->groups * a->group_blocks;
     a->q = carve(base, at);
-    at += round64((size_t)(m * a->row_bytes));
+    at += pyllm_round64((size_t)(m * a->row_bytes));
     a->d = carve(base, at);
-    at += round64(sizeof(float) * (size_t)(m * padded_blocks));
+    at += pyllm_round64(sizeof(float) * (size_t)(m * padded_blocks));
     a->qsum = carve(base, at);
-    at += round64(sizeof(int32_t) * (size_t)(m * padded_blocks));
+    at += pyllm_round64(sizeof(int32_t) * (size_t)(m * padded_blocks));
     if (isa == PYLLM_ISA_AVX512) {
         a->corr = carve(base, at);
-        at += round64(sizeof(int32_t) * 16 * (size_t)(m * a->groups));
+        at += pyllm_round64(sizeof(int32_t) * 16 * (size_t)(m * a->groups));
     }
     return at;
 }
@@ -188,7 +188,5 @@ void pyllm_gemv(const pyllm_qweight *w, const float *x, int64_t m, const float *
         rows(w, &a, 0, n, y, ldy);
     }
     if (bias != NULL)
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++)
-                y[i * ldy + j] += bias[j];
+        pyllm_add_bias(y, ldy, bias, m, n);
 }

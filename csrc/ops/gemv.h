@@ -35,4 +35,12 @@ size_t pyllm_gemv_scratch_bytes(const pyllm_qweight *w, int64_t m);
 void pyllm_gemv(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,
                 void *scratch);
 
+/* y[i * ldy + j] += bias[j] for i < m, j < n: the bias of every linear-layer path. */
+static inline void pyllm_add_bias(float *y, int64_t ldy, const float *bias, int64_t m, int64_t n)
+{
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++)
+            y[i * ldy + j] += bias[j];
+}
+
 #endif

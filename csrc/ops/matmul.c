@@ -361,7 +361,6 @@ static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, pyllm
     return PYLLM_OK;
 }
 
-static size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 /* Scratch of the low-precision paths for m rows: the GEMV's prepared activations, or the
  * prefill's activations in the GEMM's type, one weight tile and its product. */
@@ -372,10 +371,10 @@ static size_t scratch_need(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64
     if (m <= PYLLM_GEMV_MAX_M)
         return pyllm_gemv_scratch_bytes(&lin->q, m);
     const size_t element = prefill_in_bf16(ctx) ? 2 : 4, rows = (size_t)tile_rows(ctx, lin);
-    const size_t src = prefill_in_bf16(ctx) ? round64(element * (size_t)(m * lin->k)) : 0; /* f32: x itself */
+    const size_t src = prefill_in_bf16(ctx) ? pyllm_round64(element * (size_t)(m * lin->k)) : 0; /* f32: x itself */
     if (lin->type == PYLLM_WEIGHT_BF16 && prefill_in_bf16(ctx))
         return src;
-    return src + round64(element * rows * (size_t)lin->k) + sizeof(float) * (size_t)m * rows;
+    return src + pyllm_round64(element * rows * (size_t)lin->k) + sizeof(float) * (size_t)m * rows;
 }
 
 static pyllm_status reserve_scratch(pyllm_matmul_ctx *ctx, size_t bytes)
@@ -456,7 +455,7 @@ static pyllm_status forward_tiles(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
             round_to_bf16(x, m * k, rounded);
         }
         src = rounded;
-        at += round64(sizeof(uint16_t) * (size_t)(m * k));
+        at += pyllm_round64(sizeof(uint16_t) * (size_t)(m * k));
     }
     pyllm_matmul_entry *e = NULL;
     if (lin->type == PYLLM_WEIGHT_BF16 && bf16) {
@@ -464,7 +463,7 @@ static pyllm_status forward_tiles(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
         PYLLM_TRY(run(ctx, e, lin, src, lin->q.quants, y));
     } else {
         void *tile = at;
-        float *out = (float *)(at + round64((bf16 ? 2 : 4) * (size_t)(rows * k)));
+        float *out = (float *)(at + pyllm_round64((bf16 ? 2 : 4) * (size_t)(rows * k)));
         for (int64_t n0 = 0; n0 < n; n0 += rows) {
             const int64_t count = n - n0 < rows ? n - n0 : rows;
             PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_ROWS, m, count, count, &e));
@@ -484,9 +483,7 @@ static pyllm_status forward_tiles(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
         }
     }
     if (lin->bias != NULL)
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++)
-                y[i * n + j] += lin->bias[j];
+        pyllm_add_bias(y, n, lin->bias, m, n);
     return PYLLM_OK;
 }
 
