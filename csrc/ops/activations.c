@@ -4,20 +4,40 @@
 
 #include "core/threads.h"
 
+#include "ops/gemv.h"
+
 static inline float silu_times(float g, float u)
 {
     return (g / (1.0f + expf(-g))) * u;
 }
 
+static void silu_mul_span(float *gate, const float *up, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        gate[i] = silu_times(gate[i], up[i]);
+}
+
+/* libm's expf is a call per element: on AVX-512 the vector polynomial of ops/exp_poly.h instead
+ * (in prefill, silu spent more time in expf than in its own loop). */
+static void silu_mul_any(float *gate, const float *up, int64_t n)
+{
+    if (pyllm_gemv_isa() == PYLLM_ISA_AVX512)
+        pyllm_silu_mul_avx512(gate, up, n);
+    else
+        silu_mul_span(gate, up, n);
+}
+
 void pyllm_silu_mul(float *gate, const float *up, int64_t n)
 {
     if (pyllm_parallel(n > 16384)) {
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; i++)
-            gate[i] = silu_times(gate[i], up[i]);
+#pragma omp parallel
+        {
+            int64_t i0, i1;
+            pyllm_thread_share(n, 16, &i0, &i1);
+            silu_mul_any(gate + i0, up + i0, i1 - i0);
+        }
     } else {
-        for (int64_t i = 0; i < n; i++)
-            gate[i] = silu_times(gate[i], up[i]);
+        silu_mul_any(gate, up, n);
     }
 }
 

@@ -142,17 +142,17 @@ INLINE void values_kernel(const pyllm_attn_pass *p, const pyllm_kv_type type, co
 
 INLINE __m256 exp8(__m256 x)
 {
-    const __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(PYLLM_ATTN_EXP_FLOOR), _CMP_GE_OQ);
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(PYLLM_ATTN_LOG2E)),
+    const __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(PYLLM_EXP_FLOOR), _CMP_GE_OQ);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(PYLLM_EXP_LOG2E)),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-PYLLM_ATTN_LN2_HI), x);
-    r = _mm256_fmadd_ps(n, _mm256_set1_ps(-PYLLM_ATTN_LN2_LO), r);
-    __m256 poly = _mm256_set1_ps(PYLLM_ATTN_EXP_C7);
-    poly = _mm256_fmadd_ps(poly, r, _mm256_set1_ps(PYLLM_ATTN_EXP_C6));
-    poly = _mm256_fmadd_ps(poly, r, _mm256_set1_ps(PYLLM_ATTN_EXP_C5));
-    poly = _mm256_fmadd_ps(poly, r, _mm256_set1_ps(PYLLM_ATTN_EXP_C4));
-    poly = _mm256_fmadd_ps(poly, r, _mm256_set1_ps(PYLLM_ATTN_EXP_C3));
-    poly = _mm256_fmadd_ps(poly, r, _mm256_set1_ps(PYLLM_ATTN_EXP_C2));
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-PYLLM_EXP_LN2_HI), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(-PYLLM_EXP_LN2_LO), r);
+    __m256 poly = _mm256_set1_ps(PYLLM_EXP_C7);
+    poly = _mm256_fmadd_ps(poly, r, _mm256_set1_ps(PYLLM_EXP_C6));
+    poly = _mm256_fmadd_ps(poly, r, _mm256_set1_ps(PYLLM_EXP_C5));
+    poly = _mm256_fmadd_ps(poly, r, _mm256_set1_ps(PYLLM_EXP_C4));
+    poly = _mm256_fmadd_ps(poly, r, _mm256_set1_ps(PYLLM_EXP_C3));
+    poly = _mm256_fmadd_ps(poly, r, _mm256_set1_ps(PYLLM_EXP_C2));
     poly = _mm256_fmadd_ps(poly, r, _mm256_set1_ps(1.0f));
     poly = _mm256_fmadd_ps(poly, r, _mm256_set1_ps(1.0f));
     const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
@@ -162,17 +162,17 @@ INLINE __m256 exp8(__m256 x)
 /* exp8's steps on one element (the vector tail). */
 INLINE float exp1(float x)
 {
-    if (!(x >= PYLLM_ATTN_EXP_FLOOR))
+    if (!(x >= PYLLM_EXP_FLOOR))
         return 0.0f;
-    const float n = nearbyintf(x * PYLLM_ATTN_LOG2E);
-    float r = fmaf(n, -PYLLM_ATTN_LN2_HI, x);
-    r = fmaf(n, -PYLLM_ATTN_LN2_LO, r);
-    float poly = PYLLM_ATTN_EXP_C7;
-    poly = fmaf(poly, r, PYLLM_ATTN_EXP_C6);
-    poly = fmaf(poly, r, PYLLM_ATTN_EXP_C5);
-    poly = fmaf(poly, r, PYLLM_ATTN_EXP_C4);
-    poly = fmaf(poly, r, PYLLM_ATTN_EXP_C3);
-    poly = fmaf(poly, r, PYLLM_ATTN_EXP_C2);
+    const float n = nearbyintf(x * PYLLM_EXP_LOG2E);
+    float r = fmaf(n, -PYLLM_EXP_LN2_HI, x);
+    r = fmaf(n, -PYLLM_EXP_LN2_LO, r);
+    float poly = PYLLM_EXP_C7;
+    poly = fmaf(poly, r, PYLLM_EXP_C6);
+    poly = fmaf(poly, r, PYLLM_EXP_C5);
+    poly = fmaf(poly, r, PYLLM_EXP_C4);
+    poly = fmaf(poly, r, PYLLM_EXP_C3);
+    poly = fmaf(poly, r, PYLLM_EXP_C2);
     poly = fmaf(poly, r, 1.0f);
     poly = fmaf(poly, r, 1.0f);
     const uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include "ops/attention_kernels.h"
+#include "ops/exp_avx512.h"
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -107,31 +108,12 @@ INLINE void values_kernel(const pyllm_attn_pass *p, const pyllm_kv_type type, co
     }
 }
 
-INLINE __m512 exp16(__m512 x)
-{
-    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(PYLLM_ATTN_EXP_FLOOR), _CMP_GE_OQ);
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(PYLLM_ATTN_LOG2E)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-PYLLM_ATTN_LN2_HI), x);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-PYLLM_ATTN_LN2_LO), r);
-    __m512 poly = _mm512_set1_ps(PYLLM_ATTN_EXP_C7);
-    poly = _mm512_fmadd_ps(poly, r, _mm512_set1_ps(PYLLM_ATTN_EXP_C6));
-    poly = _mm512_fmadd_ps(poly, r, _mm512_set1_ps(PYLLM_ATTN_EXP_C5));
-    poly = _mm512_fmadd_ps(poly, r, _mm512_set1_ps(PYLLM_ATTN_EXP_C4));
-    poly = _mm512_fmadd_ps(poly, r, _mm512_set1_ps(PYLLM_ATTN_EXP_C3));
-    poly = _mm512_fmadd_ps(poly, r, _mm512_set1_ps(PYLLM_ATTN_EXP_C2));
-    poly = _mm512_fmadd_ps(poly, r, _mm512_set1_ps(1.0f));
-    poly = _mm512_fmadd_ps(poly, r, _mm512_set1_ps(1.0f));
-    const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_maskz_mul_ps(live, poly, _mm512_castsi512_ps(bits));
-}
-
 void pyllm_attn_exp_avx512(float *s, int64_t n, float max)
 {
     const __m512 shift = _mm512_set1_ps(max);
     for (int64_t j = 0; j < n; j += 16) {
         const __mmask16 m = mask_for(n - j);
-        _mm512_mask_storeu_ps(s + j, m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), shift)));
+        _mm512_mask_storeu_ps(s + j, m, pyllm_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), shift)));
     }
 }
 

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "ops/attention.h"
+#include "ops/exp_poly.h"
 
 #define PYLLM_ATTN_MAX_HEADS 8
 
@@ -36,20 +37,6 @@ typedef void (*pyllm_attn_values_fn)(const pyllm_attn_pass *p);
  * polynomial (degree 7 on a reduced argument, within 2 ulp of exp), the same on AVX2 and AVX-512,
  * and flush results below e^-87 (never a visible weight next to the maximum's 1) to 0. */
 typedef void (*pyllm_attn_exp_fn)(float *s, int64_t n, float max);
-
-/* That polynomial: n = round(x·log2 e), r = x - n·ln 2 (ln 2 in two parts, so r is nearly exact),
- * exp(x) = 2^n · Σ_k r^k / k! for k <= 7 (Horner, fused; the first omitted term is under 0.05 ulp
- * for |r| <= ln 2 / 2). */
-#define PYLLM_ATTN_EXP_FLOOR (-87.0f)
-#define PYLLM_ATTN_LOG2E 1.44269504f
-#define PYLLM_ATTN_LN2_HI 0.693145751953125f     /* ln 2's leading 16 bits: n·LN2_HI is exact */
-#define PYLLM_ATTN_LN2_LO 1.42860676533018e-06f  /* ln 2 - LN2_HI */
-#define PYLLM_ATTN_EXP_C2 (1.0f / 2.0f)
-#define PYLLM_ATTN_EXP_C3 (1.0f / 6.0f)
-#define PYLLM_ATTN_EXP_C4 (1.0f / 24.0f)
-#define PYLLM_ATTN_EXP_C5 (1.0f / 120.0f)
-#define PYLLM_ATTN_EXP_C6 (1.0f / 720.0f)
-#define PYLLM_ATTN_EXP_C7 (1.0f / 5040.0f)
 
 void pyllm_attn_scores_generic(const pyllm_attn_pass *p);
 void pyllm_attn_values_generic(const pyllm_attn_pass *p);
