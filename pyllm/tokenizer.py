@@ -57,7 +57,7 @@ class Tokenizer:
     def __init__(self, core, *, add_bos_token=None, add_eos_token=False, legacy=True,
                  bos_token_id=None, eos_token_id=None, pad_token_id=None, unk_token_id=None,
                  prefix_ids=None, suffix_ids=None):
-        if not isinstance(core, _core.SentencePieceTokenizer):  # the C type of both tokenizer kinds
+        if not isinstance(core, _core.Tokenizer):  # the C type of both tokenizer kinds
             raise TypeError("use Tokenizer.from_file, from_pretrained or from_llama2c to build a Tokenizer")
         self._core = core
         self.bos_token_id = core.bos_id if bos_token_id is None else bos_token_id
