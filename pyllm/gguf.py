@@ -228,9 +228,11 @@ class GGUFFile:
         # a key/value takes at least 13 bytes (key length, type, 1-byte value); a tensor info 32
         left = self.size - r.pos
         if n_kv > left // 13:
-            r.fail(f"the header claims {n_kv} metadata pairs, more than the {left} bytes left can hold")
+            r.fail(f"the header claims {n_kv} metadata pairs, more than the {left} bytes left can hold: "
+                   "the file is truncated or its header damaged")
         if n_tensors > left // 32:
-            r.fail(f"the header claims {n_tensors} tensors, more than the {left} bytes left can hold")
+            r.fail(f"the header claims {n_tensors} tensors, more than the {left} bytes left can hold: "
+                   "the file is truncated or its header damaged")
 
         self.metadata, self.value_types = {}, {}
         for i in range(n_kv):

@@ -83,7 +83,7 @@ def _sentencepiece(f, tokens):
     core = _core.sentencepiece_from_pieces(
         tokens, np.ascontiguousarray(scores, dtype=np.float32), types,
         bool(f.get_bool("tokenizer.ggml.add_space_prefix", True)),
-        bool(f.get_bool("tokenizer.ggml.remove_extra_whitespaces", False)), f"{f.path} (tokenizer.ggml.tokens)")
+        bool(f.get_bool("tokenizer.ggml.remove_extra_whitespaces", False)), f"{f.path}: tokenizer.ggml.tokens")
     ids = {"bos": _special_id(f, "tokenizer.ggml.bos_token_id", n, 1),
            "eos": _special_id(f, "tokenizer.ggml.eos_token_id", n, 2),
            "unk": _special_id(f, "tokenizer.ggml.unknown_token_id", n, 0),
@@ -119,8 +119,19 @@ def _byte_level(f, tokens):
 
 
 def load_gguf_tokenizer(source):
-    """(core tokenizer, keyword arguments for pyllm.Tokenizer) from a GGUF path or GGUFFile."""
+    """(core tokenizer, keyword arguments for pyllm.Tokenizer, chat template or None) from a GGUF
+    path or GGUFFile. Every problem is a GGUFError naming the file."""
     f = source if isinstance(source, GGUFFile) else GGUFFile(source)
+    try:
+        return _load(f)
+    except GGUFError:
+        raise
+    except ValueError as e:  # the C core's message names the token; say which file
+        message = str(e)
+        raise GGUFError(message if message.startswith(f.path) else f"{f.path}: {message}") from None
+
+
+def _load(f):
     model = f.get_str("tokenizer.ggml.model", None)
     if model is None:
         raise GGUFError(f"{f.path}: the file holds no tokenizer (tokenizer.ggml.model is missing)")
