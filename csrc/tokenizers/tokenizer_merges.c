@@ -1,6 +1,6 @@
-#include <string.h>
-
 #include "tokenizers/tokenizer_merges.h"
+
+#include <string.h>
 
 #include "core/alloc.h"
 #include "tokenizers/byte_level.h"
