@@ -37,6 +37,17 @@ def _token_content(value):
     raise ValueError(f"a special token must be a string or an object with 'content', got {value!r}")
 
 
+def _is_gguf(path):
+    """A file named .gguf, or one that starts with the GGUF magic."""
+    if path.endswith(".gguf"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
 def _read_json(path):
     try:
         with open(path, "r", encoding="utf-8") as f:
@@ -57,7 +68,7 @@ class Tokenizer:
     def __init__(self, core, *, add_bos_token=None, add_eos_token=False, legacy=True,
                  bos_token_id=None, eos_token_id=None, pad_token_id=None, unk_token_id=None,
                  prefix_ids=None, suffix_ids=None):
-        if not isinstance(core, _core.SentencePieceTokenizer):  # the C type of both tokenizer kinds
+        if not isinstance(core, _core.Tokenizer):  # the C type of both tokenizer kinds
             raise TypeError("use Tokenizer.from_file, from_pretrained or from_llama2c to build a Tokenizer")
         self._core = core
         self.bos_token_id = core.bos_id if bos_token_id is None else bos_token_id
@@ -91,6 +102,8 @@ class Tokenizer:
         path = os.fspath(path)
         if path.endswith(".json"):
             return cls._from_json(path, {}, {})
+        if _is_gguf(path):
+            return cls.from_gguf(path)
         with open(path, "rb") as f:
             data = f.read()
         try:
@@ -144,11 +157,26 @@ class Tokenizer:
                    eos_token_id=eos, pad_token_id=pad, unk_token_id=unk, prefix_ids=prefix, suffix_ids=suffix)
 
     @classmethod
+    def from_gguf(cls, source):
+        """The tokenizer in a GGUF file's metadata (a path or an open :class:`pyllm.gguf.GGUFFile`):
+        SentencePiece BPE for ``tokenizer.ggml.model = "llama"``, byte-level BPE for ``"gpt2"``
+        with the pre-tokenizer ``tokenizer.ggml.pre`` names; special ids, add_bos_token /
+        add_eos_token and the chat template from the metadata."""
+        from .tokenizer_gguf import load_gguf_tokenizer
+        core, kwargs, template = load_gguf_tokenizer(source)
+        tok = cls(core, **kwargs)
+        tok.chat_template = template
+        return tok
+
+    @classmethod
     def from_pretrained(cls, directory):
         """Load the tokenizer of a model directory: ``tokenizer.json`` when present (as
         transformers prefers it), else ``tokenizer.model``, with the BOS/EOS flags, special
-        tokens and added tokens of ``tokenizer_config.json`` / ``special_tokens_map.json``."""
+        tokens and added tokens of ``tokenizer_config.json`` / ``special_tokens_map.json``.
+        A ``.gguf`` file gives the tokenizer in its metadata (:meth:`from_gguf`)."""
         directory = os.fspath(directory)
+        if os.path.isfile(directory) and _is_gguf(directory):
+            return cls.from_gguf(directory)
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"model directory not found: {directory}")
         config = {}

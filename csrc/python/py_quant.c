@@ -8,6 +8,7 @@
 
 #include "ops/matmul.h"
 #include "ops/quant.h"
+#include "ops/quant_gguf.h"
 
 static int parse_type(const char *name, pyllm_weight_type *out)
 {
@@ -158,6 +159,94 @@ static PyObject *prefill_compute(PyObject *self, PyObject *unused)
     return PyUnicode_FromString(bf16 ? "bfloat16" : "float32");
 }
 
+/* The bytes of a GGUF tensor (any buffer) of ggml type `type` holding n elements; checks the size. */
+static int ggml_buffer(PyObject *obj, int type, int64_t n, Py_buffer *view)
+{
+    int64_t elems;
+    size_t bytes;
+    if (!pyllm_ggml_block_info(type, &elems, &bytes)) {
+        PyErr_Format(PyExc_ValueError, "ggml type %d is not one pyllm dequantizes", type);
+        return -1;
+    }
+    if (n < 0 || n % elems) {
+        PyErr_Format(PyExc_ValueError, "%lld elements is not a whole number of %lld-element blocks", (long long)n,
+                     (long long)elems);
+        return -1;
+    }
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0)
+        return -1;
+    if ((size_t)view->len != (size_t)(n / elems) * bytes) {
+        PyErr_Format(PyExc_ValueError, "%lld elements of ggml type %d take %zu bytes, the buffer has %zd",
+                     (long long)n, type, (size_t)(n / elems) * bytes, view->len);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *gguf_dequantize(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *obj;
+    int type;
+    long long n;
+    if (!PyArg_ParseTuple(args, "iOL:_gguf_dequantize", &type, &obj, &n))
+        return NULL;
+    Py_buffer view;
+    if (ggml_buffer(obj, type, n, &view) < 0)
+        return NULL;
+    npy_intp dims[1] = {(npy_intp)n};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_FLOAT32);
+    pyllm_status st = PYLLM_OK;
+    if (out != NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        st = pyllm_ggml_dequantize(type, view.buf, n, PyArray_DATA(out));
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&view);
+    if (out != NULL && st != PYLLM_OK) {
+        Py_DECREF(out);
+        return pyllm_raise(st);
+    }
+    return (PyObject *)out;
+}
+
+static PyObject *gguf_qweight_roundtrip(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *obj;
+    int type;
+    long long n, k;
+    if (!PyArg_ParseTuple(args, "iOLL:_gguf_qweight_roundtrip", &type, &obj, &n, &k))
+        return NULL;
+    if (n < 1 || k < 1) {
+        PyErr_SetString(PyExc_ValueError, "n and k must be positive");
+        return NULL;
+    }
+    Py_buffer view;
+    if (ggml_buffer(obj, type, n * k, &view) < 0)
+        return NULL;
+    npy_intp dims[2] = {(npy_intp)n, (npy_intp)k};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    pyllm_status st = PYLLM_OK;
+    if (out != NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        pyllm_qweight w;
+        st = pyllm_qweight_from_ggml(&w, type, view.buf, n, k);
+        if (st == PYLLM_OK) {
+            pyllm_qweight_dequantize_f32(&w, 0, n, PyArray_DATA(out));
+            pyllm_qweight_release(&w);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&view);
+    if (out != NULL && st != PYLLM_OK) {
+        Py_DECREF(out);
+        return pyllm_raise(st);
+    }
+    return (PyObject *)out;
+}
+
 static PyMethodDef quant_methods[] = {
     {"_prefill_compute", prefill_compute, METH_NOARGS,
      "_prefill_compute(): the element type low-precision prefill multiplies in here, 'bfloat16' or 'float32'."},
@@ -167,6 +256,12 @@ static PyMethodDef quant_methods[] = {
      "_linear(weights f32 [n, k], type, x f32 [m, k], bias=None, repeats=1, batch_invariant=False): x · Wᵀ "
      "(+ bias) with W packed as type, by the batch-invariant path when asked; with repeats > 1, (y, seconds per "
      "call) over repeats - 1 timed calls after a warm one."},
+    {"_gguf_dequantize", gguf_dequantize, METH_VARARGS,
+     "_gguf_dequantize(ggml_type, buffer, n) -> float32 [n]: n elements of GGUF tensor data dequantized "
+     "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)."},
+    {"_gguf_qweight_roundtrip", gguf_qweight_roundtrip, METH_VARARGS,
+     "_gguf_qweight_roundtrip(ggml_type, buffer, n, k) -> float32 [n, k]: a Q8_0/Q4_0/Q4_1 GGUF matrix taken "
+     "into pyllm's weight layout without re-quantizing, then dequantized by pyllm's own code."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,5 +1,5 @@
-/* Python binding of the C tokenizer: the type pyllm._core.SentencePieceTokenizer and its two
- * constructors. Encoding and decoding run without the GIL. */
+/* Python binding of the C tokenizer: the type pyllm._core.Tokenizer (either kind: SentencePiece BPE
+ * or merges BPE) and its constructors. Encoding and decoding run without the GIL. */
 #include "python/common.h"
 
 #include <string.h>
@@ -286,12 +286,12 @@ static PyObject *tokenizer_id_to_token(TokenizerObject *self, PyObject *arg)
     long id = PyLong_AsLong(arg);
     if (id == -1 && PyErr_Occurred())
         return NULL;
-    if (id < 0 || id >= self->tok->vocab.n_tokens) {
-        PyErr_Format(PyExc_IndexError, "token id %ld is out of range [0, %d)", id, self->tok->vocab.n_tokens);
+    if (id < 0 || id >= pyllm_tokenizer_table(self->tok)->vocab.n_tokens) {
+        PyErr_Format(PyExc_IndexError, "token id %ld is out of range [0, %d)", id, pyllm_tokenizer_table(self->tok)->vocab.n_tokens);
         return NULL;
     }
     size_t len;
-    const char *s = pyllm_vocab_token(&self->tok->vocab, (int32_t)id, &len);
+    const char *s = pyllm_vocab_token(&pyllm_tokenizer_table(self->tok)->vocab, (int32_t)id, &len);
     return PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "surrogateescape");
 }
 
@@ -304,7 +304,7 @@ static PyObject *tokenizer_token_to_id(TokenizerObject *self, PyObject *arg)
     PyObject *bytes = PyUnicode_AsEncodedString(arg, "utf-8", "surrogateescape");
     if (bytes == NULL)
         return NULL;
-    int32_t id = pyllm_vocab_find(&self->tok->vocab, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
+    int32_t id = pyllm_vocab_find(&pyllm_tokenizer_table(self->tok)->vocab, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
     Py_DECREF(bytes);
     if (id < 0)
         Py_RETURN_NONE;
@@ -316,11 +316,11 @@ static PyObject *tokenizer_token_type(TokenizerObject *self, PyObject *arg)
     long id = PyLong_AsLong(arg);
     if (id == -1 && PyErr_Occurred())
         return NULL;
-    if (id < 0 || id >= self->tok->vocab.n_tokens) {
-        PyErr_Format(PyExc_IndexError, "token id %ld is out of range [0, %d)", id, self->tok->vocab.n_tokens);
+    if (id < 0 || id >= pyllm_tokenizer_table(self->tok)->vocab.n_tokens) {
+        PyErr_Format(PyExc_IndexError, "token id %ld is out of range [0, %d)", id, pyllm_tokenizer_table(self->tok)->vocab.n_tokens);
         return NULL;
     }
-    return PyLong_FromLong(self->tok->types[id]);
+    return PyLong_FromLong(pyllm_tokenizer_table(self->tok)->types[id]);
 }
 
 static PyObject *tokenizer_add_token(TokenizerObject *self, PyObject *args)
@@ -401,16 +401,20 @@ static PyObject *from_hf_bpe(PyObject *module, PyObject *args)
         PyErr_Format(PyExc_ValueError, "a vocabulary of %zd tokens is too large", PyList_GET_SIZE(vocab));
         return NULL;
     }
-    pyllm_status st = pyllm_tokenizer_hf_new((int32_t)PyList_GET_SIZE(vocab), (size_t)PyList_GET_SIZE(merges), &tok);
+    tok = pyllm_tokenizer_new(PYLLM_TOKENIZER_MERGES);
+    if (tok == NULL)
+        return PyErr_NoMemory();
+    pyllm_merges_tokenizer *m = &tok->as.merges;
+    pyllm_status st = pyllm_merges_tokenizer_init(m, (int32_t)PyList_GET_SIZE(vocab), (size_t)PyList_GET_SIZE(merges));
     if (st != PYLLM_OK)
-        return pyllm_raise(st);
+        goto fail_status;
     char buf_a[PYLLM_SCRATCH], buf_b[PYLLM_SCRATCH];
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(vocab); i++) {
         Py_ssize_t len;
         const char *s = utf8_quick(PyList_GET_ITEM(vocab, i), buf_a, &len);
         if (s == NULL)
             goto fail;
-        if ((st = pyllm_tokenizer_hf_add_vocab(tok, s, (size_t)len)) != PYLLM_OK)
+        if ((st = pyllm_merges_add_vocab(m, s, (size_t)len)) != PYLLM_OK)
             goto fail_status;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(merges); i++) {
@@ -440,7 +444,7 @@ static PyObject *from_hf_bpe(PyObject *module, PyObject *args)
             PyErr_Format(PyExc_ValueError, "merge %zd must be \"left right\" or [left, right], got %R", i, merge);
             goto fail;
         }
-        if ((st = pyllm_tokenizer_hf_add_merge(tok, a, (size_t)alen, b, (size_t)blen)) != PYLLM_OK)
+        if ((st = pyllm_merges_add_merge(m, a, (size_t)alen, b, (size_t)blen)) != PYLLM_OK)
             goto fail_status;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(steps); i++) {
@@ -453,11 +457,11 @@ static PyObject *from_hf_bpe(PyObject *module, PyObject *args)
         Py_ssize_t len1, len2;
         if (optional_utf8(o1, &s1, &len1) < 0 || optional_utf8(o2, &s2, &len2) < 0)
             goto fail;
-        st = pyllm_tokenizer_hf_add_step(tok, stage, kind, s1, (size_t)len1, s2, (size_t)len2, is_regex, a, b);
+        st = pyllm_merges_add_step(m, stage, kind, s1, (size_t)len1, s2, (size_t)len2, is_regex, a, b);
         if (st != PYLLM_OK)
             goto fail_status;
     }
-    if ((st = pyllm_tokenizer_hf_finish(tok, unk_id, byte_fallback, fuse_unk, ignore_merges)) != PYLLM_OK)
+    if ((st = pyllm_merges_finish(m, unk_id, byte_fallback, fuse_unk, ignore_merges)) != PYLLM_OK)
         goto fail_status;
     return wrap(tok);
 fail_status:
@@ -467,16 +471,93 @@ fail:
     return NULL;
 }
 
+/* sentencepiece_from_pieces(tokens, scores, types, add_dummy_prefix, remove_extra_whitespaces, what):
+ * a SentencePiece-BPE tokenizer from arrays (a GGUF vocabulary): tokens a list of str, scores a
+ * float32 buffer and types an int32 buffer of the same length. */
+static PyObject *from_pieces(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *tokens;
+    Py_buffer scores = {0}, types = {0};
+    int add_dummy_prefix, remove_extra_whitespaces;
+    const char *what;
+    if (!PyArg_ParseTuple(args, "O!y*y*pps:sentencepiece_from_pieces", &PyList_Type, &tokens, &scores, &types,
+                          &add_dummy_prefix, &remove_extra_whitespaces, &what))
+        return NULL;
+    const Py_ssize_t n = PyList_GET_SIZE(tokens);
+    pyllm_bytes blob = {0};
+    size_t *starts = NULL, *lengths = NULL;
+    const char **texts = NULL;
+    pyllm_tokenizer *tok = NULL;
+    PyObject *result = NULL;
+    if (n > INT32_MAX / 2 || (size_t)scores.len != (size_t)n * sizeof(float) ||
+        (size_t)types.len != (size_t)n * sizeof(int32_t)) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd tokens need %zd float32 scores and int32 types, got %zd and %zd bytes",
+                     what, n, n, n, scores.len, types.len);
+        goto done;
+    }
+    starts = PyMem_Malloc(sizeof(size_t) * (size_t)(n + 1));
+    lengths = PyMem_Malloc(sizeof(size_t) * (size_t)(n + 1));
+    texts = PyMem_Malloc(sizeof(char *) * (size_t)(n + 1));
+    if (starts == NULL || lengths == NULL || texts == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* every token's UTF-8 in one buffer: pointers into it stay valid once it is complete */
+    char buf[PYLLM_SCRATCH];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t len;
+        const char *s = utf8_quick(PyList_GET_ITEM(tokens, i), buf, &len);
+        if (s == NULL)
+            goto done;
+        starts[i] = blob.len;
+        lengths[i] = (size_t)len;
+        if (pyllm_bytes_append(&blob, s, (size_t)len) != PYLLM_OK) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        texts[i] = blob.data + starts[i];
+    tok = pyllm_tokenizer_new(PYLLM_TOKENIZER_SENTENCEPIECE);
+    if (tok == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    pyllm_spm_options options = {.add_dummy_prefix = add_dummy_prefix,
+                                 .remove_extra_whitespaces = remove_extra_whitespaces};
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pyllm_spm_tokenizer_from_pieces(&tok->as.spm, texts, lengths, scores.buf, types.buf, (int32_t)n, &options,
+                                         what);
+    Py_END_ALLOW_THREADS
+    if (st != PYLLM_OK) {
+        pyllm_raise(st);
+        goto done;
+    }
+    result = wrap(tok);
+    tok = NULL;
+done:
+    pyllm_tokenizer_free(tok);
+    pyllm_bytes_free(&blob);
+    PyMem_Free(starts);
+    PyMem_Free(lengths);
+    PyMem_Free(texts);
+    PyBuffer_Release(&scores);
+    PyBuffer_Release(&types);
+    return result;
+}
+
 static PyObject *tokenizer_set_added_flags(TokenizerObject *self, PyObject *args)
 {
     int id, flags;
     if (!PyArg_ParseTuple(args, "ii:set_added_flags", &id, &flags))
         return NULL;
-    if (self->tok->hf == NULL) {
-        PyErr_SetString(PyExc_TypeError, "added-token flags apply to tokenizer.json tokenizers only");
+    if (self->tok->kind != PYLLM_TOKENIZER_MERGES) {
+        PyErr_SetString(PyExc_TypeError, "added-token flags apply to merges-BPE (tokenizer.json) tokenizers only");
         return NULL;
     }
-    pyllm_status st = pyllm_tokenizer_hf_set_added_flags(self->tok, id, flags);
+    pyllm_status st = pyllm_merges_set_added_flags(&self->tok->as.merges, id, flags);
     if (st != PYLLM_OK)
         return pyllm_raise(st);
     Py_RETURN_NONE;
@@ -484,8 +565,8 @@ static PyObject *tokenizer_set_added_flags(TokenizerObject *self, PyObject *args
 
 static PyObject *tokenizer_pre_tokenize(TokenizerObject *self, PyObject *arg)
 {
-    if (self->tok->hf == NULL) {
-        PyErr_SetString(PyExc_TypeError, "pre_tokenize applies to tokenizer.json tokenizers only");
+    if (self->tok->kind != PYLLM_TOKENIZER_MERGES) {
+        PyErr_SetString(PyExc_TypeError, "pre_tokenize applies to merges-BPE (tokenizer.json) tokenizers only");
         return NULL;
     }
     Py_ssize_t len;
@@ -495,7 +576,7 @@ static PyObject *tokenizer_pre_tokenize(TokenizerObject *self, PyObject *arg)
     pyllm_pieces pieces = {0};
     pyllm_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = pyllm_tokenizer_hf_pre_tokenize(self->tok, utf8, (size_t)len, &pieces);
+    st = pyllm_merges_pre_tokenize(&self->tok->as.merges, utf8, (size_t)len, &pieces);
     Py_END_ALLOW_THREADS
     PyObject *result = st == PYLLM_OK ? PyList_New((Py_ssize_t)pieces.n) : pyllm_raise(st);
     for (size_t i = 0; result != NULL && i < pieces.n; i++) {
@@ -521,40 +602,48 @@ static PyObject *optional_id(int32_t id)
 static PyObject *get_vocab_size(TokenizerObject *self, void *c)
 {
     (void)c;
-    return PyLong_FromLong(self->tok->vocab.n_tokens);
+    return PyLong_FromLong(pyllm_tokenizer_table(self->tok)->vocab.n_tokens);
 }
 static PyObject *get_unk_id(TokenizerObject *self, void *c)
 {
     (void)c;
-    return optional_id(self->tok->unk_id);
+    return optional_id(pyllm_tokenizer_table(self->tok)->unk_id);
 }
 static PyObject *get_bos_id(TokenizerObject *self, void *c)
 {
     (void)c;
-    return optional_id(self->tok->bos_id);
+    return optional_id(pyllm_tokenizer_table(self->tok)->bos_id);
 }
 static PyObject *get_eos_id(TokenizerObject *self, void *c)
 {
     (void)c;
-    return optional_id(self->tok->eos_id);
+    return optional_id(pyllm_tokenizer_table(self->tok)->eos_id);
 }
 static PyObject *get_pad_id(TokenizerObject *self, void *c)
 {
     (void)c;
-    return optional_id(self->tok->pad_id);
+    return optional_id(pyllm_tokenizer_table(self->tok)->pad_id);
 }
 static PyObject *get_byte_fallback(TokenizerObject *self, void *c)
 {
     (void)c;
-    return PyBool_FromLong(self->tok->byte_fallback);
+    return PyBool_FromLong(pyllm_tokenizer_table(self->tok)->byte_fallback);
 }
 static PyObject *get_split_digits(TokenizerObject *self, void *c)
 {
     (void)c;
-    return PyBool_FromLong(self->tok->split_digits);
+    return PyBool_FromLong(self->tok->kind == PYLLM_TOKENIZER_SENTENCEPIECE && self->tok->as.spm.split_digits);
+}
+
+static PyObject *get_kind(TokenizerObject *self, void *c)
+{
+    (void)c;
+    return PyUnicode_FromString(self->tok->kind == PYLLM_TOKENIZER_SENTENCEPIECE ? "sentencepiece" : "merges");
 }
 
 static PyGetSetDef tokenizer_getset[] = {
+    {"kind", (getter)get_kind, NULL, "The algorithm: 'sentencepiece' (scored pieces) or 'merges' (ranked merges).",
+     NULL},
     {"vocab_size", (getter)get_vocab_size, NULL, "Number of token ids (pieces plus added tokens).", NULL},
     {"unk_id", (getter)get_unk_id, NULL, "Id of the unknown piece.", NULL},
     {"bos_id", (getter)get_bos_id, NULL, "Id of the BOS control piece, or None.", NULL},
@@ -590,21 +679,24 @@ static PyMethodDef tokenizer_methods[] = {
 
 static PyTypeObject TokenizerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "pyllm._core.SentencePieceTokenizer",
+    .tp_name = "pyllm._core.Tokenizer",
     .tp_basicsize = sizeof(TokenizerObject),
     .tp_dealloc = (destructor)tokenizer_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "A SentencePiece BPE tokenizer in C. Build it with sentencepiece_from_bytes() or "
-              "sentencepiece_from_llama2c().",
+    .tp_doc = "A tokenizer in C, SentencePiece BPE or merges BPE (kind). Build it with sentencepiece_from_bytes(), "
+              "sentencepiece_from_llama2c(), sentencepiece_from_pieces() or hf_bpe_tokenizer().",
     .tp_methods = tokenizer_methods,
     .tp_getset = tokenizer_getset,
 };
 
 static PyMethodDef module_functions[] = {
     {"sentencepiece_from_bytes", from_sentencepiece, METH_O,
-     "sentencepiece_from_bytes(data) -> SentencePieceTokenizer from the bytes of a tokenizer.model."},
+     "sentencepiece_from_bytes(data) -> Tokenizer from the bytes of a tokenizer.model."},
     {"sentencepiece_from_llama2c", from_llama2c, METH_VARARGS,
-     "sentencepiece_from_llama2c(data, vocab_size) -> SentencePieceTokenizer from a llama2.c tokenizer file."},
+     "sentencepiece_from_llama2c(data, vocab_size) -> Tokenizer from a llama2.c tokenizer file."},
+    {"sentencepiece_from_pieces", from_pieces, METH_VARARGS,
+     "sentencepiece_from_pieces(tokens, scores, types, add_dummy_prefix, remove_extra_whitespaces, what) -> "
+     "Tokenizer from arrays (a GGUF vocabulary; use pyllm.Tokenizer.from_pretrained)."},
     {"hf_bpe_tokenizer", from_hf_bpe, METH_VARARGS,
      "hf_bpe_tokenizer(vocab, merges, steps, unk_id, byte_fallback, fuse_unk, ignore_merges) -> a tokenizer.json "
      "BPE tokenizer (use pyllm.Tokenizer.from_file)."},
@@ -616,7 +708,7 @@ int pyllm_register_tokenizer(PyObject *module)
     if (PyType_Ready(&TokenizerType) < 0)
         return -1;
     Py_INCREF(&TokenizerType);
-    if (PyModule_AddObject(module, "SentencePieceTokenizer", (PyObject *)&TokenizerType) < 0) {
+    if (PyModule_AddObject(module, "Tokenizer", (PyObject *)&TokenizerType) < 0) {
         Py_DECREF(&TokenizerType);
         return -1;
     }

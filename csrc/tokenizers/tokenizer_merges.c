@@ -1,76 +1,46 @@
+#include "tokenizers/tokenizer_merges.h"
+
 #include <string.h>
 
 #include "core/alloc.h"
 #include "tokenizers/byte_level.h"
 #include "tokenizers/sentencepiece_model.h"
-#include "tokenizers/tokenizer.h"
 #include "tokenizers/unicode.h"
 #include "tokenizers/utf8.h"
 
-void pyllm_hf_bpe_free(pyllm_hf_bpe *hf)
+void pyllm_merges_tokenizer_free(pyllm_merges_tokenizer *t)
 {
-    if (hf == NULL)
-        return;
     for (int w = 0; w < 3; w++) {
-        for (size_t i = 0; i < hf->n_steps[w]; i++)
-            pyllm_step_free(&hf->steps[w][i]);
-        pyllm_free(hf->steps[w]);
+        for (size_t i = 0; i < t->n_steps[w]; i++)
+            pyllm_step_free(&t->steps[w][i]);
+        pyllm_free(t->steps[w]);
     }
-    pyllm_bpe_merges_free(&hf->merges);
-    pyllm_free(hf->added_flags);
-    pyllm_free(hf);
+    pyllm_bpe_merges_free(&t->merges);
+    pyllm_free(t->added_flags);
+    pyllm_token_table_free(&t->table);
+    memset(t, 0, sizeof *t);
 }
 
-pyllm_status pyllm_tokenizer_hf_new(int32_t n_tokens, size_t n_merges, pyllm_tokenizer **out)
+pyllm_status pyllm_merges_tokenizer_init(pyllm_merges_tokenizer *t, int32_t n_tokens, size_t n_merges)
 {
-    *out = NULL;
     if (n_tokens < 0)
         return pyllm_error(PYLLM_ERR_VALUE, "vocabulary size must not be negative, got %d", n_tokens);
-    pyllm_tokenizer *t = pyllm_tokenizer_alloc();
-    if (t == NULL)
-        return PYLLM_ERR_MEMORY;
-    pyllm_status st = PYLLM_ERR_MEMORY;
-    t->hf = pyllm_calloc(1, sizeof(pyllm_hf_bpe));
-    t->cap_types = n_tokens + 16;
-    t->types = pyllm_calloc((size_t)t->cap_types, 1);
-    if (t->hf != NULL && t->types != NULL) {
-        t->hf->unk_id = -1;
-        st = pyllm_vocab_init(&t->vocab, n_tokens + 16);
-        if (st == PYLLM_OK)
-            st = pyllm_special_tokens_init(&t->specials);
-        if (st == PYLLM_OK)
-            st = pyllm_prefix_matcher_init(&t->user_defined);
-        if (st == PYLLM_OK)
-            st = pyllm_bpe_merges_init(&t->hf->merges, n_merges);
-    }
-    if (st != PYLLM_OK) {
-        pyllm_tokenizer_free(t);
-        return st;
-    }
-    *out = t;
-    return PYLLM_OK;
+    PYLLM_TRY(pyllm_token_table_init(&t->table, n_tokens));
+    return pyllm_bpe_merges_init(&t->merges, n_merges);
 }
 
-pyllm_status pyllm_tokenizer_hf_add_vocab(pyllm_tokenizer *t, const char *s, size_t len)
+pyllm_status pyllm_merges_add_vocab(pyllm_merges_tokenizer *t, const char *s, size_t len)
 {
-    int32_t existing;
-    if (t->vocab.n_tokens >= t->cap_types)
-        return pyllm_error(PYLLM_ERR_VALUE, "more vocabulary entries than announced (%d)", t->cap_types - 16);
-    PYLLM_TRY(pyllm_vocab_add(&t->vocab, s, len, &existing));
-    if (existing >= 0)
-        return pyllm_error(PYLLM_ERR_VALUE, "token '%.*s' appears twice in the vocabulary (ids %d and %d)", (int)len,
-                           s, existing, t->vocab.n_tokens);
-    t->types[t->vocab.n_tokens - 1] = PYLLM_PIECE_NORMAL;
-    t->n_pieces = t->vocab.n_tokens;
-    return PYLLM_OK;
+    return pyllm_token_table_append(&t->table, s, len, PYLLM_PIECE_NORMAL);
 }
 
-pyllm_status pyllm_tokenizer_hf_add_merge(pyllm_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen)
+pyllm_status pyllm_merges_add_merge(pyllm_merges_tokenizer *t, const char *a, size_t alen, const char *b,
+                                    size_t blen)
 {
-    int32_t left = pyllm_vocab_find(&t->vocab, a, alen), right = pyllm_vocab_find(&t->vocab, b, blen);
+    int32_t left = pyllm_vocab_find(&t->table.vocab, a, alen), right = pyllm_vocab_find(&t->table.vocab, b, blen);
     if (left < 0 || right < 0)
         return pyllm_error(PYLLM_ERR_VALUE, "merge %zu ('%.*s' '%.*s') names token '%.*s', which is not in the vocabulary",
-                           t->hf->n_merges_read, (int)alen, a, (int)blen, b, left < 0 ? (int)alen : (int)blen,
+                           t->n_merges_read, (int)alen, a, (int)blen, b, left < 0 ? (int)alen : (int)blen,
                            left < 0 ? a : b);
     char small[256];
     char *joined = alen + blen <= sizeof small ? small : pyllm_alloc(alen + blen);
@@ -78,38 +48,37 @@ pyllm_status pyllm_tokenizer_hf_add_merge(pyllm_tokenizer *t, const char *a, siz
         return PYLLM_ERR_MEMORY;
     memcpy(joined, a, alen);
     memcpy(joined + alen, b, blen);
-    int32_t merged = pyllm_vocab_find(&t->vocab, joined, alen + blen);
+    int32_t merged = pyllm_vocab_find(&t->table.vocab, joined, alen + blen);
     pyllm_status st = PYLLM_OK;
     if (merged < 0)
         st = pyllm_error(PYLLM_ERR_VALUE, "merge %zu ('%.*s' '%.*s') makes '%.*s', which is not in the vocabulary",
-                         t->hf->n_merges_read, (int)alen, a, (int)blen, b, (int)(alen + blen), joined);
+                         t->n_merges_read, (int)alen, a, (int)blen, b, (int)(alen + blen), joined);
     if (joined != small)
         pyllm_free(joined);
     PYLLM_TRY(st);
     /* the rank is the position in the merges list; a repeated pair takes its later rank */
-    if (t->hf->n_merges_read >= INT32_MAX)
+    if (t->n_merges_read >= INT32_MAX)
         return pyllm_error(PYLLM_ERR_VALUE, "too many merges");
-    return pyllm_bpe_merges_add(&t->hf->merges, left, right, (int32_t)t->hf->n_merges_read++, merged);
+    return pyllm_bpe_merges_add(&t->merges, left, right, (int32_t)t->n_merges_read++, merged);
 }
 
-pyllm_status pyllm_tokenizer_hf_add_step(pyllm_tokenizer *t, int which, int kind, const char *s1, size_t len1,
-                                         const char *s2, size_t len2, int is_regex, int a, int b)
+pyllm_status pyllm_merges_add_step(pyllm_merges_tokenizer *t, int which, int kind, const char *s1, size_t len1,
+                                   const char *s2, size_t len2, int is_regex, int a, int b)
 {
-    pyllm_hf_bpe *hf = t->hf;
     if (which < 0 || which > 2)
         return pyllm_error(PYLLM_ERR_VALUE, "unknown pipeline stage %d", which);
-    if (hf->n_steps[which] == hf->cap_steps[which]) {
-        size_t cap = hf->cap_steps[which] ? hf->cap_steps[which] * 2 : 4;
+    if (t->n_steps[which] == t->cap_steps[which]) {
+        size_t cap = t->cap_steps[which] ? t->cap_steps[which] * 2 : 4;
         pyllm_step *grown = pyllm_calloc(cap, sizeof(pyllm_step));
         if (grown == NULL)
             return PYLLM_ERR_MEMORY;
-        if (hf->n_steps[which])
-            memcpy(grown, hf->steps[which], hf->n_steps[which] * sizeof(pyllm_step));
-        pyllm_free(hf->steps[which]);
-        hf->steps[which] = grown;
-        hf->cap_steps[which] = cap;
+        if (t->n_steps[which])
+            memcpy(grown, t->steps[which], t->n_steps[which] * sizeof(pyllm_step));
+        pyllm_free(t->steps[which]);
+        t->steps[which] = grown;
+        t->cap_steps[which] = cap;
     }
-    pyllm_step *s = &hf->steps[which][hf->n_steps[which]];
+    pyllm_step *s = &t->steps[which][t->n_steps[which]];
     int regex_step = which != PYLLM_HF_DECODER && (kind == PYLLM_STEP_SPLIT || kind == PYLLM_STEP_BYTE_LEVEL);
     /* a decoder step only keeps its strings: initialise it as a plain Prepend, then set its kind */
     pyllm_step_kind init_kind = which == PYLLM_HF_DECODER ? PYLLM_STEP_PREPEND : (pyllm_step_kind)kind;
@@ -121,67 +90,75 @@ pyllm_status pyllm_tokenizer_hf_add_step(pyllm_tokenizer *t, int which, int kind
         return st;
     }
     if (which == PYLLM_HF_PRE_TOKENIZER && kind == PYLLM_STEP_BYTE_LEVEL)
-        hf->byte_level = 1;
-    hf->n_steps[which]++;
+        t->byte_level = 1;
+    t->n_steps[which]++;
     return PYLLM_OK;
 }
 
-pyllm_status pyllm_tokenizer_hf_finish(pyllm_tokenizer *t, int32_t unk_id, int byte_fallback, int fuse_unk,
-                                       int ignore_merges)
+pyllm_status pyllm_merges_finish(pyllm_merges_tokenizer *t, int32_t unk_id, int byte_fallback, int fuse_unk,
+                                 int ignore_merges)
 {
-    pyllm_hf_bpe *hf = t->hf;
-    if (unk_id >= t->vocab.n_tokens)
-        return pyllm_error(PYLLM_ERR_VALUE, "unk id %d is outside the vocabulary of %d", unk_id, t->vocab.n_tokens);
-    hf->unk_id = unk_id;
-    t->unk_id = unk_id;
-    hf->byte_fallback = byte_fallback;
-    t->byte_fallback = byte_fallback;
-    hf->fuse_unk = fuse_unk;
-    hf->ignore_merges = ignore_merges;
+    pyllm_token_table *tab = &t->table;
+    if (unk_id >= tab->vocab.n_tokens)
+        return pyllm_error(PYLLM_ERR_VALUE, "unk id %d is outside the vocabulary of %d", unk_id, tab->vocab.n_tokens);
+    tab->unk_id = unk_id;
+    tab->byte_fallback = byte_fallback;
+    t->fuse_unk = fuse_unk;
+    t->ignore_merges = ignore_merges;
     for (int b = 0; b < 256; b++) {
         char buf[8];
         size_t n = pyllm_utf8_encode(pyllm_byte_level_char((uint8_t)b), buf);
-        hf->byte_char_ids[b] = pyllm_vocab_find(&t->vocab, buf, n);
+        t->byte_char_ids[b] = pyllm_vocab_find(&tab->vocab, buf, n);
         static const char hex[] = "0123456789ABCDEF";
         char piece[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
-        hf->byte_token_ids[b] = byte_fallback ? pyllm_vocab_find(&t->vocab, piece, 6) : -1;
-        if (hf->byte_token_ids[b] >= 0)
-            t->types[hf->byte_token_ids[b]] = PYLLM_PIECE_BYTE;
+        t->byte_token_ids[b] = byte_fallback ? pyllm_vocab_find(&tab->vocab, piece, 6) : -1;
+        if (t->byte_token_ids[b] >= 0)
+            tab->types[t->byte_token_ids[b]] = PYLLM_PIECE_BYTE;
     }
     return PYLLM_OK;
 }
 
-pyllm_status pyllm_tokenizer_hf_set_added_flags(pyllm_tokenizer *t, int32_t id, int flags)
+pyllm_status pyllm_merges_add_token(pyllm_merges_tokenizer *t, const char *text, size_t len, int32_t id,
+                                    int special)
 {
-    pyllm_hf_bpe *hf = t->hf;
-    if (id < 0 || id >= t->vocab.n_tokens)
+    int existed;
+    PYLLM_TRY(pyllm_token_table_add_token(&t->table, text, len, id, special, &existed));
+    if (existed && special) /* a special added token is skipped by decode */
+        t->table.types[id] = PYLLM_PIECE_CONTROL;
+    return PYLLM_OK;
+}
+
+pyllm_status pyllm_merges_set_added_flags(pyllm_merges_tokenizer *t, int32_t id, int flags)
+{
+    if (id < 0 || id >= t->table.vocab.n_tokens)
         return pyllm_error(PYLLM_ERR_INDEX, "added token id %d is out of range", id);
-    if (id >= hf->cap_flags) {
-        int32_t cap = t->vocab.n_tokens + 64;
+    if (id >= t->cap_flags) {
+        int32_t cap = t->table.vocab.n_tokens + 64;
         uint8_t *grown = pyllm_calloc((size_t)cap, 1);
         if (grown == NULL)
             return PYLLM_ERR_MEMORY;
-        if (hf->cap_flags)
-            memcpy(grown, hf->added_flags, (size_t)hf->cap_flags);
-        pyllm_free(hf->added_flags);
-        hf->added_flags = grown;
-        hf->cap_flags = cap;
+        if (t->cap_flags)
+            memcpy(grown, t->added_flags, (size_t)t->cap_flags);
+        pyllm_free(t->added_flags);
+        t->added_flags = grown;
+        t->cap_flags = cap;
     }
-    hf->added_flags[id] = (uint8_t)flags;
+    t->added_flags[id] = (uint8_t)flags;
     return PYLLM_OK;
 }
 
 /* The model on one pre-token: initial symbols (bytes or characters), then rank-ordered merges. */
-static pyllm_status encode_word(const pyllm_tokenizer *t, const char *w, size_t len, pyllm_ids *symbols,
+static pyllm_status encode_word(const pyllm_merges_tokenizer *t, const char *w, size_t len, pyllm_ids *symbols,
                                 pyllm_bytes *scratch, pyllm_ids *out)
 {
-    const pyllm_hf_bpe *hf = t->hf;
+    const int32_t unk_id = t->table.unk_id;
+    const int byte_fallback = t->table.byte_fallback;
     if (len == 0)
         return PYLLM_OK;
-    if (hf->ignore_merges) {
+    if (t->ignore_merges) {
         const char *key = w;
         size_t key_len = len;
-        if (hf->byte_level) {
+        if (t->byte_level) {
             scratch->len = 0;
             for (size_t i = 0; i < len; i++) {
                 char buf[4];
@@ -191,7 +168,7 @@ static pyllm_status encode_word(const pyllm_tokenizer *t, const char *w, size_t 
             key = scratch->data;
             key_len = scratch->len;
         }
-        int32_t whole = pyllm_vocab_find(&t->vocab, key, key_len);
+        int32_t whole = pyllm_vocab_find(&t->table.vocab, key, key_len);
         if (whole >= 0)
             return pyllm_ids_push(out, whole);
     }
@@ -200,61 +177,59 @@ static pyllm_status encode_word(const pyllm_tokenizer *t, const char *w, size_t 
     for (size_t i = 0; i < len;) {
         size_t k;
         int32_t id;
-        if (hf->byte_level) {
+        if (t->byte_level) {
             k = 1;
-            id = hf->byte_char_ids[(uint8_t)w[i]];
+            id = t->byte_char_ids[(uint8_t)w[i]];
         } else {
             uint32_t cp;
             k = pyllm_utf8_decode_lossy(w + i, len - i, &cp);
-            id = pyllm_vocab_find(&t->vocab, w + i, k);
+            id = pyllm_vocab_find(&t->table.vocab, w + i, k);
         }
         if (id >= 0) {
             PYLLM_TRY(pyllm_ids_push(symbols, id));
             unk_open = 0;
-        } else if (hf->byte_fallback && !hf->byte_level) {
+        } else if (byte_fallback && !t->byte_level) {
             int all = 1;
             for (size_t j = 0; j < k; j++)
-                all &= hf->byte_token_ids[(uint8_t)w[i + j]] >= 0;
+                all &= t->byte_token_ids[(uint8_t)w[i + j]] >= 0;
             if (all) {
                 for (size_t j = 0; j < k; j++)
-                    PYLLM_TRY(pyllm_ids_push(symbols, hf->byte_token_ids[(uint8_t)w[i + j]]));
+                    PYLLM_TRY(pyllm_ids_push(symbols, t->byte_token_ids[(uint8_t)w[i + j]]));
                 unk_open = 0;
-            } else if (hf->unk_id >= 0 && !(hf->fuse_unk && unk_open)) {
-                PYLLM_TRY(pyllm_ids_push(symbols, hf->unk_id));
+            } else if (unk_id >= 0 && !(t->fuse_unk && unk_open)) {
+                PYLLM_TRY(pyllm_ids_push(symbols, unk_id));
                 unk_open = 1;
             }
-        } else if (hf->unk_id >= 0) {
-            if (!(hf->fuse_unk && unk_open))
-                PYLLM_TRY(pyllm_ids_push(symbols, hf->unk_id));
+        } else if (unk_id >= 0) {
+            if (!(t->fuse_unk && unk_open))
+                PYLLM_TRY(pyllm_ids_push(symbols, unk_id));
             unk_open = 1;
         }
         i += k;
     }
-    return pyllm_bpe_ranked_encode(&hf->merges, symbols->data, symbols->len, out);
+    return pyllm_bpe_ranked_encode(&t->merges, symbols->data, symbols->len, out);
 }
 
-pyllm_status pyllm_tokenizer_hf_pre_tokenize(const pyllm_tokenizer *t, const char *text, size_t len,
-                                             pyllm_pieces *out)
+pyllm_status pyllm_merges_pre_tokenize(const pyllm_merges_tokenizer *t, const char *text, size_t len,
+                                       pyllm_pieces *out)
 {
-    const pyllm_hf_bpe *hf = t->hf;
     PYLLM_TRY(pyllm_pieces_push(out, text, len, 1));
-    PYLLM_TRY(pyllm_steps_run(hf->steps[PYLLM_HF_NORMALIZER], hf->n_steps[PYLLM_HF_NORMALIZER], out));
-    return pyllm_steps_run(hf->steps[PYLLM_HF_PRE_TOKENIZER], hf->n_steps[PYLLM_HF_PRE_TOKENIZER], out);
+    PYLLM_TRY(pyllm_steps_run(t->steps[PYLLM_HF_NORMALIZER], t->n_steps[PYLLM_HF_NORMALIZER], out));
+    return pyllm_steps_run(t->steps[PYLLM_HF_PRE_TOKENIZER], t->n_steps[PYLLM_HF_PRE_TOKENIZER], out);
 }
 
 /* Normalize, pre-tokenize and encode a stretch of text without added tokens. */
-static pyllm_status encode_segment(const pyllm_tokenizer *t, const char *text, size_t len, int at_text_start,
-                                   pyllm_ids *symbols, pyllm_bytes *scratch, pyllm_ids *out)
+static pyllm_status encode_segment(const pyllm_merges_tokenizer *t, const char *text, size_t len,
+                                   int at_text_start, pyllm_ids *symbols, pyllm_bytes *scratch, pyllm_ids *out)
 {
-    const pyllm_hf_bpe *hf = t->hf;
     if (len == 0)
         return PYLLM_OK;
     pyllm_pieces pieces = {0};
     pyllm_status st = pyllm_pieces_push(&pieces, text, len, at_text_start);
     if (st == PYLLM_OK)
-        st = pyllm_steps_run(hf->steps[PYLLM_HF_NORMALIZER], hf->n_steps[PYLLM_HF_NORMALIZER], &pieces);
+        st = pyllm_steps_run(t->steps[PYLLM_HF_NORMALIZER], t->n_steps[PYLLM_HF_NORMALIZER], &pieces);
     if (st == PYLLM_OK)
-        st = pyllm_steps_run(hf->steps[PYLLM_HF_PRE_TOKENIZER], hf->n_steps[PYLLM_HF_PRE_TOKENIZER], &pieces);
+        st = pyllm_steps_run(t->steps[PYLLM_HF_PRE_TOKENIZER], t->n_steps[PYLLM_HF_PRE_TOKENIZER], &pieces);
     for (size_t i = 0; i < pieces.n && st == PYLLM_OK; i++)
         st = encode_word(t, pieces.text.data + pieces.start[i], pieces.end[i] - pieces.start[i], symbols, scratch,
                          out);
@@ -284,10 +259,9 @@ static int word_char_at(const char *text, size_t len, size_t pos)
     return pyllm_unicode_is_word(cp);
 }
 
-pyllm_status pyllm_tokenizer_hf_encode(const pyllm_tokenizer *t, const char *text, size_t len, int flags,
-                                       pyllm_ids *out)
+pyllm_status pyllm_merges_encode(const pyllm_merges_tokenizer *t, const char *text, size_t len, int flags,
+                                 pyllm_ids *out)
 {
-    const pyllm_hf_bpe *hf = t->hf;
     pyllm_ids symbols = {0};
     pyllm_bytes scratch = {0};
     pyllm_status st = PYLLM_OK;
@@ -295,9 +269,9 @@ pyllm_status pyllm_tokenizer_hf_encode(const pyllm_tokenizer *t, const char *tex
     size_t start, match_len;
     int32_t id;
     while (st == PYLLM_OK && (flags & PYLLM_ENCODE_SPLIT_SPECIALS) && search < len &&
-           pyllm_special_tokens_find(&t->specials, text + search, len - search, &start, &match_len, &id)) {
+           pyllm_special_tokens_find(&t->table.specials, text + search, len - search, &start, &match_len, &id)) {
         size_t ms = search + start, me = ms + match_len;
-        int f = id < hf->cap_flags ? hf->added_flags[id] : 0;
+        int f = id < t->cap_flags ? t->added_flags[id] : 0;
         if ((f & PYLLM_ADDED_SINGLE_WORD) && (word_char_before(text, ms) || word_char_at(text, len, me))) {
             search = me; /* not a whole word: this occurrence stays text */
             continue;
@@ -335,30 +309,29 @@ pyllm_status pyllm_tokenizer_hf_encode(const pyllm_tokenizer *t, const char *tex
     return st;
 }
 
-pyllm_status pyllm_tokenizer_hf_decode(const pyllm_tokenizer *t, const int32_t *ids, size_t n, int skip_specials,
-                                       pyllm_bytes *out)
+pyllm_status pyllm_merges_decode(const pyllm_merges_tokenizer *t, const int32_t *ids, size_t n, int skip_specials,
+                                 pyllm_bytes *out)
 {
-    const pyllm_hf_bpe *hf = t->hf;
     pyllm_pieces tokens = {0};
     pyllm_status st = PYLLM_OK;
     for (size_t i = 0; i < n && st == PYLLM_OK; i++) {
         int32_t id = ids[i];
-        if (id < 0 || id >= t->vocab.n_tokens) {
+        if (id < 0 || id >= t->table.vocab.n_tokens) {
             st = pyllm_error(PYLLM_ERR_INDEX, "token id %d at position %zu is out of range [0, %d)", id, i,
-                             t->vocab.n_tokens);
+                             t->table.vocab.n_tokens);
             break;
         }
-        if (skip_specials && t->types[id] == PYLLM_PIECE_CONTROL)
+        if (skip_specials && t->table.types[id] == PYLLM_PIECE_CONTROL)
             continue;
         size_t len;
-        const char *s = pyllm_vocab_token(&t->vocab, id, &len);
-        if (hf->n_steps[PYLLM_HF_DECODER] == 0 && tokens.n > 0) /* no decoder: tokens joined by spaces */
+        const char *s = pyllm_vocab_token(&t->table.vocab, id, &len);
+        if (t->n_steps[PYLLM_HF_DECODER] == 0 && tokens.n > 0) /* no decoder: tokens joined by spaces */
             st = pyllm_bytes_append(&tokens.text, " ", 1);
         if (st == PYLLM_OK)
             st = pyllm_pieces_push(&tokens, s, len, 0);
     }
     if (st == PYLLM_OK)
-        st = pyllm_decoders_run(hf->steps[PYLLM_HF_DECODER], hf->n_steps[PYLLM_HF_DECODER], &tokens, out);
+        st = pyllm_decoders_run(t->steps[PYLLM_HF_DECODER], t->n_steps[PYLLM_HF_DECODER], &tokens, out);
     pyllm_pieces_free(&tokens);
     return st;
 }
