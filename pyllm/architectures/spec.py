@@ -56,9 +56,14 @@ class DecoderSpec(dict):
         # The structural rules, in C only: ValueError naming the rule broken.
         _core.check_spec(self)
 
-    @property
-    def gated(self):
-        return self["mlp"] == "swiglu"
+    def replace(self, **changes):
+        """A new spec with some fields changed, checked again: how a family that differs from
+        another by a flag (Qwen2 from LLaMA: qkv_bias) reuses that family's readers."""
+        fields = {**self, **changes}
+        architecture = fields.pop("architecture")
+        kinds = {k: fields.pop(k) for k in ("norm", "norm_eps", "position", "mlp")}
+        rope = {k: fields.pop(k) for k in _ROPE_KEYS if k in fields}
+        return DecoderSpec(architecture, rope=rope if kinds["position"] == "rope" else None, **kinds, **fields)
 
 
 def canonical_shapes(spec):
