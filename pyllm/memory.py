@@ -7,11 +7,10 @@ process halfway through a load).
   ``PYLLM_MEMORY_LIMIT`` (a cap on this process: bytes, or a number with K/M/G/T) minus what
   the process already holds.
 - :func:`weight_bytes` and :func:`kv_cache_bytes`: what the C core allocates for a parsed
-  config (a ``pyllm.architectures.DecoderSpec``), counted as it allocates it: float32 matrices in
-  oneDNN's packed (padded) layout, buffers of 2 MB and more rounded up to 2 MB.
+  config (a ``pyllm.architectures.DecoderSpec``), counted as it allocates it: buffers of 2 MB
+  and more rounded up to 2 MB.
 - :func:`check_fits`: MemoryError naming the need, the limit and what would fit.
 """
-import functools
 import os
 import re
 
@@ -159,16 +158,10 @@ def _big(nbytes):
     return _core.alloc_big_size(int(nbytes))
 
 
-@functools.lru_cache(maxsize=256)
-def _packed_f32(n, k):
-    from . import _core
-    return _core.packed_weight_bytes(n, k)
-
-
 def matrix_bytes(n, k, dtype):
     """Bytes of an [n, k] weight matrix (n outputs, k inputs) stored as dtype."""
     if dtype == "float32":
-        return _big(_packed_f32(n, k))  # oneDNN's layout, padded to its blocks
+        return _big(4 * n * k)  # as given, [n, k] row-major
     if dtype == "bfloat16":
         return _big(2 * n * k)
     groups = -(-k // 32)  # K zero-padded up to a multiple of 32
@@ -208,7 +201,7 @@ def weight_bytes(config, dtype="float32", lm_head_dtype=None):
                  + sum(-(-4 * n // 64) * 64 for n in biases) + norms * _f32(d))
     embedding = _f32(v * d)
     extras = (2 if shifted else 1) * (2 if config["embedding_norm"] else 1) * _f32(d)  # final (+ embedding) norm
-    # oneDNN objects of each linear (memory, descriptor) and the layer structs: ~2 kB a matrix, measured
+    # the layer structs and their small buffers: ~2 kB a matrix, measured
     layer_table = (config["num_hidden_layers"] * len(matrices) + 1) * 2048
     return config["num_hidden_layers"] * per_layer + embedding + matrix_bytes(v, d, head_dtype) + extras + layer_table
 

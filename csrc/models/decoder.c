@@ -380,9 +380,9 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
     PYLLM_TRY(normalize(m, w->x, layer->input_norm, layer->input_norm_bias, w->h, total));
     if (c->residual_from_norm)
         memcpy(w->x, w->h, sizeof(float) * (size_t)(total * c->hidden_size));
-    PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->q, w->h, w->q, total));
-    PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->k, w->h, w->k, total));
-    PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->v, w->h, w->v, total));
+    const pyllm_linear *qkv[3] = {&layer->q, &layer->k, &layer->v};
+    float *const qkv_out[3] = {w->q, w->k, w->v};
+    PYLLM_TRY(pyllm_linear_forward_many(&m->matmul, qkv, 3, w->h, qkv_out, total));
 
     const size_t layer_bytes = (size_t)(cache->batch * cache->capacity * kvw) * pyllm_kv_type_bytes(cache->type);
     void *keys = (char *)cache->keys + (size_t)l * layer_bytes;
@@ -417,11 +417,13 @@ static pyllm_status mlp_block(pyllm_decoder *m, int64_t l, int64_t total)
     if (c->residual_from_norm)
         memcpy(w->x, w->h, sizeof(float) * (size_t)(total * c->hidden_size));
     switch (c->arch.mlp) {
-    case PYLLM_MLP_SILU_GATED:
-        PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->gate, w->h, w->gate, total));
-        PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->up, w->h, w->up, total));
+    case PYLLM_MLP_SILU_GATED: {
+        const pyllm_linear *gate_up[2] = {&layer->gate, &layer->up};
+        float *const gate_up_out[2] = {w->gate, w->up};
+        PYLLM_TRY(pyllm_linear_forward_many(&m->matmul, gate_up, 2, w->h, gate_up_out, total));
         pyllm_silu_mul(w->gate, w->up, total * c->intermediate_size);
         break;
+    }
     case PYLLM_MLP_GELU_TANH: /* the activation lands where the gated MLP's product does */
         PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->up, w->h, w->gate, total));
         pyllm_gelu_tanh(w->gate, total * c->intermediate_size);

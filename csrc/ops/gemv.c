@@ -110,25 +110,34 @@ static inline void quantize_block(const float *x, int64_t n, int8_t *q, float *d
     *qsum = sum;
 }
 
-/* Once per call on m * k values: cloned per ISA so the rounding and conversions inline. */
+/* Prepare units [u0, u1) of the activations: a unit is one group of group_blocks blocks of one row
+ * (block types), or BF16_UNIT values of one row (bf16), so the threads can share the work; each
+ * unit is prepared the same whoever does it. Cloned per ISA so the rounding and conversions inline. */
+#define BF16_UNIT 256
 __attribute__((target_clones("avx512f", "avx2", "default")))
-void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, int64_t m, int64_t group_blocks,
-                        int interleave_q4, int with_corr, pyllm_gemv_act *a)
+void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, int interleave_q4, int with_corr,
+                        pyllm_gemv_act *a, int64_t u0, int64_t u1)
 {
     const int64_t k = w->k;
     if (w->type == PYLLM_WEIGHT_BF16) {
-        for (int64_t i = 0; i < m * k; i++)
-            a->bf16[i] = pyllm_f32_to_bf16(x[i]);
+        const int64_t per_row = (k + BF16_UNIT - 1) / BF16_UNIT;
+        for (int64_t u = u0; u < u1; u++) {
+            const int64_t i = u / per_row, j0 = (u % per_row) * BF16_UNIT;
+            const int64_t j1 = k - j0 < BF16_UNIT ? k : j0 + BF16_UNIT;
+            for (int64_t j = j0; j < j1; j++)
+                a->bf16[i * k + j] = pyllm_f32_to_bf16(x[i * k + j]);
+        }
         return;
     }
-    const int64_t padded_blocks = a->groups * group_blocks;
+    const int64_t group_blocks = a->group_blocks, padded_blocks = a->groups * group_blocks;
     const int32_t offset = w->type == PYLLM_WEIGHT_Q8_0 ? 128 : w->type == PYLLM_WEIGHT_Q4_0 ? 8 : 0;
-    for (int64_t i = 0; i < m; i++) {
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t i = u / a->groups, g = u % a->groups;
         int8_t *q = a->q + i * a->row_bytes;
         float *d = a->d + i * padded_blocks;
         int32_t *qsum = a->qsum + i * padded_blocks;
         int8_t block[PYLLM_QBLOCK];
-        for (int64_t b = 0; b < padded_blocks; b++) {
+        for (int64_t b = g * group_blocks; b < (g + 1) * group_blocks; b++) {
             const int64_t left = k - b * PYLLM_QBLOCK, n = left < 0 ? 0 : left < PYLLM_QBLOCK ? left : PYLLM_QBLOCK;
             quantize_block(x + i * k + b * PYLLM_QBLOCK, n, block, &d[b], &qsum[b]);
             if (!interleave_q4) {
@@ -147,46 +156,78 @@ void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, int64_t m, int64
         /* Per VNNI lane (4 consecutive bytes of a 64-byte vector) the sum of the activations it
          * multiplies; a Q4 group's two vectors share lanes. */
         const int64_t vectors = group_blocks == 4 ? 2 : 1;
-        for (int64_t g = 0; g < a->groups; g++) {
-            int32_t *corr = a->corr + (i * a->groups + g) * 16;
-            for (int lane = 0; lane < 16; lane++) {
-                int32_t sum = 0;
-                for (int64_t v = 0; v < vectors; v++)
-                    for (int byte = 0; byte < 4; byte++)
-                        sum += q[(g * vectors + v) * 64 + lane * 4 + byte];
-                corr[lane] = -offset * sum;
-            }
+        int32_t *corr = a->corr + (i * a->groups + g) * 16;
+        for (int lane = 0; lane < 16; lane++) {
+            int32_t sum = 0;
+            for (int64_t v = 0; v < vectors; v++)
+                for (int byte = 0; byte < 4; byte++)
+                    sum += q[(g * vectors + v) * 64 + lane * 4 + byte];
+            corr[lane] = -offset * sum;
         }
     }
 }
 
+static int64_t prepare_units(const pyllm_gemv_act *a, const pyllm_qweight *w)
+{
+    return w->type == PYLLM_WEIGHT_BF16 ? a->m * ((a->k + BF16_UNIT - 1) / BF16_UNIT) : a->m * a->groups;
+}
+
 /* ---- the product -------------------------------------------------------------------------- */
+
+/* One thread's part of a shared-input call: rows [r0, r1) of the outputs laid end to end. */
+static void rows_of_outputs(pyllm_gemv_rows_fn rows, const pyllm_gemv_out *outs, int count, const pyllm_gemv_act *a,
+                            int64_t r0, int64_t r1)
+{
+    int64_t base = 0;
+    for (int o = 0; o < count && base < r1; base += outs[o].w->n, o++) {
+        const int64_t lo = r0 > base ? r0 - base : 0, hi = r1 - base < outs[o].w->n ? r1 - base : outs[o].w->n;
+        if (lo >= hi)
+            continue;
+        rows(outs[o].w, a, lo, hi, outs[o].y, outs[o].ldy);
+        if (outs[o].bias != NULL)
+            for (int64_t i = 0; i < a->m; i++)
+                for (int64_t j = lo; j < hi; j++)
+                    outs[o].y[i * outs[o].ldy + j] += outs[o].bias[j];
+    }
+}
+
+void pyllm_gemv_many(const pyllm_gemv_out *outs, int count, const float *x, int64_t m, void *scratch)
+{
+    const pyllm_isa isa = pyllm_gemv_isa();
+    const pyllm_qweight *w = outs[0].w;
+    pyllm_gemv_act a;
+    layout(w, m, isa, scratch, &a);
+    const int avx512 = isa == PYLLM_ISA_AVX512;
+    const int interleave = avx512 && (w->type == PYLLM_WEIGHT_Q4_0 || w->type == PYLLM_WEIGHT_Q4_1);
+    const pyllm_gemv_rows_fn rows = isa == PYLLM_ISA_AVX512 ? pyllm_gemv_rows_avx512
+                                    : isa == PYLLM_ISA_AVX2 ? pyllm_gemv_rows_avx2
+                                                            : pyllm_gemv_rows_generic;
+    int64_t n = 0;
+    for (int o = 0; o < count; o++)
+        n += outs[o].w->n;
+    const int64_t units = prepare_units(&a, w);
+    if (pyllm_parallel(n * w->k >= (1 << 16))) {
+        /* One region: the threads prepare the activations together, then each takes an even,
+         * contiguous share of all the outputs' rows (in fours: the kernels' unit). */
+#pragma omp parallel
+        {
+            int64_t u0, u1, r0, r1;
+            pyllm_thread_share(units, 1, &u0, &u1);
+            pyllm_gemv_prepare(w, x, interleave, avx512, &a, u0, u1);
+#pragma omp barrier
+            pyllm_thread_share(n, 4, &r0, &r1);
+            if (r0 < r1)
+                rows_of_outputs(rows, outs, count, &a, r0, r1);
+        }
+    } else {
+        pyllm_gemv_prepare(w, x, interleave, avx512, &a, 0, units);
+        rows_of_outputs(rows, outs, count, &a, 0, n);
+    }
+}
 
 void pyllm_gemv(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,
                 void *scratch)
 {
-    const pyllm_isa isa = pyllm_gemv_isa();
-    pyllm_gemv_act a;
-    layout(w, m, isa, scratch, &a);
-    const int avx512 = isa == PYLLM_ISA_AVX512;
-    pyllm_gemv_prepare(w, x, m, a.group_blocks > 0 ? a.group_blocks : 1,
-                       avx512 && (w->type == PYLLM_WEIGHT_Q4_0 || w->type == PYLLM_WEIGHT_Q4_1), avx512, &a);
-    const pyllm_gemv_rows_fn rows = isa == PYLLM_ISA_AVX512 ? pyllm_gemv_rows_avx512
-                                    : isa == PYLLM_ISA_AVX2 ? pyllm_gemv_rows_avx2
-                                                            : pyllm_gemv_rows_generic;
-    const int64_t n = w->n;
-    if (pyllm_parallel(n * w->k >= (1 << 16))) {
-        /* Every thread an even, contiguous share of the rows (in fours: the kernels' unit). */
-#pragma omp parallel
-        {
-            int64_t r0, r1;
-            pyllm_thread_share(n, 4, &r0, &r1);
-            if (r0 < r1)
-                rows(w, &a, r0, r1, y, ldy);
-        }
-    } else {
-        rows(w, &a, 0, n, y, ldy);
-    }
-    if (bias != NULL)
-        pyllm_add_bias(y, ldy, bias, m, n);
+    const pyllm_gemv_out out = {.w = w, .bias = bias, .y = y, .ldy = ldy};
+    pyllm_gemv_many(&out, 1, x, m, scratch);
 }

@@ -35,6 +35,20 @@ size_t pyllm_gemv_scratch_bytes(const pyllm_qweight *w, int64_t m);
 void pyllm_gemv(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,
                 void *scratch);
 
+/* One output of a shared-input call: y[i * ldy + j] = x[i] · W[j] (+ bias[j]). */
+typedef struct {
+    const pyllm_qweight *w;
+    const float *bias; /* [w->n] or NULL */
+    float *y;
+    int64_t ldy;
+} pyllm_gemv_out;
+
+/* pyllm_gemv for several weights that read the same x (q, k and v; gate and up), every w of one
+ * type and one k: the activations are prepared once, by all threads, and one parallel region
+ * computes every output (fewer fork-joins per token). scratch as pyllm_gemv's for outs[0].w.
+ * Each output is what pyllm_gemv alone gives, bit for bit. */
+void pyllm_gemv_many(const pyllm_gemv_out *outs, int count, const float *x, int64_t m, void *scratch);
+
 /* y[i * ldy + j] += bias[j] for i < m, j < n: the bias of every linear-layer path. */
 static inline void pyllm_add_bias(float *y, int64_t ldy, const float *bias, int64_t m, int64_t n)
 {

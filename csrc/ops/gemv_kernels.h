@@ -26,10 +26,11 @@ typedef struct {
     int32_t *corr;
 } pyllm_gemv_act;
 
-/* Quantize (or round) x [m][k] into a; `interleave_q4`: store each group of four Q4 blocks
- * as the 64 low-nibble elements then the 64 high-nibble ones (the AVX-512 kernel's order). */
-void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, int64_t m, int64_t group_blocks,
-                        int interleave_q4, int with_corr, pyllm_gemv_act *a);
+/* Quantize (or round) units [u0, u1) of x [m][k] into a (gemv.c says what a unit is);
+ * `interleave_q4`: store each group of four Q4 blocks as the 64 low-nibble elements then the 64
+ * high-nibble ones (the AVX-512 kernel's order); `with_corr`: fill a->corr. */
+void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, int interleave_q4, int with_corr,
+                        pyllm_gemv_act *a, int64_t u0, int64_t u1);
 
 /* y[i * ldy + j] for rows j in [row0, row1) of w and every activation row i. */
 typedef void (*pyllm_gemv_rows_fn)(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t row0, int64_t row1,

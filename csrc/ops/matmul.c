@@ -8,11 +8,6 @@
 #include "ops/gemm_f32.h"
 #include "ops/gemv.h"
 
-/* The M whose preferred weight layout we pack into. Decode (M = batch, small) streams every
- * weight once per token and is the latency users feel, so its layout wins; larger M reuse
- * it (oneDNN's brgemm matmul accepts any blocked weight layout for any M). */
-#define PACK_FOR_M 1
-
 pyllm_status pyllm_matmul_ctx_init(pyllm_matmul_ctx *ctx)
 {
     memset(ctx, 0, sizeof *ctx);
@@ -52,31 +47,6 @@ void pyllm_matmul_ctx_release(pyllm_matmul_ctx *ctx)
         dnnl_engine_destroy(ctx->engine);
     ctx->stream = NULL;
     ctx->engine = NULL;
-}
-
-/* Descriptors of one matmul: src [m, k] and dst [m, n] dense, bias [1, n], weights either
- * in the given layout or (weights_md == NULL) "any", for oneDNN to choose. */
-static dnnl_status_t matmul_pd(pyllm_matmul_ctx *ctx, int64_t m, int64_t k, int64_t n, int has_bias,
-                               const_dnnl_memory_desc_t weights_md, dnnl_primitive_desc_t *pd)
-{
-    dnnl_memory_desc_t src = NULL, dst = NULL, bias = NULL, any_w = NULL;
-    dnnl_dims_t src_dims = {m, k}, dst_dims = {m, n}, w_dims = {k, n}, b_dims = {1, n};
-    dnnl_status_t st = dnnl_memory_desc_create_with_tag(&src, 2, src_dims, dnnl_f32, dnnl_ab);
-    if (st == dnnl_success)
-        st = dnnl_memory_desc_create_with_tag(&dst, 2, dst_dims, dnnl_f32, dnnl_ab);
-    if (st == dnnl_success && has_bias)
-        st = dnnl_memory_desc_create_with_tag(&bias, 2, b_dims, dnnl_f32, dnnl_ab);
-    if (st == dnnl_success && weights_md == NULL) {
-        st = dnnl_memory_desc_create_with_tag(&any_w, 2, w_dims, dnnl_f32, dnnl_format_tag_any);
-        weights_md = any_w;
-    }
-    if (st == dnnl_success)
-        st = dnnl_matmul_primitive_desc_create(pd, ctx->engine, src, weights_md, bias, dst, NULL);
-    dnnl_memory_desc_destroy(src);
-    dnnl_memory_desc_destroy(dst);
-    dnnl_memory_desc_destroy(bias);
-    dnnl_memory_desc_destroy(any_w);
-    return st;
 }
 
 /* The prefill product of the low-precision paths: src [m, k] dense, weights a tile of n rows
@@ -129,22 +99,21 @@ static int64_t tile_rows(pyllm_matmul_ctx *ctx, const pyllm_linear *lin)
     return rows < lin->n ? rows : lin->n;
 }
 
-static pyllm_status f32_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, const float *weight,
-                                    const float *bias, int64_t n, int64_t k);
-
-/* Batch-invariant float32: the weights as given, [n, k] row-major f32, for ops/gemm_f32.h. */
-static pyllm_status plain_f32_linear_init(pyllm_linear *lin, const void *weight, pyllm_source_type src_type,
-                                          const float *bias, int64_t n, int64_t k)
+/* float32: the weights as given, [n, k] row-major, for our streaming kernel (decode, and every M
+ * in batch-invariant mode) and for oneDNN's GEMM, which reads them in place as its [k, n] operand
+ * with strides (1, k) (prefill). */
+static pyllm_status f32_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, const void *weight,
+                                    pyllm_source_type src_type, const float *bias, int64_t n, int64_t k)
 {
     memset(lin, 0, sizeof *lin);
     lin->k = k;
     lin->n = n;
     lin->type = PYLLM_WEIGHT_F32;
-    lin->invariant = 1;
-    lin->packed = pyllm_alloc_big(pyllm_mul_size(pyllm_mul_size((size_t)n, (size_t)k), sizeof(float)));
-    if (lin->packed == NULL)
+    lin->invariant = ctx->batch_invariant;
+    lin->plain = pyllm_alloc_big(pyllm_mul_size(pyllm_mul_size((size_t)n, (size_t)k), sizeof(float)));
+    if (lin->plain == NULL)
         return PYLLM_ERR_MEMORY;
-    pyllm_source_to_f32(weight, src_type, n * k, lin->packed);
+    pyllm_source_to_f32(weight, src_type, n * k, lin->plain);
     if (bias != NULL) {
         if ((lin->bias = pyllm_alloc(sizeof(float) * (size_t)n)) == NULL) {
             pyllm_linear_release(lin);
@@ -175,152 +144,35 @@ pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, pyllm_w
         }
         return PYLLM_OK;
     }
-    if (ctx->batch_invariant)
-        return plain_f32_linear_init(lin, weight, src_type, bias, n, k);
-    if (src_type == PYLLM_SOURCE_F32)
-        return f32_linear_init(lin, ctx, weight, bias, n, k);
-    float *wide = pyllm_alloc_big(pyllm_mul_size(pyllm_mul_size((size_t)n, (size_t)k), sizeof(float)));
-    if (wide == NULL)
-        return PYLLM_ERR_MEMORY;
-    pyllm_source_to_f32(weight, src_type, n * k, wide);
-    pyllm_status st = f32_linear_init(lin, ctx, wide, bias, n, k);
-    pyllm_free(wide);
-    return st;
+    return f32_linear_init(lin, ctx, weight, src_type, bias, n, k);
 }
 
 size_t pyllm_linear_bytes(const pyllm_linear *lin)
 {
     size_t bias = lin->bias != NULL ? sizeof(float) * (size_t)lin->n : 0;
-    if (lin->type == PYLLM_WEIGHT_F32 && lin->invariant)
-        return sizeof(float) * (size_t)(lin->n * lin->k) + bias;
     if (lin->type == PYLLM_WEIGHT_F32)
-        return (lin->weights_md != NULL ? dnnl_memory_desc_get_size(lin->weights_md) : 0) + bias;
+        return sizeof(float) * (size_t)(lin->n * lin->k) + bias;
     return pyllm_weight_bytes(lin->type, lin->n, lin->k) + bias;
-}
-
-static pyllm_status f32_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, const float *weight,
-                                    const float *bias, int64_t n, int64_t k)
-{
-    memset(lin, 0, sizeof *lin);
-    lin->k = k;
-    lin->n = n;
-    lin->type = PYLLM_WEIGHT_F32;
-    pyllm_status status = PYLLM_OK;
-    dnnl_primitive_desc_t pd = NULL, reorder_pd = NULL;
-    dnnl_primitive_t reorder = NULL;
-    dnnl_memory_desc_t plain_md = NULL;
-    dnnl_memory_t plain_mem = NULL;
-    dnnl_status_t st;
-
-    st = matmul_pd(ctx, PACK_FOR_M, k, n, bias != NULL, NULL, &pd);
-    if (st != dnnl_success) {
-        status = pyllm_dnnl_fail(st, "create a matmul primitive descriptor");
-        goto done;
-    }
-    st = dnnl_memory_desc_clone(&lin->weights_md, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
-    if (st != dnnl_success) {
-        status = pyllm_dnnl_fail(st, "query the packed weight layout");
-        goto done;
-    }
-    lin->packed = pyllm_alloc_big(dnnl_memory_desc_get_size(lin->weights_md));
-    if (lin->packed == NULL) {
-        status = PYLLM_ERR_MEMORY;
-        goto done;
-    }
-
-    /* HF's weight [n, k] row-major is the matmul's [k, n] operand with strides (1, k). */
-    dnnl_dims_t dims = {k, n}, strides = {1, k};
-    st = dnnl_memory_desc_create_with_strides(&plain_md, 2, dims, dnnl_f32, strides);
-    if (st == dnnl_success)
-        st = dnnl_memory_create(&plain_mem, plain_md, ctx->engine, (void *)weight);
-    if (st == dnnl_success)
-        st = dnnl_memory_create(&lin->weights_mem, lin->weights_md, ctx->engine, lin->packed);
-    if (st == dnnl_success)
-        st = dnnl_reorder_primitive_desc_create(&reorder_pd, plain_md, ctx->engine, lin->weights_md,
-                                                ctx->engine, NULL);
-    if (st == dnnl_success)
-        st = dnnl_primitive_create(&reorder, reorder_pd);
-    if (st == dnnl_success) {
-        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, plain_mem}, {DNNL_ARG_TO, lin->weights_mem}};
-        st = dnnl_primitive_execute(reorder, ctx->stream, 2, args);
-    }
-    if (st == dnnl_success)
-        st = dnnl_stream_wait(ctx->stream);
-    if (st != dnnl_success) {
-        status = pyllm_dnnl_fail(st, "pack a weight matrix");
-        goto done;
-    }
-
-    if (bias != NULL) {
-        lin->bias = pyllm_alloc(sizeof(float) * (size_t)n);
-        if (lin->bias == NULL) {
-            status = PYLLM_ERR_MEMORY;
-            goto done;
-        }
-        memcpy(lin->bias, bias, sizeof(float) * (size_t)n);
-        dnnl_memory_desc_t bias_md = NULL;
-        dnnl_dims_t b_dims = {1, n};
-        st = dnnl_memory_desc_create_with_tag(&bias_md, 2, b_dims, dnnl_f32, dnnl_ab);
-        if (st == dnnl_success)
-            st = dnnl_memory_create(&lin->bias_mem, bias_md, ctx->engine, lin->bias);
-        dnnl_memory_desc_destroy(bias_md);
-        if (st != dnnl_success) {
-            status = pyllm_dnnl_fail(st, "wrap a bias vector");
-            goto done;
-        }
-    }
-
-done:
-    if (reorder)
-        dnnl_primitive_destroy(reorder);
-    if (reorder_pd)
-        dnnl_primitive_desc_destroy(reorder_pd);
-    if (plain_mem)
-        dnnl_memory_destroy(plain_mem);
-    dnnl_memory_desc_destroy(plain_md);
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    if (status != PYLLM_OK)
-        pyllm_linear_release(lin);
-    return status;
-}
-
-pyllm_status pyllm_linear_packed_bytes(pyllm_matmul_ctx *ctx, int64_t n, int64_t k, size_t *bytes)
-{
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st = matmul_pd(ctx, PACK_FOR_M, k, n, 0, NULL, &pd);
-    if (st != dnnl_success)
-        return pyllm_dnnl_fail(st, "create a matmul primitive descriptor");
-    *bytes = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
-    dnnl_primitive_desc_destroy(pd);
-    return PYLLM_OK;
 }
 
 void pyllm_linear_release(pyllm_linear *lin)
 {
-    if (lin->weights_mem)
-        dnnl_memory_destroy(lin->weights_mem);
-    if (lin->bias_mem)
-        dnnl_memory_destroy(lin->bias_mem);
-    if (lin->weights_md)
-        dnnl_memory_desc_destroy(lin->weights_md);
-    pyllm_free(lin->packed);
+    pyllm_free(lin->plain);
     pyllm_free(lin->bias);
     pyllm_qweight_release(&lin->q);
     memset(lin, 0, sizeof *lin);
 }
 
-/* The cached primitive for this shape, created (evicting the least recently used) if new. */
-static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, pyllm_matmul_kind kind, int64_t m,
-                           int64_t n, int64_t ldd, pyllm_matmul_entry **out)
+/* The cached primitive for this product (element type dt, m rows, a weight tile of n rows, output
+ * rows of ldd floats), created (evicting the least recently used) if new. */
+static pyllm_status lookup(pyllm_matmul_ctx *ctx, dnnl_data_type_t dt, int64_t m, int64_t k, int64_t n, int64_t ldd,
+                           pyllm_matmul_entry **out)
 {
-    int has_bias = kind == PYLLM_MATMUL_F32_PACKED && lin->bias != NULL;
     pyllm_matmul_entry *victim = &ctx->cache[0];
     ctx->clock++;
     for (int i = 0; i < PYLLM_MATMUL_CACHE_SIZE; i++) {
         pyllm_matmul_entry *e = &ctx->cache[i];
-        if (e->primitive && e->kind == kind && e->m == m && e->k == lin->k && e->n == n && e->ldd == ldd &&
-            e->has_bias == has_bias) {
+        if (e->primitive && e->dt == (int)dt && e->m == m && e->k == k && e->n == n && e->ldd == ldd) {
             e->last_use = ctx->clock;
             *out = e;
             return PYLLM_OK;
@@ -331,10 +183,9 @@ static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, pyllm
     entry_release(victim);
 
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st = kind == PYLLM_MATMUL_F32_PACKED ? matmul_pd(ctx, m, lin->k, n, has_bias, lin->weights_md, &pd)
-                                                       : rows_pd(ctx, (dnnl_data_type_t)ctx->prefill_dt, m, lin->k, n, ldd, &pd);
+    dnnl_status_t st = rows_pd(ctx, dt, m, k, n, ldd, &pd);
     if (st != dnnl_success)
-        return pyllm_dnnl_fail(st, "create a matmul for the packed weights");
+        return pyllm_dnnl_fail(st, "create a matmul primitive descriptor");
     st = dnnl_primitive_create(&victim->primitive, pd);
     if (st == dnnl_success)
         st = dnnl_memory_create(&victim->src, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
@@ -342,7 +193,7 @@ static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, pyllm
     if (st == dnnl_success)
         st = dnnl_memory_create(&victim->dst, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0),
                                 ctx->engine, DNNL_MEMORY_NONE);
-    if (st == dnnl_success && kind == PYLLM_MATMUL_ROWS)
+    if (st == dnnl_success)
         st = dnnl_memory_create(&victim->weights, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
                                 ctx->engine, DNNL_MEMORY_NONE);
     dnnl_primitive_desc_destroy(pd);
@@ -350,17 +201,15 @@ static pyllm_status lookup(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, pyllm
         entry_release(victim);
         return pyllm_dnnl_fail(st, "create a matmul primitive");
     }
-    victim->kind = kind;
+    victim->dt = (int)dt;
     victim->m = m;
-    victim->k = lin->k;
+    victim->k = k;
     victim->n = n;
     victim->ldd = ldd;
-    victim->has_bias = has_bias;
     victim->last_use = ctx->clock;
     *out = victim;
     return PYLLM_OK;
 }
-
 
 /* Scratch of the low-precision paths for m rows: the GEMV's prepared activations, or the
  * prefill's activations in the GEMM's type, one weight tile and its product. */
@@ -392,36 +241,27 @@ static pyllm_status reserve_scratch(pyllm_matmul_ctx *ctx, size_t bytes)
 pyllm_status pyllm_linear_prepare(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64_t m)
 {
     pyllm_matmul_entry *e = NULL;
-    if (lin->type == PYLLM_WEIGHT_F32 && lin->invariant)
-        return PYLLM_OK; /* no primitive, no scratch */
     if (lin->type == PYLLM_WEIGHT_F32)
-        return lookup(ctx, lin, PYLLM_MATMUL_F32_PACKED, m, lin->n, lin->n, &e);
+        return lin->invariant || m <= PYLLM_GEMV_MAX_M ? PYLLM_OK : lookup(ctx, dnnl_f32, m, lin->k, lin->n, lin->n, &e);
     PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
     if (m <= PYLLM_GEMV_MAX_M || lin->invariant)
         return PYLLM_OK;
     const int64_t rows = tile_rows(ctx, lin);
-    PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_ROWS, m, rows, rows, &e));
+    const dnnl_data_type_t dt = prefill_in_bf16(ctx) ? dnnl_bf16 : dnnl_f32;
+    PYLLM_TRY(lookup(ctx, dt, m, lin->k, rows, rows, &e));
     if (lin->n % rows != 0)
-        PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_ROWS, m, lin->n % rows, lin->n % rows, &e));
+        PYLLM_TRY(lookup(ctx, dt, m, lin->k, lin->n % rows, lin->n % rows, &e));
     return PYLLM_OK;
 }
 
-static pyllm_status run(pyllm_matmul_ctx *ctx, pyllm_matmul_entry *e, const pyllm_linear *lin, const void *x,
-                        const void *weights, float *y)
+/* y = x · weights with a cached primitive (x, weights and y as its descriptors say). */
+static pyllm_status run(pyllm_matmul_ctx *ctx, pyllm_matmul_entry *e, const void *x, const void *weights, float *y)
 {
     DNNL_TRY(dnnl_memory_set_data_handle(e->src, (void *)x), "set the matmul input");
     DNNL_TRY(dnnl_memory_set_data_handle(e->dst, y), "set the matmul output");
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_DST, e->dst}};
-    int n_args = 2;
-    if (e->kind == PYLLM_MATMUL_F32_PACKED) {
-        args[n_args++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, lin->weights_mem};
-        if (lin->bias != NULL)
-            args[n_args++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, lin->bias_mem};
-    } else {
-        DNNL_TRY(dnnl_memory_set_data_handle(e->weights, (void *)weights), "set the matmul weights");
-        args[n_args++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, e->weights};
-    }
-    DNNL_TRY(dnnl_primitive_execute(e->primitive, ctx->stream, n_args, args), "run a matmul");
+    DNNL_TRY(dnnl_memory_set_data_handle(e->weights, (void *)weights), "set the matmul weights");
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_DST, e->dst}, {DNNL_ARG_WEIGHTS, e->weights}};
+    DNNL_TRY(dnnl_primitive_execute(e->primitive, ctx->stream, 3, args), "run a matmul");
     DNNL_TRY(dnnl_stream_wait(ctx->stream), "finish a matmul");
     return PYLLM_OK;
 }
@@ -442,6 +282,7 @@ static pyllm_status forward_tiles(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
 {
     const int64_t k = lin->k, n = lin->n, rows = tile_rows(ctx, lin);
     const int bf16 = prefill_in_bf16(ctx);
+    const dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
     PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
     char *at = ctx->scratch;
     const void *src = x;
@@ -459,19 +300,19 @@ static pyllm_status forward_tiles(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
     }
     pyllm_matmul_entry *e = NULL;
     if (lin->type == PYLLM_WEIGHT_BF16 && bf16) {
-        PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_ROWS, m, n, n, &e));
-        PYLLM_TRY(run(ctx, e, lin, src, lin->q.quants, y));
+        PYLLM_TRY(lookup(ctx, dt, m, k, n, n, &e));
+        PYLLM_TRY(run(ctx, e, src, lin->q.quants, y));
     } else {
         void *tile = at;
         float *out = (float *)(at + pyllm_round64((bf16 ? 2 : 4) * (size_t)(rows * k)));
         for (int64_t n0 = 0; n0 < n; n0 += rows) {
             const int64_t count = n - n0 < rows ? n - n0 : rows;
-            PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_ROWS, m, count, count, &e));
+            PYLLM_TRY(lookup(ctx, dt, m, k, count, count, &e));
             if (bf16)
                 pyllm_qweight_dequantize_bf16(&lin->q, n0, count, tile);
             else
                 pyllm_qweight_dequantize_f32(&lin->q, n0, count, tile);
-            PYLLM_TRY(run(ctx, e, lin, src, tile, out));
+            PYLLM_TRY(run(ctx, e, src, tile, out));
             if (pyllm_parallel(m * count > 65536)) {
 #pragma omp parallel for schedule(static)
                 for (int64_t i = 0; i < m; i++)
@@ -494,7 +335,7 @@ static pyllm_status forward_invariant(pyllm_matmul_ctx *ctx, const pyllm_linear 
                                       int64_t m)
 {
     if (lin->type == PYLLM_WEIGHT_F32) {
-        pyllm_gemm_f32(lin->packed, lin->n, lin->k, x, m, lin->bias, y);
+        pyllm_gemm_f32(lin->plain, lin->n, lin->k, x, m, lin->bias, y);
         return PYLLM_OK;
     }
     PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
@@ -505,6 +346,22 @@ static pyllm_status forward_invariant(pyllm_matmul_ctx *ctx, const pyllm_linear 
     return PYLLM_OK;
 }
 
+/* float32: our streaming kernel for decode (a single pass over the weights, as fast as the
+ * memory allows), oneDNN's GEMM on the same plain weights above. */
+static pyllm_status forward_f32(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x, float *y, int64_t m)
+{
+    if (m <= PYLLM_GEMV_MAX_M) {
+        pyllm_gemm_f32(lin->plain, lin->n, lin->k, x, m, lin->bias, y);
+        return PYLLM_OK;
+    }
+    pyllm_matmul_entry *e = NULL;
+    PYLLM_TRY(lookup(ctx, dnnl_f32, m, lin->k, lin->n, lin->n, &e));
+    PYLLM_TRY(run(ctx, e, x, lin->plain, y));
+    if (lin->bias != NULL)
+        pyllm_add_bias(y, lin->n, lin->bias, m, lin->n);
+    return PYLLM_OK;
+}
+
 pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x,
                                   float *y, int64_t m)
 {
@@ -512,14 +369,30 @@ pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
         return PYLLM_OK;
     if (lin->invariant)
         return forward_invariant(ctx, lin, x, y, m);
-    if (lin->type == PYLLM_WEIGHT_F32) {
-        pyllm_matmul_entry *e = NULL;
-        PYLLM_TRY(lookup(ctx, lin, PYLLM_MATMUL_F32_PACKED, m, lin->n, lin->n, &e));
-        return run(ctx, e, lin, x, NULL, y);
-    }
+    if (lin->type == PYLLM_WEIGHT_F32)
+        return forward_f32(ctx, lin, x, y, m);
     if (m > PYLLM_GEMV_MAX_M)
         return forward_tiles(ctx, lin, x, y, m);
     PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
     pyllm_gemv(&lin->q, x, m, lin->bias, y, lin->n, ctx->scratch);
+    return PYLLM_OK;
+}
+
+pyllm_status pyllm_linear_forward_many(pyllm_matmul_ctx *ctx, const pyllm_linear *const *lins, int count,
+                                       const float *x, float *const *ys, int64_t m)
+{
+    int shared = m > 0 && m <= PYLLM_GEMV_MAX_M && count <= PYLLM_LINEAR_MANY_MAX && lins[0]->type != PYLLM_WEIGHT_F32;
+    for (int i = 1; i < count && shared; i++)
+        shared = lins[i]->type == lins[0]->type && lins[i]->k == lins[0]->k;
+    if (!shared) {
+        for (int i = 0; i < count; i++)
+            PYLLM_TRY(pyllm_linear_forward(ctx, lins[i], x, ys[i], m));
+        return PYLLM_OK;
+    }
+    pyllm_gemv_out outs[PYLLM_LINEAR_MANY_MAX];
+    for (int i = 0; i < count; i++)
+        outs[i] = (pyllm_gemv_out){.w = &lins[i]->q, .bias = lins[i]->bias, .y = ys[i], .ldy = lins[i]->n};
+    PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lins[0], m)));
+    pyllm_gemv_many(outs, count, x, m, ctx->scratch);
     return PYLLM_OK;
 }

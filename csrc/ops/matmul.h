@@ -1,7 +1,10 @@
 /* Linear layers: y[M, N] = x[M, K] · Wᵀ (+ b), W given as Hugging Face stores it, [N, K]
  * row-major, kept in one of the weight types of ops/quant.h.
  *
- * float32 weights are reordered once, at load, into the blocked layout oneDNN's matmul prefers.
+ * float32 weights stay as given, [n, k] row-major: decode (M <= PYLLM_GEMV_MAX_M) streams them
+ * through our own kernel (ops/gemm_f32.h: one pass, at the memory wall, where oneDNN 3.2's M = 1
+ * matmul on its packed layout read 25 GB/s against our 34), prefill hands them to oneDNN's GEMM in
+ * place (its [k, n] operand with strides (1, k)).
  * Low-precision weights keep our own layout (ops/quant.h) and take two paths by M:
  *   - M <= PYLLM_GEMV_MAX_M (decode): our kernels (ops/gemv.h), a stream of the weight bytes;
  *   - larger M (prefill, big batches): oneDNN's bf16 GEMM, the activations rounded to bf16 and
@@ -34,15 +37,14 @@
 /* Activation rows per GEMV call in batch-invariant mode: the weights stream once per call. */
 #define PYLLM_INVARIANT_PASS_M 64
 
-typedef enum { PYLLM_MATMUL_F32_PACKED = 0, PYLLM_MATMUL_ROWS } pyllm_matmul_kind;
-
+/* One oneDNN matmul: src [m, k] dense, weights [n, k] row-major (its [k, n] operand with strides
+ * (1, k)), both of element type dt (f32 or bf16), dst f32 [m, n] in rows of ldd floats. */
 typedef struct {
-    pyllm_matmul_kind kind;
-    int64_t m, k, n, ldd; /* ldd: the output's row stride */
-    int has_bias;
+    int dt;               /* dnnl_data_type_t */
+    int64_t m, k, n, ldd;
     uint64_t last_use;
     dnnl_primitive_t primitive;
-    dnnl_memory_t src, dst, weights; /* data handles set at each call (weights: ROWS only) */
+    dnnl_memory_t src, dst, weights; /* data handles set at each call */
 } pyllm_matmul_entry;
 
 /* One per model: the engine, the stream, and the primitive cache. Not thread-safe: the
@@ -63,10 +65,8 @@ typedef struct {
     pyllm_weight_type type;
     pyllm_qweight q;               /* every type but F32 */
     int invariant;                 /* made in batch-invariant mode */
-    dnnl_memory_desc_t weights_md; /* the packed layout (NULL for invariant f32) */
-    void *packed;                  /* weights in that layout, or plain [n, k] f32 (pyllm_alloc_big) */
+    float *plain;                  /* F32: the weights [n, k] row-major (pyllm_alloc_big) */
     float *bias;                   /* [n] or NULL */
-    dnnl_memory_t weights_mem, bias_mem;
 } pyllm_linear;
 
 pyllm_status pyllm_matmul_ctx_init(pyllm_matmul_ctx *ctx);
@@ -77,13 +77,9 @@ void pyllm_matmul_ctx_release(pyllm_matmul_ctx *ctx);
 pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, pyllm_weight_type type, const void *weight,
                                pyllm_source_type src_type, const float *bias, int64_t n, int64_t k);
 
-/* Bytes of the packed weight (and bias). */
+/* Bytes of the weight in its layout (and bias). */
 size_t pyllm_linear_bytes(const pyllm_linear *lin);
 void pyllm_linear_release(pyllm_linear *lin);
-
-/* The bytes of weight[n, k] in the layout pyllm_linear_init packs float32 into (oneDNN pads the
- * blocks: 16 x 64 on AVX-512, none on AVX2), without packing anything. */
-pyllm_status pyllm_linear_packed_bytes(pyllm_matmul_ctx *ctx, int64_t n, int64_t k, size_t *bytes);
 
 /* Create (if not cached yet) the primitive and the scratch for m rows, so a loop that follows
  * creates and allocates nothing. */
@@ -95,5 +91,12 @@ int pyllm_matmul_prefill_in_bf16(pyllm_matmul_ctx *ctx);
 /* y[m, n] = x[m, k] · Wᵀ + b. x and y are dense row-major f32 buffers that do not overlap. */
 pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x,
                                   float *y, int64_t m);
+
+/* The same for several layers that read the same x (q, k, v; gate, up), ys[i] [m, lins[i]->n]:
+ * in decode their low-precision products share one preparation of x and one parallel region
+ * (ops/gemv.h); results equal pyllm_linear_forward's on each, bit for bit. */
+#define PYLLM_LINEAR_MANY_MAX 4
+pyllm_status pyllm_linear_forward_many(pyllm_matmul_ctx *ctx, const pyllm_linear *const *lins, int count,
+                                       const float *x, float *const *ys, int64_t m);
 
 #endif

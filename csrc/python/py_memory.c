@@ -1,38 +1,11 @@
-/* The binding's side of memory accounting: the packed size oneDNN gives a weight matrix (so
- * pyllm.memory's estimates count what is really allocated), and the check every KV cache passes
- * before it is allocated. The limit itself (cgroup, available RAM, PYLLM_MEMORY_LIMIT) is known
+/* The binding's side of memory accounting: the rounding of large buffers (so pyllm.memory's
+ * estimates count what is really allocated), and the check every KV cache passes before it is
+ * allocated. The limit itself (cgroup, available RAM, PYLLM_MEMORY_LIMIT) is known
  * in one place only, pyllm/memory.py, which these checks call. */
 #include "python/py_memory.h"
 
 #include "core/alloc.h"
 #include "ops/matmul.h"
-
-/* An engine for layout queries only, made on first use and kept for the process. */
-static pyllm_matmul_ctx query_ctx;
-static int query_ready;
-
-static PyObject *packed_weight_bytes(PyObject *self, PyObject *args)
-{
-    (void)self;
-    long long n, k;
-    if (!PyArg_ParseTuple(args, "LL:packed_weight_bytes", &n, &k))
-        return NULL;
-    if (n < 1 || k < 1) {
-        PyErr_Format(PyExc_ValueError, "a weight matrix needs n >= 1 and k >= 1, got %lld and %lld", n, k);
-        return NULL;
-    }
-    pyllm_status st = PYLLM_OK;
-    if (!query_ready) {
-        st = pyllm_matmul_ctx_init(&query_ctx);
-        query_ready = st == PYLLM_OK;
-    }
-    size_t bytes = 0;
-    if (st == PYLLM_OK)
-        st = pyllm_linear_packed_bytes(&query_ctx, n, k, &bytes);
-    if (st != PYLLM_OK)
-        return pyllm_raise(st);
-    return PyLong_FromSize_t(bytes);
-}
 
 static PyObject *alloc_big_size(PyObject *self, PyObject *arg)
 {
@@ -64,8 +37,6 @@ int pyllm_check_kv_cache_fits(const pyllm_decoder_config *c, int64_t batch, int6
 }
 
 static PyMethodDef memory_methods[] = {
-    {"packed_weight_bytes", packed_weight_bytes, METH_VARARGS,
-     "packed_weight_bytes(n, k): bytes of an [n, k] f32 weight in the layout the C core packs it into."},
     {"alloc_big_size", alloc_big_size, METH_O,
      "alloc_big_size(bytes): bytes the C core reserves for a large buffer of that size (alignment)."},
     {NULL, NULL, 0, NULL},
