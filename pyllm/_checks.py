@@ -60,12 +60,11 @@ def bounded_int(key, value, limit=None):
 
 
 def check_n_ctx(n_ctx):
-    """n_ctx (the KV-cache capacity) as an int in [1, LIMITS['context']]; ValueError otherwise.
-    Whether a cache that long fits in memory is checked when one is made (pyllm.memory)."""
+    """n_ctx (the KV-cache capacity) as a positive int; ValueError otherwise. Its upper bound (int32
+    positions) is a rule of the spec, checked in C (csrc/models/decoder_config.c); whether a cache
+    that long fits in memory is checked when one is made (pyllm.memory)."""
     if isinstance(n_ctx, bool) or not isinstance(n_ctx, (int, np.integer)) or n_ctx < 1:
         raise ValueError(f"n_ctx must be a positive integer or None, got {n_ctx!r}")
-    if n_ctx > LIMITS["context"]:
-        raise ValueError(f"n_ctx is {n_ctx}, above pyllm's limit of {LIMITS['context']} (int32 positions)")
     return int(n_ctx)
 
 

@@ -336,7 +336,8 @@ class GenerateOutput:
 
 # ---- the generate() driver ---------------------------------------------------------------------------
 
-def _callables(value, what):
+def callables(value, what):
+    """value (None, a callable, or a list of them) as a list; TypeError otherwise."""
     if value is None:
         return []
     fns = list(value) if isinstance(value, (list, tuple)) else [value]
@@ -346,7 +347,7 @@ def _callables(value, what):
     return fns
 
 
-def _processor_hook(fns):
+def processor_hook(fns):
     """One callable for the C loop running the user's logits processors in order, each result checked."""
     def process(input_ids, scores):
         for fn in fns:
@@ -361,7 +362,7 @@ def _processor_hook(fns):
     return process
 
 
-def _stopping_hook(fns, batch):
+def stopping_hook(fns, batch):
     """One callable for the C loop: a row stops when any of the user's criteria says so."""
     def stop(input_ids, scores):
         done = _np.zeros(batch, dtype=bool)
@@ -375,8 +376,13 @@ def _stopping_hook(fns, batch):
     return stop
 
 
-def _resolve(model, generation_config, kwargs):
-    unknown = sorted(k for k in kwargs if k not in _DEFAULTS)
+def resolve(model, generation_config=None, options=None):
+    """The options of one generate() call, resolved once: the model's generation_config.json,
+    then ``generation_config`` (a GenerationConfig or dict), then ``options`` by name (None means
+    unset); end tokens (a list) and the pad token filled in from the model's config.json when
+    still unset. TypeError for an unknown option name, ValueError for a bad value."""
+    options = options or {}
+    unknown = sorted(k for k in options if k not in _DEFAULTS)
     if unknown:
         raise TypeError(f"generate() got unknown generation option(s): {', '.join(unknown)}")
     cfg = model.generation_config
@@ -387,33 +393,10 @@ def _resolve(model, generation_config, kwargs):
             raise TypeError(f"generation_config must be a GenerationConfig or a dict, "
                             f"got {type(generation_config).__name__}")
         cfg = cfg.merged(generation_config)
-    return cfg.copy().update(**{k: v for k, v in kwargs.items() if v is not None})
-
-
-def generate(model, input_ids, generation_config=None, attention_mask=None, logits_processor=None,
-             stopping_criteria=None, streamer=None, stop_strings=None, tokenizer=None, **kwargs):
-    """Model.generate's body; see its docstring."""
-    from .model import _as_ids, _as_mask
-    from .stop_strings import StopStringCriteria, check_stop_strings
-
-    cfg = _resolve(model, generation_config, kwargs)
-    stop_strings = check_stop_strings(stop_strings) if stop_strings is not None else (cfg.stop_strings or [])
-    if stop_strings and tokenizer is None:
-        raise ValueError("stop_strings needs the tokenizer to decode the new tokens: pass tokenizer=")
-    ids, was_1d = _as_ids(input_ids, model.vocab_size)
-    mask = _as_mask(attention_mask, ids.shape)
-    prompt_len = ids.shape[1]
-
-    if cfg.max_new_tokens is not None:
-        max_new = cfg.max_new_tokens
-    elif cfg.max_length is not None:
-        max_new = max(0, cfg.max_length - prompt_len)
-    else:
-        max_new = _DEFAULT_MAX_NEW_TOKENS
+    cfg = cfg.copy().update(**{k: v for k, v in options.items() if v is not None})
     eos = cfg.eos_token_id
     if eos is None:
-        eos = _check_token_list("eos_token_id", model.config.get("eos_token_id"))
-    eos = eos or []
+        eos = _check_token_list("eos_token_id", model.config.get("eos_token_id")) or []
     pad = cfg.pad_token_id
     if pad is None:
         pad = model.config.get("pad_token_id")
@@ -421,55 +404,32 @@ def generate(model, input_ids, generation_config=None, attention_mask=None, logi
         pad = eos[0] if eos else 0
     if not _is_int(pad) or not 0 <= pad < model.vocab_size:
         raise ValueError(f"pad_token_id must be a token id in [0, {model.vocab_size}), got {pad!r}")
+    if cfg.num_return_sequences > 1 and not cfg.do_sample:
+        raise ValueError(f"generation option num_return_sequences={cfg.num_return_sequences} needs do_sample=True: "
+                         "greedy decoding would return identical rows")
+    return cfg.update(eos_token_id=eos, pad_token_id=int(pad))
+
+
+def max_new_tokens(cfg, prompt_length):
+    """New tokens to generate: max_new_tokens, else max_length minus the prompt, else 20."""
+    if cfg.max_new_tokens is not None:
+        return cfg.max_new_tokens
+    if cfg.max_length is not None:
+        return max(0, cfg.max_length - prompt_length)
+    return _DEFAULT_MAX_NEW_TOKENS
+
+
+def core_options(cfg):
+    """The C loop's keyword arguments (pyllm._core.Decoder.generate) of a resolved config."""
+    eos = cfg.eos_token_id
     bad_words = cfg.bad_words_ids
     if bad_words is not None:  # transformers drops one-token entries that are end tokens
         bad_words = [w for w in bad_words if not (len(w) == 1 and w[0] in eos)]
-    n = cfg.num_return_sequences
-    if n > 1:
-        if not cfg.do_sample:
-            raise ValueError(f"generation option num_return_sequences={n} needs do_sample=True: greedy "
-                             "decoding would return identical rows")
-        ids = _np.repeat(ids, n, axis=0)
-        mask = None if mask is None else _np.repeat(mask, n, axis=0)
-    seed = cfg.seed
-    if seed is None:
-        seed = int.from_bytes(_os.urandom(8), "little")
-    batch = ids.shape[0]
-
-    processors = _callables(logits_processor, "logits_processor")
-    criteria = _callables(stopping_criteria, "stopping_criteria")
-    if stop_strings:
-        criteria.append(StopStringCriteria(tokenizer, stop_strings, batch, eos))
-    if streamer is not None and not (callable(getattr(streamer, "put", None))
-                                     and callable(getattr(streamer, "end", None))):
-        raise TypeError(f"streamer must have put() and end() methods, got {type(streamer).__name__}")
-    # A GenerateOutput always carries the chosen tokens' log-probabilities (one log-softmax per row
-    # and step, small next to the forward pass).
-    want_logprobs = cfg.output_logprobs or cfg.top_logprobs > 0 or cfg.return_dict_in_generate
-    if streamer is not None:  # as transformers does: the prompt first, then each step's tokens
-        streamer.put(ids.astype(_np.int64))
-
-    sequences, counts, logprobs, top_ids, top_values = model._decoder.generate(
-        ids, attention_mask=mask, max_new_tokens=int(max_new), do_sample=cfg.do_sample,
-        temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+    return dict(
+        do_sample=cfg.do_sample, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
         min_p=0.0 if cfg.min_p is None else cfg.min_p, typical_p=cfg.typical_p,
         repetition_penalty=cfg.repetition_penalty, frequency_penalty=cfg.frequency_penalty,
         presence_penalty=cfg.presence_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
         min_new_tokens=cfg.min_new_tokens, bad_words_ids=bad_words or None, logit_bias=cfg.logit_bias,
-        eos_token_ids=eos, pad_token_id=int(pad), seed=seed,
-        logits_processor=_processor_hook(processors) if processors else None,
-        stopping_criteria=_stopping_hook(criteria, batch) if criteria else None,
-        on_tokens=streamer.put if streamer is not None else None,
-        output_logprobs=want_logprobs, top_logprobs=cfg.top_logprobs,
+        eos_token_ids=eos, pad_token_id=cfg.pad_token_id, top_logprobs=cfg.top_logprobs,
         logprobs_processed=cfg.logprobs_processed)
-    if streamer is not None:
-        streamer.end()
-
-    if not want_logprobs:
-        return sequences[0] if was_1d and n == 1 else sequences
-    out = GenerateOutput(sequences, counts, logprobs, top_ids, top_values)
-    if was_1d and n == 1:
-        for name in ("sequences", "num_new_tokens", "logprobs", "top_logprob_ids", "top_logprobs"):
-            value = getattr(out, name)
-            setattr(out, name, None if value is None else value[0])
-    return out

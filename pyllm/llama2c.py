@@ -1,4 +1,6 @@
-"""Importing llama2.c checkpoints (Karpathy's `run.c` format) as a Hugging Face LLaMA.
+"""Reading llama2.c checkpoints (Karpathy's `run.c` format): the file's layout only; what the
+header and the arrays mean as a LLaMA (its config, its tensor names, the Q/K row order) is
+pyllm.architectures.llama's.
 
 Two layouts are read, both float32 and little-endian:
 - legacy v0: 7 int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len),
@@ -7,11 +9,6 @@ Two layouts are read, both float32 and little-endian:
 - v1: uint32 magic "ak42", int32 version 1, the same 7 int32, a uint8 shared-classifier
   flag, zero padding to 256 bytes; then the norms first, the embedding, the layer stacks.
 
-llama2.c rotates adjacent pairs (2i, 2i+1) of each head; Hugging Face LLaMA rotates
-(i, i + head_dim/2). Reordering the rows of wq and wk within each head — row 2i to i, row
-2i+1 to head_dim/2 + i, the permutation transformers' convert_llama_weights_to_hf applies
-to Meta's weights, which share llama2.c's layout — makes the HF formulation compute the
-same attention scores.
 """
 import math
 import mmap
@@ -19,6 +16,8 @@ import os
 import struct
 
 import numpy as np
+
+from .architectures import llama
 
 _MAGIC_V1 = 0x616B3432  # "ak42"
 _V1_HEADER_BYTES = 256
@@ -50,16 +49,15 @@ def _read_header(path, mapped, size):
     return 0, params, shared, _V0_HEADER_BYTES
 
 
-def _check_params(path, p):
+def _check_params(path, p, shared):
+    """The header's fields positive, and the LLaMA they describe valid (its rules are the spec's)."""
     for name in _FIELDS:
         if p[name] <= 0:
             raise ValueError(f"{path}: llama2.c header field {name} must be positive, got {p[name]}")
-    if p["dim"] % p["n_heads"]:
-        raise ValueError(f"{path}: dim {p['dim']} is not divisible by n_heads {p['n_heads']}")
-    if p["n_heads"] % p["n_kv_heads"]:
-        raise ValueError(f"{path}: n_heads {p['n_heads']} is not a multiple of n_kv_heads {p['n_kv_heads']}")
-    if (p["dim"] // p["n_heads"]) % 2:
-        raise ValueError(f"{path}: head size {p['dim'] // p['n_heads']} must be even for RoPE")
+    try:
+        llama.spec_from_llama2c(p, shared)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
 
 
 def _layout(version, p, shared):
@@ -79,13 +77,6 @@ def _layout(version, p, shared):
     return ([emb, norms[0]] + mats[:4] + [norms[1]] + mats[4:] + [norms[2]] + rope + cls)
 
 
-def _rotate_half_rows(w, n_heads):
-    """Rows of a [n_heads*head, in] projection reordered from adjacent pairs to halves."""
-    rows, cols = w.shape
-    head = rows // n_heads
-    return np.ascontiguousarray(w.reshape(n_heads, head // 2, 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols))
-
-
 def load_llama2c(path):
     """(Hugging Face LlamaConfig dict, {HF weight name: float32 array}) of a llama2.c .bin."""
     path = os.fspath(path)
@@ -97,7 +88,7 @@ def load_llama2c(path):
             raise ValueError(f"{path}: the file is empty, expected a llama2.c checkpoint")
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     version, p, shared, offset = _read_header(path, mapped, size)
-    _check_params(path, p)
+    _check_params(path, p, shared)
     layout = _layout(version, p, shared)
     expected = offset + 4 * sum(math.prod(shape) for _, shape in layout)
     if size != expected:
@@ -112,43 +103,7 @@ def load_llama2c(path):
             arrays[name] = np.frombuffer(mapped, dtype="<f4", count=count, offset=offset).reshape(shape)
         offset += 4 * count
 
-    weights = {"model.embed_tokens.weight": arrays["embed"], "model.norm.weight": arrays["rms_final"]}
-    for i in range(p["n_layers"]):
-        pre = f"model.layers.{i}."
-        weights[pre + "input_layernorm.weight"] = arrays["rms_att"][i]
-        weights[pre + "self_attn.q_proj.weight"] = _rotate_half_rows(arrays["wq"][i], p["n_heads"])
-        weights[pre + "self_attn.k_proj.weight"] = _rotate_half_rows(arrays["wk"][i], p["n_kv_heads"])
-        weights[pre + "self_attn.v_proj.weight"] = arrays["wv"][i]
-        weights[pre + "self_attn.o_proj.weight"] = arrays["wo"][i]
-        weights[pre + "post_attention_layernorm.weight"] = arrays["rms_ffn"][i]
-        weights[pre + "mlp.gate_proj.weight"] = arrays["w1"][i]
-        weights[pre + "mlp.down_proj.weight"] = arrays["w2"][i]
-        weights[pre + "mlp.up_proj.weight"] = arrays["w3"][i]
-    if not shared:
-        weights["lm_head.weight"] = arrays["wcls"]
-
-    config = {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "hidden_size": p["dim"],
-        "intermediate_size": p["hidden_dim"],
-        "num_hidden_layers": p["n_layers"],
-        "num_attention_heads": p["n_heads"],
-        "num_key_value_heads": p["n_kv_heads"],
-        "head_dim": p["dim"] // p["n_heads"],
-        "vocab_size": p["vocab_size"],
-        "max_position_embeddings": p["seq_len"],
-        "rms_norm_eps": 1e-5,
-        "rope_theta": 10000.0,
-        "hidden_act": "silu",
-        "tie_word_embeddings": shared,
-        "attention_bias": False,
-        "mlp_bias": False,
-        "bos_token_id": 1,
-        "eos_token_id": 2,
-        "torch_dtype": "float32",
-    }
-    return config, weights
+    return llama.hf_config_from_llama2c(p, shared), llama.hf_weights_from_llama2c(arrays, p, shared)
 
 
 def convert_llama2c(path, out_dir):

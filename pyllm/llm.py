@@ -91,29 +91,27 @@ class LLM:
         return ids, mask
 
     def _prepare(self, options):
-        """Check every option before any work: (resolved config, stop strings, hooks, options)."""
+        """Check every option before any work, resolving them once: (config, stop strings, hooks, eos)."""
         options = dict(options)
         stops = options.pop("stop_strings", None)
         hooks = {k: options.pop(k) for k in ("logits_processor", "stopping_criteria") if k in options}
         cfg_arg = options.pop("generation_config", None)
-        cfg = generation._resolve(self.model, cfg_arg, options)  # TypeError / ValueError on bad options
+        cfg = generation.resolve(self.model, cfg_arg, options)  # TypeError / ValueError on bad options, once
         # Stop strings given by name win over a config's (the model's generation_config.json or cfg_arg).
         stops = check_stop_strings(stops) if stops is not None else (cfg.stop_strings or [])
         eos = cfg.eos_token_id
-        if eos is None:
-            eos = generation._check_token_list("eos_token_id", self.model.config.get("eos_token_id")) or []
-        return cfg, stops, hooks, eos, cfg_arg, options
+        return cfg, stops, hooks, eos
 
-    def _run(self, ids, mask, cfg, cfg_arg, options, stops, hooks, eos, streamer=None, cancelled=None):
+    def _run(self, ids, mask, cfg, stops, hooks, eos, streamer=None, cancelled=None):
         model = self.model
         rows = ids.shape[0] * cfg.num_return_sequences
-        criteria = generation._callables(hooks.get("stopping_criteria"), "stopping_criteria")
+        criteria = generation.callables(hooks.get("stopping_criteria"), "stopping_criteria")
         if stops or cancelled is not None:
             criteria.append(StopStringCriteria(self.tokenizer, stops, rows, eos, cancelled))
-        options = {**options, "return_dict_in_generate": True}
-        return model.generate(ids, generation_config=cfg_arg, attention_mask=mask,
-                              logits_processor=hooks.get("logits_processor"), stopping_criteria=criteria or None,
-                              streamer=streamer, stop_strings=[], **options)  # stops are handled above
+        cfg = cfg.copy().update(return_dict_in_generate=True)
+        return model.generate_with(ids, cfg, attention_mask=mask, logits_processor=hooks.get("logits_processor"),
+                                   stopping_criteria=criteria or None, streamer=streamer,
+                                   stop_strings=[])  # stops are handled above
 
     def _texts(self, out, width, stops):
         texts = []
@@ -136,9 +134,9 @@ class LLM:
             raise TypeError(f"prompts must be a str or a list of str, got {type(prompts).__name__}")
         if not prompts:
             raise ValueError("the prompt list is empty: give at least one prompt")
-        cfg, stops, hooks, eos, cfg_arg, options = self._prepare(options)
+        cfg, stops, hooks, eos = self._prepare(options)
         ids, mask = self._encode_prompts(prompts)
-        out = self._run(ids, mask, cfg, cfg_arg, options, stops, hooks, eos)
+        out = self._run(ids, mask, cfg, stops, hooks, eos)
         texts = self._texts(out, ids.shape[1], stops)
         n = cfg.num_return_sequences
         if n > 1:
@@ -152,13 +150,13 @@ class LLM:
         leaving a for loop early, or Ctrl-C) stops the generation."""
         if not isinstance(prompt, str):
             raise TypeError(f"stream takes one prompt (a str), got {type(prompt).__name__}")
-        cfg, stops, hooks, eos, cfg_arg, options = self._prepare(options)
+        cfg, stops, hooks, eos = self._prepare(options)
         if cfg.num_return_sequences != 1:
             raise ValueError(f"stream gives one text: num_return_sequences must be 1, got {cfg.num_return_sequences}")
         ids, mask = self._encode_prompts([prompt])
-        return self._stream(ids, mask, cfg, cfg_arg, options, stops, hooks, eos)
+        return self._stream(ids, mask, cfg, stops, hooks, eos)
 
-    def _stream(self, ids, mask, cfg, cfg_arg, options, stops, hooks, eos):
+    def _stream(self, ids, mask, cfg, stops, hooks, eos):
         tokens = queue.Queue()
         cancel = threading.Event()
 
@@ -176,7 +174,7 @@ class LLM:
 
         def work():
             try:
-                self._run(ids, mask, cfg, cfg_arg, options, stops, hooks, eos, Streamer(), cancel.is_set)
+                self._run(ids, mask, cfg, stops, hooks, eos, Streamer(), cancel.is_set)
                 tokens.put(_DONE)
             except BaseException as e:  # handed to the consumer, which re-raises it
                 tokens.put(e)
@@ -235,14 +233,14 @@ class LLM:
         from the rendered chat prompt. The template writes the special tokens, so the prompt is
         encoded without adding BOS again."""
         prompt = self.chat_prompt(messages, template)
-        cfg, stops, hooks, eos, cfg_arg, options = self._prepare(options)
+        cfg, stops, hooks, eos = self._prepare(options)
         ids = self.tokenizer.encode(prompt, add_special_tokens=False)
         if not ids:
             raise ValueError("the chat template rendered an empty prompt")
         if len(ids) > self.model.n_ctx:
             raise ValueError(f"the chat prompt has {len(ids)} tokens, more than the context n_ctx={self.model.n_ctx}")
         ids = np.array([ids], dtype=np.int64)
-        out = self._run(ids, np.ones_like(ids), cfg, cfg_arg, options, stops, hooks, eos)
+        out = self._run(ids, np.ones_like(ids), cfg, stops, hooks, eos)
         texts = self._texts(out, ids.shape[1], stops)
         return texts if cfg.num_return_sequences > 1 else texts[0]
 

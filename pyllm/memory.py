@@ -7,8 +7,8 @@ process halfway through a load).
   ``PYLLM_MEMORY_LIMIT`` (a cap on this process: bytes, or a number with K/M/G/T) minus what
   the process already holds.
 - :func:`weight_bytes` and :func:`kv_cache_bytes`: what the C core allocates for a parsed
-  config (``pyllm.model._parse_config``), counted as it allocates it: buffers of 2 MB and more
-  rounded up to 2 MB.
+  config (a ``pyllm.architectures.DecoderSpec``), counted as it allocates it: buffers of 2 MB
+  and more rounded up to 2 MB.
 - :func:`check_fits`: MemoryError naming the need, the limit and what would fit.
 """
 import os
@@ -182,7 +182,7 @@ def _f32(count):
 
 
 def weight_bytes(config, dtype="float32", lm_head_dtype=None):
-    """Bytes the C core holds for the weights of a parsed config (pyllm.model._parse_config) at
+    """Bytes the C core holds for the weights of a DecoderSpec (pyllm.architectures) at
     dtype: every matrix packed at dtype, the lm_head at its own (pyllm.dtypes.resolve_lm_head_dtype;
     a copy of its own even when tied to the embeddings), the embedding table, norms and biases f32."""
     from .dtypes import resolve_lm_head_dtype
@@ -190,20 +190,17 @@ def weight_bytes(config, dtype="float32", lm_head_dtype=None):
     d, ff, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
     hd = config["head_dim"]
     qw, kvw = config["num_attention_heads"] * hd, config["num_key_value_heads"] * hd
-    bloom = config["architecture"] == "bloom"
     matrices = [(qw, d), (kvw, d), (kvw, d), (d, qw), (ff, d), (d, ff)]
-    if not bloom:
-        matrices.append((ff, d))  # LLaMA's gate
-    attention_bias = bloom or config.get("attention_bias", False)
-    mlp_bias = bloom or config.get("mlp_bias", False)
-    biases = ([qw, kvw, kvw, d] if attention_bias else []) + ([ff, d] if mlp_bias else [])
-    if mlp_bias and not bloom:
-        biases.append(ff)
-    norms = 4 if bloom else 2  # LayerNorm has a shift beside its scale
+    if config["mlp"] == "swiglu":
+        matrices.append((ff, d))  # the gate
+    biases = (([qw, kvw, kvw] if config["qkv_bias"] else []) + ([d] if config["o_bias"] else [])
+              + ([ff] * (len(matrices) - 5) + [d] if config["mlp_bias"] else []))
+    shifted = config["norm"] == "layer"  # a LayerNorm has a shift beside its scale
+    norms = 4 if shifted else 2
     per_layer = (sum(matrix_bytes(n, k, dtype) for n, k in matrices)
                  + sum(-(-4 * n // 64) * 64 for n in biases) + norms * _f32(d))
     embedding = _f32(v * d)
-    extras = (4 if bloom else 1) * _f32(d)  # final norm (+ shift, + the embedding LayerNorm)
+    extras = (2 if shifted else 1) * (2 if config["embedding_norm"] else 1) * _f32(d)  # final (+ embedding) norm
     # the layer structs and their small buffers: ~2 kB a matrix, measured
     layer_table = (config["num_hidden_layers"] * len(matrices) + 1) * 2048
     return config["num_hidden_layers"] * per_layer + embedding + matrix_bytes(v, d, head_dtype) + extras + layer_table

@@ -1,183 +1,22 @@
 """The public model class: configuration checks, weight checks and input normalisation in
 Python, everything that computes in the C core (pyllm._core.Decoder).
 
-A LLaMA or a BLOOM is built from a Hugging Face ``config.json`` dict and a dict of NumPy arrays
-named as in the Hugging Face state dict (BLOOM's own reader is pyllm/bloom.py);
-``Model.from_pretrained`` reads a model directory through ``pyllm.checkpoint`` and hands the
-same to ``from_arrays``.
+A model is built from a Hugging Face ``config.json`` dict and a dict of NumPy arrays named as in
+its Hugging Face state dict: the architecture registry (pyllm.architectures) turns them into one
+DecoderSpec and canonically named tensors; ``Model.from_pretrained`` reads a model directory
+through ``pyllm.checkpoint`` and hands the same to ``from_arrays``.
 """
 
+import os
 import re
 
 import numpy as np
 
-from . import _core, bloom, checkpoint, generation, memory
-from ._checks import LIMITS, bounded_int, check_n_ctx, float32_weight, matrix_weight, positive_int as _positive_int
+from . import _core, architectures, checkpoint, generation, memory, scoring
+from ._inputs import as_ids, as_mask
 from ._progress import progress_bar
 from .dtypes import DTYPES, DTYPE_NAMES, KV_DTYPES, resolve_dtype, resolve_kv_dtype, resolve_lm_head_dtype
 from .generation import GenerationConfig
-
-_ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
-
-def _require(config, key):
-    if key not in config or config[key] is None:
-        raise ValueError(f"LLaMA config lacks the required key '{key}'")
-    return config[key]
-
-
-def _rope_settings(config, max_position_embeddings):
-    """Normalise either config form into one dict of rope settings for the C core.
-
-    Newer configs carry ``rope_parameters`` (with ``rope_type`` and ``rope_theta`` inside);
-    older ones a top-level ``rope_theta`` and an optional ``rope_scaling`` whose kind is under
-    ``type`` or ``rope_type``."""
-    params = config.get("rope_parameters")
-    if params is None:
-        params = config.get("rope_scaling") or {}
-    if not isinstance(params, dict):
-        raise ValueError(f"rope_scaling / rope_parameters must be a dict or null, got {params!r}")
-    rope_type = params.get("rope_type", params.get("type", "default"))
-    if rope_type not in _ROPE_TYPES:
-        raise ValueError(f"rope type must be one of {', '.join(_ROPE_TYPES)}, got {rope_type!r}")
-    theta = params.get("rope_theta", config.get("rope_theta", 10000.0))
-    if theta is None:
-        theta = 10000.0
-    if not isinstance(theta, (int, float)) or isinstance(theta, bool) or not theta > 0:
-        raise ValueError(f"rope_theta must be a positive number, got {theta!r}")
-    settings = {
-        "rope_type": rope_type,
-        "rope_theta": float(theta),
-        "rope_factor": 1.0,
-        "low_freq_factor": 1.0,
-        "high_freq_factor": 4.0,
-        "original_max_position_embeddings": max_position_embeddings,
-    }
-    if rope_type != "default":
-        factor = params.get("factor")
-        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not factor > 0:
-            raise ValueError(f"rope scaling '{rope_type}' needs a positive 'factor', got {factor!r}")
-        settings["rope_factor"] = float(factor)
-    if rope_type == "llama3":
-        for key in ("low_freq_factor", "high_freq_factor"):
-            value = params.get(key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                raise ValueError(f"rope scaling 'llama3' needs a positive '{key}', got {value!r}")
-            settings[key] = float(value)
-        if settings["low_freq_factor"] == settings["high_freq_factor"]:
-            raise ValueError("rope scaling 'llama3' needs low_freq_factor != high_freq_factor")
-        original = params.get("original_max_position_embeddings", max_position_embeddings)
-        settings["original_max_position_embeddings"] = bounded_int("original_max_position_embeddings", original,
-                                                                   LIMITS["context"])
-    return settings
-
-
-_SUPPORTED = "pyllm runs LLaMA (LlamaForCausalLM) and BLOOM (BloomForCausalLM)"
-
-
-def _architecture(config):
-    """'llama' or 'bloom', from model_type and architectures (a LLaMA when neither is given)."""
-    model_type = config.get("model_type")
-    architectures = config.get("architectures") or []
-    if not isinstance(architectures, (list, tuple)):
-        raise ValueError(f"config 'architectures' must be a list, got {architectures!r}")
-    # model_type -> the classes whose checkpoints run as a causal LM (a BloomModel's embeddings
-    # are its tied lm_head).
-    known = {"llama": ("LlamaForCausalLM",), "bloom": ("BloomForCausalLM", "BloomModel")}
-    for arch, classes in known.items():
-        listed = any(name in architectures for name in classes)
-        if model_type == arch or (model_type is None and listed):
-            if architectures and not listed:
-                raise ValueError(f"config has model_type={model_type!r} but architectures={list(architectures)!r}, "
-                                 f"which lacks {classes[0]}; {_SUPPORTED}")
-            return arch
-    if model_type is None and not architectures:
-        return "llama"
-    raise ValueError(f"unsupported architecture: model_type={model_type!r}, architectures="
-                     f"{list(architectures)!r}; {_SUPPORTED}")
-
-
-def _parse_config(config, n_ctx):
-    """The C core's view of a config.json dict, with transformers' defaults filled in."""
-    if not isinstance(config, dict):
-        raise TypeError(f"config must be a dict (config.json), got {type(config).__name__}")
-    if _architecture(config) == "bloom":
-        return bloom.parse_config(config, n_ctx)
-    c = {"architecture": "llama"}
-    c.update({key: bounded_int(key, _require(config, key))
-         for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                     "num_attention_heads")})
-    kv = config.get("num_key_value_heads")
-    c["num_key_value_heads"] = bounded_int("num_key_value_heads", c["num_attention_heads"] if kv is None else kv)
-    head_dim = config.get("head_dim")
-    if head_dim is None:
-        if c["hidden_size"] % c["num_attention_heads"]:
-            raise ValueError(f"hidden_size ({c['hidden_size']}) is not a multiple of num_attention_heads "
-                             f"({c['num_attention_heads']}) and the config gives no head_dim")
-        head_dim = c["hidden_size"] // c["num_attention_heads"]
-    c["head_dim"] = bounded_int("head_dim", head_dim)
-    if c["num_attention_heads"] % c["num_key_value_heads"]:
-        raise ValueError(f"num_attention_heads ({c['num_attention_heads']}) must be a multiple of "
-                         f"num_key_value_heads ({c['num_key_value_heads']})")
-    if c["head_dim"] % 2:
-        raise ValueError(f"head_dim must be even for rotary embeddings, got {c['head_dim']}")
-    eps = config.get("rms_norm_eps", 1e-6)
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
-        raise ValueError(f"rms_norm_eps must be a number >= 0, got {eps!r}")
-    c["rms_norm_eps"] = float(eps)
-    c["max_position_embeddings"] = bounded_int("max_position_embeddings",
-                                               config.get("max_position_embeddings", 2048), LIMITS["context"])
-    c.update(_rope_settings(config, c["max_position_embeddings"]))
-    if c["rope_type"] == "dynamic" and c["head_dim"] <= 2:
-        raise ValueError(f"dynamic rope scaling needs head_dim > 2, got {c['head_dim']}")
-    c["n_ctx"] = check_n_ctx(c["max_position_embeddings"] if n_ctx is None else n_ctx)
-    c["attention_bias"] = bool(config.get("attention_bias", False))
-    c["mlp_bias"] = bool(config.get("mlp_bias", False))
-    c["tie_word_embeddings"] = bool(config.get("tie_word_embeddings", False))
-    return c
-
-
-
-def _expected_shapes(c):
-    """Name -> shape of every tensor a LLaMA needs."""
-    d, ff, v = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
-    qw = c["num_attention_heads"] * c["head_dim"]
-    kvw = c["num_key_value_heads"] * c["head_dim"]
-    shapes = {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,)}
-    if not c["tie_word_embeddings"]:
-        shapes["lm_head.weight"] = (v, d)
-    for i in range(c["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        for name, (rows, cols) in {"q_proj": (qw, d), "k_proj": (kvw, d), "v_proj": (kvw, d),
-                                   "o_proj": (d, qw)}.items():
-            shapes[p + f"self_attn.{name}.weight"] = (rows, cols)
-            if c["attention_bias"]:
-                shapes[p + f"self_attn.{name}.bias"] = (rows,)
-        for name, (rows, cols) in {"gate_proj": (ff, d), "up_proj": (ff, d), "down_proj": (d, ff)}.items():
-            shapes[p + f"mlp.{name}.weight"] = (rows, cols)
-            if c["mlp_bias"]:
-                shapes[p + f"mlp.{name}.bias"] = (rows,)
-        shapes[p + "input_layernorm.weight"] = (d,)
-        shapes[p + "post_attention_layernorm.weight"] = (d,)
-    return shapes
-
-
-def _checked_weights(c, weights):
-    """The needed tensors checked one by one, under the names the C core reads: matrices in their
-    own type (float32, float16, bfloat16 bits), converted by the C core as it packs them; vectors
-    as float32."""
-    if not isinstance(weights, dict):
-        raise TypeError(f"weights must be a dict of arrays, got {type(weights).__name__}")
-    if c["architecture"] == "bloom":
-        return bloom.checked_weights(c, weights)
-    out = {}
-    for name, shape in _expected_shapes(c).items():
-        if name not in weights:
-            raise ValueError(f"weights lack the tensor '{name}' (expected shape {shape})")
-        check = matrix_weight if len(shape) == 2 else float32_weight
-        out[name] = check(name, weights[name], shape)
-    if c["tie_word_embeddings"]:
-        out["lm_head.weight"] = out["model.embed_tokens.weight"]
-    return out
 
 
 # Loads of more bytes than this show a progress bar unless the caller says otherwise.
@@ -216,52 +55,13 @@ def _build_decoder(parsed, arrays, n_threads, source, progress):
     return decoder
 
 
-def _as_ids(input_ids, vocab_size, what="input_ids"):
-    """(int32 [batch, seq] C-contiguous array, was_1d) with every check the API promises."""
-    if isinstance(input_ids, np.ndarray):
-        ids = input_ids
-    else:
-        try:
-            ids = np.asarray(input_ids)
-        except ValueError as e:
-            raise ValueError(f"{what} must be a rectangular list or array of token ids: {e}") from None
-    if ids.size == 0:
-        raise ValueError(f"{what} is empty: need at least one token")
-    if ids.dtype == np.bool_ or ids.dtype.kind not in "iu":
-        raise TypeError(f"{what} must hold integers, got dtype {ids.dtype}")
-    if ids.ndim not in (1, 2):
-        raise ValueError(f"{what} must be 1-D [seq] or 2-D [batch, seq], got {ids.ndim}-D shape {ids.shape}")
-    lo, hi = int(ids.min()), int(ids.max())
-    if lo < 0 or hi >= vocab_size:
-        bad = lo if lo < 0 else hi
-        raise ValueError(f"{what} holds token id {bad}, outside the vocabulary [0, {vocab_size})")
-    was_1d = ids.ndim == 1
-    return np.ascontiguousarray(ids.reshape(1, -1) if was_1d else ids, dtype=np.int32), was_1d
-
-
-def _as_mask(attention_mask, shape):
-    """uint8 [batch, seq] of 0/1 with the shape of the ids, or None."""
-    if attention_mask is None:
-        return None
-    mask = np.asarray(attention_mask)
-    if mask.dtype != np.bool_ and mask.dtype.kind not in "iu":
-        raise TypeError(f"attention_mask must hold 0/1 integers or booleans, got dtype {mask.dtype}")
-    if mask.ndim == 1:
-        mask = mask.reshape(1, -1)
-    if mask.shape != shape:
-        raise ValueError(f"attention_mask has shape {mask.shape}, expected {shape} like input_ids")
-    if mask.size and (mask.min() < 0 or mask.max() > 1):
-        raise ValueError("attention_mask must hold only 0 and 1")
-    return np.ascontiguousarray(mask, dtype=np.uint8)
-
-
 class Model:
     """A LLaMA- or BLOOM-family causal language model running on pyllm's C core."""
 
-    def __init__(self, decoder, config, parsed, generation_config):
+    def __init__(self, decoder, config, spec, generation_config):
         self._decoder = decoder
         self.config = config
-        self._parsed = parsed
+        self.spec = spec  # the pyllm.architectures.DecoderSpec the C core runs, with the run settings
         self.generation_config = generation_config
 
     @classmethod
@@ -307,20 +107,20 @@ class Model:
             raise TypeError(f"generation_config must be a dict, a GenerationConfig or None, "
                             f"got {type(generation_config).__name__}")
         generation_config = GenerationConfig.from_dict(generation_config or {})
-        parsed = _parse_config(config, n_ctx)
-        parsed["weight_type"] = DTYPES[dtype]
-        parsed["lm_head_type"] = DTYPES[resolve_lm_head_dtype(lm_head_dtype, dtype)]
+        spec = architectures.spec_from_hf(config, n_ctx)
+        spec["weight_type"] = DTYPES[dtype]
+        spec["lm_head_type"] = DTYPES[resolve_lm_head_dtype(lm_head_dtype, dtype)]
         if not isinstance(batch_invariant, (bool, np.bool_)):
             raise TypeError(f"batch_invariant must be True or False, got {batch_invariant!r}")
-        parsed["batch_invariant"] = bool(batch_invariant)
-        parsed["kv_type"] = KV_DTYPES[resolve_kv_dtype(kv_dtype, dtype)]
+        spec["batch_invariant"] = bool(batch_invariant)
+        spec["kv_type"] = KV_DTYPES[resolve_kv_dtype(kv_dtype, dtype)]
         # Before any weight is checked, converted or packed: a model that cannot fit is refused
         # here rather than by the OOM killer halfway through.
-        memory.check_weights(parsed, dtype, lm_head_dtype)
-        arrays = _checked_weights(parsed, weights)
-        decoder = _build_decoder(parsed, arrays, n_threads, weights, progress)
+        memory.check_weights(spec, dtype, lm_head_dtype)
+        arrays = architectures.weights_from_hf(spec, weights)
+        decoder = _build_decoder(spec, arrays, n_threads, weights, progress)
         del arrays
-        return cls(decoder, dict(config), parsed, generation_config)
+        return cls(decoder, dict(config), spec, generation_config)
 
     @classmethod
     def from_pretrained(cls, model_dir, dtype="float32", n_threads=None, n_ctx=None, lm_head_dtype=None,
@@ -336,7 +136,7 @@ class Model:
         config = checkpoint.load_config(model_dir)
         # Checked before the weights are mapped.
         dtype = resolve_dtype(dtype, config)
-        memory.check_weights(_parse_config(config, n_ctx), dtype, lm_head_dtype)
+        memory.check_weights(architectures.spec_from_hf(config, n_ctx), dtype, lm_head_dtype)
         resolve_kv_dtype(kv_dtype, dtype)  # a bad kv_dtype fails before the weights are mapped
         weights = checkpoint.load_weights(model_dir, bf16="bits")
         generation_config = checkpoint.load_generation_config(model_dir)
@@ -366,7 +166,7 @@ class Model:
 
     @property
     def vocab_size(self):
-        return self._parsed["vocab_size"]
+        return self.spec["vocab_size"]
 
     @property
     def n_ctx(self):
@@ -403,7 +203,7 @@ class Model:
         if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, (int, np.integer)) \
                 or logits_to_keep < 0:
             raise ValueError(f"logits_to_keep must be an integer >= 0 (0 = every position), got {logits_to_keep!r}")
-        ids, was_1d = _as_ids(input_ids, self.vocab_size)
+        ids, was_1d = as_ids(input_ids, self.vocab_size)
         batch, seq = ids.shape
         if attention_mask is not None and cache is not None:
             full = np.asarray(attention_mask)
@@ -411,7 +211,7 @@ class Model:
                 attention_mask = full[:, cache.used:]
             elif full.ndim == 1 and full.shape[0] == cache.used + seq and cache.used:
                 attention_mask = full[cache.used:]
-        mask = _as_mask(attention_mask, ids.shape)
+        mask = as_mask(attention_mask, ids.shape)
         if cache is None:
             if seq > self.n_ctx:
                 raise ValueError(f"input of {seq} tokens is longer than the context n_ctx={self.n_ctx}")
@@ -430,14 +230,12 @@ class Model:
         """[(sum log p(continuation | context), is_greedy)] for (context_ids, continuation_ids)
         pairs, in the caller's order; contexts are left-truncated to max_length (default n_ctx)
         tokens with their continuation. See pyllm.scoring.loglikelihood."""
-        from . import scoring
         return scoring.loglikelihood(self, requests, batch_size=batch_size, max_length=max_length,
                                      progress=progress)
 
     def loglikelihood_rolling(self, ids, max_length=None, prefix_token_id=None, batch_size=8, progress=None):
         """Total log-likelihood of ids over disjoint windows of max_length tokens (default n_ctx),
         as lm-evaluation-harness computes it; see pyllm.scoring.loglikelihood_rolling."""
-        from . import scoring
         return scoring.loglikelihood_rolling(self, ids, max_length=max_length, prefix_token_id=prefix_token_id,
                                              batch_size=batch_size, progress=progress)
 
@@ -476,5 +274,57 @@ class Model:
 
         With ``return_dict_in_generate``, ``output_logprobs`` or ``top_logprobs`` set, returns a
         :class:`pyllm.generation.GenerateOutput` instead of the array."""
-        return generation.generate(self, input_ids, generation_config, attention_mask, logits_processor,
-                                   stopping_criteria, streamer, stop_strings, tokenizer, **options)
+        config = generation.resolve(self, generation_config, options)
+        return self.generate_with(input_ids, config, attention_mask, logits_processor, stopping_criteria, streamer,
+                                  stop_strings, tokenizer)
+
+    def generate_with(self, input_ids, config, attention_mask=None, logits_processor=None, stopping_criteria=None,
+                      streamer=None, stop_strings=None, tokenizer=None):
+        """generate() with a config already resolved by :func:`pyllm.generation.resolve` (the
+        model's defaults, a generation_config and options merged once, end and pad tokens filled
+        in): nothing is merged again. Same hooks and return values as generate()."""
+        from .stop_strings import StopStringCriteria, check_stop_strings
+
+        cfg = config
+        stop_strings = check_stop_strings(stop_strings) if stop_strings is not None else (cfg.stop_strings or [])
+        if stop_strings and tokenizer is None:
+            raise ValueError("stop_strings needs the tokenizer to decode the new tokens: pass tokenizer=")
+        ids, was_1d = as_ids(input_ids, self.vocab_size)
+        mask = as_mask(attention_mask, ids.shape)
+        max_new = generation.max_new_tokens(cfg, ids.shape[1])
+        n = cfg.num_return_sequences
+        if n > 1:
+            ids = np.repeat(ids, n, axis=0)
+            mask = None if mask is None else np.repeat(mask, n, axis=0)
+        seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "little")
+        batch = ids.shape[0]
+
+        processors = generation.callables(logits_processor, "logits_processor")
+        criteria = generation.callables(stopping_criteria, "stopping_criteria")
+        if stop_strings:
+            criteria.append(StopStringCriteria(tokenizer, stop_strings, batch, cfg.eos_token_id))
+        if streamer is not None and not (callable(getattr(streamer, "put", None))
+                                         and callable(getattr(streamer, "end", None))):
+            raise TypeError(f"streamer must have put() and end() methods, got {type(streamer).__name__}")
+        # A GenerateOutput always carries the chosen tokens' log-probabilities (one log-softmax per row
+        # and step, small next to the forward pass).
+        want_logprobs = cfg.output_logprobs or cfg.top_logprobs > 0 or cfg.return_dict_in_generate
+        if streamer is not None:  # as transformers does: the prompt first, then each step's tokens
+            streamer.put(ids.astype(np.int64))
+        sequences, counts, logprobs, top_ids, top_values = self._decoder.generate(
+            ids, attention_mask=mask, max_new_tokens=int(max_new), seed=seed,
+            logits_processor=generation.processor_hook(processors) if processors else None,
+            stopping_criteria=generation.stopping_hook(criteria, batch) if criteria else None,
+            on_tokens=streamer.put if streamer is not None else None, output_logprobs=want_logprobs,
+            **generation.core_options(cfg))
+        if streamer is not None:
+            streamer.end()
+
+        if not want_logprobs:
+            return sequences[0] if was_1d and n == 1 else sequences
+        out = generation.GenerateOutput(sequences, counts, logprobs, top_ids, top_values)
+        if was_1d and n == 1:
+            for name in ("sequences", "num_new_tokens", "logprobs", "top_logprob_ids", "top_logprobs"):
+                value = getattr(out, name)
+                setattr(out, name, None if value is None else value[0])
+        return out

@@ -82,7 +82,7 @@ def _score(logits, continuation):
     return float(logprobs.sum()), bool(greedy.all())
 
 
-def _score_shared_context(decoder, context, continuations, batch_size, vocab):
+def _score_shared_context(model, context, continuations, batch_size, vocab):
     """Scores of several continuations of one context: context[:-1] runs once, its KV cache is
     repeated for a batch of continuations, each fed [context[-1]] + continuation[:-1]
     (right-padded, the padding masked)."""
@@ -90,8 +90,8 @@ def _score_shared_context(decoder, context, continuations, batch_size, vocab):
     longest = max(len(c) for c in continuations)
     shared = None
     if prefix:
-        shared = decoder.new_cache(1, len(prefix) + longest)
-        decoder.forward(shared, np.asarray([prefix], dtype=np.int32), None, True, 1)
+        shared = model.new_cache(1, len(prefix) + longest)
+        model([prefix], cache=shared, logits_to_keep=1)
     scores = []
     rows = max(1, min(batch_size, LOGITS_BUDGET // (longest * vocab)))
     for start in range(0, len(continuations), rows):
@@ -103,30 +103,30 @@ def _score_shared_context(decoder, context, continuations, batch_size, vocab):
             fed = [context[-1]] + cont[:-1]
             ids[row, :len(fed)] = fed
             mask[row, :len(fed)] = 1
-        cache = shared.repeat(len(chunk)) if shared is not None else decoder.new_cache(len(chunk), longest)
-        logits = decoder.forward(cache, ids, mask, True, 0)
+        cache = shared.repeat(len(chunk)) if shared is not None else model.new_cache(len(chunk), longest)
+        logits = model(ids, attention_mask=mask, cache=cache)
         scores.extend(_score(logits[row, :len(cont)], cont) for row, cont in enumerate(chunk))
     return scores
 
 
-def _score_in_pieces(decoder, vocab, context, continuation):
+def _score_in_pieces(model, vocab, context, continuation):
     """One pair whose logits would exceed LOGITS_BUDGET: context[:-1] once, then the tokens that
     predict the continuation in pieces that fit, each continuing the same KV cache."""
     fed = [context[-1]] + continuation[:-1]
-    cache = decoder.new_cache(1, len(context) - 1 + len(fed))
+    cache = model.new_cache(1, len(context) - 1 + len(fed))
     if len(context) > 1:
-        decoder.forward(cache, np.asarray([context[:-1]], dtype=np.int32), None, True, 1)
+        model([context[:-1]], cache=cache, logits_to_keep=1)
     step = max(1, LOGITS_BUDGET // vocab)
     total, greedy = 0.0, True
     for start in range(0, len(fed), step):
-        logits = decoder.forward(cache, np.asarray([fed[start:start + step]], dtype=np.int32), None, True, 0)
+        logits = model([fed[start:start + step]], cache=cache)
         piece_total, piece_greedy = _score(logits[0], continuation[start:start + step])
         total += piece_total
         greedy = greedy and piece_greedy
     return total, greedy
 
 
-def _score_batch(decoder, pairs):
+def _score_batch(model, pairs):
     """Scores of (context, continuation) pairs with distinct contexts in one left-padded batch;
     the lm_head runs only for the last (longest continuation) positions."""
     inputs = [(ctx + cont)[:-1] for ctx, cont in pairs]
@@ -137,8 +137,8 @@ def _score_batch(decoder, pairs):
     for row, fed in enumerate(inputs):
         ids[row, width - len(fed):] = fed
         mask[row, width - len(fed):] = 1
-    cache = decoder.new_cache(len(pairs), width)
-    logits = decoder.forward(cache, ids, None if mask.all() else mask, True, keep)
+    cache = model.new_cache(len(pairs), width)
+    logits = model(ids, attention_mask=None if mask.all() else mask, cache=cache, logits_to_keep=keep)
     return [_score(logits[row, keep - len(cont):], cont) for row, (_, cont) in enumerate(pairs)]
 
 
@@ -180,12 +180,11 @@ def loglikelihood(model, requests, batch_size=8, max_length=None, progress=None)
     ordered = sorted(groups.items(), key=lambda item: -(len(item[0]) + max(len(c) for _, c in item[1])))
     results = [None] * len(requests)
     bar = _progress_bar(len(requests), "loglikelihood", progress)
-    decoder = model._decoder
     try:
         singles = []  # (context, (index, continuation)), their logits within the budget together
 
         def flush():
-            scores = _score_batch(decoder, [(ctx, cont) for ctx, (_, cont) in singles])
+            scores = _score_batch(model, [(ctx, cont) for ctx, (_, cont) in singles])
             for (_, (index, _)), score in zip(singles, scores):
                 results[index] = score
             bar.update(len(singles))
@@ -199,7 +198,7 @@ def loglikelihood(model, requests, batch_size=8, max_length=None, progress=None)
             context = list(context)
             large = [(index, c) for index, c in members if len(c) * vocab > LOGITS_BUDGET]
             for index, continuation in large:
-                results[index] = _score_in_pieces(decoder, vocab, context, continuation)
+                results[index] = _score_in_pieces(model, vocab, context, continuation)
                 bar.update(1)
             members = [m for m in members if len(m[1]) * vocab <= LOGITS_BUDGET]
             if len(members) == 1:
@@ -207,7 +206,7 @@ def loglikelihood(model, requests, batch_size=8, max_length=None, progress=None)
                     flush()
                 singles.append((context, members[0]))
             elif members:
-                scores = _score_shared_context(decoder, context, [c for _, c in members], batch_size, vocab)
+                scores = _score_shared_context(model, context, [c for _, c in members], batch_size, vocab)
                 for (index, _), score in zip(members, scores):
                     results[index] = score
                 bar.update(len(members))

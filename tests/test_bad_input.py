@@ -9,7 +9,7 @@ import pytest
 
 import pyllm
 from pyllm import checkpoint
-from pyllm.model import _expected_shapes, _parse_config
+from pyllm.architectures import canonical_shapes, spec_from_hf
 
 CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 32,
           "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
@@ -20,7 +20,7 @@ def _write_model(folder, config=CONFIG, change=None):
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(0)
     weights = {name: rng.standard_normal(shape).astype(np.float32)
-               for name, shape in _expected_shapes(_parse_config(CONFIG, None)).items()}
+               for name, shape in canonical_shapes(spec_from_hf(CONFIG, None)).items()}
     if change:
         change(weights)
     with open(os.path.join(folder, "config.json"), "w") as f:

@@ -108,9 +108,9 @@ def test_crash_prone_inputs_in_a_fresh_process(isolated):
     """The C binding itself, fed BLOOM configs and weights it cannot use, raises instead of crashing."""
     kind, message = isolated("""
         import numpy as np, pyllm
-        from pyllm import bloom
+        from pyllm import architectures
         c = {"model_type": "bloom", "vocab_size": 10, "n_embed": 8, "n_layer": 1, "n_head": 2}
-        parsed = pyllm.model._parse_config(c, None)
+        parsed = pyllm.architectures.spec_from_hf(c, None)
         good = {}
         for name in ("word_embeddings.weight",):
             good[name] = np.ones((10, 8), np.float32)
@@ -121,7 +121,7 @@ def test_crash_prone_inputs_in_a_fresh_process(isolated):
                             ("h.0.mlp.dense_h_to_4h", (32, 8)), ("h.0.mlp.dense_4h_to_h", (8, 32))):
             good[name + ".weight"] = np.ones(shape, np.float32)
             good[name + ".bias"] = np.zeros(shape[0], np.float32)
-        arrays = bloom.checked_weights(parsed, good)
+        arrays = architectures.weights_from_hf(parsed, good)
         pyllm._core.Decoder(parsed, arrays)
         def expect(exc, config, weights):
             try:
@@ -137,8 +137,11 @@ def test_crash_prone_inputs_in_a_fresh_process(isolated):
         expect(TypeError, parsed, dict(arrays, **{"model.embed_norm.weight": np.ones(8, np.float64)}))
         expect(ValueError, dict(parsed, num_key_value_heads=1), arrays)
         expect(ValueError, dict(parsed, head_dim=3), arrays)
-        expect(ValueError, dict(parsed, architecture="gpt2"), arrays)
-        expect(KeyError, {k: v for k, v in parsed.items() if k != "layer_norm_epsilon"}, arrays)
-        expect(KeyError, {k: v for k, v in parsed.items() if k != "architecture"}, arrays)
+        expect(ValueError, dict(parsed, norm="batch"), arrays)
+        expect(ValueError, dict(parsed, position="learned"), arrays)
+        expect(KeyError, {k: v for k, v in parsed.items() if k != "norm_eps"}, arrays)
+        expect(KeyError, {k: v for k, v in parsed.items() if k != "mlp"}, arrays)
+        expect(KeyError, {k: v for k, v in parsed.items() if k != "qkv_bias"}, arrays)
+        expect(KeyError, parsed, {k: v for k, v in arrays.items() if k != "model.layers.0.self_attn.q_proj.bias"})
     """)
     assert kind is None, f"{kind}: {message}"

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import pyllm
+import pyllm._testing  # the C core's test-only entry points
 from conftest import run_isolated
 
 import gguf.quants as gguf_quants  # noqa: E402  (the test extra installs it: the reference)
@@ -40,7 +41,7 @@ def test_quantization_equals_gguf_bit_for_bit(name, shape):
     w = _weights(rng, *shape)
     kind = BLOCK_TYPES.get(name, GGML.BF16)
     ref = gguf_quants.dequantize(gguf_quants.quantize(w, kind), kind)
-    ours = pyllm._core._quantize_roundtrip(w, name)
+    ours = pyllm._testing.quantize_roundtrip(w, name)
     assert ours.shape == w.shape
     assert np.array_equal(ours.view(np.uint32), ref.view(np.uint32)), f"{name}: differs from gguf's reference"
 
@@ -53,12 +54,12 @@ def test_partial_block_is_padded_with_zeros(name):
     padded = np.zeros((9, 128), np.float32)
     padded[:, :100] = w
     ref = gguf_quants.dequantize(gguf_quants.quantize(padded, BLOCK_TYPES[name]), BLOCK_TYPES[name])[:, :100]
-    ours = pyllm._core._quantize_roundtrip(w, name)
+    ours = pyllm._testing.quantize_roundtrip(w, name)
     assert np.array_equal(ours.view(np.uint32), np.ascontiguousarray(ref).view(np.uint32))
 
 
 def _bf16(x):
-    return pyllm._core._quantize_roundtrip(np.ascontiguousarray(x, np.float32), "bfloat16").astype(np.float64)
+    return pyllm._testing.quantize_roundtrip(np.ascontiguousarray(x, np.float32), "bfloat16").astype(np.float64)
 
 
 def _q8_activations(x):
@@ -76,9 +77,9 @@ def _q8_activations(x):
 
 
 def _reference_product(w, name, x, bias):
-    wd = pyllm._core._quantize_roundtrip(w, name).astype(np.float64)
+    wd = pyllm._testing.quantize_roundtrip(w, name).astype(np.float64)
     m = x.shape[0]
-    if m > 8 and pyllm._core._prefill_compute() == "float32":  # prefill without AVX-512 BF16
+    if m > 8 and pyllm._testing.prefill_compute() == "float32":  # prefill without AVX-512 BF16
         ref = x.astype(np.float64) @ wd.T
     elif m > 8:  # prefill: bf16 activations against the dequantized weights rounded to bf16
         ref = _bf16(x) @ _bf16(wd).T
@@ -99,7 +100,7 @@ def _check_kernels():
                 x = rng.standard_normal((m, k)).astype(np.float32)
                 bias = rng.standard_normal(n).astype(np.float32) if m % 2 else None
                 ref = _reference_product(w, name, x, bias)
-                ours = pyllm._core._linear(w, name, x, bias)
+                ours = pyllm._testing.linear(w, name, x, bias)
                 err = float(np.abs(ours - ref).max() / np.abs(ref).max())
                 assert err < 2e-5, f"{name} n={n} k={k} m={m}: relative error {err:.3g}"
                 worst = max(worst, err)

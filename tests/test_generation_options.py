@@ -11,7 +11,7 @@ import torch
 from transformers.generation import logits_process as hf_lp
 
 import pyllm
-from pyllm import _core
+from pyllm import _testing
 from llama_reference import left_padded, make_config, make_pair
 
 VOCAB = 160
@@ -53,7 +53,7 @@ def test_repetition_penalty_matches_transformers(trial):
     penalty = float(rng.choice([0.5, 0.9, 1.2, 2.0, 3.7]))
     ids = rng.integers(0, min(vocab, 30), size=(5, int(rng.integers(1, 40))))
     scores = random_scores(rng, 5, vocab)
-    ours = _core.apply_processors(ids, scores, repetition_penalty=penalty)
+    ours = _testing.apply_processors(ids, scores, repetition_penalty=penalty)
     ref = hf_apply(hf_lp.RepetitionPenaltyLogitsProcessor(penalty), ids, scores)
     assert_same_scores(ours, ref)
     assert not np.array_equal(ours, scores)
@@ -67,14 +67,14 @@ def test_no_repeat_ngram_matches_transformers(size, trial):
     # A small alphabet so n-grams repeat and the tail often matches an earlier one.
     ids = rng.integers(0, 4, size=(6, int(rng.integers(1, 30))))
     scores = random_scores(rng, 6, vocab)
-    ours = _core.apply_processors(ids, scores, no_repeat_ngram_size=size)
+    ours = _testing.apply_processors(ids, scores, no_repeat_ngram_size=size)
     ref = hf_apply(hf_lp.NoRepeatNGramLogitsProcessor(size), ids, scores)
     assert_same_scores(ours, ref)
 
 
 def test_no_repeat_ngram_bans_something():
     ids = np.array([[1, 2, 3, 1, 2]])
-    out = _core.apply_processors(ids, np.zeros((1, 10), np.float32), no_repeat_ngram_size=3)
+    out = _testing.apply_processors(ids, np.zeros((1, 10), np.float32), no_repeat_ngram_size=3)
     assert np.isneginf(out[0, 3]) and np.isneginf(out).sum() == 1
 
 
@@ -87,7 +87,7 @@ def test_min_new_tokens_matches_transformers(trial):
     eos = [int(e) for e in rng.choice(vocab, size=int(rng.integers(1, 4)), replace=False)]
     ids = rng.integers(0, vocab, size=(3, t))
     scores = random_scores(rng, 3, vocab)
-    ours = _core.apply_processors(ids, scores, prompt_length=prompt, min_new_tokens=min_new, eos_token_ids=eos)
+    ours = _testing.apply_processors(ids, scores, prompt_length=prompt, min_new_tokens=min_new, eos_token_ids=eos)
     ref = hf_apply(hf_lp.MinNewTokensLengthLogitsProcessor(prompt, min_new, eos), ids, scores)
     assert_same_scores(ours, ref)
 
@@ -106,7 +106,7 @@ def test_bad_words_match_transformers(trial):
         else:
             words.append([int(x) for x in rng.integers(0, 6, size=n)])
     scores = random_scores(rng, 5, vocab)
-    ours = _core.apply_processors(ids, scores, bad_words_ids=words)
+    ours = _testing.apply_processors(ids, scores, bad_words_ids=words)
     ref = hf_apply(hf_lp.NoBadWordsLogitsProcessor(words), ids, scores)
     assert_same_scores(ours, ref)
     assert np.isneginf(ours).sum() > 5
@@ -116,7 +116,7 @@ def test_bad_words_match_transformers(trial):
 def test_temperature_matches_transformers(temperature):
     scores = random_scores(np.random.default_rng(1), 4, 500)
     ref = hf_apply(hf_lp.TemperatureLogitsWarper(temperature), None, scores)
-    assert_same_scores(_core.apply_warpers(scores, temperature=temperature), ref)
+    assert_same_scores(_testing.apply_warpers(scores, temperature=temperature), ref)
 
 
 @pytest.mark.parametrize("top_k", [1, 2, 7, 50, 499, 500, 900])
@@ -125,7 +125,7 @@ def test_top_k_matches_transformers(top_k):
     scores = random_scores(rng, 4, 500)
     scores[0, 10:20] = scores[0, 5]  # ties at the cut are kept by both
     ref = hf_apply(hf_lp.TopKLogitsWarper(top_k), None, scores)
-    assert_same_scores(_core.apply_warpers(scores, top_k=top_k), ref)
+    assert_same_scores(_testing.apply_warpers(scores, top_k=top_k), ref)
 
 
 @pytest.mark.parametrize("top_p", [0.01, 0.3, 0.8, 0.95, 0.999])
@@ -133,7 +133,7 @@ def test_top_k_matches_transformers(top_k):
 def test_top_p_matches_transformers(top_p, scale):
     scores = random_scores(np.random.default_rng(int(top_p * 1000)), 6, 700, scale)
     ref = hf_apply(hf_lp.TopPLogitsWarper(top_p), None, scores)
-    ours = _core.apply_warpers(scores, top_p=top_p)
+    ours = _testing.apply_warpers(scores, top_p=top_p)
     assert_same_scores(ours, ref)
 
 
@@ -141,7 +141,7 @@ def test_top_p_matches_transformers(top_p, scale):
 def test_min_p_matches_transformers(min_p):
     scores = random_scores(np.random.default_rng(7), 6, 300, 2.0)
     ref = hf_apply(hf_lp.MinPLogitsWarper(min_p), None, scores)
-    assert_same_scores(_core.apply_warpers(scores, min_p=min_p), ref)
+    assert_same_scores(_testing.apply_warpers(scores, min_p=min_p), ref)
 
 
 @pytest.mark.parametrize("typical_p", [0.05, 0.2, 0.5, 0.9, 0.99])
@@ -149,7 +149,7 @@ def test_min_p_matches_transformers(min_p):
 def test_typical_p_matches_transformers(typical_p, scale):
     scores = random_scores(np.random.default_rng(11), 6, 300, scale)
     ref = hf_apply(hf_lp.TypicalLogitsWarper(typical_p), None, scores)
-    assert_same_scores(_core.apply_warpers(scores, typical_p=typical_p), ref)
+    assert_same_scores(_testing.apply_warpers(scores, typical_p=typical_p), ref)
 
 
 @pytest.mark.parametrize("trial", range(5))
@@ -165,7 +165,7 @@ def test_warper_chain_matches_transformers_order(trial):
     ref = scores
     for proc in chain:
         ref = hf_apply(proc, None, ref)
-    assert_same_scores(_core.apply_warpers(scores, **kw), ref)
+    assert_same_scores(_testing.apply_warpers(scores, **kw), ref)
 
 
 # ---- pyllm's own processors against NumPy -----------------------------------------------------------
@@ -180,7 +180,7 @@ def test_frequency_presence_penalty_and_logit_bias_match_numpy(trial):
     freq, pres = float(rng.uniform(-1, 2)), float(rng.uniform(-1, 2))
     rep = float(rng.choice([1.0, 1.3]))
     bias = {int(k): float(rng.uniform(-5, 5)) for k in rng.choice(vocab, size=6, replace=False)}
-    ours = _core.apply_processors(ids, scores, prompt_length=prompt, frequency_penalty=freq,
+    ours = _testing.apply_processors(ids, scores, prompt_length=prompt, frequency_penalty=freq,
                                   presence_penalty=pres, logit_bias=bias, repetition_penalty=rep)
     ref = scores.copy()
     for k, b in bias.items():  # logit_bias first

@@ -16,7 +16,7 @@ import pytest
 import pyllm
 from conftest import child_environment, run_isolated
 from pyllm import memory
-from pyllm.model import _parse_config
+from pyllm.architectures import spec_from_hf
 
 EXPECTED_KV = {"float32": "float32", "bfloat16": "float16", "int8": "float16", "int4": "float16",
                "q4_1": "float16"}
@@ -48,11 +48,11 @@ def test_cache_type_follows_the_dtype_and_reserves_its_bytes(dtype):
     model = pyllm.Model.from_arrays(config, weights, dtype=dtype, n_ctx=4096)
     assert model.kv_dtype == EXPECTED_KV[dtype]
     element = 4 if EXPECTED_KV[dtype] == "float32" else 2
-    plain = _parse_config(config, None)  # no kv_type: element_bytes says it
+    plain = spec_from_hf(config, None)  # no kv_type: element_bytes says it
     for batch, capacity in [(1, 1), (2, 300), (5, 4096)]:
         cache = model.new_cache(batch, capacity)
         assert cache.dtype == model.kv_dtype
-        assert cache.nbytes == memory.kv_cache_bytes(model._parsed, batch, capacity)
+        assert cache.nbytes == memory.kv_cache_bytes(model.spec, batch, capacity)
         assert cache.nbytes == memory.kv_cache_bytes(plain, batch, capacity, element_bytes=element)
         # 2 layers x 2 KV heads x head_dim 32 per slot, keys and values, plus 5 bytes a slot and 8 a row
         if batch * capacity * 2 * 64 * element < (1 << 21):  # under 2 MB: 64-byte aligned, not rounded
@@ -95,17 +95,17 @@ def test_memory_check_counts_the_16_bit_cache():
         results[dtype] = run_isolated(f"""
             import numpy as np, pyllm
             from pyllm import memory
-            from pyllm.model import _expected_shapes, _parse_config
+            from pyllm.architectures import canonical_shapes, spec_from_hf
             config = {config!r}
             rng = np.random.default_rng(0)
             weights = {{name: (0.05 * rng.standard_normal(shape)).astype(np.float32)
-                       for name, shape in _expected_shapes(_parse_config(config, None)).items()}}
+                       for name, shape in canonical_shapes(spec_from_hf(config, None)).items()}}
             model = pyllm.Model.from_arrays(config, weights, dtype={dtype!r}, n_ctx=700_000)
             cache = model.new_cache()
             model([1, 2, 3], cache=cache)
-            assert cache.nbytes == memory.kv_cache_bytes(model._parsed, 1, 700_000)
+            assert cache.nbytes == memory.kv_cache_bytes(model.spec, 1, 700_000)
         """, env={"PYLLM_MEMORY_LIMIT": "600M"})
-    need = {e: memory.kv_cache_bytes(_parse_config(config, None), 1, 700_000, element_bytes=e) for e in (2, 4)}
+    need = {e: memory.kv_cache_bytes(spec_from_hf(config, None), 1, 700_000, element_bytes=e) for e in (2, 4)}
     assert need[4] > 600 * 2**20 > need[2] + 200e6  # the case is what it claims to be
     kind, message = results["float32"]
     assert kind == "MemoryError" and f"700,000 positions needs {memory.format_bytes(need[4])} " in message, message

@@ -14,7 +14,7 @@ import pytest
 
 import pyllm
 from pyllm import memory
-from pyllm.model import _parse_config
+from pyllm.architectures import spec_from_hf
 
 from conftest import REPO, child_environment
 
@@ -28,7 +28,7 @@ import ctypes, gc, json, os, sys
 import numpy as np
 import pyllm
 from pyllm import checkpoint, memory
-from pyllm.model import _expected_shapes, _parse_config
+from pyllm.architectures import canonical_shapes, spec_from_hf
 
 def filled(shape, rng):
     """Random f32 filled in place: no temporaries, whose freed blocks would stay in the heap,
@@ -40,10 +40,10 @@ def filled(shape, rng):
 
 def llama_weights(config, seed=0):
     rng = np.random.default_rng(seed)
-    return {name: filled(shape, rng) for name, shape in _expected_shapes(_parse_config(config, None)).items()}
+    return {name: filled(shape, rng) for name, shape in canonical_shapes(spec_from_hf(config, None)).items()}
 
 def bloom_weights(config, seed=0):
-    c = _parse_config(config, None)
+    c = spec_from_hf(config, None)
     d, v = c["hidden_size"], c["vocab_size"]
     shapes = {"word_embeddings.weight": (v, d)}
     for part in ("weight", "bias"):
@@ -251,7 +251,7 @@ def test_matrix_bytes_per_dtype():
 
 
 def test_weight_bytes_of_llama_7b_in_bf16_int8_int4():
-    c = _parse_config(LLAMA_7B, None)
+    c = spec_from_hf(LLAMA_7B, None)
     gb = {d: memory.weight_bytes(c, d) / 1e9 for d in memory.DTYPES}
     same = {d: memory.weight_bytes(c, d, "same") / 1e9 for d in memory.DTYPES}
     assert 26.9 < gb["float32"] < 27.2                       # the issue's figures
@@ -264,7 +264,7 @@ def test_weight_bytes_of_llama_7b_in_bf16_int8_int4():
 
 
 def test_weight_bytes_of_stories260k_shape_pads_k_to_32():
-    c = _parse_config(STORIES_260K, None)
+    c = spec_from_hf(STORIES_260K, None)
     up64 = lambda n: -(-n // 64) * 64  # noqa: E731 - buffers under 2 MB are 64-byte aligned
     norms = 5 * 2 * 256 + 256
     embedding = 512 * 64 * 4
@@ -279,8 +279,8 @@ def test_weight_bytes_of_stories260k_shape_pads_k_to_32():
 
 
 def test_tied_lm_head_still_counts_its_own_copy():
-    tied = _parse_config(dict(STORIES_260K, tie_word_embeddings=True), None)
-    untied = _parse_config(STORIES_260K, None)
+    tied = spec_from_hf(dict(STORIES_260K, tie_word_embeddings=True), None)
+    untied = spec_from_hf(STORIES_260K, None)
     for dtype in memory.DTYPES:
         assert memory.weight_bytes(tied, dtype) == memory.weight_bytes(untied, dtype)
 
@@ -290,10 +290,10 @@ def test_kv_cache_bytes_equal_what_the_c_core_reserves(dtype):
     config = dict(STORIES_260K, max_position_embeddings=4096)
     model = pyllm.Model.from_arrays(config, _numpy_llama_weights(config), dtype=dtype)
     element = 4 if dtype == "float32" else 2  # the cache is f16 below float32 (pyllm.dtypes)
-    c = _parse_config(config, None)
+    c = spec_from_hf(config, None)
     for batch, capacity in [(1, 1), (1, 512), (3, 1000), (8, 4096)]:
         cache = model.new_cache(batch, capacity)
-        assert cache.nbytes == memory.kv_cache_bytes(model._parsed, batch, capacity), (batch, capacity)
+        assert cache.nbytes == memory.kv_cache_bytes(model.spec, batch, capacity), (batch, capacity)
         assert cache.nbytes == memory.kv_cache_bytes(c, batch, capacity, element_bytes=element), (batch, capacity)
     # 5 layers x 4 rows x 100 slots x 4 KV heads x head_dim 8 x 4 bytes = 256,000, for keys and
     # for values (under 2 MB: 64-byte aligned); 5 bytes a slot; 8 a row.
@@ -302,10 +302,10 @@ def test_kv_cache_bytes_equal_what_the_c_core_reserves(dtype):
 
 
 def _numpy_llama_weights(config, seed=0):
-    from pyllm.model import _expected_shapes
+    from pyllm.architectures import canonical_shapes
     rng = np.random.default_rng(seed)
     return {name: (0.05 * rng.standard_normal(shape)).astype(np.float32)
-            for name, shape in _expected_shapes(_parse_config(config, None)).items()}
+            for name, shape in canonical_shapes(spec_from_hf(config, None)).items()}
 
 
 # ---- estimates against real allocations (RSS, in a child) ---------------------------------------
@@ -338,7 +338,7 @@ def test_weight_bytes_match_the_memory_a_load_adds(name, dtype):
         before = rss_after_trim()
         model = pyllm.Model.from_arrays(config, weights, dtype={dtype!r})
         grown = rss_after_trim() - before
-        report(grown=grown, estimate=memory.weight_bytes(_parse_config(config, None), {dtype!r}))
+        report(grown=grown, estimate=memory.weight_bytes(spec_from_hf(config, None), {dtype!r}))
     """)
     grown, estimate = out["grown"], out["estimate"]
     assert abs(grown - estimate) <= 0.02 * estimate + 4e6, f"{name} {dtype}: load added {grown:,} bytes, estimate {estimate:,}"
@@ -358,7 +358,7 @@ def test_kv_cache_bytes_match_the_memory_a_filled_cache_takes_and_new_cache_writ
         copy = cache.copy()  # writes every byte of its buffers
         filled = rss_after_trim()
         report(new_cache=reserved - before, filled=filled - reserved, nbytes=cache.nbytes,
-               estimate=memory.kv_cache_bytes(model._parsed, 4, 2048))
+               estimate=memory.kv_cache_bytes(model.spec, 4, 2048))
     """)
     assert out["estimate"] == out["nbytes"] > (130e6 if dtype == "float32" else 65e6)
     assert out["new_cache"] < 2e6, f"new_cache wrote {out['new_cache']:,} bytes of a {out['estimate']:,}-byte cache"
@@ -393,7 +393,7 @@ def test_load_over_the_limit_raises_memory_error_naming_need_limit_and_a_dtype(t
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(MEDIUM))  # no weights: the check comes first
     out = child(f"""
-        parsed = _parse_config({MEDIUM!r}, None)
+        parsed = spec_from_hf({MEDIUM!r}, None)
         need = {{d: memory.weight_bytes(parsed, d) for d in memory.DTYPES}}
         from_arrays = expect(MemoryError, pyllm.Model.from_arrays, {MEDIUM!r}, {{}})
         from_pretrained = expect(MemoryError, pyllm.Model.from_pretrained, {str(folder)!r})
@@ -434,7 +434,7 @@ def test_new_cache_over_the_limit_raises_memory_error_naming_need_limit_and_what
         model([1, 2, 3], cache=cache)
         repeated = expect(MemoryError, model.new_cache(1, 500_000).repeat, 4)
         generated = expect(MemoryError, model.generate, [1, 2], max_new_tokens=7_999_000)
-        need = memory.kv_cache_bytes(_parse_config(config, None), 1, 8_000_000)
+        need = memory.kv_cache_bytes(spec_from_hf(config, None), 1, 8_000_000)
         report(message=message, batch=batch, repeated=repeated, generated=generated, need=need,
                limit=limit, tokens=small_model_generates(),
                logits=list(model([1, 2, 3]).shape), peak=peak_rss())

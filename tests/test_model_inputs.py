@@ -219,7 +219,7 @@ def test_crash_prone_inputs_in_a_fresh_process(tmp_path):
         import numpy as np, pyllm
         c = {"vocab_size": 10, "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1,
              "num_attention_heads": 2}
-        shapes = pyllm.model._expected_shapes(pyllm.model._parse_config(c, None))
+        shapes = pyllm.architectures.canonical_shapes(pyllm.architectures.spec_from_hf(c, None))
         m = pyllm.Model.from_arrays(c, {k: np.ones(s, np.float32) for k, s in shapes.items()})
         d = m._decoder
         cache = m.new_cache()
@@ -237,11 +237,11 @@ def test_crash_prone_inputs_in_a_fresh_process(tmp_path):
         expect(ValueError, d.forward, cache, np.zeros((1, 2, 2), dtype=np.int32))
         weights = {k: np.ones(s, np.float32) for k, s in shapes.items()}
         weights["model.norm.weight"] = np.ones(3, np.float32)
-        expect(ValueError, pyllm._core.Decoder, pyllm.model._parse_config(c, None), weights)
+        expect(ValueError, pyllm._core.Decoder, pyllm.architectures.spec_from_hf(c, None), weights)
         weights["model.norm.weight"] = np.ones((8, 1), np.float64)
-        expect(TypeError, pyllm._core.Decoder, pyllm.model._parse_config(c, None), weights)
+        expect(TypeError, pyllm._core.Decoder, pyllm.architectures.spec_from_hf(c, None), weights)
         del weights["model.norm.weight"]
-        expect(KeyError, pyllm._core.Decoder, pyllm.model._parse_config(c, None), weights)
+        expect(KeyError, pyllm._core.Decoder, pyllm.architectures.spec_from_hf(c, None), weights)
         print("done")
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "ops/log_softmax.h"
 
 static int is_eos(const pyllm_processor_params *p, int32_t token)
 {
@@ -126,24 +127,12 @@ static void gather_scores(loop_state *s, int64_t slots, int64_t vocab)
 static void record_logprobs(const pyllm_generate_options *opt, loop_state *s, const float *scores, int64_t vocab,
                             int64_t row, int64_t step, int32_t token)
 {
-    pyllm_log_softmax_row(scores, (int32_t)vocab, s->logprob_row);
+    pyllm_log_softmax(scores, vocab, s->logprob_row);
     opt->logprobs[row * opt->max_new_tokens + step] = s->logprob_row[token];
     if (opt->top_n > 0) {
         const int64_t at = (row * opt->max_new_tokens + step) * opt->top_n;
         pyllm_top_n(&s->scratch, s->logprob_row, opt->top_n, opt->top_ids + at, opt->top_logprobs + at);
     }
-}
-
-/* A +inf score (a logit overflowing at a tiny temperature, or a processor's) leaves no
- * distribution to sample from. */
-static pyllm_status check_no_positive_infinity(const float *scores, int64_t vocab, int64_t row, float temperature)
-{
-    for (int64_t i = 0; i < vocab; i++)
-        if (scores[i] == INFINITY)
-            return pyllm_error(PYLLM_ERR_VALUE,
-                               "row %lld: the score of token %lld is +inf after the processors and temperature %g: "
-                               "cannot sample", (long long)row, (long long)i, (double)temperature);
-    return PYLLM_OK;
 }
 
 /* Drop the slots whose rows have ended from the cache and from the loop's slot arrays. */
@@ -172,8 +161,6 @@ static pyllm_status run(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *
     const int64_t batch = cache->batch, vocab = m->config.vocab_size;
     const pyllm_processor_params *proc = &opt->processors;
     const pyllm_generate_hooks *hooks = &opt->hooks;
-    const pyllm_sampling_params neutral = {.do_sample = 1, .temperature = 1.0f, .top_p = 1.0f, .typical_p = 1.0f};
-    const int greedy = !opt->sampling.do_sample || opt->sampling.temperature == 0.0f;
     const int processing = pyllm_processors_active(proc);
     *n_steps = 0;
     PYLLM_TRY(loop_init(s, opt, batch, vocab, prompt_len));
@@ -213,9 +200,7 @@ static pyllm_status run(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *
             float *scores = s->logits + j * vocab;
             int32_t token;
             pyllm_warp_row(&opt->sampling, &s->sampler, &s->scratch, scores);
-            if (!greedy)
-                PYLLM_TRY(check_no_positive_infinity(scores, vocab, r, opt->sampling.temperature));
-            PYLLM_TRY(pyllm_sample(&s->sampler, scores, greedy ? &opt->sampling : &neutral, &s->rngs[r], &token));
+            PYLLM_TRY(pyllm_sample(&s->sampler, scores, &opt->sampling, &s->rngs[r], &token));
             if (opt->logprobs != NULL)
                 record_logprobs(opt, s, opt->processed ? scores : s->raw + j * vocab, vocab, r, step, token);
             s->next[j] = token;

@@ -232,7 +232,7 @@ static void typical_mask(float mass, pyllm_processor_scratch *s, float *scores, 
 void pyllm_warp_row(const pyllm_sampling_params *p, pyllm_sampler *sampler, pyllm_processor_scratch *s,
                     float *scores)
 {
-    const int32_t n = s->vocab_size;
+    const int32_t n = sampler->vocab_size;
     if (!p->do_sample || p->temperature == 0.0f)
         return;
     if (p->temperature != 1.0f)
@@ -256,17 +256,6 @@ void pyllm_warp_row(const pyllm_sampling_params *p, pyllm_sampler *sampler, pyll
 }
 
 /* ---- outputs ------------------------------------------------------------------------------ */
-
-void pyllm_log_softmax_row(const float *scores, int32_t vocab, float *out)
-{
-    const float max = row_max(scores, vocab);
-    double total = 0.0;
-    for (int32_t i = 0; i < vocab; i++)
-        total += exp((double)scores[i] - (double)max);
-    const double shift = (double)max + log(total);
-    for (int32_t i = 0; i < vocab; i++)
-        out[i] = (float)((double)scores[i] - shift);
-}
 
 void pyllm_top_n(pyllm_processor_scratch *s, const float *values, int32_t n, int64_t *ids, float *vals)
 {

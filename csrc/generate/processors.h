@@ -55,13 +55,11 @@ void pyllm_processor_scratch_release(pyllm_processor_scratch *s);
 void pyllm_process_row(const pyllm_processor_params *p, pyllm_processor_scratch *s, const int32_t *history,
                        int64_t length, int64_t n_prompt, float *scores);
 
-/* Apply the sampling warpers of p (temperature, top_k, top_p, min_p, typical_p) to scores[vocab].
- * A no-op for greedy parameters (do_sample off or temperature 0). */
+/* Apply the sampling warpers of p (temperature, top_k, top_p, min_p, typical_p) to scores[vocab]:
+ * pyllm's one implementation of each, which pyllm_sample's draw follows. A no-op for greedy
+ * parameters (do_sample off or temperature 0); s is only read for typical_p < 1. */
 void pyllm_warp_row(const pyllm_sampling_params *p, pyllm_sampler *sampler, pyllm_processor_scratch *s,
                     float *scores);
-
-/* out[vocab] = log_softmax(scores) (-inf stays -inf). */
-void pyllm_log_softmax_row(const float *scores, int32_t vocab, float *out);
 
 /* The n best of values[vocab] (n <= vocab), best first, equal values by token id, into ids/vals. */
 void pyllm_top_n(pyllm_processor_scratch *s, const float *values, int32_t n, int64_t *ids, float *vals);

@@ -182,75 +182,46 @@ void pyllm_top_p_mask(pyllm_sampler *s, float *scores, float top_p)
         scores[i] = s->value[i];
 }
 
-pyllm_status pyllm_sample(pyllm_sampler *s, const float *logits, const pyllm_sampling_params *p,
+pyllm_status pyllm_sample(pyllm_sampler *s, const float *scores, const pyllm_sampling_params *p,
                           pyllm_rng *rng, int32_t *token)
 {
     const int32_t n = s->vocab_size;
     if (!p->do_sample || p->temperature == 0.0f) {
-        *token = pyllm_argmax(logits, n);
+        *token = pyllm_argmax(scores, n);
         if (*token < 0)
             return pyllm_error(PYLLM_ERR_VALUE, "every logit is NaN: cannot choose a token");
         return PYLLM_OK;
     }
-
-    /* Temperature, in float32 as transformers divides. NaN and -inf drop out; +inf (given,
-     * or a finite logit overflowing at a tiny temperature) has no probability to give. */
-    float *scaled = s->value;
+    /* NaN and -inf drop out; +inf (a logit overflowing at a tiny temperature, or a processor's)
+     * leaves no distribution to draw from. */
     float max = -INFINITY;
     for (int32_t i = 0; i < n; i++) {
-        float x = logits[i] / p->temperature;
-        if (x == INFINITY)
+        if (scores[i] == INFINITY)
             return pyllm_error(PYLLM_ERR_VALUE,
-                               "logit %d (%g) divided by temperature %g is +inf in float32: cannot sample",
-                               (int)i, (double)logits[i], (double)p->temperature);
-        scaled[i] = isnan(x) ? -INFINITY : x;
-        if (scaled[i] > max)
-            max = scaled[i];
+                               "the score of token %d is +inf after the processors and temperature %g "
+                               "(float32 overflow): cannot sample", (int)i, (double)p->temperature);
+        if (scores[i] > max)
+            max = scores[i];
     }
     if (!isfinite(max))
         return pyllm_error(PYLLM_ERR_VALUE, "no finite logit to sample from: every logit is NaN or -inf");
-
-    /* Top-k keeps every token scoring at least the k-th largest score (ties included). */
-    float threshold = -INFINITY;
-    if (p->top_k > 0 && p->top_k < n) {
-        for (int32_t i = 0; i < n; i++)
-            s->scratch[i] = scaled[i];
-        threshold = pyllm_kth_largest(s->scratch, n, p->top_k);
-    }
-    int32_t *cand = s->index;
-    int32_t m = 0;
     double total = 0.0;
     for (int32_t i = 0; i < n; i++) {
-        if (scaled[i] >= threshold && scaled[i] > -INFINITY) {
-            cand[m++] = i;
-            s->weight[i] = exp((double)scaled[i] - (double)max);
-            total += s->weight[i];
-        }
+        s->weight[i] = scores[i] > -INFINITY ? exp((double)scores[i] - (double)max) : 0.0;
+        total += s->weight[i];
     }
-
-    if (p->top_p < 1.0f) {
-        double kept_mass = 0.0;
-        int32_t kept = top_p_keep(s, m, total, p->top_p, &kept_mass);
-        double r = pyllm_rng_uniform(rng) * kept_mass, acc = 0.0;
-        for (int32_t j = 0; j < kept; j++) {
-            acc += s->weight[s->ranked[j].id];
-            if (r < acc) {
-                *token = s->ranked[j].id;
-                return PYLLM_OK;
-            }
-        }
-        *token = s->ranked[kept - 1].id; /* r fell on the rounding slack at the very end */
-        return PYLLM_OK;
-    }
-
     double r = pyllm_rng_uniform(rng) * total, acc = 0.0;
-    for (int32_t j = 0; j < m; j++) {
-        acc += s->weight[cand[j]];
+    int32_t last = -1;
+    for (int32_t i = 0; i < n; i++) {
+        if (s->weight[i] == 0.0)
+            continue;
+        acc += s->weight[i];
+        last = i;
         if (r < acc) {
-            *token = cand[j];
+            *token = i;
             return PYLLM_OK;
         }
     }
-    *token = cand[m - 1]; /* r fell on the rounding slack at the very end */
+    *token = last; /* r fell on the rounding slack at the very end */
     return PYLLM_OK;
 }

@@ -1,6 +1,6 @@
-/* Choosing the next token from a row of logits: greedy argmax, or sampling after the
- * warpers transformers applies, in its order: temperature, top-k, top-p (then min-p and
- * typical-p, which processors.h applies as masks before a plain draw). */
+/* Choosing the next token from a row of scores: greedy argmax, or a draw from their softmax.
+ * Temperature, top-k, top-p, min-p and typical-p are the warpers (processors.h,
+ * pyllm_warp_row), applied to the scores before the draw: one implementation of each. */
 #ifndef PYLLM_GENERATE_SAMPLER_H
 #define PYLLM_GENERATE_SAMPLER_H
 
@@ -14,8 +14,8 @@ typedef struct {
     float temperature; /* > 0 when sampling; 0 means greedy */
     int32_t top_k;     /* 0: off */
     float top_p;       /* in (0, 1]; 1: off */
-    float min_p;       /* in [0, 1]; 0: off. Not applied by pyllm_sample: see pyllm_warp_row */
-    float typical_p;   /* in (0, 1]; 1: off. Likewise */
+    float min_p;       /* in [0, 1]; 0: off */
+    float typical_p;   /* in (0, 1]; 1: off */
 } pyllm_sampling_params;
 
 /* ValueError naming the first option out of range. */
@@ -30,10 +30,10 @@ typedef struct {
 /* Scratch for one vocabulary size, allocated once, reused every step. */
 typedef struct {
     int32_t vocab_size;
-    int32_t *index;              /* candidates after top-k, in token order */
-    float *value;                /* logits / temperature, by token */
-    float *scratch;              /* quickselect workspace */
-    double *weight;              /* exp(value - max), by token (candidates only) */
+    int32_t *index;              /* top-p's candidates, in token order */
+    float *value;                /* top-p's scores, by token */
+    float *scratch;              /* top-k's quickselect workspace */
+    double *weight;              /* exp(score - max), by token */
     pyllm_scored_token *ranked;  /* the best candidates, sorted, for top-p */
 } pyllm_sampler;
 
@@ -50,7 +50,9 @@ float pyllm_kth_largest(float *v, int32_t n, int32_t k);
  * holding top_p of the probability mass (transformers' TopPLogitsWarper) become -inf. */
 void pyllm_top_p_mask(pyllm_sampler *s, float *scores, float top_p);
 
-/* Pick a token from logits[vocab_size] into *token. ValueError when no logit is finite. */
+/* Pick a token from scores[vocab_size] (already warped by pyllm_warp_row with p) into *token: the
+ * first argmax when p is greedy (do_sample off or temperature 0), else a draw from softmax(scores)
+ * in token order. ValueError when a score is +inf or none is finite. */
 pyllm_status pyllm_sample(pyllm_sampler *s, const float *logits, const pyllm_sampling_params *p,
                           pyllm_rng *rng, int32_t *token);
 

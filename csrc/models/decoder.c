@@ -37,28 +37,6 @@ static float *widen_copy(pyllm_tensor src, int64_t n)
     return dst;
 }
 
-static pyllm_status check_config(const pyllm_decoder_config *c)
-{
-    if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->intermediate_size <= 0 || c->n_layers <= 0 ||
-        c->n_heads <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0 || c->n_ctx <= 0)
-        return pyllm_error(PYLLM_ERR_VALUE,
-                           "model sizes must be positive, got vocab_size=%lld hidden_size=%lld "
-                           "intermediate_size=%lld num_hidden_layers=%lld num_attention_heads=%lld "
-                           "num_key_value_heads=%lld head_dim=%lld n_ctx=%lld",
-                           (long long)c->vocab_size, (long long)c->hidden_size, (long long)c->intermediate_size,
-                           (long long)c->n_layers, (long long)c->n_heads, (long long)c->n_kv_heads,
-                           (long long)c->head_dim, (long long)c->n_ctx);
-    if ((unsigned)c->weight_type >= PYLLM_WEIGHT_TYPE_COUNT || (unsigned)c->lm_head_type >= PYLLM_WEIGHT_TYPE_COUNT)
-        return pyllm_error(PYLLM_ERR_VALUE, "unknown weight type %d or %d", (int)c->weight_type,
-                           (int)c->lm_head_type);
-    if ((unsigned)c->kv_type >= PYLLM_KV_TYPE_COUNT)
-        return pyllm_error(PYLLM_ERR_VALUE, "unknown KV cache type %d", (int)c->kv_type);
-    if (c->vocab_size > INT32_MAX)
-        return pyllm_error(PYLLM_ERR_VALUE, "vocab_size %lld does not fit token ids of 32 bits",
-                           (long long)c->vocab_size);
-    return PYLLM_OK;
-}
-
 /* A norm's shift, present exactly when the norm is a LayerNorm. */
 static pyllm_status copy_shift(const pyllm_decoder *m, const float *src, float **dst, const char *what)
 {
@@ -148,9 +126,9 @@ static pyllm_status decoder_init(pyllm_decoder *m, const pyllm_decoder_source *s
             return pyllm_error(PYLLM_ERR_VALUE, "the embedding norm's weight is missing");
         if ((m->embed_norm = copy_floats(src->embed_norm, c->hidden_size)) == NULL)
             return PYLLM_ERR_MEMORY;
-        PYLLM_TRY(copy_shift(m, src->embed_norm_bias, &m->embed_norm_bias, "word_embeddings_layernorm"));
+        PYLLM_TRY(copy_shift(m, src->embed_norm_bias, &m->embed_norm_bias, "model.embed_norm"));
     }
-    PYLLM_TRY(copy_shift(m, src->final_norm_bias, &m->final_norm_bias, "ln_f"));
+    PYLLM_TRY(copy_shift(m, src->final_norm_bias, &m->final_norm_bias, "model.norm"));
     for (int64_t l = 0; l < c->n_layers; l++) {
         PYLLM_TRY(init_layer(m, &m->layers[l], &src->layers[l]));
         if (src->layer_packed != NULL)
@@ -165,7 +143,7 @@ pyllm_status pyllm_decoder_init(pyllm_decoder *m, const pyllm_decoder_config *co
                                 const pyllm_decoder_source *src, int n_threads)
 {
     memset(m, 0, sizeof *m);
-    PYLLM_TRY(check_config(config));
+    PYLLM_TRY(pyllm_decoder_config_check(config));
     m->config = *config;
     m->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
     omp_set_num_threads(m->n_threads);

@@ -1,8 +1,10 @@
 /* The decoder-only transformer skeleton shared by every architecture: configuration, packed
  * weights, the KV cache, and the forward pass over a batch of rows.
  *
- * An architecture is a small table of differences (pyllm_decoder_arch) over this skeleton;
- * llama.c fills LLaMA's, bloom.c BLOOM's. The loop, the KV cache, the workspace and the sampler are common. */
+ * A model family is a small table of differences (pyllm_decoder_arch) over this skeleton, filled
+ * from the generic spec pyllm.architectures makes of any source (csrc/python/py_model.c reads it):
+ * the C core never knows a family by name. The loop, the KV cache, the workspace and the sampler
+ * are common. */
 #ifndef PYLLM_MODELS_DECODER_H
 #define PYLLM_MODELS_DECODER_H
 
@@ -19,11 +21,11 @@ typedef enum { PYLLM_MLP_SILU_GATED = 0, PYLLM_MLP_GELU_TANH } pyllm_mlp_kind; /
 
 /* What distinguishes one architecture from another. */
 typedef struct {
-    const char *name;
     pyllm_norm_kind norm;
     pyllm_position_kind position;
     pyllm_mlp_kind mlp;
     int embedding_norm;        /* a norm right after the token embedding */
+    int qkv_bias, o_bias, mlp_bias; /* which linear layers have biases (mlp: every one of them) */
 } pyllm_decoder_arch;
 
 typedef struct {
@@ -33,8 +35,8 @@ typedef struct {
     float norm_eps;
     pyllm_rope_params rope;
     int64_t n_ctx;   /* KV-cache capacity a cache gets by default */
-    int residual_from_norm; /* residual = the norm's output, not its input (BLOOM's
-                               apply_residual_connection_post_layernorm) */
+    int residual_from_norm; /* residual = the norm's output, not its input (the spec's
+                               residual_from_norm) */
     pyllm_weight_type weight_type;  /* of the blocks' linear layers */
     pyllm_weight_type lm_head_type; /* of the lm_head */
     int batch_invariant;    /* every linear layer computes each row alone, in one order whatever
@@ -116,6 +118,10 @@ typedef struct {
     int32_t *position;         /* [batch][capacity]: the token's position (ALiBi's distance) */
     int64_t *length;           /* [batch]: real (unpadded) tokens so far = next position */
 } pyllm_kv_cache;
+
+/* ValueError naming the first structural rule c breaks (positive sizes, heads in whole key/value
+ * groups, an even head_dim for rotary positions, positions that fit int32, ...): decoder_config.c. */
+pyllm_status pyllm_decoder_config_check(const pyllm_decoder_config *c);
 
 /* Bytes of the model's weights as packed (linear layers, embedding, norms). */
 size_t pyllm_decoder_weight_bytes(const pyllm_decoder *m);

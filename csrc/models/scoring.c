@@ -1,6 +1,6 @@
 #include "models/scoring.h"
 
-#include <math.h>
+#include "ops/log_softmax.h"
 
 pyllm_status pyllm_score_tokens(const float *logits, int64_t rows, int64_t vocab, const int32_t *targets,
                                 double *logprob, uint8_t *greedy)
@@ -19,12 +19,7 @@ pyllm_status pyllm_score_tokens(const float *logits, int64_t rows, int64_t vocab
         for (int64_t i = 1; i < vocab; i++)
             if (row[i] > row[best])
                 best = i;
-        /* Shift by the maximum so exp never overflows; sum in double for long vocabularies. */
-        const double top = row[best];
-        double sum = 0.0;
-        for (int64_t i = 0; i < vocab; i++)
-            sum += exp((double)row[i] - top);
-        logprob[r] = (double)row[targets[r]] - top - log(sum);
+        logprob[r] = (double)row[targets[r]] - pyllm_log_sum_exp(row, vocab);
         greedy[r] = (uint8_t)(best == targets[r]);
     }
     return PYLLM_OK;

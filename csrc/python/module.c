@@ -1,5 +1,7 @@
 /* The extension module pyllm._core: version queries, threads, and the registration of
- * the tokenizer, model and sampling bindings. */
+ * the tokenizer, model and sampling bindings. Entry points that exist for tests and benchmarks
+ * only (one kernel, one weight format, one processor stage alone) live apart, in the
+ * submodule pyllm._core._testing (read through pyllm/_testing.py), off the shipped surface. */
 #define PYLLM_IMPORT_ARRAY_HERE
 #include "python/common.h"
 
@@ -58,6 +60,25 @@ static struct PyModuleDef core_module = {
     NULL, NULL, NULL, NULL,
 };
 
+static struct PyModuleDef testing_module = {
+    PyModuleDef_HEAD_INIT, "pyllm._core._testing",
+    "Test-only entry points of pyllm's C core: kernels, weight formats and processor stages alone.", -1, NULL,
+    NULL, NULL, NULL, NULL,
+};
+
+/* The test-only submodule, attached to m as _testing; 0 or -1 with an exception. */
+static int add_testing(PyObject *m)
+{
+    PyObject *t = PyModule_Create(&testing_module);
+    if (t == NULL)
+        return -1;
+    if (pyllm_register_quant(t) < 0 || pyllm_register_processors(t) < 0 || PyModule_AddObject(m, "_testing", t) < 0) {
+        Py_DECREF(t);
+        return -1;
+    }
+    return 0;
+}
+
 PyMODINIT_FUNC PyInit__core(void)
 {
     import_array();
@@ -65,8 +86,7 @@ PyMODINIT_FUNC PyInit__core(void)
     if (m == NULL)
         return NULL;
     if (pyllm_register_tokenizer(m) < 0 || pyllm_register_model(m) < 0 || pyllm_register_sampling(m) < 0 ||
-        pyllm_register_scoring(m) < 0 || pyllm_register_processors(m) < 0 ||
-        pyllm_register_quant(m) < 0 || pyllm_register_memory(m) < 0) {
+        pyllm_register_scoring(m) < 0 || pyllm_register_memory(m) < 0 || add_testing(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,6 +1,7 @@
 /* Generation from Python: Decoder.generate (the C loop with every option, the Python hooks it
- * calls back, log-probabilities out) and _core.apply_processors / _core.apply_warpers, which run
- * the C processors on given scores so tests can hold them against transformers' own classes.
+ * calls back, log-probabilities out) and the test-only apply_processors / apply_warpers
+ * (registered in pyllm._core._testing), which run the C processors on given scores so tests can
+ * hold them against transformers' own classes.
  *
  * pyllm/model.py and pyllm/generation.py validate options and shape the hooks; this file
  * converts them, releases the GIL for the loop and takes it back only when a hook is given. */

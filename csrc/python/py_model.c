@@ -1,7 +1,10 @@
-/* The model binding: _core.Decoder (packed weights of one model, built from a config dict and
- * a dict of f32 arrays named as Hugging Face names LLaMA's tensors; pyllm/bloom.py maps BLOOM's
- * onto those names, plus the LayerNorm shifts and the embedding norm) and _core.KVCache (its keys and values for a
- * batch of rows). pyllm/model.py validates user input and wraps these in pyllm.Model.
+/* The model binding: _core.Decoder (packed weights of one model, built from a generic decoder spec
+ * dict — pyllm.architectures.DecoderSpec: sizes, norm / position / MLP kinds, which biases exist —
+ * and a dict of arrays under the canonical tensor names, which pyllm.architectures maps every
+ * source's names onto), _core.KVCache (its keys and values for a batch of rows), and
+ * _core.check_spec (the spec's structural rules, the ones pyllm_decoder_init applies). Nothing
+ * here knows a model family by name. pyllm/model.py validates user input and wraps these in
+ * pyllm.Model.
  *
  * Every computing call releases the GIL and holds the model's lock, so two Python threads
  * using one model (or its caches) take turns instead of corrupting the workspace. */
@@ -12,8 +15,6 @@
 #include "python/py_generate.h"
 #include "python/py_memory.h"
 #include "models/decoder.h"
-#include "models/bloom.h"
-#include "models/llama.h"
 
 typedef struct {
     PyObject_HEAD
@@ -42,8 +43,13 @@ static int get_int(PyObject *dict, const char *key, int64_t *out)
         return -1;
     }
     long long x = PyLong_AsLongLong(v);
-    if (x == -1 && PyErr_Occurred())
+    if (x == -1 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "model config '%s' is out of range: %R", key, v);
+        }
         return -1;
+    }
     *out = x;
     return 0;
 }
@@ -91,65 +97,88 @@ static int get_kv_type(PyObject *dict, pyllm_kv_type *out)
     return 0;
 }
 
-static int parse_rope_type(PyObject *dict, pyllm_rope_type *out)
+/* The index of config[key] (a str) among names[0..n); KeyError / ValueError naming the choices. */
+static int get_choice(PyObject *dict, const char *key, const char *const *names, int n, int *out)
 {
-    PyObject *v = PyDict_GetItemString(dict, "rope_type");
+    PyObject *v = PyDict_GetItemString(dict, key);
     const char *name = v != NULL ? PyUnicode_AsUTF8(v) : NULL;
     if (name == NULL) {
         if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_KeyError, "model config lacks 'rope_type'");
+            PyErr_Format(PyExc_KeyError, "model config lacks '%s'", key);
         return -1;
     }
-    static const struct { const char *name; pyllm_rope_type type; } types[] = {
-        {"default", PYLLM_ROPE_DEFAULT}, {"linear", PYLLM_ROPE_LINEAR},
-        {"dynamic", PYLLM_ROPE_DYNAMIC}, {"llama3", PYLLM_ROPE_LLAMA3},
-    };
-    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
-        if (strcmp(name, types[i].name) == 0) {
-            *out = types[i].type;
+    for (int i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *out = i;
             return 0;
         }
-    PyErr_Format(PyExc_ValueError, "rope_type must be default, linear, dynamic or llama3, got '%s'", name);
+    char choices[128] = "";
+    for (int i = 0; i < n; i++)
+        snprintf(choices + strlen(choices), sizeof choices - strlen(choices), "%s'%s'", i ? ", " : "", names[i]);
+    PyErr_Format(PyExc_ValueError, "model config '%s' must be one of %s, got '%s'", key, choices, name);
     return -1;
 }
 
-/* BLOOM's settings beyond the shared sizes. */
-static int parse_bloom_config(PyObject *d, pyllm_decoder_config *c)
+static int get_flag(PyObject *dict, const char *key, int *out)
 {
-    double eps;
-    int64_t residual_from_norm;
-    c->arch = pyllm_bloom_arch;
-    if (get_double(d, "layer_norm_epsilon", &eps) < 0 ||
-        get_int(d, "apply_residual_connection_post_layernorm", &residual_from_norm) < 0)
-        return -1;
-    c->norm_eps = (float)eps;
-    c->residual_from_norm = residual_from_norm != 0;
-    pyllm_status st = pyllm_bloom_check_config(c);
-    if (st != PYLLM_OK) {
-        pyllm_raise(st);
+    PyObject *v = PyDict_GetItemString(dict, key);
+    if (v == NULL) {
+        PyErr_Format(PyExc_KeyError, "model config lacks '%s'", key);
         return -1;
     }
+    *out = PyObject_IsTrue(v);
+    return *out < 0 ? -1 : 0;
+}
+
+/* The names of the enums of models/decoder.h and ops/rope.h, in their order. */
+static const char *const norm_names[] = {"rms", "layer"};
+static const char *const position_names[] = {"rope", "alibi"};
+static const char *const mlp_names[] = {"swiglu", "gelu_tanh"};
+static const char *const rope_names[] = {"default", "linear", "dynamic", "llama3"};
+#define COUNT(a) ((int)(sizeof a / sizeof *a))
+
+/* The rotary settings of a spec whose positions are rope. */
+static int parse_rope(PyObject *d, pyllm_decoder_config *c)
+{
+    int type;
+    if (get_choice(d, "rope_type", rope_names, COUNT(rope_names), &type) < 0 ||
+        get_int(d, "max_position_embeddings", &c->rope.max_position_embeddings) < 0 ||
+        get_int(d, "original_max_position_embeddings", &c->rope.original_max_position_embeddings) < 0 ||
+        get_double(d, "rope_theta", &c->rope.theta) < 0 || get_double(d, "rope_factor", &c->rope.factor) < 0 ||
+        get_double(d, "low_freq_factor", &c->rope.low_freq_factor) < 0 ||
+        get_double(d, "high_freq_factor", &c->rope.high_freq_factor) < 0)
+        return -1;
+    c->rope.type = (pyllm_rope_type)type;
+    c->rope.dim = (int32_t)c->head_dim;
+    c->rope.attention_scaling = 1.0f;
     return 0;
 }
 
-static int parse_llama_config(PyObject *d, pyllm_decoder_config *c);
-
-/* The architecture named by config["architecture"] and its settings. */
+/* A decoder spec dict (pyllm.architectures.DecoderSpec plus the run settings) into c, checked. */
 static int parse_config(PyObject *d, pyllm_decoder_config *c)
 {
     memset(c, 0, sizeof *c);
-    PyObject *v = PyDict_GetItemString(d, "architecture");
-    const char *arch = v != NULL ? PyUnicode_AsUTF8(v) : NULL;
-    if (arch == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_KeyError, "model config lacks 'architecture'");
-        return -1;
-    }
+    int norm, position, mlp;
+    double eps;
     if (get_int(d, "vocab_size", &c->vocab_size) < 0 || get_int(d, "hidden_size", &c->hidden_size) < 0 ||
         get_int(d, "intermediate_size", &c->intermediate_size) < 0 ||
         get_int(d, "num_hidden_layers", &c->n_layers) < 0 || get_int(d, "num_attention_heads", &c->n_heads) < 0 ||
         get_int(d, "num_key_value_heads", &c->n_kv_heads) < 0 || get_int(d, "head_dim", &c->head_dim) < 0 ||
         get_int(d, "n_ctx", &c->n_ctx) < 0)
+        return -1;
+    if (get_choice(d, "norm", norm_names, COUNT(norm_names), &norm) < 0 || get_double(d, "norm_eps", &eps) < 0 ||
+        get_choice(d, "position", position_names, COUNT(position_names), &position) < 0 ||
+        get_choice(d, "mlp", mlp_names, COUNT(mlp_names), &mlp) < 0 ||
+        get_flag(d, "embedding_norm", &c->arch.embedding_norm) < 0 ||
+        get_flag(d, "residual_from_norm", &c->residual_from_norm) < 0 ||
+        get_flag(d, "qkv_bias", &c->arch.qkv_bias) < 0 || get_flag(d, "o_bias", &c->arch.o_bias) < 0 ||
+        get_flag(d, "mlp_bias", &c->arch.mlp_bias) < 0)
+        return -1;
+    c->arch.norm = (pyllm_norm_kind)norm;
+    c->arch.position = (pyllm_position_kind)position;
+    c->arch.mlp = (pyllm_mlp_kind)mlp;
+    c->norm_eps = (float)eps;
+    if (c->arch.position == PYLLM_POSITION_ROPE && parse_rope(d, c) < 0)
         return -1;
     if (get_weight_type(d, "weight_type", &c->weight_type) < 0 || get_weight_type(d, "lm_head_type", &c->lm_head_type) < 0 ||
         get_kv_type(d, &c->kv_type) < 0)
@@ -157,37 +186,27 @@ static int parse_config(PyObject *d, pyllm_decoder_config *c)
     PyObject *invariant = PyDict_GetItemString(d, "batch_invariant"); /* optional, off when absent */
     if (invariant != NULL && (c->batch_invariant = PyObject_IsTrue(invariant)) < 0)
         return -1;
-    if (strcmp(arch, "llama") == 0)
-        return parse_llama_config(d, c);
-    if (strcmp(arch, "bloom") == 0)
-        return parse_bloom_config(d, c);
-    PyErr_Format(PyExc_ValueError, "architecture must be 'llama' or 'bloom', got '%s'", arch);
-    return -1;
-}
-
-static int parse_llama_config(PyObject *d, pyllm_decoder_config *c)
-{
-    int64_t max_pos, orig_max;
-    double eps;
-    c->arch = pyllm_llama_arch;
-    if (get_double(d, "rms_norm_eps", &eps) < 0 ||
-        get_int(d, "max_position_embeddings", &max_pos) < 0 ||
-        get_int(d, "original_max_position_embeddings", &orig_max) < 0 ||
-        get_double(d, "rope_theta", &c->rope.theta) < 0 || get_double(d, "rope_factor", &c->rope.factor) < 0 ||
-        get_double(d, "low_freq_factor", &c->rope.low_freq_factor) < 0 ||
-        get_double(d, "high_freq_factor", &c->rope.high_freq_factor) < 0 || parse_rope_type(d, &c->rope.type) < 0)
-        return -1;
-    c->norm_eps = (float)eps;
-    c->rope.dim = (int32_t)c->head_dim;
-    c->rope.max_position_embeddings = max_pos;
-    c->rope.original_max_position_embeddings = orig_max;
-    c->rope.attention_scaling = 1.0f;
-    pyllm_status st = pyllm_llama_check_config(c);
+    pyllm_status st = pyllm_decoder_config_check(c);
     if (st != PYLLM_OK) {
         pyllm_raise(st);
         return -1;
     }
     return 0;
+}
+
+/* _core.check_spec(spec): None, or the ValueError / KeyError a Decoder of that spec would raise
+ * before reading any weight. */
+static PyObject *check_spec(PyObject *module, PyObject *spec)
+{
+    (void)module;
+    if (!PyDict_Check(spec)) {
+        PyErr_Format(PyExc_TypeError, "a decoder spec must be a dict, got %s", Py_TYPE(spec)->tp_name);
+        return NULL;
+    }
+    pyllm_decoder_config c;
+    if (parse_config(spec, &c) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 /* Arrays kept alive while the weights are packed. */
@@ -203,9 +222,6 @@ static void held_release(held_arrays *h)
     h->n = 0;
 }
 
-/* weights[name] as a C-contiguous float32 array of shape (rows, cols), or (rows,) when cols is 0;
- * held keeps it alive. NULL with an exception, or, for an optional tensor that is absent, NULL
- * without one. */
 /* weights[name] as a C-contiguous array of shape (rows, cols), or (rows,) when cols is 0, of
  * float32 — or, when `type` is given (matrices), also float16 or uint16 (bfloat16 bits; the
  * Python side hands bf16 on so), its element type stored in *type; held keeps it alive. NULL with
@@ -275,13 +291,6 @@ static int matrix(PyObject *weights, const char *name, int64_t rows, int64_t col
         if ((ptr) == NULL)                                  \
             return -1;                                      \
     } while (0)
-#define OPTIONAL(ptr, name, r)                               \
-    do {                                                     \
-        (ptr) = weight(weights, (name), (r), 0, 1, held);    \
-        if ((ptr) == NULL && PyErr_Occurred())               \
-            return -1;                                       \
-    } while (0)
-
 static int layer_weights(PyObject *weights, const pyllm_decoder_config *c, int64_t l, pyllm_layer_source *s,
                          held_arrays *held)
 {
@@ -293,17 +302,24 @@ static int layer_weights(PyObject *weights, const pyllm_decoder_config *c, int64
     MATRIX(s->k, NAME("self_attn.k_proj.weight"), kvw, d);
     MATRIX(s->v, NAME("self_attn.v_proj.weight"), kvw, d);
     MATRIX(s->o, NAME("self_attn.o_proj.weight"), d, qw);
-    OPTIONAL(s->q_bias, NAME("self_attn.q_proj.bias"), qw);
-    OPTIONAL(s->k_bias, NAME("self_attn.k_proj.bias"), kvw);
-    OPTIONAL(s->v_bias, NAME("self_attn.v_proj.bias"), kvw);
-    OPTIONAL(s->o_bias, NAME("self_attn.o_proj.bias"), d);
-    if (c->arch.mlp == PYLLM_MLP_SILU_GATED)
+    if (c->arch.qkv_bias) {
+        REQUIRED(s->q_bias, NAME("self_attn.q_proj.bias"), qw, 0);
+        REQUIRED(s->k_bias, NAME("self_attn.k_proj.bias"), kvw, 0);
+        REQUIRED(s->v_bias, NAME("self_attn.v_proj.bias"), kvw, 0);
+    }
+    if (c->arch.o_bias)
+        REQUIRED(s->o_bias, NAME("self_attn.o_proj.bias"), d, 0);
+    const int gated = c->arch.mlp == PYLLM_MLP_SILU_GATED;
+    if (gated)
         MATRIX(s->gate, NAME("mlp.gate_proj.weight"), ff, d);
     MATRIX(s->up, NAME("mlp.up_proj.weight"), ff, d);
     MATRIX(s->down, NAME("mlp.down_proj.weight"), d, ff);
-    OPTIONAL(s->gate_bias, NAME("mlp.gate_proj.bias"), ff);
-    OPTIONAL(s->up_bias, NAME("mlp.up_proj.bias"), ff);
-    OPTIONAL(s->down_bias, NAME("mlp.down_proj.bias"), d);
+    if (c->arch.mlp_bias) {
+        if (gated)
+            REQUIRED(s->gate_bias, NAME("mlp.gate_proj.bias"), ff, 0);
+        REQUIRED(s->up_bias, NAME("mlp.up_proj.bias"), ff, 0);
+        REQUIRED(s->down_bias, NAME("mlp.down_proj.bias"), d, 0);
+    }
     REQUIRED(s->input_norm, NAME("input_layernorm.weight"), d, 0);
     REQUIRED(s->post_attention_norm, NAME("post_attention_layernorm.weight"), d, 0);
     if (c->arch.norm == PYLLM_NORM_LAYER) {
@@ -357,7 +373,7 @@ static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     pyllm_decoder_config config;
     if (parse_config(config_dict, &config) < 0)
         return NULL;
-    if (config.n_layers > 4096) {
+    if (config.n_layers > 4096) { /* sizes the tables below; pyllm's limit (pyllm/_checks.py LIMITS) */
         PyErr_Format(PyExc_ValueError, "num_hidden_layers must be <= 4096, got %lld", (long long)config.n_layers);
         return NULL;
     }
@@ -668,7 +684,8 @@ static PyTypeObject DecoderType = {
     .tp_basicsize = sizeof(DecoderObject),
     .tp_dealloc = (destructor)decoder_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Decoder(config, weights, n_threads=0): a LLaMA or BLOOM decoder with weights packed for oneDNN.",
+    .tp_doc = "Decoder(spec, weights, n_threads=0, on_layer=None): a decoder of a generic spec (pyllm.architectures) "
+              "with weights packed for oneDNN.",
     .tp_methods = decoder_methods,
     .tp_getset = decoder_getset,
     .tp_new = decoder_new,
@@ -813,9 +830,16 @@ static PyTypeObject KVCacheType = {
     .tp_getset = cache_getset,
 };
 
+static PyMethodDef model_functions[] = {
+    {"check_spec", check_spec, METH_O,
+     "check_spec(spec): raise the ValueError (or KeyError) a Decoder of this decoder spec dict would, else None."},
+    {NULL, NULL, 0, NULL},
+};
+
 int pyllm_register_model(PyObject *module)
 {
-    if (PyType_Ready(&DecoderType) < 0 || PyType_Ready(&KVCacheType) < 0)
+    if (PyType_Ready(&DecoderType) < 0 || PyType_Ready(&KVCacheType) < 0 ||
+        PyModule_AddFunctions(module, model_functions) < 0)
         return -1;
     Py_INCREF(&DecoderType);
     if (PyModule_AddObject(module, "Decoder", (PyObject *)&DecoderType) < 0) {

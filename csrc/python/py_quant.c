@@ -1,6 +1,6 @@
-/* Private entry points (leading underscore) that expose the low-precision weight formats and
- * linear layers alone, so tests can hold them against references (the gguf package's
- * dequantization, a NumPy product) for every kernel instruction set. */
+/* Test-only entry points (pyllm._core._testing, read through pyllm/_testing.py) that expose the
+ * low-precision weight formats and linear layers alone, so tests can hold them against references
+ * (the gguf package's dequantization, a NumPy product) for every kernel instruction set. */
 #include "python/common.h"
 
 #include <string.h>
@@ -41,7 +41,7 @@ static PyObject *quantize_roundtrip(PyObject *self, PyObject *args)
     PyObject *obj;
     const char *type_name;
     pyllm_weight_type type;
-    if (!PyArg_ParseTuple(args, "Os:_quantize_roundtrip", &obj, &type_name) || parse_type(type_name, &type) < 0)
+    if (!PyArg_ParseTuple(args, "Os:quantize_roundtrip", &obj, &type_name) || parse_type(type_name, &type) < 0)
         return NULL;
     if (type == PYLLM_WEIGHT_F32) {
         PyErr_SetString(PyExc_ValueError, "float32 is not quantized");
@@ -81,7 +81,7 @@ static PyObject *linear(PyObject *self, PyObject *args)
     const char *type_name;
     pyllm_weight_type type;
     int repeats = 1, invariant = 0;
-    if (!PyArg_ParseTuple(args, "OsO|Oip:_linear", &w_obj, &type_name, &x_obj, &bias_obj, &repeats, &invariant) ||
+    if (!PyArg_ParseTuple(args, "OsO|Oip:linear", &w_obj, &type_name, &x_obj, &bias_obj, &repeats, &invariant) ||
         parse_type(type_name, &type) < 0)
         return NULL;
     if (repeats < 1) {
@@ -248,12 +248,12 @@ static PyObject *gguf_qweight_roundtrip(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef quant_methods[] = {
-    {"_prefill_compute", prefill_compute, METH_NOARGS,
-     "_prefill_compute(): the element type low-precision prefill multiplies in here, 'bfloat16' or 'float32'."},
-    {"_quantize_roundtrip", quantize_roundtrip, METH_VARARGS,
-     "_quantize_roundtrip(weights f32 [n, k], type): the weights quantized to type and dequantized to f32."},
-    {"_linear", linear, METH_VARARGS,
-     "_linear(weights f32 [n, k], type, x f32 [m, k], bias=None, repeats=1, batch_invariant=False): x · Wᵀ "
+    {"prefill_compute", prefill_compute, METH_NOARGS,
+     "prefill_compute(): the element type low-precision prefill multiplies in here, 'bfloat16' or 'float32'."},
+    {"quantize_roundtrip", quantize_roundtrip, METH_VARARGS,
+     "quantize_roundtrip(weights f32 [n, k], type): the weights quantized to type and dequantized to f32."},
+    {"linear", linear, METH_VARARGS,
+     "linear(weights f32 [n, k], type, x f32 [m, k], bias=None, repeats=1, batch_invariant=False): x · Wᵀ "
      "(+ bias) with W packed as type, by the batch-invariant path when asked; with repeats > 1, (y, seconds per "
      "call) over repeats - 1 timed calls after a warm one."},
     {"_gguf_dequantize", gguf_dequantize, METH_VARARGS,

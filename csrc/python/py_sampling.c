@@ -8,7 +8,9 @@
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
+#include "generate/processors.h"
 #include "generate/rng.h"
 #include "generate/sampler.h"
 
@@ -211,24 +213,30 @@ static PyObject *sample_logits(PyObject *self, PyObject *args, PyObject *kwargs)
     int64_t *tokens = (int64_t *)PyArray_DATA(out);
 
     pyllm_sampler sampler;
-    pyllm_status status = pyllm_sampling_params_check(&params);
+    float *scores = PyMem_RawMalloc(sizeof(float) * (size_t)n);
+    pyllm_status status = scores == NULL ? PYLLM_ERR_MEMORY : pyllm_sampling_params_check(&params);
     if (status == PYLLM_OK)
         status = pyllm_sampler_init(&sampler, n);
     if (status != PYLLM_OK) {
+        PyMem_RawFree(scores);
         Py_DECREF(row);
         Py_DECREF(out);
         return pyllm_raise(status);
     }
 
     Py_BEGIN_ALLOW_THREADS
+    /* The warpers once (as the generation loop applies them), then every draw from that row. */
+    memcpy(scores, logits, sizeof(float) * (size_t)n);
+    pyllm_warp_row(&params, &sampler, NULL, scores);
     pyllm_rng rng;
     pyllm_rng_seed(&rng, seed);
     for (Py_ssize_t i = 0; i < num_samples && status == PYLLM_OK; i++) {
         int32_t token = -1;
-        status = pyllm_sample(&sampler, logits, &params, &rng, &token);
+        status = pyllm_sample(&sampler, scores, &params, &rng, &token);
         tokens[i] = token;
     }
     pyllm_sampler_release(&sampler);
+    PyMem_RawFree(scores);
     Py_END_ALLOW_THREADS
 
     Py_DECREF(row);

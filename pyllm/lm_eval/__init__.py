@@ -224,9 +224,9 @@ class PyllmLM(TemplateLM):
     def _greedy(self, context, max_gen_toks, until, eos_ids):
         """Greedy tokens one step at a time over a KV cache, stopping at EOS, at a stop string in
         the decoded text (lm-eval cuts the text there anyway), or after max_gen_toks."""
-        decoder = self.model._decoder
-        cache = decoder.new_cache(1, len(context) + max_gen_toks)
-        logits = decoder.forward(cache, np.asarray([context], dtype=np.int32), None, False)
+        model = self.model
+        cache = model.new_cache(1, len(context) + max_gen_toks)
+        logits = model([context], cache=cache, logits_to_keep=1)[:, -1]
         generated = []
         for step in range(max_gen_toks):
             token = int(np.argmax(logits[0]))
@@ -237,7 +237,7 @@ class PyllmLM(TemplateLM):
             if any(stop and stop in text for stop in until):
                 break
             if step + 1 < max_gen_toks:
-                logits = decoder.forward(cache, np.asarray([[token]], dtype=np.int32), None, False)
+                logits = model([[token]], cache=cache, logits_to_keep=1)[:, -1]
         return generated
 
     def _sampled(self, context, max_gen_toks, temperature, top_k, top_p, seed, eos_ids):

@@ -1,0 +1,10 @@
+"""Entry points for pyllm's own tests and benchmarks, not part of the API: one linear layer, one
+weight format or one logits-processor stage of the C core alone, to hold against references.
+They live in the C submodule pyllm._core._testing, off the shipped module's public surface."""
+from ._core import _testing as _impl
+
+linear = _impl.linear                          # x · Wᵀ (+ bias) with W packed as a weight type
+quantize_roundtrip = _impl.quantize_roundtrip  # weights quantized to a type and back to f32
+prefill_compute = _impl.prefill_compute        # 'bfloat16' or 'float32': low-precision prefill's products
+apply_processors = _impl.apply_processors      # the generation loop's logits processors on [batch, vocab]
+apply_warpers = _impl.apply_warpers            # the sampling warpers on [batch, vocab]

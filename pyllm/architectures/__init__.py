@@ -1,0 +1,71 @@
+"""The architecture registry: every model family pyllm runs, one module each.
+
+Each module (llama.py, bloom.py) turns each source's configuration into one DecoderSpec
+(spec.py) and each source's tensor names into the canonical ones; the C core reads only the
+spec. Sources: a Hugging Face directory (config.json + state dict), a llama2.c checkpoint
+(header; LLaMA only), and GGUF metadata (``spec_from_gguf`` / ``weights_from_gguf``: the hook
+the GGUF reader fills in). Adding a family is adding a module here (see docs/architectures.md).
+"""
+from . import bloom, llama
+from .spec import DecoderSpec, canonical_shapes
+
+ARCHITECTURES = {module.NAME: module for module in (llama, bloom)}
+
+
+def _supported():
+    return "pyllm runs " + " and ".join(f"{m.FAMILY} ({m.HF_CLASSES[0]})" for m in ARCHITECTURES.values())
+
+
+def get(name):
+    """The module of a registry name ('llama', 'bloom'); ValueError naming it otherwise."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unsupported architecture {name!r}; {_supported()}")
+    return ARCHITECTURES[name]
+
+
+def hf_architecture(config):
+    """The registry name of a config.json dict, from model_type and architectures (a LLaMA when
+    neither is given); ValueError naming what the config says when no module runs it."""
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict (config.json), got {type(config).__name__}")
+    model_type = config.get("model_type")
+    architectures = config.get("architectures") or []
+    if not isinstance(architectures, (list, tuple)):
+        raise ValueError(f"config 'architectures' must be a list, got {architectures!r}")
+    for name, module in ARCHITECTURES.items():
+        listed = any(cls in architectures for cls in module.HF_CLASSES)
+        if model_type == module.HF_MODEL_TYPE or (model_type is None and listed):
+            if architectures and not listed:
+                raise ValueError(f"config has model_type={model_type!r} but architectures={list(architectures)!r}, "
+                                 f"which lacks {module.HF_CLASSES[0]}; {_supported()}")
+            return name
+    if model_type is None and not architectures:
+        return llama.NAME
+    raise ValueError(f"unsupported architecture: model_type={model_type!r}, architectures="
+                     f"{list(architectures)!r}; {_supported()}")
+
+
+def spec_from_hf(config, n_ctx=None):
+    """The DecoderSpec of a Hugging Face config.json dict; n_ctx: the KV-cache capacity (None:
+    the family's default)."""
+    return get(hf_architecture(config)).spec_from_hf(config, n_ctx)
+
+
+def weights_from_hf(spec, weights):
+    """The checked tensors of a Hugging Face state dict under canonical names."""
+    if not isinstance(weights, dict):
+        raise TypeError(f"weights must be a dict of arrays, got {type(weights).__name__}")
+    return get(spec["architecture"]).weights_from_hf(spec, weights)
+
+
+def spec_from_gguf(metadata, n_ctx=None):
+    """The DecoderSpec of GGUF metadata (a dict of key -> value), by general.architecture."""
+    return get(metadata.get("general.architecture")).spec_from_gguf(metadata, n_ctx)
+
+
+def weights_from_gguf(spec, tensors):
+    return get(spec["architecture"]).weights_from_gguf(spec, tensors)
+
+
+__all__ = ["ARCHITECTURES", "DecoderSpec", "canonical_shapes", "get", "hf_architecture", "spec_from_gguf",
+           "spec_from_hf", "weights_from_gguf", "weights_from_hf"]

@@ -1,0 +1,95 @@
+"""BLOOM (BloomForCausalLM, BloomModel): LayerNorm with shifts, a LayerNorm right after the word
+embedding, ALiBi instead of rotary positions, a fused query_key_value laid out per head as
+[n_head, 3, head_dim], a tanh-GeLU MLP, biases on every linear layer, the residual taken from
+the norm's output when apply_residual_connection_post_layernorm, the lm_head tied by default.
+
+One function per source turns that source's configuration into a DecoderSpec, and one per
+source maps its tensor names onto the canonical ones (splitting the fused projection).
+"""
+from .._checks import LIMITS, bounded_int, check_n_ctx, matrix_weight, float32_weight
+from . import _hf
+from .spec import DecoderSpec, gather_weights, split_rows
+
+NAME = "bloom"
+FAMILY = "BLOOM"
+HF_MODEL_TYPE = "bloom"
+HF_CLASSES = ("BloomForCausalLM", "BloomModel")  # a BloomModel's embeddings are its tied lm_head
+DEFAULT_N_CTX = 2048  # when the config has no seq_length; ALiBi itself has no position limit
+
+
+# ---- Hugging Face config.json and state dict -----------------------------------------------------
+
+def spec_from_hf(config, n_ctx=None):
+    """The spec of a BLOOM config.json dict, with transformers' defaults filled in."""
+    vocab = _hf.required_int(config, ("vocab_size",), FAMILY)
+    d = _hf.required_int(config, ("n_embed", "hidden_size"), FAMILY)
+    layers = _hf.required_int(config, ("n_layer", "num_hidden_layers"), FAMILY)
+    heads = _hf.required_int(config, ("n_head", "num_attention_heads"), FAMILY)
+    if d % heads:
+        raise ValueError(f"BLOOM's hidden size ({d}) must be a multiple of n_head ({heads})")
+    residual = config.get("apply_residual_connection_post_layernorm", False)
+    if not isinstance(residual, bool):
+        raise ValueError(f"apply_residual_connection_post_layernorm must be true or false, got {residual!r}")
+    if n_ctx is None:
+        seq_length = config.get("seq_length")
+        n_ctx = DEFAULT_N_CTX if seq_length is None else bounded_int("seq_length", seq_length, LIMITS["context"])
+    return DecoderSpec(
+        NAME, norm="layer", norm_eps=_hf.number(config, "layer_norm_epsilon", 1e-5), position="alibi",
+        mlp="gelu_tanh", vocab_size=vocab, hidden_size=d, intermediate_size=4 * d, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads, head_dim=d // heads, n_ctx=check_n_ctx(n_ctx),
+        embedding_norm=True, residual_from_norm=residual, qkv_bias=True, o_bias=True, mlp_bias=True,
+        tie_word_embeddings=_hf.flag(config, "tie_word_embeddings", True))
+
+
+# canonical name (after "model.layers.N." / "model.") -> BLOOM's (after "h.N." / "")
+_LAYER_NAMES = {
+    "self_attn.o_proj": "self_attention.dense",
+    "mlp.up_proj": "mlp.dense_h_to_4h",
+    "mlp.down_proj": "mlp.dense_4h_to_h",
+    "input_layernorm": "input_layernorm",
+    "post_attention_layernorm": "post_attention_layernorm",
+}
+_MODEL_NAMES = {"embed_tokens": "word_embeddings", "embed_norm": "word_embeddings_layernorm", "norm": "ln_f"}
+
+
+def hf_name(canonical, prefix=""):
+    """The BLOOM state-dict name of a canonical tensor name (prefix: 'transformer.' for a
+    BloomForCausalLM state dict, '' for a BloomModel's); lm_head.weight stays itself."""
+    if canonical.startswith("model.layers."):
+        layer, rest = canonical[len("model.layers."):].split(".", 1)
+        module, part = rest.rsplit(".", 1)
+        return f"{prefix}h.{layer}.{_LAYER_NAMES[module]}.{part}"
+    if canonical.startswith("model."):
+        module, part = canonical[len("model."):].rsplit(".", 1)
+        return f"{prefix}{_MODEL_NAMES[module]}.{part}"
+    return canonical
+
+
+def weights_from_hf(spec, weights):
+    """The checked BLOOM tensors under canonical names: the fused query_key_value, whose rows are
+    [head][q|k|v][head_dim], split into q, k and v projections."""
+    prefix = "transformer." if any(name.startswith("transformer.") for name in weights) else ""
+    d, heads, hd = spec["hidden_size"], spec["num_attention_heads"], spec["head_dim"]
+    derived = {}
+    for i in range(spec["num_hidden_layers"]):
+        fused = f"{prefix}h.{i}.self_attention.query_key_value."
+        for part, shape, check in (("weight", (3 * d, d), matrix_weight), ("bias", (3 * d,), float32_weight)):
+            if fused + part not in weights:
+                raise ValueError(f"weights lack the tensor '{fused + part}' (expected shape {shape})")
+            rows = split_rows(check(fused + part, weights[fused + part], shape), heads, 3, hd)
+            for name, array in zip(("q_proj", "k_proj", "v_proj"), rows):
+                derived[f"model.layers.{i}.self_attn.{name}.{part}"] = array
+    return gather_weights(spec, weights, lambda name: hf_name(name, prefix), derived)
+
+
+# ---- GGUF (the hook: pyllm/formats/gguf.py will read the file) -----------------------------------
+
+def spec_from_gguf(metadata, n_ctx=None):
+    """The spec of a GGUF file's `bloom.*` metadata: to be written with the GGUF reader."""
+    raise NotImplementedError("GGUF BLOOM metadata is not read yet")
+
+
+def weights_from_gguf(spec, tensors):
+    """GGUF names (token_embd, token_embd_norm, blk.N.attn_qkv, ...) onto canonical ones: to be
+    written with the GGUF reader (llama.cpp's converter stores attn_qkv as [q; k; v] blocks)."""
+    raise NotImplementedError("GGUF BLOOM tensors are not read yet")
