@@ -24,7 +24,7 @@ import struct
 
 import numpy as np
 
-__all__ = ["GGUFError", "GGUFFile", "GGUFTensor", "open_gguf", "REQUIRED", "GGML_TYPES", "unpermute_rope_rows"]
+__all__ = ["GGUFError", "GGUFFile", "GGUFTensor", "open_gguf", "REQUIRED", "GGML_TYPES"]
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -389,19 +389,3 @@ class GGUFFile:
 def open_gguf(path):
     """Parse and check a GGUF file; a :class:`GGUFFile`. Raises GGUFError for a damaged file."""
     return GGUFFile(path)
-
-
-def unpermute_rope_rows(w, n_head):
-    """Undo the row order llama.cpp's convert script gives LLaMA's Q and K weights (and biases).
-
-    convert_hf_to_gguf stores Q/K rows of each head in the interleaved RoPE order (pairs
-    (2i, 2i+1) rotate together, as Meta's and llama2.c's weights do); Hugging Face's rotate-half
-    layout pairs row i with row i + head_dim/2. For ``w`` of shape ``[n_head * head_dim, ...]``
-    (rows as stored in the GGUF file, NumPy order), return the rows in the HF order. For K, pass
-    the number of KV heads."""
-    w = np.asarray(w)
-    rows = w.shape[0]
-    if rows % (2 * n_head):
-        raise ValueError(f"{rows} rows do not split into {n_head} heads of an even size")
-    half = rows // n_head // 2
-    return w.reshape(n_head, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)

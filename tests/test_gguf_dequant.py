@@ -10,6 +10,7 @@ import gguf.quants as gguf_quants
 from gguf import GGMLQuantizationType as GGML
 
 import pyllm
+import pyllm._testing
 from pyllm.gguf import GGML_TYPES, open_gguf
 from gguf_files import ALL_TYPES, random_tensor_bytes, write_gguf
 
@@ -55,12 +56,12 @@ def test_blocks_into_pyllm_layout_without_requantizing(qtype):
     for rows, k in [(1, 32), (5, 96), (33, 2048)]:
         raw = random_tensor_bytes(rng, qtype, rows, k)
         ref = gguf_quants.dequantize(raw, qtype)
-        ours = pyllm._core._gguf_qweight_roundtrip(int(qtype), raw, rows, k)
+        ours = pyllm._testing.gguf_qweight_roundtrip(int(qtype), raw, rows, k)
         assert np.array_equal(_bits(ours), _bits(ref)), f"{qtype.name} [{rows}, {k}]"
     # and blocks the gguf package quantized from real-looking weights
     w = rng.standard_normal((16, 256)).astype(np.float32) * rng.uniform(0.01, 3, (16, 1)).astype(np.float32)
     q = gguf_quants.quantize(w, qtype)
-    assert np.array_equal(_bits(pyllm._core._gguf_qweight_roundtrip(int(qtype), q, 16, 256)),
+    assert np.array_equal(_bits(pyllm._testing.gguf_qweight_roundtrip(int(qtype), q, 16, 256)),
                           _bits(gguf_quants.dequantize(q, qtype)))
 
 
@@ -73,7 +74,7 @@ def test_entry_points_check_their_input():
     with pytest.raises(ValueError, match="buffer has 34"):
         pyllm._core._gguf_dequantize(int(GGML.Q8_0), raw, 64)
     with pytest.raises(ValueError, match="no pyllm layout"):
-        pyllm._core._gguf_qweight_roundtrip(int(GGML.Q5_0), np.zeros(22, np.uint8), 1, 32)
+        pyllm._testing.gguf_qweight_roundtrip(int(GGML.Q5_0), np.zeros(22, np.uint8), 1, 32)
 
 
 def test_type_table_matches_gguf_package():

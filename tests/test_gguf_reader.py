@@ -10,7 +10,8 @@ import gguf
 from gguf import GGUFValueType as V
 
 from pyllm import llama2c
-from pyllm.gguf import GGUFError, open_gguf, unpermute_rope_rows
+from pyllm.architectures.llama import rope_rows_to_hf as unpermute_rope_rows
+from pyllm.gguf import GGUFError, open_gguf
 from gguf_files import write_gguf
 
 _VALUES = [
@@ -102,8 +103,6 @@ def test_unpermute_inverts_convert_permute(n_head, n_kv, head_dim, cols):
     assert np.array_equal(unpermute_rope_rows(k_gguf, n_kv), k)
     bias = rng.standard_normal(n_head * head_dim).astype(np.float32)  # 1-D (a Q bias) too
     assert np.array_equal(unpermute_rope_rows(_convert_permute(bias, n_head), n_head), bias)
-    # the same reordering as llama2.c's (Meta's interleaved layout -> HF), already used for .bin files
-    assert np.array_equal(llama2c._rotate_half_rows(q_gguf, n_head), q)
 
 
 def test_unpermute_matches_transformers_gguf_loader():

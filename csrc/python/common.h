@@ -26,6 +26,7 @@ int pyllm_register_sampling(PyObject *module);
 int pyllm_register_scoring(PyObject *module);
 int pyllm_register_processors(PyObject *module);
 int pyllm_register_quant(PyObject *module);
+int pyllm_register_gguf(PyObject *module);
 int pyllm_register_memory(PyObject *module);
 
 #endif

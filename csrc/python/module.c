@@ -86,7 +86,8 @@ PyMODINIT_FUNC PyInit__core(void)
     if (m == NULL)
         return NULL;
     if (pyllm_register_tokenizer(m) < 0 || pyllm_register_model(m) < 0 || pyllm_register_sampling(m) < 0 ||
-        pyllm_register_scoring(m) < 0 || pyllm_register_memory(m) < 0 || add_testing(m) < 0) {
+        pyllm_register_scoring(m) < 0 || pyllm_register_memory(m) < 0 || pyllm_register_gguf(m) < 0 ||
+        add_testing(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -217,7 +217,7 @@ static PyObject *gguf_qweight_roundtrip(PyObject *self, PyObject *args)
     PyObject *obj;
     int type;
     long long n, k;
-    if (!PyArg_ParseTuple(args, "iOLL:_gguf_qweight_roundtrip", &type, &obj, &n, &k))
+    if (!PyArg_ParseTuple(args, "iOLL:gguf_qweight_roundtrip", &type, &obj, &n, &k))
         return NULL;
     if (n < 1 || k < 1) {
         PyErr_SetString(PyExc_ValueError, "n and k must be positive");
@@ -256,16 +256,26 @@ static PyMethodDef quant_methods[] = {
      "linear(weights f32 [n, k], type, x f32 [m, k], bias=None, repeats=1, batch_invariant=False): x · Wᵀ "
      "(+ bias) with W packed as type, by the batch-invariant path when asked; with repeats > 1, (y, seconds per "
      "call) over repeats - 1 timed calls after a warm one."},
+    {"gguf_qweight_roundtrip", gguf_qweight_roundtrip, METH_VARARGS,
+     "gguf_qweight_roundtrip(ggml_type, buffer, n, k) -> float32 [n, k]: a Q8_0/Q4_0/Q4_1 GGUF matrix taken "
+     "into pyllm's weight layout without re-quantizing, then dequantized by pyllm's own code."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* Used by pyllm.gguf itself, so on the module proper. */
+static PyMethodDef gguf_methods[] = {
     {"_gguf_dequantize", gguf_dequantize, METH_VARARGS,
      "_gguf_dequantize(ggml_type, buffer, n) -> float32 [n]: n elements of GGUF tensor data dequantized "
      "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)."},
-    {"_gguf_qweight_roundtrip", gguf_qweight_roundtrip, METH_VARARGS,
-     "_gguf_qweight_roundtrip(ggml_type, buffer, n, k) -> float32 [n, k]: a Q8_0/Q4_0/Q4_1 GGUF matrix taken "
-     "into pyllm's weight layout without re-quantizing, then dequantized by pyllm's own code."},
     {NULL, NULL, 0, NULL},
 };
 
 int pyllm_register_quant(PyObject *module)
 {
     return PyModule_AddFunctions(module, quant_methods);
+}
+
+int pyllm_register_gguf(PyObject *module)
+{
+    return PyModule_AddFunctions(module, gguf_methods);
 }

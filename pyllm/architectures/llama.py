@@ -92,13 +92,18 @@ def spec_from_llama2c(header, shared_classifier, n_ctx=None):
     return spec_from_hf(hf_config_from_llama2c(header, shared_classifier), n_ctx)
 
 
-def _rotate_half_rows(w, n_heads):
-    """Rows of a [n_heads*head, in] projection reordered from adjacent pairs (2i, 2i+1), which
-    llama2.c and Meta rotate, to halves (i, head/2 + i), which the HF formulation rotates: the
-    permutation transformers' convert_llama_weights_to_hf applies."""
-    rows, cols = w.shape
-    head = rows // n_heads
-    return np.ascontiguousarray(w.reshape(n_heads, head // 2, 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols))
+def rope_rows_to_hf(w, n_heads):
+    """Rows of a Q or K projection [n_heads * head_dim, ...] (a bias too) reordered from adjacent
+    pairs (2i, 2i+1), which Meta's and llama2.c's weights rotate and llama.cpp's GGUF files store,
+    to halves (i, i + head_dim/2), which the HF formulation rotates: the permutation transformers'
+    convert_llama_weights_to_hf applies, and the inverse of convert_hf_to_gguf's. For K, n_heads
+    is the number of KV heads."""
+    w = np.asarray(w)
+    rows = w.shape[0]
+    if rows % (2 * n_heads):
+        raise ValueError(f"{rows} rows do not split into {n_heads} heads of an even size")
+    half = rows // n_heads // 2
+    return np.ascontiguousarray(w.reshape(n_heads, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape))
 
 
 def hf_weights_from_llama2c(arrays, header, shared_classifier):
@@ -108,8 +113,8 @@ def hf_weights_from_llama2c(arrays, header, shared_classifier):
     for i in range(header["n_layers"]):
         pre = f"model.layers.{i}."
         weights[pre + "input_layernorm.weight"] = arrays["rms_att"][i]
-        weights[pre + "self_attn.q_proj.weight"] = _rotate_half_rows(arrays["wq"][i], header["n_heads"])
-        weights[pre + "self_attn.k_proj.weight"] = _rotate_half_rows(arrays["wk"][i], header["n_kv_heads"])
+        weights[pre + "self_attn.q_proj.weight"] = rope_rows_to_hf(arrays["wq"][i], header["n_heads"])
+        weights[pre + "self_attn.k_proj.weight"] = rope_rows_to_hf(arrays["wk"][i], header["n_kv_heads"])
         weights[pre + "self_attn.v_proj.weight"] = arrays["wv"][i]
         weights[pre + "self_attn.o_proj.weight"] = arrays["wo"][i]
         weights[pre + "post_attention_layernorm.weight"] = arrays["rms_ffn"][i]
