@@ -24,6 +24,11 @@ def matrix_weight(name, array, shape):
     as plain uint16) — for the C core to convert while it packs; TypeError or ValueError naming
     the tensor otherwise."""
     from .checkpoint import BFloat16Bits
+    from .gguf import GGMLMatrix
+    if isinstance(array, GGMLMatrix):  # ggml blocks from a GGUF file, handed on as they are
+        if array.shape != shape:
+            raise ValueError(f"weight '{name}' has shape {array.shape}, expected {shape}")
+        return array
     bf16 = isinstance(array, BFloat16Bits)
     array = _as_array(name, array)
     if not bf16 and array.dtype not in (np.float32, np.float16):
@@ -72,6 +77,9 @@ def float32_weight(name, array, shape):
     """array (float32, float16 or bfloat16 bits, exactly `shape`) as a C-contiguous float32
     array; TypeError or ValueError naming the tensor otherwise."""
     from .checkpoint import BFloat16Bits
+    from .gguf import GGMLMatrix
+    if isinstance(array, GGMLMatrix):
+        array = array.dequantize()
     if isinstance(array, BFloat16Bits):
         array = (np.asarray(array).view(np.uint16).astype(np.uint32) << 16).view(np.float32)
     array = _as_array(name, array)

@@ -24,7 +24,7 @@ import struct
 
 import numpy as np
 
-__all__ = ["GGUFError", "GGUFFile", "GGUFTensor", "open_gguf", "REQUIRED", "GGML_TYPES"]
+__all__ = ["GGMLMatrix", "GGUFError", "GGUFFile", "GGUFTensor", "open_gguf", "REQUIRED", "GGML_TYPES"]
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -66,6 +66,46 @@ REQUIRED = object()  # the default of a getter whose key must be present
 
 class GGUFError(ValueError):
     """A GGUF file that cannot be read as it is; the message names the file and the problem."""
+
+
+class GGMLMatrix(tuple):
+    """A matrix of ggml blocks as the C core takes it, unconverted: the tuple (ggml type id,
+    uint8 [rows, bytes per row]) — a view into the mapped file until rows are reordered — with
+    the matrix's logical ``shape`` (rows, columns), ``type_name`` and ``nbytes``."""
+
+    def __new__(cls, type_id, blocks, shape):
+        self = super().__new__(cls, (int(type_id), blocks))
+        self.shape = tuple(shape)
+        return self
+
+    @property
+    def type_id(self):
+        return self[0]
+
+    @property
+    def blocks(self):
+        return self[1]
+
+    @property
+    def type_name(self):
+        return GGML_TYPES[self[0]][0]
+
+    @property
+    def nbytes(self):
+        return self[1].nbytes
+
+    def with_rows(self, function):
+        """The same type with its rows reordered or selected by function (of the uint8 rows)."""
+        blocks = np.ascontiguousarray(function(self[1]))
+        return GGMLMatrix(self[0], blocks, (blocks.shape[0], self.shape[1]))
+
+    def dequantize(self):
+        from . import _core
+        n = self.shape[0] * self.shape[1]
+        return _core._gguf_dequantize(self[0], np.ascontiguousarray(self[1]).reshape(-1), n).reshape(self.shape)
+
+    def __repr__(self):
+        return f"GGMLMatrix({self.type_name}, shape={list(self.shape)})"
 
 
 class GGUFTensor:
@@ -361,6 +401,26 @@ class GGUFFile:
         except KeyError:
             raise KeyError(f"{self.path}: no tensor named {name!r}") from None
 
+    def __iter__(self):
+        """The tensor names, in file order."""
+        return iter(self.tensors)
+
+    def release(self, names):
+        """Drop these tensors' mapped pages from this process's memory once they are packed
+        (MADV_DONTNEED on a read-only file mapping: a later read faults them back in)."""
+        if not hasattr(mmap, "MADV_DONTNEED") or not isinstance(self._map, mmap.mmap):
+            return
+        page = mmap.PAGESIZE
+        for name in names:
+            t = self.tensors.get(name)
+            if t is None or not t.nbytes:
+                continue
+            start = t.offset // page * page
+            try:
+                self._map.madvise(mmap.MADV_DONTNEED, start, t.offset + t.nbytes - start)
+            except (OSError, ValueError):
+                pass  # advice only
+
     def tensor_bytes(self, name):
         """The tensor's raw bytes: a zero-copy, read-only uint8 view into the mapped file."""
         t = self._tensor(name)
@@ -375,6 +435,23 @@ class GGUFFile:
             return raw.view(_PLAIN_DTYPES[t.type_name]).reshape(t.shape)
         _, block, block_bytes = GGML_TYPES[t.type_id]
         return raw.reshape(t.shape[:-1] + (t.ne[0] // block * block_bytes,))
+
+    def weight(self, name):
+        """The tensor as a model loader hands it to the C core, zero copy: F32 and F16 as NumPy
+        arrays, BF16 as pyllm.checkpoint.BFloat16Bits, a 2-D block tensor as a :class:`GGMLMatrix`
+        (of the types the C core reads: DEQUANTIZABLE); a 1-D block tensor dequantized to float32."""
+        t = self._tensor(name)
+        if t.type_name not in DEQUANTIZABLE:
+            raise GGUFError(f"{self.path}: tensor {name!r} is {t.type_name}; pyllm runs models whose tensors are "
+                            f"{', '.join(DEQUANTIZABLE)}")
+        if t.type_name in ("F32", "F16"):
+            return self.tensor_array(name)
+        if t.type_name == "BF16":
+            from .checkpoint import BFloat16Bits
+            return self.tensor_array(name).view(BFloat16Bits)
+        if len(t.shape) == 2:
+            return GGMLMatrix(t.type_id, self.tensor_array(name), t.shape)
+        return self.dequantize(name)
 
     def dequantize(self, name):
         """The tensor as float32 of its shape (a new array), for the types in DEQUANTIZABLE."""

@@ -11,6 +11,7 @@ import threading
 import numpy as np
 
 from . import generation, scoring, templates
+from .default_model import default_model_path
 from .model import Model
 from .stop_strings import StopStringCriteria, check_stop_strings, cut_at_stop, held_back_length
 from .tokenizer import Tokenizer
@@ -23,7 +24,10 @@ _DONE = object()  # end-of-stream marker on a stream's queue
 class LLM:
     """A tokenizer and a model loaded from one Hugging Face model directory.
 
-    ``LLM(model_dir, dtype="float32", n_threads=None, n_ctx=None, batch_invariant=False)`` (True: each
+    ``LLM(model_dir=None, dtype=None, n_threads=None, n_ctx=None, batch_invariant=False)``: model_dir a
+    Hugging Face directory or a GGUF file (None: the default model, pyllm.default_model_path());
+    dtype None is float32 for a directory and the file's own precision for a GGUF (see
+    Model.from_pretrained); batch_invariant (True: each
     prompt's output the same bits whatever the prompts batched with it, see ``Model.from_arrays``);
     usable as a context manager,
     ``close()`` frees the weights (later calls raise RuntimeError). Generation options are those
@@ -32,7 +36,9 @@ class LLM:
     ``stop_strings`` (a string or list), ``logits_processor`` and ``stopping_criteria`` hooks.
     Calls from several threads are served one generation step at a time by the model's lock."""
 
-    def __init__(self, model_dir, dtype="float32", n_threads=None, n_ctx=None, batch_invariant=False):
+    def __init__(self, model_dir=None, dtype=None, n_threads=None, n_ctx=None, batch_invariant=False):
+        if model_dir is None:
+            model_dir = default_model_path()
         self.tokenizer = Tokenizer.from_pretrained(model_dir)
         self._model = Model.from_pretrained(model_dir, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
                                             batch_invariant=batch_invariant)

@@ -247,9 +247,10 @@ def check_fits(need_bytes, what, suggestion=None, **limit_options):
     raise MemoryError(message + (f"; {suggestion}" if suggestion else ""))
 
 
-def check_weights(config, dtype, lm_head_dtype=None):
-    """MemoryError before a load whose weights at dtype cannot fit, naming a dtype that would."""
-    need = weight_bytes(config, dtype, lm_head_dtype)
+def check_weights(config, dtype, lm_head_dtype=None, transient_bytes=0):
+    """MemoryError before a load whose weights at dtype cannot fit, naming a dtype that would.
+    transient_bytes: a buffer held while packing on top (a GGUF tensor converted through float32)."""
+    need = weight_bytes(config, dtype, lm_head_dtype) + transient_bytes
 
     def smaller_dtype(limit):
         for other in DTYPES[DTYPES.index(dtype) + 1:] if dtype in DTYPES else ():

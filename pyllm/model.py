@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from . import _core, architectures, checkpoint, generation, memory, scoring
+from . import _core, architectures, checkpoint, generation, gguf_model, memory, scoring
 from ._inputs import as_ids, as_mask
 from ._progress import progress_bar
 from .dtypes import DTYPES, DTYPE_NAMES, KV_DTYPES, resolve_dtype, resolve_kv_dtype, resolve_lm_head_dtype
@@ -21,7 +21,7 @@ from .generation import GenerationConfig
 
 # Loads of more bytes than this show a progress bar unless the caller says otherwise.
 _PROGRESS_BYTES = 1 << 30
-_LAYER_OF_NAME = re.compile(r"(?:^|\.)(?:layers|h)\.(\d+)\.")
+_LAYER_OF_NAME = re.compile(r"(?:^|\.)(?:layers|h|blk)\.(\d+)\.")
 
 
 def _build_decoder(parsed, arrays, n_threads, source, progress):
@@ -53,6 +53,21 @@ def _build_decoder(parsed, arrays, n_threads, source, progress):
         if release is not None:
             release(list(source))
     return decoder
+
+
+def _check_run_options(n_threads, generation_config, batch_invariant):
+    """The thread count (None: the core's default) after checking the run options, so a bad one
+    fails before any weight is read."""
+    if n_threads is None:
+        n_threads = _core.get_num_threads()
+    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
+        raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
+    if generation_config is not None and not isinstance(generation_config, (dict, GenerationConfig)):
+        raise TypeError(f"generation_config must be a dict, a GenerationConfig or None, "
+                        f"got {type(generation_config).__name__}")
+    if not isinstance(batch_invariant, (bool, np.bool_)):
+        raise TypeError(f"batch_invariant must be True or False, got {batch_invariant!r}")
+    return n_threads
 
 
 class Model:
@@ -99,40 +114,48 @@ class Model:
         benchmarks/bench_batch_invariant.py); results do not depend on n_threads either, but do
         on the CPU's instruction set (PYLLM_ISA)."""
         dtype = resolve_dtype(dtype, config)
-        if n_threads is None:
-            n_threads = _core.get_num_threads()
-        if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
-            raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
-        if generation_config is not None and not isinstance(generation_config, (dict, GenerationConfig)):
-            raise TypeError(f"generation_config must be a dict, a GenerationConfig or None, "
-                            f"got {type(generation_config).__name__}")
-        generation_config = GenerationConfig.from_dict(generation_config or {})
+        _check_run_options(n_threads, generation_config, batch_invariant)
         spec = architectures.spec_from_hf(config, n_ctx)
-        spec["weight_type"] = DTYPES[dtype]
-        spec["lm_head_type"] = DTYPES[resolve_lm_head_dtype(lm_head_dtype, dtype)]
-        if not isinstance(batch_invariant, (bool, np.bool_)):
-            raise TypeError(f"batch_invariant must be True or False, got {batch_invariant!r}")
-        spec["batch_invariant"] = bool(batch_invariant)
-        spec["kv_type"] = KV_DTYPES[resolve_kv_dtype(kv_dtype, dtype)]
         # Before any weight is checked, converted or packed: a model that cannot fit is refused
         # here rather than by the OOM killer halfway through.
         memory.check_weights(spec, dtype, lm_head_dtype)
         arrays = architectures.weights_from_hf(spec, weights)
-        decoder = _build_decoder(spec, arrays, n_threads, weights, progress)
-        del arrays
-        return cls(decoder, dict(config), spec, generation_config)
+        return cls._from_spec(spec, dict(config), arrays, weights, dtype, n_threads, generation_config, lm_head_dtype,
+                              progress, batch_invariant, kv_dtype)
 
     @classmethod
-    def from_pretrained(cls, model_dir, dtype="float32", n_threads=None, n_ctx=None, lm_head_dtype=None,
+    def _from_spec(cls, spec, config, arrays, source, dtype, n_threads, generation_config, lm_head_dtype, progress,
+                   batch_invariant, kv_dtype):
+        """The model of a spec and its checked canonical arrays (source: what they were read from,
+        whose pages are released layer by layer when it can), with the run settings."""
+        n_threads = _check_run_options(n_threads, generation_config, batch_invariant)
+        generation_config = GenerationConfig.from_dict(generation_config or {})
+        spec["weight_type"] = DTYPES[dtype]
+        spec["lm_head_type"] = DTYPES[resolve_lm_head_dtype(lm_head_dtype, dtype)]
+        spec["batch_invariant"] = bool(batch_invariant)
+        spec["kv_type"] = KV_DTYPES[resolve_kv_dtype(kv_dtype, dtype)]
+        decoder = _build_decoder(spec, arrays, n_threads, source, progress)
+        del arrays
+        return cls(decoder, config, spec, generation_config)
+
+    @classmethod
+    def from_pretrained(cls, model_dir, dtype=None, n_threads=None, n_ctx=None, lm_head_dtype=None,
                         progress=None, batch_invariant=False, kv_dtype=None):
         """Load a Hugging Face model directory: config.json, generation_config.json (optional)
         and model.safetensors or its sharded index, weights stored as f32, f16 or bf16, packed
-        as dtype, the KV cache in kv_dtype (see from_arrays).
+        as dtype (None: float32), the KV cache in kv_dtype (see from_arrays) — or a GGUF file
+        (see from_gguf; dtype None or "auto" there: the file's own).
 
         The safetensors are memory-mapped and each matrix is converted (bf16 and f16 without a
         float32 copy) and packed once into the C core's layout, layer by layer, the file's pages
         of a packed layer released at once: loading needs about the packed size plus one layer.
         progress: show a bar (None: when the weights pass 1 GB). batch_invariant: see from_arrays."""
+        if gguf_model.is_gguf(model_dir):
+            return cls.from_gguf(model_dir, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
+                                 lm_head_dtype=lm_head_dtype, progress=progress, batch_invariant=batch_invariant,
+                                 kv_dtype=kv_dtype)
+        if dtype is None:
+            dtype = "float32"
         config = checkpoint.load_config(model_dir)
         # Checked before the weights are mapped.
         dtype = resolve_dtype(dtype, config)
@@ -143,6 +166,27 @@ class Model:
         return cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
                                generation_config=generation_config, lm_head_dtype=lm_head_dtype,
                                progress=progress, batch_invariant=batch_invariant, kv_dtype=kv_dtype)
+
+    @classmethod
+    def from_gguf(cls, path, dtype=None, n_threads=None, n_ctx=None, lm_head_dtype=None, progress=None,
+                  batch_invariant=False, kv_dtype=None):
+        """Load a GGUF file (llama.cpp's format, v2/v3; architectures llama and bloom), mapped.
+
+        dtype None or "auto" runs the file at its own precision where a kernel takes it as it is
+        (Q8_0 -> int8, Q4_0 -> int4, Q4_1 -> q4_1: the blocks unchanged) and converts the rest at
+        load (see pyllm.gguf_model for the table: K-quants and Q5_x become int8); any other dtype
+        converts every tensor to it. The config (model.config) and the generation defaults come
+        from the metadata; other options as from_arrays. A damaged or unsupported file raises
+        pyllm.gguf.GGUFError (a ValueError) naming the file and the problem."""
+        _check_run_options(n_threads, None, batch_invariant)
+        f, config, spec, generation_config = gguf_model.read(path, n_ctx)
+        dtype = gguf_model.default_dtype(f) if dtype in (None, "auto") else resolve_dtype(dtype)
+        head_dtype = resolve_lm_head_dtype(lm_head_dtype, dtype)
+        memory.check_weights(spec, dtype, lm_head_dtype, gguf_model.conversion_bytes(f, dtype, head_dtype))
+        resolve_kv_dtype(kv_dtype, dtype)
+        weights = gguf_model.weights(f, spec)
+        return cls._from_spec(spec, config, weights, f, dtype, n_threads, generation_config, lm_head_dtype,
+                              progress, batch_invariant, kv_dtype)
 
     @property
     def dtype(self):

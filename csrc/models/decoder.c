@@ -12,6 +12,7 @@
 #include "ops/embedding.h"
 #include "ops/norm.h"
 #include "ops/quant.h"
+#include "ops/quant_gguf.h"
 
 /* ---- weights ---------------------------------------------------------------------------- */
 
@@ -26,14 +27,16 @@ static float *copy_floats(const float *src, int64_t n)
     return dst;
 }
 
-/* An f32 copy of a tensor of n values in any source type. */
+/* An f32 copy of a tensor of n values in any source type (ggml blocks dequantized). */
 static float *widen_copy(pyllm_tensor src, int64_t n)
 {
     if (src.type == PYLLM_SOURCE_F32)
         return copy_floats(src.data, n);
     float *dst = pyllm_alloc_big(pyllm_mul_size((size_t)n, sizeof(float)));
-    if (dst != NULL)
-        pyllm_source_to_f32(src.data, src.type, n, dst);
+    if (dst != NULL && pyllm_source_widen(src.data, src.type, n, dst) != PYLLM_OK) {
+        pyllm_free(dst);
+        return NULL;
+    }
     return dst;
 }
 
@@ -113,8 +116,16 @@ static pyllm_status decoder_init(pyllm_decoder *m, const pyllm_decoder_source *s
     if ((m->embed == NULL && m->embed_bf16 == NULL) || m->final_norm == NULL || m->base_inv_freq == NULL ||
         m->layers == NULL)
         return PYLLM_ERR_MEMORY;
-    if (c->arch.position == PYLLM_POSITION_ROPE)
+    if (c->arch.position == PYLLM_POSITION_ROPE) {
         pyllm_rope_inv_freq(&c->rope, c->rope.max_position_embeddings, m->base_inv_freq);
+        /* a GGUF's rope_freqs (Llama-3 scaling as llama.cpp applies it: theta / factor) */
+        if (src->rope_freq_factors != NULL) {
+            if (c->rope.type == PYLLM_ROPE_DYNAMIC)
+                return pyllm_error(PYLLM_ERR_VALUE, "rope frequency factors do not combine with dynamic scaling");
+            for (int64_t i = 0; i < c->head_dim / 2; i++)
+                m->base_inv_freq[i] /= src->rope_freq_factors[i];
+        }
+    }
     if (c->arch.position == PYLLM_POSITION_ALIBI) {
         m->alibi_slopes = pyllm_alloc(sizeof(float) * (size_t)c->n_heads);
         if (m->alibi_slopes == NULL)

@@ -69,6 +69,8 @@ typedef struct {
     const float *final_norm;   /* [hidden] */
     const float *final_norm_bias; /* [hidden], LayerNorm only */
     pyllm_tensor lm_head;      /* [vocab, hidden]; may equal embed (tied) */
+    const float *rope_freq_factors; /* [head_dim / 2] or NULL: each rotary frequency divided by its
+                                       factor (GGUF rope_freqs) */
     /* Called after each layer is packed (its source arrays are no longer read), e.g. to release
      * their memory or show progress; a status other than PYLLM_OK stops the load with it. */
     pyllm_status (*layer_packed)(void *ctx, int64_t layer);

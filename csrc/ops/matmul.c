@@ -7,6 +7,7 @@
 #include "core/threads.h"
 #include "ops/gemm_f32.h"
 #include "ops/gemv.h"
+#include "ops/quant_gguf.h"
 
 pyllm_status pyllm_matmul_ctx_init(pyllm_matmul_ctx *ctx)
 {
@@ -103,49 +104,82 @@ static int64_t tile_rows(pyllm_matmul_ctx *ctx, const pyllm_linear *lin)
 /* float32: the weights as given, [n, k] row-major, for our streaming kernel (decode, and every M
  * in batch-invariant mode) and for oneDNN's GEMM, which reads them in place as its [k, n] operand
  * with strides (1, k) (prefill). */
-static pyllm_status f32_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, const void *weight,
-                                    pyllm_source_type src_type, const float *bias, int64_t n, int64_t k)
+static void start_linear(pyllm_linear *lin, const pyllm_matmul_ctx *ctx, pyllm_weight_type type, int64_t n,
+                         int64_t k)
 {
     memset(lin, 0, sizeof *lin);
     lin->k = k;
     lin->n = n;
-    lin->type = PYLLM_WEIGHT_F32;
+    lin->type = type;
     lin->invariant = ctx->batch_invariant;
+}
+
+static pyllm_status copy_bias(pyllm_linear *lin, const float *bias)
+{
+    if (bias == NULL)
+        return PYLLM_OK;
+    if ((lin->bias = pyllm_alloc(sizeof(float) * (size_t)lin->n)) == NULL)
+        return PYLLM_ERR_MEMORY;
+    memcpy(lin->bias, bias, sizeof(float) * (size_t)lin->n);
+    return PYLLM_OK;
+}
+
+static pyllm_status f32_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, const void *weight,
+                                    pyllm_source_type src_type, const float *bias, int64_t n, int64_t k)
+{
+    start_linear(lin, ctx, PYLLM_WEIGHT_F32, n, k);
     lin->plain = pyllm_alloc_big(pyllm_mul_size(pyllm_mul_size((size_t)n, (size_t)k), sizeof(float)));
     if (lin->plain == NULL)
         return PYLLM_ERR_MEMORY;
-    pyllm_source_to_f32(weight, src_type, n * k, lin->plain);
-    if (bias != NULL) {
-        if ((lin->bias = pyllm_alloc(sizeof(float) * (size_t)n)) == NULL) {
+    pyllm_status st = pyllm_source_widen(weight, src_type, n * k, lin->plain);
+    if (st == PYLLM_OK)
+        st = copy_bias(lin, bias);
+    if (st != PYLLM_OK)
+        pyllm_linear_release(lin);
+    return st;
+}
+
+/* The packed types from ggml blocks: Q8_0/Q4_0/Q4_1 blocks into the same type are taken as they
+ * are (their values unchanged: no re-quantizing); every other pair goes through float32, one
+ * matrix at a time. */
+static pyllm_status ggml_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, pyllm_weight_type type,
+                                     const void *weight, pyllm_source_type src_type, const float *bias, int64_t n,
+                                     int64_t k)
+{
+    const int ggml = pyllm_ggml_type_of_source(src_type);
+    if (pyllm_ggml_native_weight_type(ggml) == (int)type) {
+        start_linear(lin, ctx, type, n, k);
+        pyllm_status st = pyllm_qweight_from_ggml(&lin->q, ggml, weight, n, k);
+        if (st == PYLLM_OK)
+            st = copy_bias(lin, bias);
+        if (st != PYLLM_OK)
             pyllm_linear_release(lin);
-            return PYLLM_ERR_MEMORY;
-        }
-        memcpy(lin->bias, bias, sizeof(float) * (size_t)n);
+        return st;
     }
-    return PYLLM_OK;
+    float *wide = pyllm_alloc_big(pyllm_mul_size(pyllm_mul_size((size_t)n, (size_t)k), sizeof(float)));
+    if (wide == NULL)
+        return PYLLM_ERR_MEMORY;
+    pyllm_status st = pyllm_source_widen(weight, src_type, n * k, wide);
+    if (st == PYLLM_OK)
+        st = pyllm_linear_init(lin, ctx, type, wide, PYLLM_SOURCE_F32, bias, n, k);
+    pyllm_free(wide);
+    return st;
 }
 
 pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, pyllm_weight_type type, const void *weight,
                                pyllm_source_type src_type, const float *bias, int64_t n, int64_t k)
 {
-    if (type != PYLLM_WEIGHT_F32) {
-        memset(lin, 0, sizeof *lin);
-        lin->k = k;
-        lin->n = n;
-        lin->type = type;
-        lin->invariant = ctx->batch_invariant;
-        PYLLM_TRY(pyllm_qweight_init(&lin->q, type, weight, src_type, n, k));
-        if (bias != NULL) {
-            lin->bias = pyllm_alloc(sizeof(float) * (size_t)n);
-            if (lin->bias == NULL) {
-                pyllm_linear_release(lin);
-                return PYLLM_ERR_MEMORY;
-            }
-            memcpy(lin->bias, bias, sizeof(float) * (size_t)n);
-        }
-        return PYLLM_OK;
-    }
-    return f32_linear_init(lin, ctx, weight, src_type, bias, n, k);
+    if (type == PYLLM_WEIGHT_F32)
+        return f32_linear_init(lin, ctx, weight, src_type, bias, n, k);
+    if (!PYLLM_SOURCE_IS_PLAIN(src_type))
+        return ggml_linear_init(lin, ctx, type, weight, src_type, bias, n, k);
+    start_linear(lin, ctx, type, n, k);
+    pyllm_status st = pyllm_qweight_init(&lin->q, type, weight, src_type, n, k);
+    if (st == PYLLM_OK)
+        st = copy_bias(lin, bias);
+    if (st != PYLLM_OK)
+        pyllm_linear_release(lin);
+    return st;
 }
 
 size_t pyllm_linear_bytes(const pyllm_linear *lin)

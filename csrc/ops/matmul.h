@@ -73,7 +73,9 @@ pyllm_status pyllm_matmul_ctx_init(pyllm_matmul_ctx *ctx);
 void pyllm_matmul_ctx_release(pyllm_matmul_ctx *ctx);
 
 /* Pack weight[n, k] (row-major, elements of src_type) as `type` and copy bias[n] (may be NULL),
- * for the ctx's mode (batch_invariant). */
+ * for the ctx's mode (batch_invariant). src_type may be ggml blocks (a GGUF tensor): Q8_0, Q4_0
+ * and Q4_1 blocks packed as int8, int4 and q4_1 keep their values (no re-quantizing); any other
+ * pair is dequantized to float32 first. */
 pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, pyllm_weight_type type, const void *weight,
                                pyllm_source_type src_type, const float *bias, int64_t n, int64_t k);
 

@@ -84,6 +84,8 @@ void pyllm_source_to_f32(const void *src, pyllm_source_type type, int64_t n, flo
         for (int64_t i = 0; i < n; i++)
             out[i] = pyllm_bf16_to_f32(((const uint16_t *)src)[i]);
         break;
+    default: /* ggml blocks: pyllm_source_widen (ops/quant_gguf.h) */
+        break;
     }
 }
 
@@ -204,6 +206,8 @@ pyllm_status pyllm_qweight_init(pyllm_qweight *w, pyllm_weight_type type, const 
     memset(w, 0, sizeof *w);
     if (type == PYLLM_WEIGHT_F32 || (unsigned)type >= PYLLM_WEIGHT_TYPE_COUNT)
         return pyllm_error(PYLLM_ERR_VALUE, "weight type %d is not a packed low-precision type", (int)type);
+    if (!PYLLM_SOURCE_IS_PLAIN(src_type)) /* ggml blocks go through ops/quant_gguf.h */
+        return pyllm_error(PYLLM_ERR_VALUE, "source type %d is not plain f32, f16 or bf16", (int)src_type);
     w->type = type;
     w->n = n;
     w->k = k;

@@ -32,8 +32,22 @@ typedef enum {
 #define PYLLM_WEIGHT_TYPE_COUNT 5
 #define PYLLM_QBLOCK 32
 
-/* Element types a weight can be given in. */
-typedef enum { PYLLM_SOURCE_F32 = 0, PYLLM_SOURCE_F16 = 1, PYLLM_SOURCE_BF16 = 2 } pyllm_source_type;
+/* Element types a weight can be given in: plain floats, or ggml blocks as a GGUF file stores them
+ * (each row k / block-size blocks; ops/quant_gguf.h reads them, pyllm_source_to_f32 does not). */
+typedef enum {
+    PYLLM_SOURCE_F32 = 0,
+    PYLLM_SOURCE_F16 = 1,
+    PYLLM_SOURCE_BF16 = 2,
+    PYLLM_SOURCE_GGML_Q8_0,
+    PYLLM_SOURCE_GGML_Q4_0,
+    PYLLM_SOURCE_GGML_Q4_1,
+    PYLLM_SOURCE_GGML_Q5_0,
+    PYLLM_SOURCE_GGML_Q5_1,
+    PYLLM_SOURCE_GGML_Q4_K,
+    PYLLM_SOURCE_GGML_Q5_K,
+    PYLLM_SOURCE_GGML_Q6_K,
+} pyllm_source_type;
+#define PYLLM_SOURCE_IS_PLAIN(t) ((t) <= PYLLM_SOURCE_BF16)
 
 typedef struct {
     pyllm_weight_type type; /* never F32: float32 weights are oneDNN's (ops/matmul.c) */
@@ -47,7 +61,7 @@ const char *pyllm_weight_type_name(pyllm_weight_type type);
 /* Bytes a [n, k] matrix takes in the given type (what pyllm_qweight_init allocates). */
 size_t pyllm_weight_bytes(pyllm_weight_type type, int64_t n, int64_t k);
 
-/* Quantize src [n, k] (row-major, in the given element type) into w. */
+/* Quantize src [n, k] (row-major, in a plain element type: F32, F16 or BF16) into w. */
 pyllm_status pyllm_qweight_init(pyllm_qweight *w, pyllm_weight_type type, const void *src,
                                 pyllm_source_type src_type, int64_t n, int64_t k);
 void pyllm_qweight_release(pyllm_qweight *w);
@@ -87,7 +101,7 @@ static inline float pyllm_round_half_away(float x)
     return fabsf(x - t) >= 0.5f ? t + copysignf(1.0f, x) : t;
 }
 
-/* Convert n values of a source type to float32. */
+/* Convert n values of a plain source type (F32, F16, BF16) to float32. */
 void pyllm_source_to_f32(const void *src, pyllm_source_type type, int64_t n, float *out);
 
 #endif

@@ -265,3 +265,60 @@ pyllm_status pyllm_qweight_from_ggml(pyllm_qweight *w, int type, const void *src
     }
     return PYLLM_OK;
 }
+
+/* ---- block sources (a loader's ggml tensors on their way into a linear layer) ------------- */
+
+static const struct {
+    pyllm_source_type source;
+    int ggml;
+} source_types[] = {
+    {PYLLM_SOURCE_F32, PYLLM_GGML_F32},         {PYLLM_SOURCE_F16, PYLLM_GGML_F16},
+    {PYLLM_SOURCE_BF16, PYLLM_GGML_BF16},       {PYLLM_SOURCE_GGML_Q8_0, PYLLM_GGML_Q8_0},
+    {PYLLM_SOURCE_GGML_Q4_0, PYLLM_GGML_Q4_0}, {PYLLM_SOURCE_GGML_Q4_1, PYLLM_GGML_Q4_1},
+    {PYLLM_SOURCE_GGML_Q5_0, PYLLM_GGML_Q5_0}, {PYLLM_SOURCE_GGML_Q5_1, PYLLM_GGML_Q5_1},
+    {PYLLM_SOURCE_GGML_Q4_K, PYLLM_GGML_Q4_K}, {PYLLM_SOURCE_GGML_Q5_K, PYLLM_GGML_Q5_K},
+    {PYLLM_SOURCE_GGML_Q6_K, PYLLM_GGML_Q6_K},
+};
+#define SOURCE_TYPES (sizeof source_types / sizeof *source_types)
+
+int pyllm_ggml_type_of_source(pyllm_source_type src)
+{
+    if (PYLLM_SOURCE_IS_PLAIN(src))
+        return -1;
+    for (size_t i = 0; i < SOURCE_TYPES; i++)
+        if (source_types[i].source == src)
+            return source_types[i].ggml;
+    return -1;
+}
+
+int pyllm_source_of_ggml_type(int type, pyllm_source_type *src)
+{
+    for (size_t i = 0; i < SOURCE_TYPES; i++)
+        if (source_types[i].ggml == type) {
+            *src = source_types[i].source;
+            return 1;
+        }
+    return 0;
+}
+
+int pyllm_ggml_native_weight_type(int type)
+{
+    switch (type) {
+    case PYLLM_GGML_Q8_0: return PYLLM_WEIGHT_Q8_0;
+    case PYLLM_GGML_Q4_0: return PYLLM_WEIGHT_Q4_0;
+    case PYLLM_GGML_Q4_1: return PYLLM_WEIGHT_Q4_1;
+    default: return -1;
+    }
+}
+
+pyllm_status pyllm_source_widen(const void *src, pyllm_source_type type, int64_t n, float *out)
+{
+    if (PYLLM_SOURCE_IS_PLAIN(type)) {
+        pyllm_source_to_f32(src, type, n, out);
+        return PYLLM_OK;
+    }
+    const int ggml = pyllm_ggml_type_of_source(type);
+    if (ggml < 0)
+        return pyllm_error(PYLLM_ERR_VALUE, "unknown weight source type %d", (int)type);
+    return pyllm_ggml_dequantize(ggml, src, n, out);
+}

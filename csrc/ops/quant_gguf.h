@@ -40,4 +40,16 @@ pyllm_status pyllm_ggml_dequantize(int type, const void *src, int64_t n, float *
  * pyllm_qweight_release. */
 pyllm_status pyllm_qweight_from_ggml(pyllm_qweight *w, int type, const void *src, int64_t n, int64_t k);
 
+/* The ggml type of a block source type (PYLLM_SOURCE_GGML_*), or -1 for a plain one; and back:
+ * the source type of a ggml type pyllm reads (F32, F16, BF16 and the block types), 0 when not. */
+int pyllm_ggml_type_of_source(pyllm_source_type src);
+int pyllm_source_of_ggml_type(int type, pyllm_source_type *src);
+
+/* The pyllm weight type whose layout holds a ggml type's blocks as they are (Q8_0, Q4_0, Q4_1),
+ * or -1. */
+int pyllm_ggml_native_weight_type(int type);
+
+/* n values of any source type (plain or ggml blocks) as float32. */
+pyllm_status pyllm_source_widen(const void *src, pyllm_source_type type, int64_t n, float *out);
+
 #endif

@@ -15,6 +15,7 @@
 #include "python/py_generate.h"
 #include "python/py_memory.h"
 #include "models/decoder.h"
+#include "ops/quant_gguf.h"
 
 typedef struct {
     PyObject_HEAD
@@ -222,10 +223,51 @@ static void held_release(held_arrays *h)
     h->n = 0;
 }
 
+static int hold(held_arrays *held, PyObject *obj)
+{
+    if (held->n == (int)(sizeof held->arrays / sizeof *held->arrays)) {
+        PyErr_SetString(PyExc_RuntimeError, "too many weight arrays held at once");
+        return -1;
+    }
+    Py_INCREF(obj);
+    held->arrays[held->n++] = obj;
+    return 0;
+}
+
+/* A matrix of ggml blocks, as the GGUF loader hands it on: a tuple (ggml type id, C-contiguous
+ * uint8 array [rows, bytes of a row of cols elements]). */
+static const void *ggml_matrix(PyObject *obj, const char *name, int64_t rows, int64_t cols, held_arrays *held,
+                               pyllm_source_type *type)
+{
+    PyObject *blocks = PyTuple_GET_SIZE(obj) == 2 ? PyTuple_GET_ITEM(obj, 1) : NULL;
+    long ggml = PyTuple_GET_SIZE(obj) == 2 ? PyLong_AsLong(PyTuple_GET_ITEM(obj, 0)) : -1;
+    if (ggml == -1 && PyErr_Occurred())
+        PyErr_Clear();
+    int64_t elems;
+    size_t block_bytes;
+    if (blocks == NULL || ggml < 0 || ggml > 255 || !pyllm_source_of_ggml_type((int)ggml, type) ||
+        PYLLM_SOURCE_IS_PLAIN(*type) || !pyllm_ggml_block_info((int)ggml, &elems, &block_bytes) ||
+        !PyArray_Check(blocks) || PyArray_TYPE((PyArrayObject *)blocks) != NPY_UINT8 ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)blocks)) {
+        PyErr_Format(PyExc_TypeError, "weight '%s': a tuple must be (ggml block type id, C-contiguous uint8 array)",
+                     name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)blocks;
+    if (cols % elems || PyArray_NDIM(a) != 2 || PyArray_DIM(a, 0) != rows ||
+        PyArray_DIM(a, 1) != (npy_intp)((size_t)(cols / elems) * block_bytes)) {
+        PyErr_Format(PyExc_ValueError, "weight '%s' has the wrong shape: expected (%lld, %lld) in blocks of %lld",
+                     name, (long long)rows, (long long)cols, (long long)elems);
+        return NULL;
+    }
+    return hold(held, obj) < 0 ? NULL : PyArray_DATA(a);
+}
+
 /* weights[name] as a C-contiguous array of shape (rows, cols), or (rows,) when cols is 0, of
  * float32 — or, when `type` is given (matrices), also float16 or uint16 (bfloat16 bits; the
- * Python side hands bf16 on so), its element type stored in *type; held keeps it alive. NULL with
- * an exception, or, for an optional tensor that is absent, NULL without one. */
+ * Python side hands bf16 on so) or ggml blocks (ggml_matrix), its element type stored in *type;
+ * held keeps it alive. NULL with an exception, or, for an optional tensor that is absent, NULL
+ * without one. */
 static const void *typed_weight(PyObject *weights, const char *name, int64_t rows, int64_t cols, int optional,
                                 held_arrays *held, pyllm_source_type *type)
 {
@@ -235,6 +277,8 @@ static const void *typed_weight(PyObject *weights, const char *name, int64_t row
             PyErr_Format(PyExc_KeyError, "weights lack '%s'", name);
         return NULL;
     }
+    if (type != NULL && PyTuple_Check(obj))
+        return ggml_matrix(obj, name, rows, cols, held, type);
     const int element = PyArray_Check(obj) ? PyArray_TYPE((PyArrayObject *)obj) : -1;
     const int typed_ok = type != NULL && (element == NPY_FLOAT16 || element == NPY_UINT16);
     if (!PyArray_Check(obj) || (element != NPY_FLOAT32 && !typed_ok) || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)obj)) {
@@ -257,13 +301,7 @@ static const void *typed_weight(PyObject *weights, const char *name, int64_t row
                          (long long)rows);
         return NULL;
     }
-    if (held->n == (int)(sizeof held->arrays / sizeof *held->arrays)) {
-        PyErr_SetString(PyExc_RuntimeError, "too many weight arrays held at once");
-        return NULL;
-    }
-    Py_INCREF(obj);
-    held->arrays[held->n++] = obj;
-    return PyArray_DATA(a);
+    return hold(held, obj) < 0 ? NULL : PyArray_DATA(a);
 }
 
 static const float *weight(PyObject *weights, const char *name, int64_t rows, int64_t cols, int optional,
@@ -404,6 +442,11 @@ static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
              (config.arch.norm == PYLLM_NORM_LAYER &&
               (src.embed_norm_bias = weight(weights, "model.embed_norm.bias", d, 0, 0, held)) == NULL)))
             goto fail;
+        if (config.arch.position == PYLLM_POSITION_ROPE) {
+            src.rope_freq_factors = weight(weights, "model.rope_freq_factors", config.head_dim / 2, 0, 1, held);
+            if (src.rope_freq_factors == NULL && PyErr_Occurred())
+                goto fail;
+        }
         for (int64_t l = 0; l < config.n_layers; l++)
             if (layer_weights(weights, &config, l, &layers[l], &all[l]) < 0)
                 goto fail;

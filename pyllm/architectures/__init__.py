@@ -58,14 +58,27 @@ def weights_from_hf(spec, weights):
     return get(spec["architecture"]).weights_from_hf(spec, weights)
 
 
-def spec_from_gguf(metadata, n_ctx=None):
-    """The DecoderSpec of GGUF metadata (a dict of key -> value), by general.architecture."""
-    return get(metadata.get("general.architecture")).spec_from_gguf(metadata, n_ctx)
+def gguf_architecture(f):
+    """The registry module of a GGUF file (a pyllm.gguf.GGUFFile) by its general.architecture;
+    GGUFError naming the file and the architectures pyllm runs otherwise."""
+    return get(f.architecture(supported=tuple(ARCHITECTURES)))
 
 
-def weights_from_gguf(spec, tensors):
-    return get(spec["architecture"]).weights_from_gguf(spec, tensors)
+def config_from_gguf(f):
+    """The Hugging Face config.json dict equivalent to a GGUF file's metadata."""
+    return gguf_architecture(f).config_from_gguf(f)
 
 
-__all__ = ["ARCHITECTURES", "DecoderSpec", "canonical_shapes", "get", "hf_architecture", "spec_from_gguf",
+def spec_from_gguf(f, n_ctx=None):
+    """The DecoderSpec of a GGUF file, by general.architecture."""
+    return gguf_architecture(f).spec_from_gguf(f, n_ctx)
+
+
+def weights_from_gguf(spec, f):
+    """The checked tensors of a GGUF file under canonical names (ggml blocks kept as blocks)."""
+    return get(spec["architecture"]).weights_from_gguf(spec, f)
+
+
+__all__ = ["ARCHITECTURES", "DecoderSpec", "canonical_shapes", "config_from_gguf", "get", "gguf_architecture",
+           "hf_architecture", "spec_from_gguf",
            "spec_from_hf", "weights_from_gguf", "weights_from_hf"]

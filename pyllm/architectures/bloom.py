@@ -8,7 +8,9 @@ source maps its tensor names onto the canonical ones (splitting the fused projec
 """
 from .._checks import LIMITS, bounded_int, check_n_ctx, matrix_weight, float32_weight
 from . import _hf
-from .spec import DecoderSpec, gather_weights, split_rows
+from ..gguf import REQUIRED
+from . import llama
+from .spec import DecoderSpec, canonical_shapes, gather_weights, map_rows, split_rows
 
 NAME = "bloom"
 FAMILY = "BLOOM"
@@ -82,14 +84,59 @@ def weights_from_hf(spec, weights):
     return gather_weights(spec, weights, lambda name: hf_name(name, prefix), derived)
 
 
-# ---- GGUF (the hook: pyllm/formats/gguf.py will read the file) -----------------------------------
+# ---- GGUF (pyllm/gguf.py reads the file; pyllm/gguf_model.py loads a model from it) --------------
 
-def spec_from_gguf(metadata, n_ctx=None):
-    """The spec of a GGUF file's `bloom.*` metadata: to be written with the GGUF reader."""
-    raise NotImplementedError("GGUF BLOOM metadata is not read yet")
+def config_from_gguf(f):
+    """The BloomForCausalLM config.json dict of a GGUF file's `bloom.*` metadata (llama.cpp keeps
+    no apply_residual_connection_post_layernorm: its BLOOM runs without it)."""
+    a = "bloom."
+    d = f.get_int(a + "embedding_length", REQUIRED)
+    ff = f.get_int(a + "feed_forward_length", 4 * d)
+    if ff != 4 * d:
+        raise ValueError(f"{a}feed_forward_length is {ff}, but BLOOM's MLP is 4 x embedding_length = {4 * d}")
+    heads = f.get_int(a + "attention.head_count", REQUIRED)
+    kv_heads = f.get_int(a + "attention.head_count_kv", heads)
+    if kv_heads != heads:
+        raise ValueError(f"{a}attention.head_count_kv is {kv_heads}, but BLOOM has as many KV heads as heads ({heads})")
+    vocab = f.get_int(a + "vocab_size", None)
+    if vocab is None:
+        vocab = f.tensors["token_embd.weight"].shape[0] if "token_embd.weight" in f.tensors else None
+    return {
+        "architectures": [HF_CLASSES[0]], "model_type": HF_MODEL_TYPE, "vocab_size": vocab, "hidden_size": d,
+        "n_layer": f.get_int(a + "block_count", REQUIRED), "n_head": heads,
+        "layer_norm_epsilon": f.get_float(a + "attention.layer_norm_epsilon", REQUIRED),
+        "seq_length": f.get_int(a + "context_length", DEFAULT_N_CTX),
+        "apply_residual_connection_post_layernorm": False,
+        "tie_word_embeddings": "output.weight" not in f.tensors,
+    }
 
 
-def weights_from_gguf(spec, tensors):
-    """GGUF names (token_embd, token_embd_norm, blk.N.attn_qkv, ...) onto canonical ones: to be
-    written with the GGUF reader (llama.cpp's converter stores attn_qkv as [q; k; v] blocks)."""
-    raise NotImplementedError("GGUF BLOOM tensors are not read yet")
+def spec_from_gguf(f, n_ctx=None):
+    """The spec of a GGUF file (a pyllm.gguf.GGUFFile) of architecture `bloom`."""
+    return spec_from_hf(config_from_gguf(f), n_ctx)
+
+
+def _gguf_name(canonical):
+    if canonical == "model.embed_norm.weight" or canonical == "model.embed_norm.bias":
+        return "token_embd_norm." + canonical.rsplit(".", 1)[1]
+    return llama.gguf_name(canonical)
+
+
+def weights_from_gguf(spec, f):
+    """The checked tensors of a GGUF file under canonical names. llama.cpp's converter stores the
+    fused projection as attn_qkv with [q; k; v] row blocks (it regroups BLOOM's per-head layout),
+    so q, k and v are its three thirds; ggml blocks stay blocks."""
+    shapes = canonical_shapes(spec)
+    weights = {name: f.weight(name) for name in map(_gguf_name, shapes) if name in f.tensors}
+    d = spec["hidden_size"]
+    derived = {}
+    for i in range(spec["num_hidden_layers"]):
+        for part, shape in (("weight", (3 * d, d)), ("bias", (3 * d,))):
+            name = f"blk.{i}.attn_qkv.{part}"
+            if name not in f.tensors:
+                raise ValueError(f"the file lacks the tensor '{name}' (expected shape {shape})")
+            check = matrix_weight if part == "weight" else float32_weight
+            fused = check(name, f.weight(name), shape)
+            for j, proj in enumerate(("q_proj", "k_proj", "v_proj")):
+                derived[f"model.layers.{i}.self_attn.{proj}.{part}"] = map_rows(fused, lambda w, j=j: w[j * d:(j + 1) * d])
+    return gather_weights(spec, weights, _gguf_name, derived)

@@ -9,7 +9,9 @@ import numpy as np
 
 from .._checks import LIMITS, bounded_int, check_n_ctx
 from . import _hf
-from .spec import DecoderSpec, gather_weights
+from .._checks import float32_weight, matrix_weight
+from ..gguf import REQUIRED
+from .spec import DecoderSpec, canonical_shapes, gather_weights, map_rows
 
 NAME = "llama"
 FAMILY = "LLaMA"
@@ -126,14 +128,102 @@ def hf_weights_from_llama2c(arrays, header, shared_classifier):
     return weights
 
 
-# ---- GGUF (the hook: pyllm/formats/gguf.py will read the file) -----------------------------------
+# ---- GGUF (pyllm/gguf.py reads the file; pyllm/gguf_model.py loads a model from it) --------------
 
-def spec_from_gguf(metadata, n_ctx=None):
-    """The spec of a GGUF file's `llama.*` metadata: to be written with the GGUF reader."""
-    raise NotImplementedError("GGUF LLaMA metadata is not read yet")
+# canonical name (after "model.layers.N.") -> llama.cpp's (after "blk.N.")
+_GGUF_LAYER_NAMES = {
+    "input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
+    "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+}
+_GGUF_MODEL_NAMES = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
 
 
-def weights_from_gguf(spec, tensors):
-    """GGUF names (token_embd, blk.N.attn_q, ...) onto canonical ones, Q/K rows un-interleaved:
-    to be written with the GGUF reader."""
-    raise NotImplementedError("GGUF LLaMA tensors are not read yet")
+def gguf_name(canonical):
+    """llama.cpp's tensor name of a canonical one (the same table serves BLOOM's GGUF files)."""
+    if canonical.startswith("model.layers."):
+        layer, rest = canonical[len("model.layers."):].split(".", 1)
+        module, part = rest.rsplit(".", 1)
+        return f"blk.{layer}.{_GGUF_LAYER_NAMES[module]}.{part}"
+    module, part = canonical.rsplit(".", 1)
+    return f"{_GGUF_MODEL_NAMES[module]}.{part}"
+
+
+def _gguf_rope(f, prefix, max_pos):
+    """rope_scaling of the rope.scaling.* keys: none and linear run; llama.cpp's other kinds
+    (yarn, longrope) are refused by name. Llama-3's scaling comes as the rope_freqs tensor."""
+    kind = f.get_str(prefix + "rope.scaling.type", "none")
+    factor = f.get_float(prefix + "rope.scaling.factor", 0.0)
+    if kind == "linear" or (kind == "none" and factor not in (0.0, 1.0)):
+        if not factor > 0:
+            raise ValueError(f"rope.scaling.type linear needs a positive {prefix}rope.scaling.factor, got {factor}")
+        return {"type": "linear", "factor": factor}
+    if kind != "none":
+        raise ValueError(f"{prefix}rope.scaling.type {kind!r} is not supported (none and linear are)")
+    return None
+
+
+def config_from_gguf(f):
+    """The LlamaForCausalLM config.json dict of a GGUF file's `llama.*` metadata and tensor list
+    (biases and an untied output are read off the tensors present), with llama.cpp's defaults."""
+    a = "llama."
+    heads = f.get_int(a + "attention.head_count", REQUIRED)
+    d = f.get_int(a + "embedding_length", REQUIRED)
+    vocab = f.get_int(a + "vocab_size", None)
+    if vocab is None:  # older files (stories260K.gguf): the embedding's rows, as llama.cpp takes them
+        vocab = f.tensors["token_embd.weight"].shape[0] if "token_embd.weight" in f.tensors else None
+    head_dim = f.get_int(a + "attention.key_length", d // heads if heads > 0 else 0)
+    rope_dims = f.get_int(a + "rope.dimension_count", head_dim)
+    if rope_dims != head_dim:
+        raise ValueError(f"{a}rope.dimension_count is {rope_dims} but heads have {head_dim} dimensions: "
+                         "partial rotary embeddings are not supported")
+    max_pos = f.get_int(a + "context_length", REQUIRED)
+    config = {
+        "architectures": list(HF_CLASSES), "model_type": HF_MODEL_TYPE, "vocab_size": vocab, "hidden_size": d,
+        "intermediate_size": f.get_int(a + "feed_forward_length", REQUIRED),
+        "num_hidden_layers": f.get_int(a + "block_count", REQUIRED), "num_attention_heads": heads,
+        "num_key_value_heads": f.get_int(a + "attention.head_count_kv", heads), "head_dim": head_dim,
+        "max_position_embeddings": max_pos,
+        "rms_norm_eps": f.get_float(a + "attention.layer_norm_rms_epsilon", REQUIRED),
+        "rope_theta": f.get_float(a + "rope.freq_base", 10000.0),
+        "rope_scaling": _gguf_rope(f, a, max_pos),
+        "tie_word_embeddings": "output.weight" not in f.tensors,
+        "attention_bias": "blk.0.attn_q.bias" in f.tensors,
+        "mlp_bias": "blk.0.ffn_up.bias" in f.tensors,
+        "hidden_act": "silu",
+    }
+    return config
+
+
+def spec_from_gguf(f, n_ctx=None):
+    """The spec of a GGUF file (a pyllm.gguf.GGUFFile) of architecture `llama`."""
+    spec = spec_from_hf(config_from_gguf(f), n_ctx)
+    if spec["qkv_bias"]:  # llama.cpp may store Q/K/V biases without an output bias
+        spec = spec.replace(o_bias="blk.0.attn_output.bias" in f.tensors)
+    return spec
+
+
+def weights_from_gguf(spec, f):
+    """The checked tensors of a GGUF file under canonical names: Q/K rows (and biases) taken from
+    GGUF's interleaved RoPE order to the rotate-half order; ggml blocks stay blocks; the
+    `rope_freqs` tensor (Llama-3 scaling) as model.rope_freq_factors."""
+    shapes = canonical_shapes(spec)
+    weights = {name: f.weight(name) for name in map(gguf_name, shapes) if name in f.tensors}
+    derived = {}
+    for i in range(spec["num_hidden_layers"]):
+        for proj, heads in (("q_proj", spec["num_attention_heads"]), ("k_proj", spec["num_key_value_heads"])):
+            for part in ("weight", "bias") if spec["qkv_bias"] else ("weight",):
+                canonical = f"model.layers.{i}.self_attn.{proj}.{part}"
+                name = gguf_name(canonical)
+                if name in weights:
+                    derived[canonical] = map_rows(weights[name], lambda w, h=heads: rope_rows_to_hf(w, h))
+    for canonical, tensor in list(derived.items()):
+        shape = shapes[canonical]
+        derived[canonical] = (matrix_weight if len(shape) == 2 else float32_weight)(gguf_name(canonical), tensor, shape)
+    out = gather_weights(spec, weights, gguf_name, derived)
+    if "rope_freqs.weight" in f.tensors:
+        if spec["rope_type"] != "default":
+            raise ValueError(f"the rope_freqs tensor does not combine with rope scaling {spec['rope_type']!r}")
+        out["model.rope_freq_factors"] = float32_weight("rope_freqs.weight", f.weight("rope_freqs.weight"),
+                                                        (spec["head_dim"] // 2,))
+    return out

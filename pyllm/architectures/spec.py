@@ -131,3 +131,15 @@ def split_rows(array, heads, parts, head_dim):
     rest = array.shape[1:]
     fused = np.asarray(array).reshape((heads, parts, head_dim) + rest)
     return [np.ascontiguousarray(fused[:, j].reshape((heads * head_dim,) + rest)) for j in range(parts)]
+
+
+def map_rows(weight, function):
+    """function (of a 2-D or 1-D NumPy array, returning its rows reordered or selected) applied to
+    a tensor in any storage the loaders hand on: a NumPy array, bfloat16 bits
+    (pyllm.checkpoint.BFloat16Bits) or ggml blocks (pyllm.gguf.GGMLMatrix), keeping the storage."""
+    from ..checkpoint import BFloat16Bits
+    from ..gguf import GGMLMatrix
+    if isinstance(weight, GGMLMatrix):
+        return weight.with_rows(function)
+    out = np.ascontiguousarray(function(np.asarray(weight)))
+    return out.view(BFloat16Bits) if isinstance(weight, BFloat16Bits) else out
