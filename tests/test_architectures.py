@@ -63,11 +63,14 @@ def test_unknown_hf_architecture_is_named(config, named):
         spec_from_hf(config)
 
 
-def test_unknown_registry_and_gguf_names_are_named():
+def test_unknown_registry_and_gguf_names_are_named(tmp_path):
+    from gguf_files import write_gguf
+    from pyllm.gguf import open_gguf
     with pytest.raises(ValueError, match="unsupported architecture 'falcon'"):
         architectures.get("falcon")
-    with pytest.raises(ValueError, match="unsupported architecture 'phi3'"):
-        architectures.spec_from_gguf({"general.architecture": "phi3"})
+    path = write_gguf(tmp_path / "phi3.gguf", arch="phi3")
+    with pytest.raises(ValueError, match="architecture 'phi3' is not supported \\(supported: llama, bloom\\)"):
+        architectures.spec_from_gguf(open_gguf(path))
 
 
 def test_every_module_has_a_reader_per_source():

