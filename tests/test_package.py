@@ -31,3 +31,21 @@ def test_thread_setting_roundtrip():
 
 def test_data_dir_present(data_dir):
     assert os.path.exists(os.path.join(data_dir, "llama", "tokenizer.model"))
+
+
+def test_missing_openmp_runtime_is_one_clear_import_error():
+    from pyllm._loader import check_openmp
+    try:
+        check_openmp("libpyllm-absent-openmp.so.1")
+    except ImportError as e:
+        assert "libpyllm-absent-openmp.so.1" in str(e) and "apt-get install libgomp1" in str(e)
+    else:
+        raise AssertionError("a missing OpenMP runtime was not reported")
+
+
+def test_exactly_one_openmp_runtime_after_computing():
+    from pyllm.cli.info import openmp_runtimes
+    from llama_reference import make_config, make_pair
+    _, model = make_pair(make_config(num_hidden_layers=1), n_threads=2)
+    model(list(range(1, 40)))
+    assert len(openmp_runtimes()) == 1, openmp_runtimes()
