@@ -9,8 +9,9 @@ this writes:
 - Q/K rows in the interleaved RoPE order ggml's "normal" RoPE rotates: within each head, HF's
   rotate-half rows i and i + head_dim/2 become rows 2i and 2i + 1 (``rope_rows_from_hf``, the
   inverse of pyllm.architectures.llama.rope_rows_to_hf);
-- the vocabulary of ``tokenizer.model`` as ``tokenizer.ggml.model = "llama"`` (tokens,
-  scores, types, the special ids, add_bos/eos, the chat template).
+- the vocabulary (pyllm/gguf_vocab.py): ``tokenizer.model`` as ``tokenizer.ggml.model = "llama"``,
+  or a byte-level BPE ``tokenizer.json`` as ``"gpt2"`` with its ``tokenizer.ggml.pre``; the
+  special ids, add_bos/eos and the chat template.
 
 Types (``TYPES``): F32, F16, BF16, Q8_0, Q4_0, Q4_1 for the 2-D weights; norms and biases stay
 F32 (as llama.cpp keeps them). A matrix whose input size is not a multiple of 32 cannot be
@@ -22,14 +23,12 @@ import os
 import numpy as np
 
 from . import architectures, checkpoint
-from .sentencepiece_model import UNUSED, read_vocabulary
-from .tokenizer import Tokenizer
+from .gguf_vocab import add_vocabulary
 
 __all__ = ["TYPES", "MissingDependency", "convert_to_gguf", "rope_rows_from_hf"]
 
-# Type name -> (ggml type name, llama.cpp's general.file_type value).
-TYPES = {"F32": ("F32", 0), "F16": ("F16", 1), "BF16": ("BF16", 32), "Q8_0": ("Q8_0", 7),
-         "Q4_0": ("Q4_0", 2), "Q4_1": ("Q4_1", 3)}
+# ggml type of the matrices -> llama.cpp's general.file_type for a file "mostly" of that type.
+TYPES = {"F32": 0, "F16": 1, "BF16": 32, "Q8_0": 7, "Q4_0": 2, "Q4_1": 3}
 _BLOCK = 32  # elements per block of Q8_0, Q4_0, Q4_1
 
 
@@ -81,7 +80,7 @@ def _tensor_type(array, wanted):
     return wanted
 
 
-def _add_hyperparameters(writer, gguf, spec, config, file_type, name):
+def _add_hyperparameters(writer, gguf, spec, file_type, name):
     writer.add_name(name)
     writer.add_context_length(spec["max_position_embeddings"])
     writer.add_embedding_length(spec["hidden_size"])
@@ -104,37 +103,6 @@ def _add_hyperparameters(writer, gguf, spec, config, file_type, name):
     writer.add_vocab_size(spec["vocab_size"])
     writer.add_file_type(file_type)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-
-
-def _add_vocabulary(writer, model_dir, vocab_size):
-    """tokenizer.ggml.* from tokenizer.model, the special ids and flags as pyllm reads them."""
-    path = os.path.join(model_dir, "tokenizer.model")
-    if not os.path.exists(path):
-        raise ValueError(f"{model_dir} has no tokenizer.model: convert writes SentencePiece vocabularies "
-                         f"only (byte-level tokenizer.json vocabularies are not converted yet)")
-    vocab = read_vocabulary(path)
-    pieces, scores, types = vocab["pieces"], vocab["scores"], vocab["types"]
-    if len(pieces) > vocab_size:
-        raise ValueError(f"{path} has {len(pieces)} pieces, more than the model's vocab_size {vocab_size}")
-    for i in range(len(pieces), vocab_size):  # embedding rows past the vocabulary, as llama.cpp pads them
-        pieces.append(f"[PAD{i}]")
-        scores.append(-1000.0)
-        types.append(UNUSED)
-    tok = Tokenizer.from_pretrained(model_dir)
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(pieces)
-    writer.add_token_scores(scores)
-    writer.add_token_types(types)
-    writer.add_add_space_prefix(vocab["add_dummy_prefix"])
-    writer.add_remove_extra_whitespaces(vocab["remove_extra_whitespaces"])
-    for value, add in ((tok.bos_token_id, writer.add_bos_token_id), (tok.eos_token_id, writer.add_eos_token_id),
-                       (tok.unk_token_id, writer.add_unk_token_id), (tok.pad_token_id, writer.add_pad_token_id)):
-        if value is not None:
-            add(int(value))
-    writer.add_add_bos_token(bool(tok.add_bos_token))
-    writer.add_add_eos_token(bool(tok.add_eos_token))
-    if tok.chat_template:
-        writer.add_chat_template(tok.chat_template)
 
 
 def convert_to_gguf(model_dir, out_path, type="Q8_0"):
@@ -161,15 +129,15 @@ def convert_to_gguf(model_dir, out_path, type="Q8_0"):
     written = {}
     try:
         name = os.path.basename(os.path.normpath(model_dir))
-        _add_hyperparameters(writer, gguf, spec, config, TYPES[wanted][1], name)
-        _add_vocabulary(writer, model_dir, spec["vocab_size"])
+        _add_hyperparameters(writer, gguf, spec, TYPES[wanted], name)
+        add_vocabulary(writer, model_dir, spec["vocab_size"])
         heads = {"q_proj": spec["num_attention_heads"], "k_proj": spec["num_key_value_heads"]}
         for canonical, array in arrays.items():
             array = np.asarray(array, dtype=np.float32)
             proj = canonical.split(".")[-2]
             if proj in heads:
                 array = rope_rows_from_hf(array, heads[proj])
-            ggml_type = _tensor_type(array, TYPES[wanted][0])
+            ggml_type = _tensor_type(array, wanted)
             qtype = gguf.GGMLQuantizationType[ggml_type]
             writer.add_tensor(_gguf_name(canonical), gguf.quants.quantize(array, qtype), raw_dtype=qtype)
             written[_gguf_name(canonical)] = ggml_type

@@ -5,7 +5,6 @@ import math
 import re
 import sys
 
-import numpy as np
 import pytest
 
 import pyllm

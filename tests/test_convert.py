@@ -72,7 +72,7 @@ def test_rows_not_whole_blocks_fall_back_to_f16(stories_dir, tmp_path):
     assert {types[f"blk.{i}.ffn_down.weight"] for i in range(5)} == {"F16"}  # 172 inputs: no 32-blocks
     assert types["blk.0.ffn_up.weight"] == "Q8_0" and types["token_embd.weight"] == "Q8_0"
     assert types["output_norm.weight"] == "F32"
-    assert f.metadata["general.file_type"] == TYPES["Q8_0"][1]
+    assert f.metadata["general.file_type"] == TYPES["Q8_0"]
 
 
 def reference_tensor(name, array, kind, spec):
@@ -94,7 +94,7 @@ def test_each_type_reads_back(kind, llama_dir, tmp_path):
     spec = architectures.spec_from_hf(config)
     weights = load_weights(llama_dir)
     m = f.metadata
-    assert m["general.architecture"] == "llama" and m["general.file_type"] == TYPES[kind][1]
+    assert m["general.architecture"] == "llama" and m["general.file_type"] == TYPES[kind]
     assert (m["llama.block_count"], m["llama.embedding_length"], m["llama.feed_forward_length"]) == \
         (config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"])
     assert (m["llama.attention.head_count"], m["llama.attention.head_count_kv"], m["llama.rope.dimension_count"]) == \
@@ -146,7 +146,7 @@ def test_convert_errors(llama_dir, tmp_path):
     for name in ("config.json", "model.safetensors"):
         os.symlink(os.path.join(llama_dir, name), no_vocab / name)
     code, _, err = run_cli(["convert", str(no_vocab), str(out)])
-    assert code == 4 and "no tokenizer.model" in err
+    assert code == 4 and "no tokenizer.model or tokenizer.json" in err
     assert not any(p.endswith(".part") for p in os.listdir(tmp_path))
     out.write_bytes(b"keep")
     code, _, err = run_cli(["convert", llama_dir, str(out)])
@@ -160,3 +160,21 @@ def test_convert_without_the_gguf_package_exit_5(llama_dir, tmp_path):
     path = os.pathsep.join([str(tmp_path / "blocker"), os.environ.get("PYTHONPATH", "")])
     code, _, err = run_cli(["convert", llama_dir, str(tmp_path / "y.gguf")], env={"PYTHONPATH": path})
     assert code == 5 and 'pip install "pyllm[convert]"' in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind, pre", [("gpt2", "gpt-2"), ("llama3", "llama-bpe")])
+def test_byte_level_vocabulary(kind, pre, tmp_path):
+    """A LLaMA with a byte-level tokenizer.json becomes a 'gpt2' vocabulary whose
+    tokenizer.ggml.pre names the same split: the file encodes as the directory does."""
+    from llama_reference import make_config, reference_model
+    from tokenizer_json_builders import train_byte_level
+    d = tmp_path / kind
+    reference_model(make_config(vocab_size=3000, num_hidden_layers=1), seed=1).save_pretrained(d, safe_serialization=True)
+    train_byte_level(kind, d / "tokenizer.json", vocab_size=3000)
+    (d / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
+    f = convert(str(d), tmp_path / f"{kind}.gguf", "q8_0")
+    assert f.metadata["tokenizer.ggml.model"] == "gpt2" and f.metadata["tokenizer.ggml.pre"] == pre
+    ours, ref = pyllm.Tokenizer.from_pretrained(str(tmp_path / f"{kind}.gguf")), pyllm.Tokenizer.from_pretrained(str(d))
+    texts = TEXTS + ["Hello world's 12345 tokens\n\n  spaced", "<|endoftext|> and <|begin_of_text|>"]
+    assert [ours.encode(t) for t in texts] == [ref.encode(t) for t in texts]
+    assert [ours.decode(ref.encode(t)) for t in texts] == [ref.decode(ref.encode(t)) for t in texts]

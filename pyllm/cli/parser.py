@@ -108,7 +108,8 @@ def build_parser():
     p.set_defaults(run=info.run)
 
     p = sub.add_parser("convert", help="write a Hugging Face LLaMA directory as a GGUF file",
-                       description="Convert a Hugging Face LLaMA directory (with tokenizer.model) to GGUF, "
+                       description="Convert a Hugging Face LLaMA directory (tokenizer.model or a byte-level "
+                                   "tokenizer.json) to GGUF, "
                                    "readable by pyllm and llama.cpp. Needs: pip install \"pyllm[convert]\".")
     p.add_argument("model_dir", help="the Hugging Face model directory")
     p.add_argument("output", help="the .gguf file to write")
