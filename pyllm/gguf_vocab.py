@@ -109,13 +109,19 @@ def add_vocabulary(writer, model_dir, vocab_size):
     else:
         raise ValueError(f"{model_dir} has no tokenizer.model or tokenizer.json: a GGUF file needs the vocabulary")
     tok = Tokenizer.from_pretrained(model_dir)
-    for value, add in ((tok.bos_token_id, writer.add_bos_token_id), (tok.eos_token_id, writer.add_eos_token_id),
+    # What encode adds, however the directory says it (tokenizer_config.json or a post-processor
+    # such as Llama-3's, whose BOS tokenizer_config.json may not name): one token before, one after.
+    plain, full = tok.encode("a", add_special_tokens=False), tok.encode("a")
+    start = full.index(plain[0]) if plain and plain[0] in full else 0
+    added_bos = full[0] if start == 1 else None
+    added_eos = full[-1] if len(full) - start - len(plain) == 1 else None
+    bos = added_bos if added_bos is not None else tok.bos_token_id
+    eos = tok.eos_token_id if tok.eos_token_id is not None else added_eos
+    for value, add in ((bos, writer.add_bos_token_id), (eos, writer.add_eos_token_id),
                        (tok.unk_token_id, writer.add_unk_token_id), (tok.pad_token_id, writer.add_pad_token_id)):
         if value is not None:
             add(int(value))
-    # What encode adds, however the directory says it (tokenizer_config.json or a post-processor).
-    plain, full = tok.encode("a", add_special_tokens=False), tok.encode("a")
-    writer.add_add_bos_token(tok.bos_token_id is not None and full[:1] == [tok.bos_token_id] != plain[:1])
-    writer.add_add_eos_token(tok.eos_token_id is not None and full[-1:] == [tok.eos_token_id] != plain[-1:])
+    writer.add_add_bos_token(added_bos is not None)
+    writer.add_add_eos_token(added_eos is not None)
     if tok.chat_template:
         writer.add_chat_template(tok.chat_template)
