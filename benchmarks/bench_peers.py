@@ -219,8 +219,9 @@ def ensure_hf(workdir, shape, seed=0):
 # engine -> its precisions, each with (precision class, bytes per weight of the matrices,
 # bytes per KV-cache element) for the roofline. Classes pair a peer with pyllm's dtype.
 ENGINES = {
-    "pyllm": {"float32": ("f32", 4.0, 4), "bfloat16": ("bf16", 2.0, 4),
-              "int8": ("int8", 34 / 32, 4), "int4": ("int4", 18 / 32, 4)},
+    # pyllm's KV cache is f32 for float32 models and f16 for the others
+    "pyllm": {"float32": ("f32", 4.0, 4), "bfloat16": ("bf16", 2.0, 2),
+              "int8": ("int8", 34 / 32, 2), "int4": ("int4", 18 / 32, 2)},
     "llama.cpp": {"F32": ("f32", 4.0, 2), "BF16": ("bf16", 2.0, 2),
                   "Q8_0": ("int8", 34 / 32, 2), "Q4_0": ("int4", 18 / 32, 2)},
     "ctranslate2": {"float32": ("f32", 4.0, 4), "int8": ("int8", 1.0, 4)},

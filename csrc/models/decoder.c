@@ -363,10 +363,8 @@ static void place_token(pyllm_decoder *m, const pyllm_kv_cache *cache, void *key
     for (int64_t g = 0; g < c->n_kv_heads; g++) {
         const int64_t head = (b * c->n_kv_heads + g) * cache->capacity * hd;
         const float *k = w->k + i * kvw + g * hd, *v = w->v + i * kvw + g * hd;
-        for (int64_t d = 0; d < hd; d++) { /* keys transposed: [head_dim][capacity] */
-            pyllm_kv_store(cache->type, keys, head + d * cache->capacity + slot, k[d]);
-            pyllm_kv_store(cache->type, values, head + slot * hd + d, v[d]);
-        }
+        pyllm_kv_store_span(cache->type, keys, head + slot, cache->capacity, k, hd); /* keys: [head_dim][capacity] */
+        pyllm_kv_store_span(cache->type, values, head + slot * hd, 1, v, hd);
     }
 }
 

@@ -1,5 +1,6 @@
 #include "ops/attention.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 
@@ -26,6 +27,34 @@ const char *pyllm_kv_type_name(pyllm_kv_type type)
         return "float16";
     }
     return "?";
+}
+
+/* F16C converts eight at a time, rounding to nearest even as pyllm_f32_to_f16 does. */
+__attribute__((target("avx2,f16c")))
+static void store_f16_f16c(uint16_t *out, int64_t index, int64_t stride, const float *x, int64_t n)
+{
+    const __m256 top = _mm256_set1_ps(F16_MAX), bottom = _mm256_set1_ps(-F16_MAX);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        /* min/max return their second operand when one is NaN: a NaN passes through, as below */
+        const __m256 v = _mm256_max_ps(bottom, _mm256_min_ps(top, _mm256_loadu_ps(x + i)));
+        uint16_t h[8];
+        _mm_storeu_si128((__m128i *)h, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+        for (int j = 0; j < 8; j++)
+            out[index + (i + j) * stride] = h[j];
+    }
+    for (; i < n; i++)
+        pyllm_kv_store(PYLLM_KV_F16, out, index + i * stride, x[i]);
+}
+
+void pyllm_kv_store_span(pyllm_kv_type type, void *buffer, int64_t index, int64_t stride, const float *x, int64_t n)
+{
+    if (type == PYLLM_KV_F16 && pyllm_gemv_isa() >= PYLLM_ISA_AVX2) {
+        store_f16_f16c(buffer, index, stride, x, n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        pyllm_kv_store(type, buffer, index + i * stride, x[i]);
 }
 
 void pyllm_kv_store(pyllm_kv_type type, void *buffer, int64_t index, float x)

@@ -23,6 +23,8 @@ const char *pyllm_kv_type_name(pyllm_kv_type type);
 /* Element `index` of a cache buffer of the given type, set to x (rounded to nearest even; f16
  * saturates at ±65504). */
 void pyllm_kv_store(pyllm_kv_type type, void *buffer, int64_t index, float x);
+/* n values: buffer[index + i * stride] = x[i] (keys are stored transposed, values in rows). */
+void pyllm_kv_store_span(pyllm_kv_type type, void *buffer, int64_t index, int64_t stride, const float *x, int64_t n);
 
 typedef struct {
     int64_t batch, n_new;       /* queries: [batch, n_new, n_heads * head_dim] */

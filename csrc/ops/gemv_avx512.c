@@ -22,54 +22,59 @@
 #define COLS 4  /* activation rows per bf16 tile */
 #define QCOLS 2 /* activation rows per block-type tile (its scales take registers too) */
 
-/* Weight rows r..r+rows-1 against activation rows i..i+cols-1: each load of a weight vector serves
- * `cols` activation rows (prefill, batched decode). Every pair's accumulator sees the same dot
- * products in the same order whatever the tile, so a pair's result never depends on m. */
+/* Weight row r against activation rows i..i+cols-1: each load of a weight vector serves `cols`
+ * activation rows (prefill, batched decode). Each pair has two accumulators, for the even and the
+ * odd 32-element chunks of k (one chain of vdpbf16ps per pair left them latency-bound: 4 chains
+ * for up to 4 x 32 x 32 products a step), added at the end. Every pair's accumulators see the same
+ * dot products in the same order whatever the tile, so a pair's result never depends on m. */
 static inline __attribute__((always_inline)) void bf16_tile(const pyllm_qweight *w, const pyllm_gemv_act *a,
-                                                              int64_t r, const int rows, int64_t i, const int cols,
-                                                              float *y, int64_t ldy)
+                                                              int64_t r, int64_t i, const int cols, float *y,
+                                                              int64_t ldy)
 {
     const int64_t k = w->k;
     const uint16_t *wr = (const uint16_t *)w->quants + r * k;
     const uint16_t *x = a->bf16 + i * k;
-    __m512 acc[ROWS][COLS];
-    for (int rr = 0; rr < rows; rr++)
+    __m512 acc[2][COLS];
+    for (int h = 0; h < 2; h++)
         for (int c = 0; c < cols; c++)
-            acc[rr][c] = _mm512_setzero_ps();
-    for (int64_t j = 0; j < k; j += 32) {
-        const __mmask32 mask = k - j >= 32 ? 0xffffffffu : (1u << (k - j)) - 1;
-        __m512bh xv[COLS];
-        for (int c = 0; c < cols; c++)
-            xv[c] = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + c * k + j);
-        for (int rr = 0; rr < rows; rr++) {
-            const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, wr + rr * k + j);
+            acc[h][c] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < k; j += 64) {
+        for (int h = 0; h < 2; h++) {
+            const int64_t jj = j + 32 * h, left = k - jj;
+            const __mmask32 mask = left >= 32 ? 0xffffffffu : left <= 0 ? 0u : (1u << left) - 1;
+            const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, wr + jj);
             for (int c = 0; c < cols; c++)
-                acc[rr][c] = _mm512_dpbf16_ps(acc[rr][c], wv, xv[c]);
+                acc[h][c] = _mm512_dpbf16_ps(acc[h][c], wv, (__m512bh)_mm512_maskz_loadu_epi16(mask, x + c * k + jj));
         }
     }
-    for (int rr = 0; rr < rows; rr++)
-        for (int c = 0; c < cols; c++)
-            y[(i + c) * ldy + r + rr] = _mm512_reduce_add_ps(acc[rr][c]);
+    for (int c = 0; c < cols; c++)
+        y[(i + c) * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][c], acc[1][c]));
 }
 
+/* Weight row r against every activation row: tiles of COLS, then one tile of the rest (so the row
+ * is read from cache once per tile, not once per leftover activation row). */
 static inline __attribute__((always_inline)) void bf16_rows(const pyllm_qweight *w, const pyllm_gemv_act *a,
-                                                              int64_t r, const int rows, float *y, int64_t ldy)
+                                                              int64_t r, float *y, int64_t ldy)
 {
     int64_t i = 0;
     for (; i + COLS <= a->m; i += COLS)
-        bf16_tile(w, a, r, rows, i, COLS, y, ldy);
-    for (; i < a->m; i++)
-        bf16_tile(w, a, r, rows, i, 1, y, ldy);
+        bf16_tile(w, a, r, i, COLS, y, ldy);
+    switch (a->m - i) {
+    case 3: bf16_tile(w, a, r, i, 3, y, ldy); break;
+    case 2: bf16_tile(w, a, r, i, 2, y, ldy); break;
+    case 1: bf16_tile(w, a, r, i, 1, y, ldy); break;
+    default: break;
+    }
 }
 
 /* Weight rows r..r+rows-1 against activation rows i..i+cols-1 (as bf16_tile: each weight vector
  * loaded once for `cols` rows, every pair's operations unchanged). */
 static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight *w, const pyllm_gemv_act *a,
                                                                int64_t r, const int rows, int64_t i, const int cols,
-                                                               float *y, int64_t ldy)
+                                                               float *y, int64_t ldy, const pyllm_weight_type type)
 {
     const int64_t nb = w->blocks, padded = a->groups * a->group_blocks;
-    const int q8 = w->type == PYLLM_WEIGHT_Q8_0, q4_1 = w->type == PYLLM_WEIGHT_Q4_1;
+    const int q8 = type == PYLLM_WEIGHT_Q8_0, q4_1 = type == PYLLM_WEIGHT_Q4_1;
     const int64_t per_group = q8 ? 2 : 4;              /* blocks per 64 weight bytes */
     const int64_t block_bytes = q8 ? 32 : 16;
     const uint8_t *wq = (const uint8_t *)w->quants + r * nb * block_bytes;
@@ -148,13 +153,25 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
 }
 
 static inline __attribute__((always_inline)) void block_rows(const pyllm_qweight *w, const pyllm_gemv_act *a,
-                                                               int64_t r, const int rows, float *y, int64_t ldy)
+                                                               int64_t r, const int rows, float *y, int64_t ldy,
+                                                               const pyllm_weight_type type)
 {
     int64_t i = 0;
     for (; i + QCOLS <= a->m; i += QCOLS)
-        block_tile(w, a, r, rows, i, QCOLS, y, ldy);
+        block_tile(w, a, r, rows, i, QCOLS, y, ldy, type);
     for (; i < a->m; i++)
-        block_tile(w, a, r, rows, i, 1, y, ldy);
+        block_tile(w, a, r, rows, i, 1, y, ldy, type);
+}
+
+/* One instance per block type, so that its sizes are constants in the loops (a runtime type
+ * left an integer division and the type tests in the innermost loop). */
+static void block_rows_of(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t r, int64_t row1, float *y,
+                          int64_t ldy, const pyllm_weight_type type)
+{
+    for (; r + ROWS <= row1; r += ROWS)
+        block_rows(w, a, r, ROWS, y, ldy, type);
+    for (; r < row1; r++)
+        block_rows(w, a, r, 1, y, ldy, type);
 }
 
 void pyllm_gemv_rows_avx512(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t row0, int64_t row1,
@@ -162,14 +179,19 @@ void pyllm_gemv_rows_avx512(const pyllm_qweight *w, const pyllm_gemv_act *a, int
 {
     int64_t r = row0;
     if (w->type == PYLLM_WEIGHT_BF16) {
-        for (; r + ROWS <= row1; r += ROWS)
-            bf16_rows(w, a, r, ROWS, y, ldy);
         for (; r < row1; r++)
-            bf16_rows(w, a, r, 1, y, ldy);
+            bf16_rows(w, a, r, y, ldy);
         return;
     }
-    for (; r + ROWS <= row1; r += ROWS)
-        block_rows(w, a, r, ROWS, y, ldy);
-    for (; r < row1; r++)
-        block_rows(w, a, r, 1, y, ldy);
+    switch (w->type) {
+    case PYLLM_WEIGHT_Q8_0:
+        block_rows_of(w, a, r, row1, y, ldy, PYLLM_WEIGHT_Q8_0);
+        break;
+    case PYLLM_WEIGHT_Q4_0:
+        block_rows_of(w, a, r, row1, y, ldy, PYLLM_WEIGHT_Q4_0);
+        break;
+    default:
+        block_rows_of(w, a, r, row1, y, ldy, PYLLM_WEIGHT_Q4_1);
+        break;
+    }
 }
