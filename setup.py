@@ -14,6 +14,7 @@ from importlib import metadata
 
 import numpy
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -75,6 +76,18 @@ if os.environ.get("PYLLM_SANITIZE") == "1":
 if os.environ.get("PYLLM_DEBUG") == "1":
     cflags = [f for f in cflags if f != "-O3"] + ["-O0", "-g"]
 
+
+class BuildExt(build_ext):
+    """The interpreter's own link command may carry absolute rpaths (pyenv's LDSHARED names its
+    lib directory): a wheel must not search the build machine's directories, so only the rpaths
+    given above ($ORIGIN-relative, or DNNL_ROOT's, which a user asked for) remain."""
+
+    def build_extensions(self):
+        self.compiler.linker_so = [arg for arg in self.compiler.linker_so
+                                   if not arg.startswith(("-Wl,-rpath,/", "-Wl,-rpath=/", "-Wl,-R/"))]
+        super().build_extensions()
+
+
 core = Extension(
     "pyllm._core",
     sources=c_sources(),
@@ -85,4 +98,4 @@ core = Extension(
     extra_objects=[dnnl_library],
 )
 
-setup(ext_modules=[core])
+setup(ext_modules=[core], cmdclass={"build_ext": BuildExt})

@@ -27,6 +27,24 @@ def _candidates():
     yield os.path.join(sysconfig.get_path("data"), "lib", "libdnnl.so.3")
 
 
+# pyllm's kernels and oneDNN (onednn-cpu-gomp) both thread with GNU OpenMP, the system's
+# libgomp.so.1, which the wheel does not bundle: a renamed copy would be a second OpenMP runtime
+# beside the one libdnnl.so.3 loads, each with its own thread pool.
+OPENMP_LIBRARY = "libgomp.so.1"
+OPENMP_MISSING = ("pyllm needs the GNU OpenMP runtime {name}, which this system lacks (slim container images "
+                  "often do): install it with the system's package manager, e.g. 'apt-get install libgomp1' "
+                  "(Debian, Ubuntu), 'dnf install libgomp' (Fedora, RHEL) or 'apk add libgomp' (Alpine)")
+
+
+def check_openmp(name=OPENMP_LIBRARY):
+    """Load the OpenMP runtime first, so that its absence is one clear ImportError rather than
+    the loader's message about libdnnl.so.3 or pyllm._core."""
+    try:
+        ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        raise ImportError(OPENMP_MISSING.format(name=name)) from None
+
+
 def load_onednn():
     # libgomp reads its wait policy once, when it is loaded (with libdnnl here). A thread that
     # reaches a barrier first spins GOMP_SPINCOUNT times, then sleeps. libgomp's default (300k
@@ -40,6 +58,7 @@ def load_onednn():
     if ours:
         os.environ["GOMP_SPINCOUNT"] = "3000"
     try:
+        check_openmp()
         for path in _candidates():
             if os.path.exists(path):
                 ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)

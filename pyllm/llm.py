@@ -251,6 +251,21 @@ class LLM:
         texts = self._texts(out, ids.shape[1], stops)
         return texts if cfg.num_return_sequences > 1 else texts[0]
 
+    def chat_stream(self, messages, template=None, **options):
+        """``chat`` as an iterator over the reply's text as it is generated (see ``stream``)."""
+        prompt = self.chat_prompt(messages, template)
+        cfg, stops, hooks, eos = self._prepare(options)
+        if cfg.num_return_sequences != 1:
+            raise ValueError(f"chat_stream gives one reply: num_return_sequences must be 1, "
+                             f"got {cfg.num_return_sequences}")
+        ids = self.tokenizer.encode(prompt, add_special_tokens=False)  # the template wrote the specials
+        if not ids:
+            raise ValueError("the chat template rendered an empty prompt")
+        if len(ids) > self.model.n_ctx:
+            raise ValueError(f"the chat prompt has {len(ids)} tokens, more than the context n_ctx={self.model.n_ctx}")
+        ids = np.array([ids], dtype=np.int64)
+        return self._stream(ids, np.ones_like(ids), cfg, stops, hooks, eos)
+
     # -- scoring ------------------------------------------------------------------------------------
 
     def perplexity(self, texts, max_length=None, batch_size=8, progress=None):

@@ -61,3 +61,10 @@ def run_isolated(code, timeout=300, env=None):
 @pytest.fixture
 def isolated():
     return run_isolated
+
+
+def run_cli(args, stdin="", cwd=None, env=None, timeout=300):
+    """`python -m pyllm ARGS` in a fresh process: (exit code, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "pyllm", *args], input=stdin, capture_output=True, text=True,
+                          timeout=timeout, env={**child_environment(), **(env or {})}, cwd=cwd or os.path.dirname(REPO))
+    return proc.returncode, proc.stdout, proc.stderr
