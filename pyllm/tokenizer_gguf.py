@@ -107,7 +107,9 @@ def _byte_level(f, tokens):
     steps.append((_PRE_TOKENIZER, _BYTE_LEVEL, None, None, False, 0, 0))  # no prefix space, no regex of its own
     steps.append((_DECODER, _D_BYTE_LEVEL, None, None, False, 0, 0))
     unk = _special_id(f, "tokenizer.ggml.unknown_token_id", n, None)
-    core = _core.hf_bpe_tokenizer(list(tokens), list(merges), steps, -1 if unk is None else unk, False, False,
+    # llama.cpp's byte-level BPE drops a byte whose character has no token (SmolLM2's vocabulary
+    # lacks 21 of the 256): so the core gets no unknown id, which makes it drop them too.
+    core = _core.hf_bpe_tokenizer(list(tokens), list(merges), steps, -1, False, False,
                                   bool(options.get("ignore_merges", False)))
     for token_id in np.flatnonzero((types == _CONTROL) | (types == _USER_DEFINED)):
         core.add_token(tokens[token_id], int(token_id), bool(types[token_id] == _CONTROL))
