@@ -1,6 +1,8 @@
 """Checks shared by every architecture's config and weight readers."""
 import numpy as np
 
+from . import _core
+
 
 def positive_int(key, value):
     """value as an int >= 1; ValueError naming the config key otherwise."""
@@ -43,7 +45,7 @@ def matrix_weight(name, array, shape):
 # layers, 128 heads, hidden 16384, MLP 53248; vocabularies reach 256k), far below what would
 # exhaust memory before the memory check could speak. Context lengths are int32 positions.
 LIMITS = {
-    "num_hidden_layers": 4096,
+    "num_hidden_layers": _core.MAX_LAYERS,  # the C core's own limit, which sizes its tables
     "num_attention_heads": 4096,
     "num_key_value_heads": 4096,
     "head_dim": 4096,

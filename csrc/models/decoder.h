@@ -121,6 +121,10 @@ typedef struct {
     int64_t *length;           /* [batch]: real (unpadded) tokens so far = next position */
 } pyllm_kv_cache;
 
+/* Layers a model may have: per-layer tables are sized from it before any weight is read
+ * (pyllm/_checks.py's LIMITS takes it from _core.MAX_LAYERS). */
+#define PYLLM_MAX_LAYERS 4096
+
 /* ValueError naming the first structural rule c breaks (positive sizes, heads in whole key/value
  * groups, an even head_dim for rotary positions, positions that fit int32, ...): decoder_config.c. */
 pyllm_status pyllm_decoder_config_check(const pyllm_decoder_config *c);

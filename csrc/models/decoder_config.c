@@ -19,6 +19,9 @@ pyllm_status pyllm_decoder_config_check(const pyllm_decoder_config *c)
                            (int)c->lm_head_type);
     if ((unsigned)c->kv_type >= PYLLM_KV_TYPE_COUNT)
         return pyllm_error(PYLLM_ERR_VALUE, "unknown KV cache type %d", (int)c->kv_type);
+    if (c->n_layers > PYLLM_MAX_LAYERS)
+        return pyllm_error(PYLLM_ERR_VALUE, "num_hidden_layers is %lld, above pyllm's limit of %d",
+                           (long long)c->n_layers, PYLLM_MAX_LAYERS);
     if (c->vocab_size > INT32_MAX)
         return pyllm_error(PYLLM_ERR_VALUE, "vocab_size %lld does not fit token ids of 32 bits",
                            (long long)c->vocab_size);

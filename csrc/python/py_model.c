@@ -411,10 +411,8 @@ static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     pyllm_decoder_config config;
     if (parse_config(config_dict, &config) < 0)
         return NULL;
-    if (config.n_layers > 4096) { /* sizes the tables below; pyllm's limit (pyllm/_checks.py LIMITS) */
-        PyErr_Format(PyExc_ValueError, "num_hidden_layers must be <= 4096, got %lld", (long long)config.n_layers);
-        return NULL;
-    }
+    /* parse_config applied pyllm_decoder_config_check: n_layers, which sizes the tables below,
+     * is within PYLLM_MAX_LAYERS */
 
     DecoderObject *self = (DecoderObject *)type->tp_alloc(type, 0);
     if (self == NULL)
@@ -882,7 +880,8 @@ static PyMethodDef model_functions[] = {
 int pyllm_register_model(PyObject *module)
 {
     if (PyType_Ready(&DecoderType) < 0 || PyType_Ready(&KVCacheType) < 0 ||
-        PyModule_AddFunctions(module, model_functions) < 0)
+        PyModule_AddFunctions(module, model_functions) < 0 ||
+        PyModule_AddIntConstant(module, "MAX_LAYERS", PYLLM_MAX_LAYERS) < 0)
         return -1;
     Py_INCREF(&DecoderType);
     if (PyModule_AddObject(module, "Decoder", (PyObject *)&DecoderType) < 0) {
