@@ -21,6 +21,7 @@ the same file; CI has no llama-cpp-python, so they are compared here.
 """
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -121,15 +122,8 @@ def test_logits_close_to_llama_cpp(llm, reference):
 
 # ---- perplexity per dtype (the performance issue's accuracy limits, on a real model) -----------
 
-# A held text (written for this test, not the model's own output).
-HELD_TEXT = (
-    "The city library opened a new reading room last spring. It has tall windows that face the river, long "
-    "wooden tables, and shelves of books about history, science and travel. On weekday mornings it is quiet: "
-    "students prepare for their exams, and retired teachers read the newspapers. In the afternoon, children "
-    "come in after school to do their homework, and the librarians help them find the books they need. Every "
-    "Saturday there is a workshop on a different topic, such as how to repair a bicycle, how to bake bread, or "
-    "how to write a short story. The workshops are free, and anyone can join. Many visitors say that the room "
-    "feels like a second home, a calm place where they can think, learn something new, and meet their neighbours.")
+# A held text (written for this test, not the model's own output; tools/smollm2_q4_k_m.py reads it too).
+HELD_TEXT = (pathlib.Path(__file__).parent / "reference" / "smollm2" / "held_text.txt").read_text()
 # Against float32 (the file's Q4_1 values exactly): q4_1 changes only the arithmetic (8-bit
 # activations at decode, bf16 at prefill, f16 cache); bfloat16 and int8 round those values again
 # (the performance issue's limit: within 1%). int4 re-quantizes 4-bit values onto another 4-bit

@@ -12,19 +12,13 @@ compares the perplexity of a held text at the default dtype with the same file r
     # 3. the perplexities, with pyllm's environment:
     python tools/smollm2_q4_k_m.py measure /tmp/smollm2-q4_k_m.gguf
 """
+import pathlib
 import sys
 
 import numpy as np
 
-# A held text (written for this measurement, not the model's own output).
-HELD_TEXT = (
-    "The city library opened a new reading room last spring. It has tall windows that face the river, long "
-    "wooden tables, and shelves of books about history, science and travel. On weekday mornings it is quiet: "
-    "students prepare for their exams, and retired teachers read the newspapers. In the afternoon, children "
-    "come in after school to do their homework, and the librarians help them find the books they need. Every "
-    "Saturday there is a workshop on a different topic, such as how to repair a bicycle, how to bake bread, or "
-    "how to write a short story. The workshops are free, and anyone can join. Many visitors say that the room "
-    "feels like a second home, a calm place where they can think, learn something new, and meet their neighbours.")
+# The held text of tests/test_smollm2.py's perplexity test.
+HELD_TEXT = (pathlib.Path(__file__).resolve().parent.parent / "tests" / "reference" / "smollm2" / "held_text.txt").read_text()
 
 
 def write_f32(out):
