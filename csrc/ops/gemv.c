@@ -167,6 +167,16 @@ void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, int interleave_q
     }
 }
 
+/* The preparation of units [u0, u1): vectorised for the block types on AVX-512. */
+static void prepare(const pyllm_qweight *w, const float *x, int interleave, int avx512, pyllm_gemv_act *a,
+                    int64_t u0, int64_t u1)
+{
+    if (avx512 && w->type != PYLLM_WEIGHT_BF16)
+        pyllm_gemv_prepare_avx512(w, x, interleave, a, u0, u1);
+    else
+        pyllm_gemv_prepare(w, x, interleave, avx512, a, u0, u1);
+}
+
 static int64_t prepare_units(const pyllm_gemv_act *a, const pyllm_qweight *w)
 {
     return w->type == PYLLM_WEIGHT_BF16 ? a->m * ((a->k + BF16_UNIT - 1) / BF16_UNIT) : a->m * a->groups;
@@ -213,14 +223,14 @@ void pyllm_gemv_many(const pyllm_gemv_out *outs, int count, const float *x, int6
         {
             int64_t u0, u1, r0, r1;
             pyllm_thread_share(units, 1, &u0, &u1);
-            pyllm_gemv_prepare(w, x, interleave, avx512, &a, u0, u1);
+            prepare(w, x, interleave, avx512, &a, u0, u1);
 #pragma omp barrier
             pyllm_thread_share(n, 4, &r0, &r1);
             if (r0 < r1)
                 rows_of_outputs(rows, outs, count, &a, r0, r1);
         }
     } else {
-        pyllm_gemv_prepare(w, x, interleave, avx512, &a, 0, units);
+        prepare(w, x, interleave, avx512, &a, 0, units);
         rows_of_outputs(rows, outs, count, &a, 0, n);
     }
 }

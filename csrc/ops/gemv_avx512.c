@@ -195,3 +195,51 @@ void pyllm_gemv_rows_avx512(const pyllm_qweight *w, const pyllm_gemv_act *a, int
         break;
     }
 }
+
+/* ---- activations: ggml's Q8 scheme, 16 lanes at a time ------------------------------------ */
+
+/* roundf's half away from zero, as pyllm_round_half_away, lane by lane (the same operations). */
+static inline __attribute__((always_inline)) __m512 round_half_away16(__m512 x)
+{
+    const __m512 t = _mm512_roundscale_ps(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m512 frac = _mm512_abs_ps(_mm512_sub_ps(x, t));
+    const __m512 away = _mm512_or_ps(_mm512_and_ps(x, _mm512_set1_ps(-0.0f)), _mm512_set1_ps(1.0f));
+    return _mm512_mask_add_ps(t, _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ), t, away);
+}
+
+void pyllm_gemv_prepare_avx512(const pyllm_qweight *w, const float *x, int interleave_q4, pyllm_gemv_act *a,
+                               int64_t u0, int64_t u1)
+{
+    const int64_t k = w->k, group_blocks = a->group_blocks, padded_blocks = a->groups * group_blocks;
+    const int32_t offset = w->type == PYLLM_WEIGHT_Q8_0 ? 128 : w->type == PYLLM_WEIGHT_Q4_0 ? 8 : 0;
+    const int64_t vectors = group_blocks == 4 ? 2 : 1;
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t i = u / a->groups, g = u % a->groups;
+        int8_t *q = a->q + i * a->row_bytes;
+        for (int64_t b = g * group_blocks; b < (g + 1) * group_blocks; b++) {
+            const int64_t left = k - b * PYLLM_QBLOCK, n = left < 0 ? 0 : left < PYLLM_QBLOCK ? left : PYLLM_QBLOCK;
+            const __mmask16 m0 = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+            const __mmask16 m1 = n >= 32 ? (__mmask16)0xffff : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
+            const float *xb = x + i * k + b * PYLLM_QBLOCK;
+            const __m512 lo = _mm512_maskz_loadu_ps(m0, xb), hi = _mm512_maskz_loadu_ps(m1, xb + 16);
+            const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+            const float scale = amax / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+            const __m512i qlo = _mm512_cvttps_epi32(round_half_away16(_mm512_mul_ps(lo, _mm512_set1_ps(inv))));
+            const __m512i qhi = _mm512_cvttps_epi32(round_half_away16(_mm512_mul_ps(hi, _mm512_set1_ps(inv))));
+            a->d[i * padded_blocks + b] = scale;
+            a->qsum[i * padded_blocks + b] = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
+            int8_t *first = q + b * PYLLM_QBLOCK, *second = first + 16;
+            if (interleave_q4) { /* as pyllm_gemv_prepare: a group's 64 low-nibble partners, then its 64 high */
+                first = q + (b / 4) * 128 + (b % 4) * 16;
+                second = first + 64;
+            }
+            _mm_storeu_si128((__m128i *)first, _mm512_cvtepi32_epi8(qlo));
+            _mm_storeu_si128((__m128i *)second, _mm512_cvtepi32_epi8(qhi));
+        }
+        /* per VNNI lane, -offset times the sum of its 4 activation bytes (over both vectors for Q4) */
+        __m512i sums = _mm512_setzero_si512();
+        for (int64_t v = 0; v < vectors; v++)
+            sums = _mm512_dpbusd_epi32(sums, _mm512_set1_epi8(1), _mm512_loadu_si512(q + (g * vectors + v) * 64));
+        _mm512_storeu_si512(a->corr + (i * a->groups + g) * 16, _mm512_mullo_epi32(sums, _mm512_set1_epi32(-offset)));
+    }
+}

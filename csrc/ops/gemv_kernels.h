@@ -32,6 +32,10 @@ typedef struct {
 void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, int interleave_q4, int with_corr,
                         pyllm_gemv_act *a, int64_t u0, int64_t u1);
 
+/* pyllm_gemv_prepare for the block types on AVX-512 (with corr), byte for byte the same. */
+void pyllm_gemv_prepare_avx512(const pyllm_qweight *w, const float *x, int interleave_q4, pyllm_gemv_act *a,
+                               int64_t u0, int64_t u1);
+
 /* y[i * ldy + j] for rows j in [row0, row1) of w and every activation row i. */
 typedef void (*pyllm_gemv_rows_fn)(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t row0, int64_t row1,
                                    float *y, int64_t ldy);
