@@ -1,11 +1,21 @@
 """Shared fixtures: where the real test assets live, and running a snippet in its own process."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+
+def pytest_configure(config):
+    """The Ctrl-C tests need Python's own SIGINT handler. A runner that starts the suite as a
+    background job hands it SIGINT ignored (POSIX: an asynchronous list ignores SIGINT), and
+    Python then installs no handler, so KeyboardInterrupt could never come: put it back."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.environ.get("PYLLM_TEST_DATA", os.path.join(REPO, "..", "shared", "data"))
