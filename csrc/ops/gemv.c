@@ -112,11 +112,12 @@ static inline void quantize_block(const float *x, int64_t n, int8_t *q, float *d
 
 /* Prepare units [u0, u1) of the activations: a unit is one group of group_blocks blocks of one row
  * (block types), or BF16_UNIT values of one row (bf16), so the threads can share the work; each
- * unit is prepared the same whoever does it. Cloned per ISA so the rounding and conversions inline. */
+ * unit is prepared the same whoever does it. The block types' AVX-512 layout (interleaved Q4
+ * groups, corr) is pyllm_gemv_prepare_avx512's; this one serves bf16 everywhere and the block
+ * types on AVX2 and plain C. Cloned per ISA so the rounding and conversions inline. */
 #define BF16_UNIT 256
 __attribute__((target_clones("avx512f", "avx2", "default")))
-void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, int interleave_q4, int with_corr,
-                        pyllm_gemv_act *a, int64_t u0, int64_t u1)
+void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, pyllm_gemv_act *a, int64_t u0, int64_t u1)
 {
     const int64_t k = w->k;
     if (w->type == PYLLM_WEIGHT_BF16) {
@@ -130,39 +131,14 @@ void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, int interleave_q
         return;
     }
     const int64_t group_blocks = a->group_blocks, padded_blocks = a->groups * group_blocks;
-    const int32_t offset = w->type == PYLLM_WEIGHT_Q8_0 ? 128 : w->type == PYLLM_WEIGHT_Q4_0 ? 8 : 0;
     for (int64_t u = u0; u < u1; u++) {
         const int64_t i = u / a->groups, g = u % a->groups;
         int8_t *q = a->q + i * a->row_bytes;
         float *d = a->d + i * padded_blocks;
         int32_t *qsum = a->qsum + i * padded_blocks;
-        int8_t block[PYLLM_QBLOCK];
         for (int64_t b = g * group_blocks; b < (g + 1) * group_blocks; b++) {
             const int64_t left = k - b * PYLLM_QBLOCK, n = left < 0 ? 0 : left < PYLLM_QBLOCK ? left : PYLLM_QBLOCK;
-            quantize_block(x + i * k + b * PYLLM_QBLOCK, n, block, &d[b], &qsum[b]);
-            if (!interleave_q4) {
-                memcpy(q + b * PYLLM_QBLOCK, block, PYLLM_QBLOCK);
-                continue;
-            }
-            /* group of 4 blocks = 128 bytes: [block g*4+i elements 0..15 for i < 4] then
-             * [elements 16..31], matching the low and high nibbles of 64 weight bytes. */
-            int8_t *group = q + (b / 4) * 128;
-            const int64_t slot = b % 4;
-            memcpy(group + slot * 16, block, 16);
-            memcpy(group + 64 + slot * 16, block + 16, 16);
-        }
-        if (!with_corr)
-            continue;
-        /* Per VNNI lane (4 consecutive bytes of a 64-byte vector) the sum of the activations it
-         * multiplies; a Q4 group's two vectors share lanes. */
-        const int64_t vectors = group_blocks == 4 ? 2 : 1;
-        int32_t *corr = a->corr + (i * a->groups + g) * 16;
-        for (int lane = 0; lane < 16; lane++) {
-            int32_t sum = 0;
-            for (int64_t v = 0; v < vectors; v++)
-                for (int byte = 0; byte < 4; byte++)
-                    sum += q[(g * vectors + v) * 64 + lane * 4 + byte];
-            corr[lane] = -offset * sum;
+            quantize_block(x + i * k + b * PYLLM_QBLOCK, n, q + b * PYLLM_QBLOCK, &d[b], &qsum[b]);
         }
     }
 }
@@ -174,7 +150,7 @@ static void prepare(const pyllm_qweight *w, const float *x, int interleave, int 
     if (avx512 && w->type != PYLLM_WEIGHT_BF16)
         pyllm_gemv_prepare_avx512(w, x, interleave, a, u0, u1);
     else
-        pyllm_gemv_prepare(w, x, interleave, avx512, a, u0, u1);
+        pyllm_gemv_prepare(w, x, a, u0, u1);
 }
 
 static int64_t prepare_units(const pyllm_gemv_act *a, const pyllm_qweight *w)

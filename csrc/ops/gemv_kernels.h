@@ -26,13 +26,12 @@ typedef struct {
     int32_t *corr;
 } pyllm_gemv_act;
 
-/* Quantize (or round) units [u0, u1) of x [m][k] into a (gemv.c says what a unit is);
- * `interleave_q4`: store each group of four Q4 blocks as the 64 low-nibble elements then the 64
- * high-nibble ones (the AVX-512 kernel's order); `with_corr`: fill a->corr. */
-void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, int interleave_q4, int with_corr,
-                        pyllm_gemv_act *a, int64_t u0, int64_t u1);
+/* Quantize (or round) units [u0, u1) of x [m][k] into a (gemv.c says what a unit is), plainly:
+ * bf16, and the block types for the AVX2 and plain-C kernels. */
+void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, pyllm_gemv_act *a, int64_t u0, int64_t u1);
 
-/* pyllm_gemv_prepare for the block types on AVX-512 (with corr), byte for byte the same. */
+/* The block types for the AVX-512 kernel: each group of four Q4 blocks stored as its 64
+ * low-nibble elements then its 64 high-nibble ones (`interleave_q4`), and a->corr filled. */
 void pyllm_gemv_prepare_avx512(const pyllm_qweight *w, const float *x, int interleave_q4, pyllm_gemv_act *a,
                                int64_t u0, int64_t u1);
 
