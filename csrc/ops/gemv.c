@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,10 +34,15 @@ static pyllm_isa detect_isa(void)
 
 pyllm_isa pyllm_gemv_isa(void)
 {
-    static int isa = -1; /* the environment is read once; a race writes the same value */
-    if (isa < 0)
-        isa = (int)detect_isa();
-    return (pyllm_isa)isa;
+    /* Found once; threads racing through the first calls all store the same value, atomically so
+     * that the race is defined (and ThreadSanitizer, .ci/tsan.sh, sees none). */
+    static _Atomic int isa = -1;
+    int v = atomic_load_explicit(&isa, memory_order_relaxed);
+    if (v < 0) {
+        v = (int)detect_isa();
+        atomic_store_explicit(&isa, v, memory_order_relaxed);
+    }
+    return (pyllm_isa)v;
 }
 
 const char *pyllm_isa_name(pyllm_isa isa)
