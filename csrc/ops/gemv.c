@@ -1,5 +1,6 @@
 #include "ops/gemv.h"
 
+#include <cpuid.h>
 #include <math.h>
 #include <omp.h>
 #include <stdatomic.h>
@@ -12,11 +13,19 @@
 
 /* ---- instruction set ---------------------------------------------------------------------- */
 
+/* F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports has no "f16c" (the
+ * ThreadSanitizer build, .ci/tsan.sh, is clang's). */
+static int has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+
 static pyllm_isa detect_isa(void)
 {
     __builtin_cpu_init();
     pyllm_isa best = PYLLM_ISA_GENERIC;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c())
         best = PYLLM_ISA_AVX2;
     if (best == PYLLM_ISA_AVX2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
