@@ -18,13 +18,14 @@ import os
 
 import numpy as np
 
+from .limits import MAX_JSON_BYTES, MAX_SAFETENSORS_HEADER, check_file_size
+
 CONFIG_NAME = "config.json"
 GENERATION_CONFIG_NAME = "generation_config.json"
 SAFETENSORS_NAME = "model.safetensors"
 SAFETENSORS_INDEX_NAME = "model.safetensors.index.json"
 
-# Bigger headers are not plausible; the reference implementation caps them at 100 MB too.
-_MAX_HEADER_BYTES = 100 * 1000 * 1000
+_MAX_HEADER_BYTES = MAX_SAFETENSORS_HEADER
 
 # safetensors dtype name -> little-endian NumPy dtype it is read as.
 _SAFETENSORS_DTYPES = {
@@ -58,8 +59,10 @@ def _model_dir(path):
 
 
 def _read_json_object(path, what):
-    """The JSON object stored in path; ValueError (naming the file and position) otherwise."""
+    """The JSON object stored in path; ValueError (naming the file and position) otherwise. The
+    file's size is checked before it is read (pyllm.limits.MAX_JSON_BYTES)."""
     try:
+        check_file_size(path, MAX_JSON_BYTES, what)
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
@@ -165,7 +168,7 @@ def _parse_header(path, mapped):
         raise ValueError(f"{path}: header length {header_len} runs past the end of the file "
                          f"({size} bytes): the file is truncated or not safetensors")
     if header_len > _MAX_HEADER_BYTES:
-        raise ValueError(f"{path}: header length {header_len} exceeds the {_MAX_HEADER_BYTES}-byte limit")
+        raise ValueError(f"{path}: header length {header_len} is above pyllm's limit of {_MAX_HEADER_BYTES} bytes")
     raw = bytes(mapped.buffer[8:8 + header_len])
     try:
         header = json.loads(raw.decode("utf-8"))

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from . import _core
+from . import _core, limits
 from .tokenizer_json import load_tokenizer_json
 
 __all__ = ["Tokenizer", "StreamDecoder"]
@@ -49,11 +49,35 @@ def _is_gguf(path):
 
 
 def _read_json(path):
+    limits.check_file_size(path, limits.MAX_JSON_BYTES, os.path.basename(path))
     try:
         with open(path, "r", encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
+
+
+def _read_tokenizer_file(path):
+    """The bytes of a tokenizer.model / llama2.c tokenizer, its size checked before it is read."""
+    limits.check_file_size(path, limits.MAX_TOKENIZER_BYTES, "tokenizer file")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _added_tokens(config, path):
+    """tokenizer_config.json's added_tokens_decoder as {id: entry}; ValueError naming the file and
+    the key for an id that is not a token id (below pyllm.limits.MAX_VOCAB)."""
+    added = config.get("added_tokens_decoder") or {}
+    if not isinstance(added, dict):
+        raise ValueError(f"{path}: added_tokens_decoder must be an object of token id -> token, got {added!r}")
+    out = {}
+    for key, entry in added.items():
+        token_id = int(key) if isinstance(key, str) and key.isascii() and key.isdigit() and len(key) < 12 else None
+        if token_id is None or token_id >= limits.MAX_VOCAB:
+            raise ValueError(f"{path}: added_tokens_decoder key {key!r} must be a token id below pyllm's limit "
+                             f"of {limits.MAX_VOCAB}")
+        out[token_id] = entry
+    return out
 
 
 class Tokenizer:
@@ -104,8 +128,7 @@ class Tokenizer:
             return cls._from_json(path, {}, {})
         if _is_gguf(path):
             return cls.from_gguf(path)
-        with open(path, "rb") as f:
-            data = f.read()
+        data = _read_tokenizer_file(path)
         try:
             return cls(_core.sentencepiece_from_bytes(data))
         except ValueError as e:  # the core names no file: say which one
@@ -118,9 +141,9 @@ class Tokenizer:
         The file does not store its number of tokens: give the model's ``vocab_size``."""
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
             raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+        vocab_size = limits.check_count("vocab_size", vocab_size, limits.MAX_VOCAB)
         path = os.fspath(path)
-        with open(path, "rb") as f:
-            data = f.read()
+        data = _read_tokenizer_file(path)
         try:
             return cls(_core.sentencepiece_from_llama2c(data, vocab_size))
         except ValueError as e:
@@ -128,6 +151,7 @@ class Tokenizer:
 
     @classmethod
     def _from_json(cls, path, config, special_map):
+        limits.check_file_size(path, limits.MAX_TOKENIZER_BYTES, "tokenizer file")
         core, prefix, suffix = load_tokenizer_json(path)
 
         def named(key, names):
@@ -195,15 +219,13 @@ class Tokenizer:
         model_path = os.path.join(directory, "tokenizer.model")
         if not os.path.exists(model_path):
             raise FileNotFoundError(f"no tokenizer.json or tokenizer.model in {directory}")
-        with open(model_path, "rb") as f:
-            core = _core.sentencepiece_from_bytes(f.read())
+        core = _core.sentencepiece_from_bytes(_read_tokenizer_file(model_path))
 
         # Added tokens first: their ids are fixed by the file.
-        added = config.get("added_tokens_decoder") or {}
-        for key in sorted(added, key=int):
-            entry = added[key]
+        added = _added_tokens(config, os.path.join(directory, "tokenizer_config.json"))
+        for token_id, entry in sorted(added.items()):
             special = entry.get("special", True) if isinstance(entry, dict) else True
-            core.add_token(_token_content(entry), int(key), bool(special))
+            core.add_token(_token_content(entry), token_id, bool(special))
 
         def special_id(name):
             content = _token_content(config.get(name)) if name in config else None
