@@ -11,6 +11,7 @@
 
 #include "generate/generate.h"
 #include "generate/processors.h"
+#include "python/py_args.h"
 #include "python/py_generate.h"
 #include "python/py_memory.h"
 
@@ -36,6 +37,10 @@ static void buffers_release(processor_buffers *b)
 /* A sequence of ints as a new int32 array (at least one element allocated); *n its length. */
 static int32_t *int_list(PyObject *obj, const char *what, int64_t *n)
 {
+    if (!PySequence_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a list of ints, got %.200s", what, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
     PyObject *seq = PySequence_Fast(obj, what);
     if (seq == NULL)
         return NULL;
@@ -47,10 +52,8 @@ static int32_t *int_list(PyObject *obj, const char *what, int64_t *n)
         return NULL;
     }
     for (Py_ssize_t i = 0; i < len; i++) {
-        long long v = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
-        if ((v == -1 && PyErr_Occurred()) || v < INT32_MIN || v > INT32_MAX) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_ValueError, "%s holds %lld, not a token id", what, v);
+        int64_t v;
+        if (pyllm_arg_int64(PySequence_Fast_GET_ITEM(seq, i), what, INT32_MIN, INT32_MAX, &v) < 0) {
             PyMem_Free(out);
             Py_DECREF(seq);
             return NULL;
@@ -125,13 +128,13 @@ static int logit_bias_from(PyObject *obj, pyllm_processor_params *p, processor_b
     }
     PyObject *key, *value;
     while (PyDict_Next(obj, &pos, &key, &value)) {
-        long long id = PyLong_AsLongLong(key);
-        if (id == -1 && PyErr_Occurred())
+        int64_t id;
+        if (pyllm_arg_int64(key, "a logit_bias token id", 0, INT32_MAX, &id) < 0)
             return -1;
         double bias = PyFloat_AsDouble(value);
         if (bias == -1.0 && PyErr_Occurred())
             return -1;
-        b->bias_ids[i] = id < INT32_MIN || id > INT32_MAX ? -1 : (int32_t)id;
+        b->bias_ids[i] = (int32_t)id;
         b->bias_values[i] = (float)bias;
         i++;
     }
@@ -154,7 +157,7 @@ static int processor_params_from(PyObject *bias, double repetition, double frequ
     p->no_repeat_ngram_size = ngram > INT32_MAX ? INT32_MAX : ngram < -1 ? -1 : (int32_t)ngram;
     p->min_new_tokens = min_new;
     if (eos != Py_None) {
-        b->eos = int_list(eos, "eos_token_id must be a list of ints", &p->n_eos);
+        b->eos = int_list(eos, "eos_token_id", &p->n_eos);
         if (b->eos == NULL)
             return -1;
         p->eos_ids = b->eos;
@@ -334,26 +337,28 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, PyO
                              "logprobs_processed", NULL};
     PyObject *ids_obj, *mask_obj = Py_None, *bad_obj = Py_None, *bias_obj = Py_None, *eos_obj = Py_None;
     PyObject *process_obj = Py_None, *stop_obj = Py_None, *tokens_obj = Py_None;
-    long long max_new = 20, top_k = 0, ngram = 0, min_new = 0, pad = 0, top_n = 0;
+    PyObject *max_new_obj = NULL, *top_k_obj = NULL, *ngram_obj = NULL, *min_new_obj = NULL, *pad_obj = NULL,
+             *top_n_obj = NULL;
+    int64_t max_new = 20, top_k = 0, ngram = 0, min_new = 0, pad = 0, top_n = 0;
     unsigned long long seed = 0;
     int do_sample = 0, output_logprobs = 0, processed = 0;
     double temperature = 1.0, top_p = 1.0, min_p = 0.0, typical_p = 1.0, repetition = 1.0, frequency = 0.0,
            presence = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OLpdLddddddLLOOOLKOOOpLp:generate", kwlist, &ids_obj,
-                                     &mask_obj, &max_new, &do_sample, &temperature, &top_k, &top_p, &min_p,
-                                     &typical_p, &repetition, &frequency, &presence, &ngram, &min_new, &bad_obj,
-                                     &bias_obj, &eos_obj, &pad, &seed, &process_obj, &stop_obj, &tokens_obj,
-                                     &output_logprobs, &top_n, &processed))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOpdOddddddOOOOOOKOOOpOp:generate", kwlist, &ids_obj,
+                                     &mask_obj, &max_new_obj, &do_sample, &temperature, &top_k_obj, &top_p, &min_p,
+                                     &typical_p, &repetition, &frequency, &presence, &ngram_obj, &min_new_obj,
+                                     &bad_obj, &bias_obj, &eos_obj, &pad_obj, &seed, &process_obj, &stop_obj,
+                                     &tokens_obj, &output_logprobs, &top_n_obj, &processed))
         return NULL;
     const int64_t vocab = model->config.vocab_size;
-    if (max_new < 0) {
-        PyErr_Format(PyExc_ValueError, "max_new_tokens must be >= 0, got %lld", max_new);
+    /* Each int named in its error, never wrapped; the context check below bounds max_new_tokens. */
+    if (pyllm_arg_int64(max_new_obj, "max_new_tokens", 0, INT64_MAX, &max_new) < 0 ||
+        pyllm_arg_int64(top_k_obj, "top_k", 0, INT64_MAX, &top_k) < 0 ||
+        pyllm_arg_int64(ngram_obj, "no_repeat_ngram_size", 0, INT64_MAX, &ngram) < 0 ||
+        pyllm_arg_int64(min_new_obj, "min_new_tokens", 0, INT64_MAX, &min_new) < 0 ||
+        pyllm_arg_int64(pad_obj, "pad_token_id", INT64_MIN, INT64_MAX, &pad) < 0 ||
+        pyllm_arg_int64(top_n_obj, "top_logprobs", 0, vocab, &top_n) < 0)
         return NULL;
-    }
-    if (top_n < 0 || top_n > vocab) {
-        PyErr_Format(PyExc_ValueError, "top_logprobs must be in [0, %lld], got %lld", (long long)vocab, top_n);
-        return NULL;
-    }
     python_hooks hooks = {.batch = 0, .vocab = vocab, .lock = lock};
     if (((hooks.process = optional_callable(process_obj, "logits_processor")) == NULL && PyErr_Occurred()) ||
         ((hooks.stop = optional_callable(stop_obj, "stopping_criteria")) == NULL && PyErr_Occurred()) ||

@@ -13,6 +13,7 @@
 #include "generate/processors.h"
 #include "generate/rng.h"
 #include "generate/sampler.h"
+#include "python/py_args.h"
 
 /* A contiguous float32 copy (or view) of a 1-D, non-empty floating-point row; NULL with
  * TypeError / ValueError otherwise. */
@@ -163,10 +164,13 @@ static PyObject *sample_logits(PyObject *self, PyObject *args, PyObject *kwargs)
     int do_sample = 1;
     double temperature = 1.0, top_p = 1.0;
     long long top_k = 0;
-    Py_ssize_t num_samples = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pOOOOn:sample_logits", keywords, &logits_obj, &do_sample,
-                                     &temperature_obj, &top_k_obj, &top_p_obj, &seed_obj, &num_samples))
+    PyObject *num_samples_obj = NULL;
+    int64_t samples = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pOOOOO:sample_logits", keywords, &logits_obj, &do_sample,
+                                     &temperature_obj, &top_k_obj, &top_p_obj, &seed_obj, &num_samples_obj) ||
+        pyllm_arg_int64(num_samples_obj, "num_samples", 1, PY_SSIZE_T_MAX, &samples) < 0)
         return NULL;
+    const Py_ssize_t num_samples = (Py_ssize_t)samples;
     if (option_double(temperature_obj, "temperature", &temperature) < 0 || option_top_k(top_k_obj, &top_k) < 0 ||
         option_double(top_p_obj, "top_p", &top_p) < 0)
         return NULL;
