@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from .limits import MAX_JSON_BYTES, MAX_SAFETENSORS_HEADER, check_file_size
+from .limits import MAX_JSON_BYTES, MAX_SAFETENSORS_HEADER, MAX_TENSOR_DIMS, check_file_size
 
 CONFIG_NAME = "config.json"
 GENERATION_CONFIG_NAME = "generation_config.json"
@@ -211,6 +211,8 @@ def _check_entry(path, name, info, data_size):
                          f"{', '.join(_SAFETENSORS_DTYPES)})")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise ValueError(f"{where}: 'shape' must be a list of non-negative integers, got {shape!r}")
+    if len(shape) > MAX_TENSOR_DIMS:
+        raise ValueError(f"{where}: 'shape' has {len(shape)} dimensions, above pyllm's limit of {MAX_TENSOR_DIMS}")
     if (not isinstance(offsets, list) or len(offsets) != 2
             or not all(type(o) is int and o >= 0 for o in offsets)):
         raise ValueError(f"{where}: 'data_offsets' must be [begin, end] of non-negative integers, "

@@ -35,6 +35,7 @@ MAX_INT64 = 2**63 - 1          # what the C core takes for an option it clamps (
 MAX_JSON_BYTES = 64 << 20      # config.json, generation_config.json, tokenizer_config.json: kB in practice
 MAX_TOKENIZER_BYTES = 1 << 30  # tokenizer.model / .json / llama2.c .bin: 35 MB at most in practice
 MAX_SAFETENSORS_HEADER = 100 * 1000 * 1000  # the reference implementation's own cap
+MAX_TENSOR_DIMS = 8            # weights have 1 to 4; NumPy refuses more than 64
 MAX_GGUF_TENSORS = 1 << 20     # MAX_LAYERS x ~20 tensors a layer fit 16x over
 MAX_GGUF_METADATA = 1 << 16    # key/value pairs: a few dozen in practice
 MAX_GGUF_STRING = 1 << 26      # bytes of one string (chat templates: tens of kB)

@@ -495,3 +495,12 @@ def test_the_limits_live_in_one_place():
                               "hidden_size": limits.MAX_HIDDEN, "intermediate_size": limits.MAX_INTERMEDIATE,
                               "vocab_size": limits.MAX_VOCAB, "context": limits.MAX_CONTEXT}
     assert pyllm.checkpoint._MAX_HEADER_BYTES == limits.MAX_SAFETENSORS_HEADER
+
+
+def test_safetensors_shapes_with_more_dimensions_than_the_limit_name_the_tensor(tmp_path):
+    path = tmp_path / "m.safetensors"
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1] * 100, "data_offsets": [0, 4]}}).encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(4))
+    with pytest.raises(ValueError) as e:
+        checkpoint.load_safetensors(str(path))
+    assert str(e.value) == f"{path}: tensor 'w': 'shape' has 100 dimensions, above pyllm's limit of {limits.MAX_TENSOR_DIMS}"
