@@ -9,3 +9,7 @@ prefill_compute = _impl.prefill_compute        # 'bfloat16' or 'float32': low-pr
 apply_processors = _impl.apply_processors      # the generation loop's logits processors on [batch, vocab]
 apply_warpers = _impl.apply_warpers            # the sampling warpers on [batch, vocab]
 gguf_qweight_roundtrip = _impl.gguf_qweight_roundtrip  # GGUF Q8_0/Q4_0/Q4_1 blocks into our layout and back
+fail_after = _impl.fail_after                  # ('alloc'|'dnnl'|'any', n): the n-th such call from now fails
+fault_count = _impl.fault_count                # calls of a kind since fail_after
+faults_injected = _impl.faults_injected        # failures injected since fail_after (0 or 1)
+clear_faults = _impl.clear_faults              # stop counting, no failure pending

@@ -9,6 +9,7 @@
 
 #include <string.h>
 
+#include "core/alloc.h"
 #include "generate/generate.h"
 #include "generate/processors.h"
 #include "python/py_generate.h"
@@ -25,11 +26,11 @@ typedef struct {
 
 static void buffers_release(processor_buffers *b)
 {
-    PyMem_Free(b->eos);
-    PyMem_Free(b->bias_ids);
-    PyMem_Free(b->bad_words);
-    PyMem_Free(b->bias_values);
-    PyMem_Free(b->bad_word_start);
+    pyllm_free(b->eos);
+    pyllm_free(b->bias_ids);
+    pyllm_free(b->bad_words);
+    pyllm_free(b->bias_values);
+    pyllm_free(b->bad_word_start);
     memset(b, 0, sizeof *b);
 }
 
@@ -40,10 +41,10 @@ static int32_t *int_list(PyObject *obj, const char *what, int64_t *n)
     if (seq == NULL)
         return NULL;
     Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
-    int32_t *out = PyMem_Malloc(sizeof(int32_t) * (size_t)(len > 0 ? len : 1));
+    int32_t *out = pyllm_alloc(sizeof(int32_t) * (size_t)(len > 0 ? len : 1));
     if (out == NULL) {
         Py_DECREF(seq);
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         return NULL;
     }
     for (Py_ssize_t i = 0; i < len; i++) {
@@ -51,7 +52,7 @@ static int32_t *int_list(PyObject *obj, const char *what, int64_t *n)
         if ((v == -1 && PyErr_Occurred()) || v < INT32_MIN || v > INT32_MAX) {
             if (!PyErr_Occurred())
                 PyErr_Format(PyExc_ValueError, "%s holds %lld, not a token id", what, v);
-            PyMem_Free(out);
+            pyllm_free(out);
             Py_DECREF(seq);
             return NULL;
         }
@@ -69,10 +70,10 @@ static int bad_words_from(PyObject *obj, pyllm_processor_params *p, processor_bu
     if (seq == NULL)
         return -1;
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    b->bad_word_start = PyMem_Malloc(sizeof(int64_t) * (size_t)(n + 1));
+    b->bad_word_start = pyllm_alloc(sizeof(int64_t) * (size_t)(n + 1));
     if (b->bad_word_start == NULL) {
         Py_DECREF(seq);
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         return -1;
     }
     int64_t total = 0;
@@ -86,10 +87,10 @@ static int bad_words_from(PyObject *obj, pyllm_processor_params *p, processor_bu
         total += len;
         b->bad_word_start[i + 1] = total;
     }
-    b->bad_words = PyMem_Malloc(sizeof(int32_t) * (size_t)(total > 0 ? total : 1));
+    b->bad_words = pyllm_alloc(sizeof(int32_t) * (size_t)(total > 0 ? total : 1));
     if (b->bad_words == NULL) {
         Py_DECREF(seq);
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -100,7 +101,7 @@ static int bad_words_from(PyObject *obj, pyllm_processor_params *p, processor_bu
             return -1;
         }
         memcpy(b->bad_words + b->bad_word_start[i], word, sizeof(int32_t) * (size_t)len);
-        PyMem_Free(word);
+        pyllm_free(word);
     }
     Py_DECREF(seq);
     p->bad_words = b->bad_words;
@@ -117,10 +118,10 @@ static int logit_bias_from(PyObject *obj, pyllm_processor_params *p, processor_b
         return -1;
     }
     Py_ssize_t n = PyDict_Size(obj), pos = 0, i = 0;
-    b->bias_ids = PyMem_Malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-    b->bias_values = PyMem_Malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    b->bias_ids = pyllm_alloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    b->bias_values = pyllm_alloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
     if (b->bias_ids == NULL || b->bias_values == NULL) {
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         return -1;
     }
     PyObject *key, *value;

@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "core/alloc.h"
 #include "python/py_generate.h"
 #include "python/py_memory.h"
 #include "models/decoder.h"
@@ -418,10 +419,10 @@ static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL)
         return NULL;
     self->lock = PyThread_allocate_lock();
-    pyllm_layer_source *layers = PyMem_Calloc((size_t)config.n_layers, sizeof *layers);
-    held_arrays *all = PyMem_Calloc((size_t)config.n_layers + 1, sizeof *all);
+    pyllm_layer_source *layers = pyllm_calloc((size_t)config.n_layers, sizeof *layers);
+    held_arrays *all = pyllm_calloc((size_t)config.n_layers + 1, sizeof *all);
     if (self->lock == NULL || layers == NULL || all == NULL) {
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         goto fail;
     }
     pyllm_decoder_source src = {.layers = layers};
@@ -467,16 +468,16 @@ static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->ready = 1;
     for (int64_t l = 0; l <= config.n_layers; l++)
         held_release(&all[l]);
-    PyMem_Free(all);
-    PyMem_Free(layers);
+    pyllm_free(all);
+    pyllm_free(layers);
     return (PyObject *)self;
 
 fail:
     if (all != NULL)
         for (int64_t l = 0; l <= config.n_layers; l++)
             held_release(&all[l]);
-    PyMem_Free(all);
-    PyMem_Free(layers);
+    pyllm_free(all);
+    pyllm_free(layers);
     Py_DECREF(self);
     return NULL;
 }
