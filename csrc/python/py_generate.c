@@ -194,7 +194,7 @@ static void leave_python(const python_hooks *h, PyGILState_STATE gil)
 static PyObject *sequences_array(const python_hooks *h, const int64_t *sequences, int64_t width, int64_t columns)
 {
     npy_intp dims[2] = {h->batch, columns};
-    PyObject *a = PyArray_SimpleNew(2, dims, NPY_INT64);
+    PyObject *a = pyllm_new_array(2, dims, NPY_INT64, 0);
     if (a == NULL)
         return NULL;
     int64_t *out = PyArray_DATA((PyArrayObject *)a);
@@ -206,7 +206,7 @@ static PyObject *sequences_array(const python_hooks *h, const int64_t *sequences
 static PyObject *scores_array(const python_hooks *h, const float *scores)
 {
     npy_intp dims[2] = {h->batch, h->vocab};
-    PyObject *a = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    PyObject *a = pyllm_new_array(2, dims, NPY_FLOAT32, 0);
     if (a != NULL)
         memcpy(PyArray_DATA((PyArrayObject *)a), scores, sizeof(float) * (size_t)(h->batch * h->vocab));
     return a;
@@ -274,7 +274,7 @@ static pyllm_status stream_hook(void *ctx, const int64_t *tokens)
     const python_hooks *h = ctx;
     PyGILState_STATE gil = enter_python(h);
     npy_intp dims[1] = {h->batch};
-    PyObject *a = PyArray_SimpleNew(1, dims, NPY_INT64);
+    PyObject *a = pyllm_new_array(1, dims, NPY_INT64, 0);
     PyObject *result = NULL;
     if (a != NULL) {
         memcpy(PyArray_DATA((PyArrayObject *)a), tokens, sizeof(int64_t) * (size_t)h->batch);
@@ -419,14 +419,14 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, PyO
     {
         npy_intp seq_dims[2] = {batch, prompt_len + max_new}, count_dims[1] = {batch};
         npy_intp lp_dims[2] = {batch, max_new}, top_dims[3] = {batch, max_new, top_n};
-        out = PyArray_ZEROS(2, seq_dims, NPY_INT64, 0);
-        counts = PyArray_ZEROS(1, count_dims, NPY_INT64, 0);
+        out = pyllm_new_array(2, seq_dims, NPY_INT64, 1);
+        counts = pyllm_new_array(1, count_dims, NPY_INT64, 1);
         if (out == NULL || counts == NULL)
             goto done;
         if (output_logprobs) {
-            logprobs = PyArray_ZEROS(2, lp_dims, NPY_FLOAT32, 0);
-            top_ids = PyArray_ZEROS(3, top_dims, NPY_INT64, 0);
-            top_values = PyArray_ZEROS(3, top_dims, NPY_FLOAT32, 0);
+            logprobs = pyllm_new_array(2, lp_dims, NPY_FLOAT32, 1);
+            top_ids = pyllm_new_array(3, top_dims, NPY_INT64, 1);
+            top_values = pyllm_new_array(3, top_dims, NPY_FLOAT32, 1);
             if (logprobs == NULL || top_ids == NULL || top_values == NULL)
                 goto done;
             opt.logprobs = PyArray_DATA((PyArrayObject *)logprobs);

@@ -595,10 +595,10 @@ static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *
         keep = n;
     npy_intp dims[3] = {batch, all_positions ? keep : vocab, vocab};
     npy_intp state_dims[4] = {c->n_layers + 1, batch, n, c->hidden_size};
-    PyArrayObject *logits = (PyArrayObject *)PyArray_SimpleNew(all_positions ? 3 : 2, dims, NPY_FLOAT32);
+    PyArrayObject *logits = (PyArrayObject *)pyllm_new_array(all_positions ? 3 : 2, dims, NPY_FLOAT32, 0);
     PyArrayObject *states = NULL;
     if (logits != NULL && output_hidden_states)
-        states = (PyArrayObject *)PyArray_SimpleNew(4, state_dims, NPY_FLOAT32);
+        states = (PyArrayObject *)pyllm_new_array(4, state_dims, NPY_FLOAT32, 0);
     if (logits == NULL || (output_hidden_states && states == NULL)) {
         Py_XDECREF(logits);
         Py_DECREF(ids);

@@ -206,7 +206,7 @@ static PyObject *sample_logits(PyObject *self, PyObject *args, PyObject *kwargs)
         .top_p = (float)top_p,
     };
     npy_intp out_len = num_samples;
-    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, &out_len, NPY_INT64);
+    PyArrayObject *out = (PyArrayObject *)pyllm_new_array(1, &out_len, NPY_INT64, 0);
     if (out == NULL) {
         Py_DECREF(row);
         return NULL;
