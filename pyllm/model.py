@@ -328,7 +328,8 @@ class Model:
           transformers' StopStringCriteria); the returned ids include that token.
 
         An exception raised by a hook propagates; KeyboardInterrupt (Ctrl-C) stops within one
-        step. The model stays usable either way. A hook may use the model itself.
+        step; a MemoryError (memory ran out) leaves the model as it was. The model stays usable
+        either way, and a streamer is ended (``end()``) either way. A hook may use the model itself.
 
         With ``return_dict_in_generate``, ``output_logprobs`` or ``top_logprobs`` set, returns a
         :class:`pyllm.generation.GenerateOutput` instead of the array."""
@@ -376,14 +377,16 @@ class Model:
             raise TypeError(f"streamer must have put() and end() methods, got {type(streamer).__name__}")
         if streamer is not None:  # as transformers does: the prompt first, then each step's tokens
             streamer.put(ids.astype(np.int64))
-        sequences, counts, logprobs, top_ids, top_values = self._decoder.generate(
-            ids, attention_mask=mask, max_new_tokens=int(max_new), seed=seed,
-            logits_processor=generation.processor_hook(processors) if processors else None,
-            stopping_criteria=generation.stopping_hook(criteria, batch) if criteria else None,
-            on_tokens=streamer.put if streamer is not None else None, output_logprobs=want_logprobs,
-            **generation.core_options(cfg))
-        if streamer is not None:
-            streamer.end()
+        try:
+            sequences, counts, logprobs, top_ids, top_values = self._decoder.generate(
+                ids, attention_mask=mask, max_new_tokens=int(max_new), seed=seed,
+                logits_processor=generation.processor_hook(processors) if processors else None,
+                stopping_criteria=generation.stopping_hook(criteria, batch) if criteria else None,
+                on_tokens=streamer.put if streamer is not None else None, output_logprobs=want_logprobs,
+                **generation.core_options(cfg))
+        finally:
+            if streamer is not None:  # ended on failure too: a consumer waiting for more must not hang
+                streamer.end()
 
         if not want_logprobs:
             return sequences[0] if was_1d and n == 1 else sequences

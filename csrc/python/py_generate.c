@@ -9,6 +9,7 @@
 
 #include <string.h>
 
+#include "core/alloc.h"
 #include "generate/generate.h"
 #include "generate/processors.h"
 #include "python/py_args.h"
@@ -26,11 +27,11 @@ typedef struct {
 
 static void buffers_release(processor_buffers *b)
 {
-    PyMem_Free(b->eos);
-    PyMem_Free(b->bias_ids);
-    PyMem_Free(b->bad_words);
-    PyMem_Free(b->bias_values);
-    PyMem_Free(b->bad_word_start);
+    pyllm_free(b->eos);
+    pyllm_free(b->bias_ids);
+    pyllm_free(b->bad_words);
+    pyllm_free(b->bias_values);
+    pyllm_free(b->bad_word_start);
     memset(b, 0, sizeof *b);
 }
 
@@ -45,16 +46,16 @@ static int32_t *int_list(PyObject *obj, const char *what, int64_t *n)
     if (seq == NULL)
         return NULL;
     Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
-    int32_t *out = PyMem_Malloc(sizeof(int32_t) * (size_t)(len > 0 ? len : 1));
+    int32_t *out = pyllm_alloc(sizeof(int32_t) * (size_t)(len > 0 ? len : 1));
     if (out == NULL) {
         Py_DECREF(seq);
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         return NULL;
     }
     for (Py_ssize_t i = 0; i < len; i++) {
         int64_t v;
         if (pyllm_arg_int64(PySequence_Fast_GET_ITEM(seq, i), what, INT32_MIN, INT32_MAX, &v) < 0) {
-            PyMem_Free(out);
+            pyllm_free(out);
             Py_DECREF(seq);
             return NULL;
         }
@@ -72,10 +73,10 @@ static int bad_words_from(PyObject *obj, pyllm_processor_params *p, processor_bu
     if (seq == NULL)
         return -1;
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    b->bad_word_start = PyMem_Malloc(sizeof(int64_t) * (size_t)(n + 1));
+    b->bad_word_start = pyllm_alloc(sizeof(int64_t) * (size_t)(n + 1));
     if (b->bad_word_start == NULL) {
         Py_DECREF(seq);
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         return -1;
     }
     int64_t total = 0;
@@ -89,10 +90,10 @@ static int bad_words_from(PyObject *obj, pyllm_processor_params *p, processor_bu
         total += len;
         b->bad_word_start[i + 1] = total;
     }
-    b->bad_words = PyMem_Malloc(sizeof(int32_t) * (size_t)(total > 0 ? total : 1));
+    b->bad_words = pyllm_alloc(sizeof(int32_t) * (size_t)(total > 0 ? total : 1));
     if (b->bad_words == NULL) {
         Py_DECREF(seq);
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -103,7 +104,7 @@ static int bad_words_from(PyObject *obj, pyllm_processor_params *p, processor_bu
             return -1;
         }
         memcpy(b->bad_words + b->bad_word_start[i], word, sizeof(int32_t) * (size_t)len);
-        PyMem_Free(word);
+        pyllm_free(word);
     }
     Py_DECREF(seq);
     p->bad_words = b->bad_words;
@@ -120,10 +121,10 @@ static int logit_bias_from(PyObject *obj, pyllm_processor_params *p, processor_b
         return -1;
     }
     Py_ssize_t n = PyDict_Size(obj), pos = 0, i = 0;
-    b->bias_ids = PyMem_Malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-    b->bias_values = PyMem_Malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    b->bias_ids = pyllm_alloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    b->bias_values = pyllm_alloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
     if (b->bias_ids == NULL || b->bias_values == NULL) {
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         return -1;
     }
     PyObject *key, *value;
@@ -196,7 +197,7 @@ static void leave_python(const python_hooks *h, PyGILState_STATE gil)
 static PyObject *sequences_array(const python_hooks *h, const int64_t *sequences, int64_t width, int64_t columns)
 {
     npy_intp dims[2] = {h->batch, columns};
-    PyObject *a = PyArray_SimpleNew(2, dims, NPY_INT64);
+    PyObject *a = pyllm_new_array(2, dims, NPY_INT64, 0);
     if (a == NULL)
         return NULL;
     int64_t *out = PyArray_DATA((PyArrayObject *)a);
@@ -208,7 +209,7 @@ static PyObject *sequences_array(const python_hooks *h, const int64_t *sequences
 static PyObject *scores_array(const python_hooks *h, const float *scores)
 {
     npy_intp dims[2] = {h->batch, h->vocab};
-    PyObject *a = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    PyObject *a = pyllm_new_array(2, dims, NPY_FLOAT32, 0);
     if (a != NULL)
         memcpy(PyArray_DATA((PyArrayObject *)a), scores, sizeof(float) * (size_t)(h->batch * h->vocab));
     return a;
@@ -276,7 +277,7 @@ static pyllm_status stream_hook(void *ctx, const int64_t *tokens)
     const python_hooks *h = ctx;
     PyGILState_STATE gil = enter_python(h);
     npy_intp dims[1] = {h->batch};
-    PyObject *a = PyArray_SimpleNew(1, dims, NPY_INT64);
+    PyObject *a = pyllm_new_array(1, dims, NPY_INT64, 0);
     PyObject *result = NULL;
     if (a != NULL) {
         memcpy(PyArray_DATA((PyArrayObject *)a), tokens, sizeof(int64_t) * (size_t)h->batch);
@@ -423,14 +424,14 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, PyO
     {
         npy_intp seq_dims[2] = {batch, prompt_len + max_new}, count_dims[1] = {batch};
         npy_intp lp_dims[2] = {batch, max_new}, top_dims[3] = {batch, max_new, top_n};
-        out = PyArray_ZEROS(2, seq_dims, NPY_INT64, 0);
-        counts = PyArray_ZEROS(1, count_dims, NPY_INT64, 0);
+        out = pyllm_new_array(2, seq_dims, NPY_INT64, 1);
+        counts = pyllm_new_array(1, count_dims, NPY_INT64, 1);
         if (out == NULL || counts == NULL)
             goto done;
         if (output_logprobs) {
-            logprobs = PyArray_ZEROS(2, lp_dims, NPY_FLOAT32, 0);
-            top_ids = PyArray_ZEROS(3, top_dims, NPY_INT64, 0);
-            top_values = PyArray_ZEROS(3, top_dims, NPY_FLOAT32, 0);
+            logprobs = pyllm_new_array(2, lp_dims, NPY_FLOAT32, 1);
+            top_ids = pyllm_new_array(3, top_dims, NPY_INT64, 1);
+            top_values = pyllm_new_array(3, top_dims, NPY_FLOAT32, 1);
             if (logprobs == NULL || top_ids == NULL || top_values == NULL)
                 goto done;
             opt.logprobs = PyArray_DATA((PyArrayObject *)logprobs);

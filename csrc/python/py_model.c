@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "core/alloc.h"
 #include "python/py_args.h"
 #include "python/py_generate.h"
 #include "python/py_memory.h"
@@ -421,10 +422,10 @@ static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL)
         return NULL;
     self->lock = PyThread_allocate_lock();
-    pyllm_layer_source *layers = PyMem_Calloc((size_t)config.n_layers, sizeof *layers);
-    held_arrays *all = PyMem_Calloc((size_t)config.n_layers + 1, sizeof *all);
+    pyllm_layer_source *layers = pyllm_calloc((size_t)config.n_layers, sizeof *layers);
+    held_arrays *all = pyllm_calloc((size_t)config.n_layers + 1, sizeof *all);
     if (self->lock == NULL || layers == NULL || all == NULL) {
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         goto fail;
     }
     pyllm_decoder_source src = {.layers = layers};
@@ -470,16 +471,16 @@ static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->ready = 1;
     for (int64_t l = 0; l <= config.n_layers; l++)
         held_release(&all[l]);
-    PyMem_Free(all);
-    PyMem_Free(layers);
+    pyllm_free(all);
+    pyllm_free(layers);
     return (PyObject *)self;
 
 fail:
     if (all != NULL)
         for (int64_t l = 0; l <= config.n_layers; l++)
             held_release(&all[l]);
-    PyMem_Free(all);
-    PyMem_Free(layers);
+    pyllm_free(all);
+    pyllm_free(layers);
     Py_DECREF(self);
     return NULL;
 }
@@ -602,10 +603,10 @@ static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *
         keep = n;
     npy_intp dims[3] = {batch, all_positions ? keep : vocab, vocab};
     npy_intp state_dims[4] = {c->n_layers + 1, batch, n, c->hidden_size};
-    PyArrayObject *logits = (PyArrayObject *)PyArray_SimpleNew(all_positions ? 3 : 2, dims, NPY_FLOAT32);
+    PyArrayObject *logits = (PyArrayObject *)pyllm_new_array(all_positions ? 3 : 2, dims, NPY_FLOAT32, 0);
     PyArrayObject *states = NULL;
     if (logits != NULL && output_hidden_states)
-        states = (PyArrayObject *)PyArray_SimpleNew(4, state_dims, NPY_FLOAT32);
+        states = (PyArrayObject *)pyllm_new_array(4, state_dims, NPY_FLOAT32, 0);
     if (logits == NULL || (output_hidden_states && states == NULL)) {
         Py_XDECREF(logits);
         Py_DECREF(ids);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "generate/processors.h"
 #include "generate/rng.h"
 #include "generate/sampler.h"
@@ -209,7 +210,7 @@ static PyObject *sample_logits(PyObject *self, PyObject *args, PyObject *kwargs)
         .top_p = (float)top_p,
     };
     npy_intp out_len = num_samples;
-    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, &out_len, NPY_INT64);
+    PyArrayObject *out = (PyArrayObject *)pyllm_new_array(1, &out_len, NPY_INT64, 0);
     if (out == NULL) {
         Py_DECREF(row);
         return NULL;
@@ -217,12 +218,12 @@ static PyObject *sample_logits(PyObject *self, PyObject *args, PyObject *kwargs)
     int64_t *tokens = (int64_t *)PyArray_DATA(out);
 
     pyllm_sampler sampler;
-    float *scores = PyMem_RawMalloc(sizeof(float) * (size_t)n);
+    float *scores = pyllm_alloc(sizeof(float) * (size_t)n);
     pyllm_status status = scores == NULL ? PYLLM_ERR_MEMORY : pyllm_sampling_params_check(&params);
     if (status == PYLLM_OK)
         status = pyllm_sampler_init(&sampler, n);
     if (status != PYLLM_OK) {
-        PyMem_RawFree(scores);
+        pyllm_free(scores);
         Py_DECREF(row);
         Py_DECREF(out);
         return pyllm_raise(status);
@@ -240,7 +241,7 @@ static PyObject *sample_logits(PyObject *self, PyObject *args, PyObject *kwargs)
         tokens[i] = token;
     }
     pyllm_sampler_release(&sampler);
-    PyMem_RawFree(scores);
+    pyllm_free(scores);
     Py_END_ALLOW_THREADS
 
     Py_DECREF(row);
