@@ -420,6 +420,8 @@ class StreamDecoder:
         self._emitted = 0      # ids before this index are fully emitted
         self._emitted_chars = 0
         self._anchors = {}
+        self._scanned = 0      # ids before this index were searched for an anchor
+        self._last_is_byte = False  # the last id that decodes to something is a byte piece
 
     def _is_anchor(self, token_id):
         known = self._anchors.get(token_id)
@@ -430,23 +432,16 @@ class StreamDecoder:
             self._anchors[token_id] = known
         return known
 
-    def _ends_in_byte_piece(self):
-        """Whether the last id that decodes to something is a byte piece; skipped special tokens
-        are transparent (tokenizers' ByteFallback joins byte runs across them)."""
-        token_type = self._tok._core.token_type
-        for token_id in reversed(self._ids):
-            kind = token_type(token_id)
-            if self._skip and kind == _PIECE_CONTROL:
-                continue
-            return kind == _PIECE_BYTE
-        return False
-
     def _step(self, final):
+        # A byte piece at the end holds the text back whatever it decodes to: known before any
+        # decode, so a long run of byte pieces costs one check per id, not a growing decode.
+        if not final and self._last_is_byte:
+            return ""
         ids = self._ids
         decode = self._tok._core.decode
         before = decode(ids[self._window:self._emitted], self._skip)
         text = decode(ids[self._window:], self._skip)
-        if not final and (text.endswith("\ufffd") or self._ends_in_byte_piece()):
+        if not final and text.endswith("\ufffd"):
             return ""
         if text.startswith(before):
             new = text[len(before):]
@@ -454,10 +449,12 @@ class StreamDecoder:
             new = decode(ids, self._skip)[self._emitted_chars:]
         self._emitted = len(ids)
         self._emitted_chars += len(new)
-        for i in range(len(ids) - 1, self._window - 1, -1):
+        # Only the ids pushed since the last search can hold a newer anchor than the window's.
+        for i in range(len(ids) - 1, max(self._scanned, self._window) - 1, -1):
             if self._is_anchor(ids[i]):
                 self._window = i
                 break
+        self._scanned = len(ids)
         return new
 
     def push(self, token_id):
@@ -470,6 +467,10 @@ class StreamDecoder:
         if not 0 <= token_id < self._tok.vocab_size:
             raise IndexError(f"token id {token_id} is out of range [0, {self._tok.vocab_size})")
         self._ids.append(token_id)
+        # Skipped special tokens are transparent (tokenizers' ByteFallback joins byte runs across them).
+        kind = self._tok._core.token_type(token_id)
+        if not (self._skip and kind == _PIECE_CONTROL):
+            self._last_is_byte = kind == _PIECE_BYTE
         return self._step(final=False)
 
     def flush(self):
