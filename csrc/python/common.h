@@ -28,5 +28,6 @@ int pyllm_register_processors(PyObject *module);
 int pyllm_register_quant(PyObject *module);
 int pyllm_register_gguf(PyObject *module);
 int pyllm_register_memory(PyObject *module);
+int pyllm_register_regex_testing(PyObject *module);
 
 #endif
