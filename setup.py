@@ -73,6 +73,15 @@ if os.environ.get("PYLLM_SANITIZE") == "1":
     san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
     cflags = [f for f in cflags if f != "-O3"] + ["-O1"] + san
     ldflags += san
+if os.environ.get("PYLLM_FUZZ") == "1":
+    # For the atheris harnesses (fuzz/build.sh python, with CC=clang): ASan + UBSan, and libFuzzer's
+    # coverage counters so that atheris sees the C code each input reaches. Serial C core: clang has
+    # no OpenMP runtime here, fuzz/include/omp.h stands in for it (oneDNN keeps its own libgomp).
+    fuzz = ["-fsanitize=address,undefined,fuzzer-no-link", "-fno-sanitize-recover=undefined",
+            "-fno-omit-frame-pointer", "-g"]
+    cflags = [f for f in cflags if f not in ("-O3", "-fopenmp")] + ["-O1", "-Wno-unknown-pragmas",
+                                                                   "-I" + os.path.join(HERE, "fuzz", "include")] + fuzz
+    ldflags = [f for f in ldflags if f != "-fopenmp"] + ["-fsanitize=address,undefined", "-shared-libsan"]
 if os.environ.get("PYLLM_DEBUG") == "1":
     cflags = [f for f in cflags if f != "-O3"] + ["-O0", "-g"]
 
