@@ -27,10 +27,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pyllm_error_clear();
         return 0;
     }
+    /* one budget for the whole subject, as a Split step has: linear work, or a refusal */
+    pyllm_regex_budget budget = {0, pyllm_regex_budget_for(re, subject_len)};
     size_t from = 0;
     while (from <= subject_len) {
         size_t start, end;
-        if (!pyllm_regex_find(re, subject, subject_len, from, &start, &end))
+        int found = pyllm_regex_find_counted(re, subject, subject_len, from, &start, &end, &budget);
+        if (found < 0 && budget.steps <= budget.limit)
+            abort(); /* gave up without spending its budget */
+        if (found <= 0)
             break;
         if (start < from || end < start || end > subject_len)
             abort();

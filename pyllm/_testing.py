@@ -9,4 +9,6 @@ prefill_compute = _impl.prefill_compute        # 'bfloat16' or 'float32': low-pr
 apply_processors = _impl.apply_processors      # the generation loop's logits processors on [batch, vocab]
 apply_warpers = _impl.apply_warpers            # the sampling warpers on [batch, vocab]
 gguf_qweight_roundtrip = _impl.gguf_qweight_roundtrip  # GGUF Q8_0/Q4_0/Q4_1 blocks into our layout and back
+tokenizer_work = _impl.tokenizer_work          # one encode's work counts (regex, BPE, special tokens, ...)
+regex_work = _impl.regex_work                  # a pattern's matches over a text and the steps they took
 regex_find_all = _impl.regex_find_all  # the tokenizer regex engine's Split matches on raw bytes

@@ -4,7 +4,13 @@ The JSON is parsed here; the C core receives the vocabulary (strings by id), the
 of strings by rank) and the pipeline as a flat list of steps. Every component this module does
 not know raises ValueError naming it: nothing is approximated. The file's ``truncation`` and
 ``padding`` settings are not applied, as transformers does not apply them either (its call
-arguments decide); ByteLevel's ``trim_offsets`` only concerns offsets, which we do not return.
+arguments decide), so nothing is sized from them; ByteLevel's ``trim_offsets`` only concerns
+offsets, which we do not return.
+
+Every step either advances on any text or is refused here: a field tokenizers reads as one
+character (Metaspace's replacement, Strip's content) must be one character, and Strip's counts
+non-negative integers (clamped to 2**31 - 1, more than any token holds). An empty Replace or Split
+pattern does what tokenizers does with it (it matches at every character boundary).
 """
 import json
 import os
@@ -20,6 +26,7 @@ _D_BYTE_LEVEL, _D_REPLACE, _D_BYTE_FALLBACK, _D_FUSE, _D_STRIP, _D_METASPACE = r
 _BEHAVIORS = {"removed": 0, "isolated": 1, "mergedwithprevious": 2, "mergedwithnext": 3, "contiguous": 4}
 _PREPEND_SCHEMES = {"always": 0, "never": 1, "first": 2}
 _ADDED_LSTRIP, _ADDED_RSTRIP, _ADDED_SINGLE_WORD = 1, 2, 4
+_INT32_MAX = 2**31 - 1
 
 
 class _Unsupported(ValueError):
@@ -39,6 +46,23 @@ def _pattern(path, where, spec):
     if isinstance(spec, str):
         return spec, False
     _fail(path, f"{where}: pattern must be {{'String': ...}} or {{'Regex': ...}}, got {spec!r}")
+
+
+def _one_char(path, where, field, value, default):
+    """A field tokenizers deserialises as a Rust char: exactly one character."""
+    value = default if value is None else value
+    if not isinstance(value, str) or len(value) != 1:
+        _fail(path, f"{where}: {field} must be one character, got {value!r}")
+    return value
+
+
+def _count(path, where, field, value):
+    """A usize field of tokenizers: a non-negative integer, clamped to what the C core holds."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        _fail(path, f"{where}: {field} must be a non-negative integer, got {value!r}")
+    return min(value, _INT32_MAX)
 
 
 def _flatten(component, key):
@@ -101,7 +125,8 @@ def _pre_tokenizer_steps(path, pre_tokenizer):
         elif kind == "Digits":
             steps.append((_PRE_TOKENIZER, _DIGITS, None, None, False, int(bool(p.get("individual_digits", False))), 0))
         elif kind == "Metaspace":
-            steps.append((_PRE_TOKENIZER, _METASPACE, p.get("replacement", "\u2581"), None, False,
+            replacement = _one_char(path, "pre-tokenizer Metaspace", "replacement", p.get("replacement"), "\u2581")
+            steps.append((_PRE_TOKENIZER, _METASPACE, replacement, None, False,
                           _metaspace_scheme(path, p), int(bool(p.get("split", True)))))
         else:
             _fail(path, f"pre-tokenizer {kind!r} is not supported "
@@ -125,11 +150,12 @@ def _decoder_steps(path, decoder):
         elif kind == "Fuse":
             steps.append((_DECODER, _D_FUSE, None, None, False, 0, 0))
         elif kind == "Strip":
-            steps.append((_DECODER, _D_STRIP, d.get("content", " "), None, False, int(d.get("start", 0)),
-                          int(d.get("stop", 0))))
+            steps.append((_DECODER, _D_STRIP, _one_char(path, "decoder Strip", "content", d.get("content"), " "),
+                          None, False, _count(path, "decoder Strip", "start", d.get("start")),
+                          _count(path, "decoder Strip", "stop", d.get("stop"))))
         elif kind == "Metaspace":
-            steps.append((_DECODER, _D_METASPACE, d.get("replacement", "\u2581"), None, False,
-                          _metaspace_scheme(path, d), 0))
+            replacement = _one_char(path, "decoder Metaspace", "replacement", d.get("replacement"), "\u2581")
+            steps.append((_DECODER, _D_METASPACE, replacement, None, False, _metaspace_scheme(path, d), 0))
         else:
             _fail(path, f"decoder {kind!r} is not supported "
                         "(supported: ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)")
@@ -226,7 +252,9 @@ def _build(path, data):
                                   bool(model.get("fuse_unk", False)), bool(model.get("ignore_merges", False)))
 
     for entry in sorted(data.get("added_tokens") or [], key=lambda e: e["id"]):
-        content, token_id, special = entry["content"], int(entry["id"]), bool(entry.get("special", False))
+        content, token_id, special = entry["content"], entry["id"], bool(entry.get("special", False))
+        if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id <= _INT32_MAX:
+            _fail(path, f"added token {content!r}: id must be an integer in [0, {_INT32_MAX}], got {token_id!r}")
         if entry.get("normalized", not special) and has_normalizer:
             _fail(path, f"added token {content!r} is normalized=true and the file has a normalizer: "
                         "matching added tokens on normalized text is not supported")

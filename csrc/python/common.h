@@ -28,6 +28,12 @@ int pyllm_register_processors(PyObject *module);
 int pyllm_register_quant(PyObject *module);
 int pyllm_register_gguf(PyObject *module);
 int pyllm_register_memory(PyObject *module);
+int pyllm_register_tokenizer_work(PyObject *module);
+
+/* The C tokenizer of a pyllm._core.Tokenizer (borrowed), for the test-only entry points; NULL with a
+ * TypeError for any other object. */
+struct pyllm_tokenizer;
+const struct pyllm_tokenizer *pyllm_py_tokenizer_of(PyObject *obj);
 int pyllm_register_regex_testing(PyObject *module);
 
 #endif

@@ -20,7 +20,8 @@ static PyObject *regex_find_all(PyObject *module, PyObject *args)
         return pyllm_raise(st);
     PyObject *out = PyList_New(0);
     size_t from = 0, len = (size_t)subject_len, start, end;
-    while (out != NULL && from <= len && pyllm_regex_find(re, subject, len, from, &start, &end)) {
+    pyllm_regex_budget budget = {0, pyllm_regex_budget_for(re, len)}; /* one per subject, as Split has */
+    while (out != NULL && from <= len && pyllm_regex_find_counted(re, subject, len, from, &start, &end, &budget) > 0) {
         PyObject *span = Py_BuildValue("(nn)", (Py_ssize_t)start, (Py_ssize_t)end);
         if (span == NULL || PyList_Append(out, span) < 0)
             Py_CLEAR(out);

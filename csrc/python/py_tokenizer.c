@@ -714,3 +714,12 @@ int pyllm_register_tokenizer(PyObject *module)
     }
     return PyModule_AddFunctions(module, module_functions);
 }
+
+const pyllm_tokenizer *pyllm_py_tokenizer_of(PyObject *obj)
+{
+    if (!PyObject_TypeCheck(obj, &TokenizerType)) {
+        PyErr_Format(PyExc_TypeError, "expected a pyllm._core.Tokenizer, got %s", Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    return ((TokenizerObject *)obj)->tok;
+}

@@ -116,8 +116,10 @@ static candidate heap_pop(candidate *h, size_t *n)
 
 #define SMALL_WORD 64
 
-pyllm_status pyllm_bpe_ranked_encode(const pyllm_bpe_merges *m, int32_t *ids, size_t n, pyllm_ids *out)
+pyllm_status pyllm_bpe_ranked_encode(const pyllm_bpe_merges *m, int32_t *ids, size_t n, pyllm_ids *out,
+                                     uint64_t *steps)
 {
+    *steps += n; /* the symbols and their first pair lookups */
     if (n == 0)
         return PYLLM_OK;
     if (n == 1)
@@ -146,8 +148,10 @@ pyllm_status pyllm_bpe_ranked_encode(const pyllm_bpe_merges *m, int32_t *ids, si
                 heap_push(heap, &n_heap, (candidate){s->rank, (int32_t)i, ids[i], ids[i + 1]});
         }
     }
+    uint64_t pushed = n_heap;
     while (n_heap > 0) {
         candidate c = heap_pop(heap, &n_heap);
+        pushed++; /* a pop */
         int32_t r = next[c.pos];
         /* a dead symbol has id -1; a changed pair no longer matches the entry */
         if (ids[c.pos] != c.left || r < 0 || ids[r] != c.right)
@@ -161,16 +165,21 @@ pyllm_status pyllm_bpe_ranked_encode(const pyllm_bpe_merges *m, int32_t *ids, si
         if (prev[c.pos] >= 0) {
             int32_t p = prev[c.pos];
             const pyllm_merge_slot *ps = find(m, ids[p], ids[c.pos]);
-            if (ps != NULL)
+            if (ps != NULL) {
                 heap_push(heap, &n_heap, (candidate){ps->rank, p, ids[p], ids[c.pos]});
+                pushed++;
+            }
         }
         if (next[c.pos] >= 0) {
             int32_t q = next[c.pos];
             const pyllm_merge_slot *qs = find(m, ids[c.pos], ids[q]);
-            if (qs != NULL)
+            if (qs != NULL) {
                 heap_push(heap, &n_heap, (candidate){qs->rank, c.pos, ids[c.pos], ids[q]});
+                pushed++;
+            }
         }
     }
+    *steps += pushed;
     pyllm_status st = pyllm_ids_reserve(out, n);
     if (st == PYLLM_OK)
         for (int32_t i = 0; i >= 0; i = next[i])

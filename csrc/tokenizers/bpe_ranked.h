@@ -28,7 +28,9 @@ void pyllm_bpe_merges_free(pyllm_bpe_merges *m);
 /* A later merge of the same pair replaces the earlier one (as tokenizers' HashMap does). */
 pyllm_status pyllm_bpe_merges_add(pyllm_bpe_merges *m, int32_t left, int32_t right, int32_t rank, int32_t merged);
 
-/* Merge the symbols of one word (ids; modified in place) and append the result to out. */
-pyllm_status pyllm_bpe_ranked_encode(const pyllm_bpe_merges *m, int32_t *symbols, size_t n, pyllm_ids *out);
+/* Merge the symbols of one word (ids; modified in place) and append the result to out. *steps grows
+ * by the queue's pushes and pops (at most 3 per symbol: O(n log n) work for a word of n). */
+pyllm_status pyllm_bpe_ranked_encode(const pyllm_bpe_merges *m, int32_t *symbols, size_t n, pyllm_ids *out,
+                                     uint64_t *steps);
 
 #endif

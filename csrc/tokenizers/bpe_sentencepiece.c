@@ -27,6 +27,7 @@ typedef struct {
     int32_t *left_len_of_unused; /* unused piece id -> length of its left part (lazily allocated) */
     pyllm_ids *out;
     int prev_unknown;
+    uint64_t steps;
 } encoder;
 
 /* Higher score first; on a tie the leftmost pair. */
@@ -102,6 +103,7 @@ static pyllm_status consider_pair(encoder *e, int32_t left, int32_t right)
     if (type != PYLLM_PIECE_NORMAL && type != PYLLM_PIECE_USER_DEFINED && type != PYLLM_PIECE_UNUSED)
         return PYLLM_OK;
     candidate c = {m->scores[id], left, right, size};
+    e->steps++;
     PYLLM_TRY(heap_push(e, c));
     if (type == PYLLM_PIECE_UNUSED) {
         /* remember how to split it again at the end (the last registration wins, as upstream) */
@@ -174,6 +176,7 @@ static pyllm_status merge_and_emit(encoder *e, int32_t first, int32_t last)
 
     while (e->heap_len > 0) {
         candidate top = heap_pop(e);
+        e->steps++;
         symbol *l = &e->symbols[top.left], *r = &e->symbols[top.right];
         if (l->len == 0 || r->len == 0 || l->len + r->len != top.size)
             continue; /* stale: one side changed since the pair was queued */
@@ -200,7 +203,8 @@ static pyllm_status run(encoder *e, size_t len)
     /* Split into characters, user-defined symbols whole. */
     int32_t n = 0;
     for (size_t pos = 0; pos < len;) {
-        size_t l = matcher ? pyllm_prefix_matcher_match(m->user_defined, text + pos, len - pos) : 0;
+        size_t l = matcher ? pyllm_prefix_matcher_match(m->user_defined, text + pos, len - pos, &e->steps) : 0;
+        e->steps++;
         symbol *s = &e->symbols[n];
         s->frozen = l > 0;
         if (l == 0)
@@ -224,7 +228,8 @@ static pyllm_status run(encoder *e, size_t len)
     return merge_and_emit(e, first, n - 1);
 }
 
-pyllm_status pyllm_spm_bpe_encode(const pyllm_spm_bpe *m, const char *text, size_t len, pyllm_ids *out)
+pyllm_status pyllm_spm_bpe_encode(const pyllm_spm_bpe *m, const char *text, size_t len, pyllm_ids *out,
+                                  uint64_t *steps)
 {
     if (len == 0)
         return PYLLM_OK;
@@ -239,6 +244,7 @@ pyllm_status pyllm_spm_bpe_encode(const pyllm_spm_bpe *m, const char *text, size
     if (e.symbols == NULL)
         return PYLLM_ERR_MEMORY;
     pyllm_status st = run(&e, len);
+    *steps += e.steps;
     pyllm_free(e.symbols);
     pyllm_free(e.heap);
     pyllm_free(e.left_len_of_unused);

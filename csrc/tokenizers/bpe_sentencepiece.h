@@ -33,7 +33,9 @@ typedef struct {
 /* Whether a mergeable piece fits the U+2581* [^U+2581]* shape that word-by-word encoding needs. */
 int pyllm_spm_piece_allows_word_split(const char *piece, size_t len);
 
-/* Append the ids of normalized text[0..len) to out. */
-pyllm_status pyllm_spm_bpe_encode(const pyllm_spm_bpe *m, const char *text, size_t len, pyllm_ids *out);
+/* Append the ids of normalized text[0..len) to out. *steps grows by the symbols, the queue's pushes
+ * and pops and the user-symbol probes (linear in len, whatever the text). */
+pyllm_status pyllm_spm_bpe_encode(const pyllm_spm_bpe *m, const char *text, size_t len, pyllm_ids *out,
+                                  uint64_t *steps);
 
 #endif

@@ -55,6 +55,8 @@ pyllm_status pyllm_bytes_append_replaced(pyllm_bytes *b, const char *s, size_t l
 {
     size_t start = 0;
     PYLLM_TRY(pyllm_bytes_reserve(b, len));
+    if (from_len == 0) /* nothing to find: an empty pattern would never advance */
+        return pyllm_bytes_append(b, s, len);
     for (size_t i = 0; i + from_len <= len;) {
         if (memcmp(s + i, from, from_len) == 0) {
             PYLLM_TRY(pyllm_bytes_append(b, s + start, i - start));

@@ -22,7 +22,8 @@ typedef struct {
 /* Make room for `extra` more bytes (capacity doubles, so appends are amortised O(1)). */
 pyllm_status pyllm_bytes_reserve(pyllm_bytes *b, size_t extra);
 pyllm_status pyllm_bytes_append(pyllm_bytes *b, const void *data, size_t len);
-/* Append s[0..len) with every occurrence of `from` (non-empty) replaced by `to`. */
+/* Append s[0..len) with every occurrence of `from` replaced by `to` (an empty `from` replaces
+ * nothing). Compares at every byte: for short fixed patterns; literal.h searches long ones. */
 pyllm_status pyllm_bytes_append_replaced(pyllm_bytes *b, const char *s, size_t len, const char *from, size_t from_len,
                                          const char *to, size_t to_len);
 void pyllm_bytes_free(pyllm_bytes *b);

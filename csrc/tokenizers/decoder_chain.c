@@ -6,6 +6,25 @@
 #include "tokenizers/unicode.h"
 #include "tokenizers/utf8.h"
 
+pyllm_status pyllm_decode_step_init(pyllm_decode_step *s, pyllm_decode_kind kind, const char *s1, size_t len1,
+                                    const char *s2, size_t len2, int a, int b)
+{
+    memset(s, 0, sizeof *s);
+    if ((kind == PYLLM_DECODE_STRIP || kind == PYLLM_DECODE_METASPACE) && len1 == 0)
+        return pyllm_error(PYLLM_ERR_VALUE, "decoder %s: %s must not be empty",
+                           kind == PYLLM_DECODE_STRIP ? "Strip" : "Metaspace",
+                           kind == PYLLM_DECODE_STRIP ? "content" : "replacement");
+    if (kind == PYLLM_DECODE_STRIP && (a < 0 || b < 0))
+        return pyllm_error(PYLLM_ERR_VALUE, "decoder Strip: start and stop must not be negative, got %d and %d", a,
+                           b);
+    /* keep the strings as a Prepend step does, then take the decoding kind */
+    PYLLM_TRY(pyllm_step_init(s, PYLLM_STEP_PREPEND, s1, len1, s2, len2, 0, a, b));
+    if (kind == PYLLM_DECODE_REPLACE)
+        PYLLM_TRY(pyllm_literal_init(&s->lit, s1, len1));
+    s->kind = (pyllm_step_kind)kind;
+    return PYLLM_OK;
+}
+
 /* "<0xAB>" -> 0xAB as tokenizers' ByteFallback reads it; -1 otherwise. */
 static int byte_token(const char *s, size_t len)
 {
@@ -114,8 +133,9 @@ static pyllm_status run_decoder(const pyllm_decode_step *s, const pyllm_pieces *
         size_t from = out->text.len;
         PYLLM_TRY(pyllm_bytes_append(&out->text, "", 0));
         if ((int)s->kind == PYLLM_DECODE_REPLACE) {
-            PYLLM_TRY(pyllm_bytes_append_replaced(&out->text, t, len, s->s1, s->len1, s->s2, s->len2));
-        } else if ((int)s->kind == PYLLM_DECODE_STRIP) {
+            uint64_t steps = 0;
+            PYLLM_TRY(pyllm_literal_replace(&s->lit, t, len, s->s2, s->len2, &out->text, &steps));
+        } else if ((int)s->kind == PYLLM_DECODE_STRIP) { /* content is not empty: each turn consumes */
             size_t a = 0, b = len;
             for (int k = 0; k < s->a && b - a >= s->len1 && memcmp(t + a, s->s1, s->len1) == 0; k++)
                 a += s->len1;

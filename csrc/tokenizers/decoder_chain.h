@@ -12,15 +12,20 @@
 
 typedef enum {
     PYLLM_DECODE_BYTE_LEVEL,
-    PYLLM_DECODE_REPLACE,       /* s1 -> s2 */
+    PYLLM_DECODE_REPLACE,       /* lit (s1) -> s2; an empty s1 puts s2 around every character */
     PYLLM_DECODE_BYTE_FALLBACK,
     PYLLM_DECODE_FUSE,
-    PYLLM_DECODE_STRIP,         /* s1 = one character; a = start, b = stop */
-    PYLLM_DECODE_METASPACE,     /* s1 = replacement; a = prepend scheme */
+    PYLLM_DECODE_STRIP,         /* s1 = content (not empty); a = start, b = stop (>= 0) */
+    PYLLM_DECODE_METASPACE,     /* s1 = replacement (not empty); a = prepend scheme */
 } pyllm_decode_kind;
 
 /* Decoding steps reuse the pre-tokenizer step record (kind from pyllm_decode_kind). */
 typedef pyllm_step pyllm_decode_step;
+
+/* Build a decoding step (strings copied); a configuration that could not make progress (an
+ * empty Strip content or Metaspace replacement, negative Strip counts) is refused. */
+pyllm_status pyllm_decode_step_init(pyllm_decode_step *s, pyllm_decode_kind kind, const char *s1, size_t len1,
+                                    const char *s2, size_t len2, int a, int b);
 
 /* Run the steps over the tokens (pieces; consumed) and write their concatenation to out. */
 pyllm_status pyllm_decoders_run(const pyllm_decode_step *steps, size_t n_steps, pyllm_pieces *tokens,

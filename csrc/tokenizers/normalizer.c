@@ -62,12 +62,20 @@ static inline uint32_t unit_value(uint32_t u) { return u & 0x7FFFFFFFu; }
 static inline uint32_t unit_label(uint32_t u) { return u & (0x80000000u | 0xFFu); }
 static inline uint32_t unit_offset(uint32_t u) { return (u >> 10) << ((u & (1u << 9)) >> 6); }
 
+/* Rules match a few characters (NFKC's longest are well under this); a broken or hostile trie can
+ * loop back on itself, and without a bound would walk to the end of the text at every position. */
+enum { MAX_RULE_BYTES = 256 };
+
 /* Length of the longest rule that text starts with (0 when none) and its replacement offset. */
-static size_t longest_rule(const pyllm_spm_normalizer *n, const char *text, size_t len, uint32_t *value)
+static size_t longest_rule(const pyllm_spm_normalizer *n, const char *text, size_t len, uint32_t *value,
+                           uint64_t *steps)
 {
     size_t best = 0;
     size_t pos = unit_offset(n->trie[0]);
+    if (len > MAX_RULE_BYTES)
+        len = MAX_RULE_BYTES;
     for (size_t i = 0; i < len; i++) {
+        ++*steps;
         unsigned char c = (unsigned char)text[i];
         pos ^= c;
         if (pos >= n->n_units)
@@ -89,10 +97,11 @@ static size_t longest_rule(const pyllm_spm_normalizer *n, const char *text, size
 /* The normalized form of the longest rule, user symbol or character at text:
  * out and out_len receive what to write, the return value how many input bytes it consumes. */
 static size_t normalize_prefix(const pyllm_spm_normalizer *n, const char *text, size_t len, const char **out,
-                               size_t *out_len)
+                               size_t *out_len, uint64_t *steps)
 {
+    ++*steps;
     if (n->user_defined != NULL && !pyllm_prefix_matcher_empty(n->user_defined)) {
-        size_t m = pyllm_prefix_matcher_match(n->user_defined, text, len);
+        size_t m = pyllm_prefix_matcher_match(n->user_defined, text, len, steps);
         if (m) {
             *out = text;
             *out_len = m;
@@ -101,7 +110,7 @@ static size_t normalize_prefix(const pyllm_spm_normalizer *n, const char *text, 
     }
     if (n->trie != NULL) {
         uint32_t value = 0;
-        size_t rule = longest_rule(n, text, len, &value);
+        size_t rule = longest_rule(n, text, len, &value, steps);
         if (rule) {
             if (value > n->replacements_len)
                 value = (uint32_t)n->replacements_len;
@@ -127,7 +136,7 @@ static pyllm_status add_space(const pyllm_spm_normalizer *n, pyllm_bytes *out)
 }
 
 pyllm_status pyllm_spm_normalize(const pyllm_spm_normalizer *n, const char *text, size_t len, int allow_dummy,
-                                 pyllm_bytes *out)
+                                 pyllm_bytes *out, uint64_t *steps)
 {
     int dummy = n->add_dummy_prefix && allow_dummy;
     const char *piece;
@@ -139,7 +148,7 @@ pyllm_status pyllm_spm_normalize(const pyllm_spm_normalizer *n, const char *text
     /* Leading whitespace goes first (judged after normalization: a rule may yield " "). */
     if (n->remove_extra_whitespaces) {
         while (len > 0) {
-            used = normalize_prefix(n, text, len, &piece, &piece_len);
+            used = normalize_prefix(n, text, len, &piece, &piece_len, steps);
             if (piece_len != 1 || piece[0] != ' ')
                 break;
             text += used;
@@ -156,7 +165,7 @@ pyllm_status pyllm_spm_normalize(const pyllm_spm_normalizer *n, const char *text
 
     int is_prev_space = n->remove_extra_whitespaces;
     while (len > 0) {
-        used = normalize_prefix(n, text, len, &piece, &piece_len);
+        used = normalize_prefix(n, text, len, &piece, &piece_len, steps);
         /* Collapse runs of spaces: drop the spaces that follow a piece ending in one. */
         while (is_prev_space && piece_len > 0 && piece[0] == ' ') {
             piece++;

@@ -12,6 +12,7 @@
 #include "tokenizers/buffers.h"
 #include "tokenizers/prefix_matcher.h"
 #include "tokenizers/sentencepiece_model.h"
+#include "tokenizers/work.h"
 
 typedef struct {
     uint32_t *trie;       /* double-array units; NULL for the identity normalizer */
@@ -30,8 +31,9 @@ pyllm_status pyllm_spm_normalizer_init(pyllm_spm_normalizer *n, const pyllm_spm_
 void pyllm_spm_normalizer_free(pyllm_spm_normalizer *n);
 
 /* Normalize text[0..len) into out (cleared first). With allow_dummy=0 the dummy prefix (or
- * suffix) is left out even when the spec asks for it. */
+ * suffix) is left out even when the spec asks for it. *steps grows by the trie units walked, the
+ * user-symbol probes and the bytes consumed: each rule or character consumes at least one byte. */
 pyllm_status pyllm_spm_normalize(const pyllm_spm_normalizer *n, const char *text, size_t len, int allow_dummy,
-                                 pyllm_bytes *out);
+                                 pyllm_bytes *out, uint64_t *steps);
 
 #endif

@@ -70,9 +70,11 @@ pyllm_status pyllm_step_init(pyllm_step *s, pyllm_step_kind kind, const char *s1
         return pyllm_regex_compile(PYLLM_GPT2_PATTERN, strlen(PYLLM_GPT2_PATTERN), &s->re);
     if (kind == PYLLM_STEP_SPLIT && is_regex)
         return pyllm_regex_compile(s1, len1, &s->re);
-    if ((kind == PYLLM_STEP_SPLIT || kind == PYLLM_STEP_REPLACE) && len1 == 0)
-        return pyllm_error(PYLLM_ERR_VALUE, "an empty pattern is not supported in %s",
-                           kind == PYLLM_STEP_SPLIT ? "Split" : "Replace");
+    /* an empty replacement would split at nothing and never advance (tokenizers wants one char) */
+    if (kind == PYLLM_STEP_METASPACE && len1 == 0)
+        return pyllm_error(PYLLM_ERR_VALUE, "Metaspace: replacement must not be empty");
+    if (kind == PYLLM_STEP_SPLIT || kind == PYLLM_STEP_REPLACE || kind == PYLLM_STEP_METASPACE)
+        PYLLM_TRY(pyllm_literal_init(&s->lit, s1, len1));
     s->s1 = pyllm_alloc(len1 + 1);
     s->s2 = pyllm_alloc(len2 + 1);
     if (s->s1 == NULL || s->s2 == NULL)
@@ -91,29 +93,23 @@ void pyllm_step_free(pyllm_step *s)
     pyllm_free(s->s1);
     pyllm_free(s->s2);
     pyllm_regex_free(s->re);
+    pyllm_literal_free(&s->lit);
     memset(s, 0, sizeof *s);
 }
 
-/* Next match of a Split/Digits pattern in piece[from..len): regex, literal string or numeric char. */
-static int next_match(const pyllm_step *s, const char *piece, size_t len, size_t from, size_t *ms, size_t *me)
+/* Next match of a Split/Digits/Metaspace pattern in piece[from..len): regex, numeric character or
+ * literal (an empty literal matches, empty, right at `from`). 1 with [*ms, *me), 0 when there is
+ * none, -1 when the regex ran out of budget. */
+static int next_match(const pyllm_step *s, const char *piece, size_t len, size_t from, size_t *ms, size_t *me,
+                      pyllm_regex_budget *budget, pyllm_tok_work *work)
 {
-    if (s->re != NULL) {
-        for (;;) {
-            if (!pyllm_regex_find(s->re, piece, len, from, ms, me))
-                return 0;
-            if (*me > *ms)
-                return 1;
-            /* an empty match splits nothing: look again one character further */
-            if (*ms >= len)
-                return 0;
-            uint32_t cp;
-            from = *ms + pyllm_utf8_decode_lossy(piece + *ms, len - *ms, &cp);
-        }
-    }
+    if (s->re != NULL)
+        return pyllm_regex_find_counted(s->re, piece, len, from, ms, me, budget);
     if (s->kind == PYLLM_STEP_DIGITS) {
         for (size_t pos = from; pos < len;) {
             uint32_t cp;
             size_t k = pyllm_utf8_decode_lossy(piece + pos, len - pos, &cp);
+            work->pre_tokenizer_steps++;
             if (pyllm_unicode_rust_numeric(cp)) {
                 *ms = pos;
                 *me = pos + k;
@@ -123,13 +119,16 @@ static int next_match(const pyllm_step *s, const char *piece, size_t len, size_t
         }
         return 0;
     }
-    for (size_t pos = from; pos + s->len1 <= len; pos++)
-        if (memcmp(piece + pos, s->s1, s->len1) == 0) {
-            *ms = pos;
-            *me = pos + s->len1;
-            return 1;
-        }
-    return 0;
+    if (s->lit.len == 0) {
+        *ms = *me = from;
+        return from <= len;
+    }
+    size_t at = pyllm_literal_find(&s->lit, piece, len, from, &work->pre_tokenizer_steps);
+    if (at == SIZE_MAX)
+        return 0;
+    *ms = at;
+    *me = at + s->lit.len;
+    return 1;
 }
 
 /* Where the parts of a piece being split go, and what the previous part was. */
@@ -162,8 +161,8 @@ static pyllm_status emit_part(splitter *sp, size_t a, size_t b, int is_match, in
     case PYLLM_SPLIT_MERGED_WITH_NEXT:     /* a match opens the piece that the next gap joins */
         extend = !is_match && sp->previous_match && has_last;
         break;
-    case PYLLM_SPLIT_CONTIGUOUS:           /* adjacent matches form one piece */
-        extend = is_match && sp->previous_match && has_last;
+    case PYLLM_SPLIT_CONTIGUOUS:           /* adjacent parts of one kind form one piece */
+        extend = is_match == sp->previous_match && has_last;
         break;
     }
     sp->previous_match = is_match;
@@ -174,33 +173,72 @@ static pyllm_status emit_part(splitter *sp, size_t a, size_t b, int is_match, in
     return push_span(out, a, b, at_text_start);
 }
 
-/* Split one piece (copied into out) by the step's matches. */
+static pyllm_status budget_exhausted(const pyllm_step *s, size_t len, const pyllm_regex_budget *budget)
+{
+    return pyllm_error(PYLLM_ERR_VALUE,
+                       "Split: regex '%.200s' needed more than %llu steps for a piece of %zu bytes: it backtracks "
+                       "too much to run on this text (a pattern with nested optional alternatives or repeated "
+                       "overlapping classes)",
+                       pyllm_regex_pattern(s->re), (unsigned long long)budget->limit, len);
+}
+
+/* Split one piece (copied into out) by the step's matches, found as tokenizers finds them (its
+ * onig find_iter): an empty match is kept, except right where the previous match ended, where
+ * the search moves one character on instead. Every turn advances, so the loop ends. */
 static pyllm_status split_piece(const pyllm_step *s, int behavior, int invert, const char *piece, size_t len,
-                                int at_start, pyllm_pieces *out)
+                                int at_start, pyllm_pieces *out, pyllm_tok_work *work)
 {
     size_t base = out->text.len;
     PYLLM_TRY(pyllm_bytes_append(&out->text, piece, len));
     piece = out->text.data + base;
     splitter sp = {.out = out, .first_piece = out->n, .behavior = behavior};
-    size_t from = 0, ms, me;
-    while (next_match(s, piece, len, from, &ms, &me)) {
-        if (ms > from)
-            PYLLM_TRY(emit_part(&sp, base + from, base + ms, invert, at_start && from == 0));
-        PYLLM_TRY(emit_part(&sp, base + ms, base + me, !invert, at_start && ms == 0));
-        from = me;
+    pyllm_regex_budget budget = {0, s->re != NULL ? pyllm_regex_budget_for(s->re, len) : 0};
+    size_t from = 0, prev = 0, last_end = 0, ms, me;
+    int found, any = 0;
+    pyllm_status st = PYLLM_OK;
+    while (st == PYLLM_OK && from <= len && (found = next_match(s, piece, len, from, &ms, &me, &budget, work)) != 0) {
+        if (found < 0) {
+            st = budget_exhausted(s, len, &budget);
+            break;
+        }
+        if (me == ms && any && ms == last_end) {
+            if (ms >= len)
+                break;
+            from = ms + pyllm_utf8_char_len(piece + ms, len - ms);
+            continue;
+        }
+        if (ms > prev)
+            st = emit_part(&sp, base + prev, base + ms, invert, at_start && prev == 0);
+        if (st == PYLLM_OK)
+            st = emit_part(&sp, base + ms, base + me, !invert, at_start && ms == 0);
+        prev = from = last_end = me;
+        any = 1;
     }
-    if (from < len)
-        PYLLM_TRY(emit_part(&sp, base + from, base + len, invert, at_start && from == 0));
-    return PYLLM_OK;
+    work->regex_steps += budget.steps;
+    if (st == PYLLM_OK && prev < len)
+        st = emit_part(&sp, base + prev, base + len, invert, at_start && prev == 0);
+    /* empty parts only steer the merging behaviours; tokenizers drops them afterwards */
+    size_t kept = sp.first_piece;
+    for (size_t i = sp.first_piece; i < out->n; i++) {
+        if (out->end[i] == out->start[i])
+            continue;
+        out->start[kept] = out->start[i];
+        out->end[kept] = out->end[i];
+        out->at_text_start[kept] = out->at_text_start[i];
+        kept++;
+    }
+    out->n = kept;
+    return st;
 }
 
-static pyllm_status run_step(const pyllm_step *s, const pyllm_pieces *in, pyllm_pieces *out)
+static pyllm_status run_step(const pyllm_step *s, const pyllm_pieces *in, pyllm_pieces *out, pyllm_tok_work *work)
 {
     for (size_t i = 0; i < in->n; i++) {
         const char *piece = in->text.data + in->start[i];
         size_t len = in->end[i] - in->start[i];
         int at_start = in->at_text_start[i];
         size_t from = out->text.len;
+        work->pre_tokenizer_steps += len + 1;
         switch (s->kind) {
         case PYLLM_STEP_PREPEND:
             if (len > 0)
@@ -209,15 +247,16 @@ static pyllm_status run_step(const pyllm_step *s, const pyllm_pieces *in, pyllm_
             PYLLM_TRY(close_piece(out, from, at_start));
             break;
         case PYLLM_STEP_REPLACE:
-            PYLLM_TRY(pyllm_bytes_append_replaced(&out->text, piece, len, s->s1, s->len1, s->s2, s->len2));
+            PYLLM_TRY(pyllm_literal_replace(&s->lit, piece, len, s->s2, s->len2, &out->text,
+                                            &work->pre_tokenizer_steps));
             PYLLM_TRY(close_piece(out, from, at_start));
             break;
         case PYLLM_STEP_SPLIT:
-            PYLLM_TRY(split_piece(s, s->a, s->b, piece, len, at_start, out));
+            PYLLM_TRY(split_piece(s, s->a, s->b, piece, len, at_start, out, work));
             break;
         case PYLLM_STEP_DIGITS:
             PYLLM_TRY(split_piece(s, s->a ? PYLLM_SPLIT_ISOLATED : PYLLM_SPLIT_CONTIGUOUS, 0, piece, len, at_start,
-                                  out));
+                                  out, work));
             break;
         case PYLLM_STEP_BYTE_LEVEL:
             if (s->a && (len == 0 || piece[0] != ' ')) {
@@ -227,12 +266,12 @@ static pyllm_status run_step(const pyllm_step *s, const pyllm_pieces *in, pyllm_
                 if (st == PYLLM_OK)
                     st = pyllm_bytes_append(&spaced, piece, len);
                 if (st == PYLLM_OK)
-                    st = s->b ? split_piece(s, PYLLM_SPLIT_ISOLATED, 0, spaced.data, spaced.len, at_start, out)
+                    st = s->b ? split_piece(s, PYLLM_SPLIT_ISOLATED, 0, spaced.data, spaced.len, at_start, out, work)
                               : pyllm_pieces_push(out, spaced.data, spaced.len, at_start);
                 pyllm_bytes_free(&spaced);
                 PYLLM_TRY(st);
             } else if (s->b) {
-                PYLLM_TRY(split_piece(s, PYLLM_SPLIT_ISOLATED, 0, piece, len, at_start, out));
+                PYLLM_TRY(split_piece(s, PYLLM_SPLIT_ISOLATED, 0, piece, len, at_start, out, work));
             } else {
                 PYLLM_TRY(pyllm_pieces_push(out, piece, len, at_start));
             }
@@ -246,10 +285,9 @@ static pyllm_status run_step(const pyllm_step *s, const pyllm_pieces *in, pyllm_
             if (st == PYLLM_OK)
                 st = pyllm_bytes_append_replaced(&replaced, piece, len, " ", 1, s->s1, s->len1);
             if (st == PYLLM_OK) {
-                if (s->b) {
-                    pyllm_step split = {.kind = PYLLM_STEP_SPLIT, .s1 = s->s1, .len1 = s->len1};
-                    st = split_piece(&split, PYLLM_SPLIT_MERGED_WITH_NEXT, 0, replaced.data, replaced.len, at_start,
-                                     out);
+                if (s->b) { /* split at each replacement (the step's literal), merged with what follows */
+                    st = split_piece(s, PYLLM_SPLIT_MERGED_WITH_NEXT, 0, replaced.data, replaced.len, at_start, out,
+                                     work);
                 } else {
                     st = pyllm_pieces_push(out, replaced.data, replaced.len, at_start);
                 }
@@ -265,9 +303,16 @@ static pyllm_status run_step(const pyllm_step *s, const pyllm_pieces *in, pyllm_
 
 pyllm_status pyllm_steps_run(const pyllm_step *steps, size_t n_steps, pyllm_pieces *in)
 {
+    pyllm_tok_work work = {0};
+    return pyllm_steps_run_counted(steps, n_steps, in, &work);
+}
+
+pyllm_status pyllm_steps_run_counted(const pyllm_step *steps, size_t n_steps, pyllm_pieces *in,
+                                     pyllm_tok_work *work)
+{
     for (size_t k = 0; k < n_steps; k++) {
         pyllm_pieces out = {0};
-        pyllm_status st = run_step(&steps[k], in, &out);
+        pyllm_status st = run_step(&steps[k], in, &out, work);
         pyllm_pieces_free(in);
         *in = out;
         PYLLM_TRY(st);

@@ -9,15 +9,17 @@
 
 #include "core/error.h"
 #include "tokenizers/buffers.h"
+#include "tokenizers/literal.h"
 #include "tokenizers/regex.h"
+#include "tokenizers/work.h"
 
 typedef enum {
     PYLLM_STEP_PREPEND,    /* s1: text put before a non-empty piece */
-    PYLLM_STEP_REPLACE,    /* s1 -> s2 everywhere */
-    PYLLM_STEP_SPLIT,      /* re or s1; a = behaviour, b = invert */
+    PYLLM_STEP_REPLACE,    /* lit -> s2 everywhere (an empty lit: before every character and at the end) */
+    PYLLM_STEP_SPLIT,      /* re or lit (empty: matches everywhere); a = behaviour, b = invert */
     PYLLM_STEP_BYTE_LEVEL, /* a = add_prefix_space, b = use_regex */
     PYLLM_STEP_DIGITS,     /* a = individual_digits */
-    PYLLM_STEP_METASPACE,  /* s1 = replacement; a = prepend scheme; b = split */
+    PYLLM_STEP_METASPACE,  /* s1 = lit = replacement (not empty); a = prepend scheme; b = split */
 } pyllm_step_kind;
 
 typedef enum {
@@ -32,6 +34,7 @@ typedef struct {
     char *s1, *s2;
     size_t len1, len2;
     pyllm_regex *re;
+    pyllm_literal lit;     /* s1 as a search pattern: REPLACE, literal SPLIT, METASPACE */
     int a, b;
 } pyllm_step;
 
@@ -49,12 +52,16 @@ pyllm_status pyllm_pieces_push(pyllm_pieces *p, const char *s, size_t len, int a
 /* The regex ByteLevel(use_regex=true) splits with (GPT-2's). */
 extern const char PYLLM_GPT2_PATTERN[];
 
-/* Build a step; strings are copied. For SPLIT, is_regex says whether s1 is a regex. */
+/* Build a step; strings are copied. For SPLIT, is_regex says whether s1 is a regex. Every
+ * configuration either makes progress on any text or is refused here with a ValueError. */
 pyllm_status pyllm_step_init(pyllm_step *s, pyllm_step_kind kind, const char *s1, size_t len1, const char *s2,
                              size_t len2, int is_regex, int a, int b);
 void pyllm_step_free(pyllm_step *s);
 
-/* Run the steps over in (in is consumed, the result is left in in). */
+/* Run the steps over in (in is consumed, the result is left in in), adding their work to *work. */
+pyllm_status pyllm_steps_run_counted(const pyllm_step *steps, size_t n_steps, pyllm_pieces *in,
+                                     pyllm_tok_work *work);
+/* The same, work not reported. */
 pyllm_status pyllm_steps_run(const pyllm_step *steps, size_t n_steps, pyllm_pieces *in);
 
 #endif

@@ -47,8 +47,16 @@ typedef struct ast {
     int min, max, mode, negated;
 } ast;
 
+/* Limits on a pattern (which comes from a file): matching recurses once per choice node on a
+ * path and parsing once per nesting level, so both stay far from the stack's size; a class test
+ * looks at each of its items. The patterns tokenizers ship use under 100 nodes. */
+enum { MAX_NODES = 4096, MAX_NESTING = 64, MAX_CLASS_ITEMS = 16384 };
+
 struct pyllm_regex {
     node *start;
+    size_t n_nodes, n_class_items;
+    char *pattern;            /* a copy, NUL-terminated, for messages */
+    size_t pattern_len;
     /* every allocation, freed together */
     void **owned;
     size_t n_owned, cap_owned;
@@ -60,6 +68,7 @@ typedef struct {
     size_t pattern_len;
     pyllm_regex *re;
     int icase;
+    int depth;                /* groups and classes open around the current position */
 } parser;
 
 static void *own(pyllm_regex *re, size_t size)
@@ -114,6 +123,9 @@ static pyllm_status grow(pyllm_regex *re, void **items, size_t *cap, size_t n, s
 
 static pyllm_status class_add(pyllm_regex *re, char_class *c, class_item item)
 {
+    if (++re->n_class_items > MAX_CLASS_ITEMS)
+        return pyllm_error(PYLLM_ERR_VALUE, "regex '%.*s': more than %d class items are not supported",
+                           (int)(re->pattern_len > 200 ? 200 : re->pattern_len), re->pattern, MAX_CLASS_ITEMS);
     PYLLM_TRY(grow(re, (void **)&c->items, &c->cap_items, c->n_items, sizeof(class_item)));
     c->items[c->n_items++] = item;
     return PYLLM_OK;
@@ -245,6 +257,8 @@ static pyllm_status parse_class(parser *ps, char_class **out)
 {
     if (ps->icase)
         return syntax_error(ps, "a character class inside (?i)");
+    if (ps->depth >= MAX_NESTING)
+        return syntax_error(ps, "nesting deeper than 64 levels");
     char_class *c = own(ps->re, sizeof *c);
     if (c == NULL)
         return PYLLM_ERR_MEMORY;
@@ -266,7 +280,10 @@ static pyllm_status parse_class(parser *ps, char_class **out)
                 return syntax_error(ps, "a POSIX bracket [:name:]");
             ps->p++;
             char_class *sub;
-            PYLLM_TRY(parse_class(ps, &sub));
+            ps->depth++;
+            pyllm_status st = parse_class(ps, &sub);
+            ps->depth--;
+            PYLLM_TRY(st);
             PYLLM_TRY(class_add(ps->re, c, (class_item){.kind = ITEM_CLASS, .sub = sub}));
             continue;
         }
@@ -406,7 +423,12 @@ static pyllm_status parse_atom(parser *ps, ast **out)
             }
         }
         ast *inner;
-        PYLLM_TRY(parse_alt(ps, &inner));
+        if (ps->depth >= MAX_NESTING)
+            return syntax_error(ps, "nesting deeper than 64 levels");
+        ps->depth++;
+        pyllm_status st = parse_alt(ps, &inner);
+        ps->depth--;
+        PYLLM_TRY(st);
         ps->icase = saved_icase;
         if (ps->p >= ps->end || *ps->p != ')')
             return syntax_error(ps, "an unclosed group");
@@ -510,6 +532,10 @@ static pyllm_status parse_alt(parser *ps, ast **out)
 
 static pyllm_status node_new(pyllm_regex *re, enum node_kind kind, node *next, node **out)
 {
+    *out = NULL;
+    if (++re->n_nodes > MAX_NODES)
+        return pyllm_error(PYLLM_ERR_VALUE, "regex '%.*s': more than %d nodes are not supported",
+                           (int)(re->pattern_len > 200 ? 200 : re->pattern_len), re->pattern, MAX_NODES);
     *out = own(re, sizeof(node));
     if (*out == NULL)
         return PYLLM_ERR_MEMORY;
@@ -528,7 +554,7 @@ static pyllm_status link(pyllm_regex *re, const ast *a, node *next, node **out)
         *out = next;
         return PYLLM_OK;
     case AST_ALT: {
-        node *n;
+        node *n = NULL;
         PYLLM_TRY(node_new(re, NODE_ALT, next, &n));
         n->alts = own(re, pyllm_mul_size(a->n_kids, sizeof(node *)));
         if (n->alts == NULL)
@@ -552,7 +578,7 @@ static pyllm_status link(pyllm_regex *re, const ast *a, node *next, node **out)
             return PYLLM_OK;
         }
         /* an optional group: try it first (greedy) or last (lazy) */
-        node *n, *body;
+        node *n = NULL, *body = NULL;
         PYLLM_TRY(node_new(re, NODE_ALT, next, &n));
         PYLLM_TRY(link(re, kid, next, &body));
         n->alts = own(re, 2 * sizeof(node *));
@@ -565,7 +591,7 @@ static pyllm_status link(pyllm_regex *re, const ast *a, node *next, node **out)
         return PYLLM_OK;
     }
     case AST_LOOK: {
-        node *n, *accept;
+        node *n = NULL, *accept = NULL;
         PYLLM_TRY(node_new(re, NODE_LOOK, next, &n));
         PYLLM_TRY(node_new(re, NODE_MATCH, NULL, &accept));
         PYLLM_TRY(link(re, a->kids[0], accept, &n->sub));
@@ -583,9 +609,17 @@ pyllm_status pyllm_regex_compile(const char *pattern, size_t len, pyllm_regex **
     pyllm_regex *re = pyllm_calloc(1, sizeof *re);
     if (re == NULL)
         return PYLLM_ERR_MEMORY;
+    re->pattern = own(re, len + 1);
+    if (re->pattern == NULL) {
+        pyllm_regex_free(re);
+        return PYLLM_ERR_MEMORY;
+    }
+    if (len)
+        memcpy(re->pattern, pattern, len);
+    re->pattern_len = len;
     parser ps = {.p = pattern, .end = pattern + len, .pattern = pattern, .pattern_len = len, .re = re};
     ast *root;
-    node *accept;
+    node *accept = NULL;
     pyllm_status st = parse_alt(&ps, &root);
     if (st == PYLLM_OK && ps.p < ps.end)
         st = syntax_error(&ps, "an unmatched ')'");
@@ -601,9 +635,12 @@ pyllm_status pyllm_regex_compile(const char *pattern, size_t len, pyllm_regex **
     return PYLLM_OK;
 }
 
+/* One search: the text, and the steps taken against the caller's budget. */
 typedef struct {
     const char *text;
     size_t len;
+    uint64_t steps, limit;
+    int exhausted;            /* the budget ran out: every level unwinds with "no match" */
 } subject;
 
 static inline size_t match_char(const char_class *c, const subject *s, size_t pos)
@@ -631,9 +668,15 @@ static size_t prev_char(const subject *s, size_t pos)
     return pos - 1;
 }
 
-static int match_here(const node *n, const subject *s, size_t pos, size_t *end)
+/* Backtracking matcher. Every node entered and every character a repetition tests is a step;
+ * past the limit the search is abandoned (s->exhausted), so no pattern runs without bound. */
+static int match_here(const node *n, subject *s, size_t pos, size_t *end)
 {
     for (;;) {
+        if (++s->steps > s->limit || s->exhausted) {
+            s->exhausted = 1;
+            return 0;
+        }
         switch (n->kind) {
         case NODE_MATCH:
             *end = pos;
@@ -654,7 +697,8 @@ static int match_here(const node *n, const subject *s, size_t pos, size_t *end)
             continue;
         case NODE_LOOK: {
             size_t ignored;
-            if (match_here(n->sub, s, pos, &ignored) == n->negated)
+            int found = match_here(n->sub, s, pos, &ignored);
+            if (s->exhausted || found == n->negated)
                 return 0;
             n = n->next;
             continue;
@@ -666,13 +710,14 @@ static int match_here(const node *n, const subject *s, size_t pos, size_t *end)
                 for (;;) {
                     if (count >= n->min && match_here(n->next, s, p, end))
                         return 1;
-                    if (n->max >= 0 && count >= n->max)
+                    if (s->exhausted || (n->max >= 0 && count >= n->max))
                         return 0;
                     size_t k = match_char(n->cls, s, p);
                     if (k == 0)
                         return 0;
                     p += k;
                     count++;
+                    s->steps++;
                 }
             }
             while (n->max < 0 || count < n->max) {
@@ -682,6 +727,7 @@ static int match_here(const node *n, const subject *s, size_t pos, size_t *end)
                 p += k;
                 count++;
             }
+            s->steps += (uint64_t)count;
             if (count < n->min)
                 return 0;
             if (n->mode == POSSESSIVE) {
@@ -692,7 +738,7 @@ static int match_here(const node *n, const subject *s, size_t pos, size_t *end)
             for (;;) {
                 if (match_here(n->next, s, p, end))
                     return 1;
-                if (count == n->min)
+                if (count == n->min || s->exhausted)
                     return 0;
                 p = prev_char(s, p);
                 count--;
@@ -703,18 +749,38 @@ static int match_here(const node *n, const subject *s, size_t pos, size_t *end)
     }
 }
 
-int pyllm_regex_find(const pyllm_regex *re, const char *text, size_t len, size_t from, size_t *start, size_t *end)
+int pyllm_regex_find_counted(const pyllm_regex *re, const char *text, size_t len, size_t from, size_t *start,
+                             size_t *end, pyllm_regex_budget *budget)
 {
-    subject s = {text, len};
+    subject s = {.text = text, .len = len, .steps = budget->steps, .limit = budget->limit};
+    int found = 0;
     for (size_t pos = from; pos <= len;) {
         if (match_here(re->start, &s, pos, end)) {
             *start = pos;
-            return 1;
+            found = 1;
+            break;
         }
-        if (pos == len)
+        if (s.exhausted || pos == len)
             break;
         uint32_t cp;
         pos += pyllm_utf8_decode_lossy(text + pos, len - pos, &cp);
     }
-    return 0;
+    budget->steps = s.steps;
+    return s.exhausted ? -1 : found;
+}
+
+int pyllm_regex_find(const pyllm_regex *re, const char *text, size_t len, size_t from, size_t *start, size_t *end)
+{
+    pyllm_regex_budget budget = {0, pyllm_regex_budget_for(re, len - (from < len ? from : len))};
+    return pyllm_regex_find_counted(re, text, len, from, start, end, &budget) == 1;
+}
+
+uint64_t pyllm_regex_budget_for(const pyllm_regex *re, size_t len)
+{
+    return ((uint64_t)len + 1) * PYLLM_REGEX_STEPS_PER_BYTE * (uint64_t)re->n_nodes + PYLLM_REGEX_STEPS_PER_TEXT;
+}
+
+const char *pyllm_regex_pattern(const pyllm_regex *re)
+{
+    return re->pattern;
 }

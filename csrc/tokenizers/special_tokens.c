@@ -45,14 +45,15 @@ pyllm_status pyllm_special_tokens_add(pyllm_special_tokens *s, const char *text,
 }
 
 int pyllm_special_tokens_find(const pyllm_special_tokens *s, const char *text, size_t len, size_t *start,
-                              size_t *match_len, int32_t *id)
+                              size_t *match_len, int32_t *id, uint64_t *steps)
 {
     if (pyllm_special_tokens_empty(s))
         return 0;
     for (size_t pos = 0; pos < len; pos++) {
+        ++*steps;
         if (!s->first_byte[(unsigned char)text[pos]])
             continue;
-        size_t l = pyllm_prefix_matcher_match(&s->strings, text + pos, len - pos);
+        size_t l = pyllm_prefix_matcher_match(&s->strings, text + pos, len - pos, steps);
         if (l) {
             *start = pos;
             *match_len = l;

@@ -22,9 +22,10 @@ void pyllm_special_tokens_free(pyllm_special_tokens *s);
 /* Add (or re-map) a special token. */
 pyllm_status pyllm_special_tokens_add(pyllm_special_tokens *s, const char *text, size_t len, int32_t id);
 
-/* Find the first special token in text[0..len): 1 with its offset, length and id, or 0. */
+/* Find the first special token in text[0..len): 1 with its offset, length and id, or 0. *steps
+ * grows by the positions scanned and the matcher's probes. */
 int pyllm_special_tokens_find(const pyllm_special_tokens *s, const char *text, size_t len, size_t *start,
-                              size_t *match_len, int32_t *id);
+                              size_t *match_len, int32_t *id, uint64_t *steps);
 
 static inline int pyllm_special_tokens_empty(const pyllm_special_tokens *s)
 {

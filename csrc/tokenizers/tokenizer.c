@@ -71,9 +71,16 @@ pyllm_status pyllm_tokenizer_add_token(pyllm_tokenizer *t, const char *text, siz
 pyllm_status pyllm_tokenizer_encode(const pyllm_tokenizer *t, const char *text, size_t len, int flags,
                                     pyllm_ids *out)
 {
+    pyllm_tok_work work = {0};
+    return pyllm_tokenizer_encode_counted(t, text, len, flags, out, &work);
+}
+
+pyllm_status pyllm_tokenizer_encode_counted(const pyllm_tokenizer *t, const char *text, size_t len, int flags,
+                                            pyllm_ids *out, pyllm_tok_work *work)
+{
     if (t->kind == PYLLM_TOKENIZER_SENTENCEPIECE)
-        return pyllm_spm_tokenizer_encode(&t->as.spm, text, len, flags, out);
-    return pyllm_merges_encode(&t->as.merges, text, len, flags, out);
+        return pyllm_spm_tokenizer_encode_counted(&t->as.spm, text, len, flags, out, work);
+    return pyllm_merges_encode_counted(&t->as.merges, text, len, flags, out, work);
 }
 
 pyllm_status pyllm_tokenizer_decode(const pyllm_tokenizer *t, const int32_t *ids, size_t n, int skip_specials,

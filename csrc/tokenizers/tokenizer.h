@@ -50,6 +50,9 @@ pyllm_status pyllm_tokenizer_add_token(pyllm_tokenizer *t, const char *text, siz
 /* Append the ids of UTF-8 text to out; flags are PYLLM_ENCODE_* bits (token_table.h). */
 pyllm_status pyllm_tokenizer_encode(const pyllm_tokenizer *t, const char *text, size_t len, int flags,
                                     pyllm_ids *out);
+/* The same, adding the work done to *work (tokenizers/work.h): every count grows linearly with len. */
+pyllm_status pyllm_tokenizer_encode_counted(const pyllm_tokenizer *t, const char *text, size_t len, int flags,
+                                            pyllm_ids *out, pyllm_tok_work *work);
 
 /* Text of ids into out (cleared first). skip_specials=1 reproduces the reference decode
  * (SentencePiece: control tokens vanish, <unk> becomes its surface; tokenizers: special tokens

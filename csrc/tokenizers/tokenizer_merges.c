@@ -80,11 +80,13 @@ pyllm_status pyllm_merges_add_step(pyllm_merges_tokenizer *t, int which, int kin
     }
     pyllm_step *s = &t->steps[which][t->n_steps[which]];
     int regex_step = which != PYLLM_HF_DECODER && (kind == PYLLM_STEP_SPLIT || kind == PYLLM_STEP_BYTE_LEVEL);
-    /* a decoder step only keeps its strings: initialise it as a plain Prepend, then set its kind */
-    pyllm_step_kind init_kind = which == PYLLM_HF_DECODER ? PYLLM_STEP_PREPEND : (pyllm_step_kind)kind;
-    pyllm_status st = pyllm_step_init(s, init_kind, s1 ? s1 : "", len1, s2 ? s2 : "", len2, regex_step && is_regex,
-                                      a, b);
-    s->kind = (pyllm_step_kind)kind;
+    if (which == PYLLM_HF_DECODER ? kind < 0 || kind > PYLLM_DECODE_METASPACE : kind < 0 || kind > PYLLM_STEP_METASPACE)
+        return pyllm_error(PYLLM_ERR_VALUE, "unknown pipeline step kind %d", kind);
+    pyllm_status st = which == PYLLM_HF_DECODER
+                          ? pyllm_decode_step_init(s, (pyllm_decode_kind)kind, s1 ? s1 : "", len1, s2 ? s2 : "", len2,
+                                                   a, b)
+                          : pyllm_step_init(s, (pyllm_step_kind)kind, s1 ? s1 : "", len1, s2 ? s2 : "", len2,
+                                            regex_step && is_regex, a, b);
     if (st != PYLLM_OK) {
         pyllm_step_free(s);
         return st;
@@ -149,7 +151,7 @@ pyllm_status pyllm_merges_set_added_flags(pyllm_merges_tokenizer *t, int32_t id,
 
 /* The model on one pre-token: initial symbols (bytes or characters), then rank-ordered merges. */
 static pyllm_status encode_word(const pyllm_merges_tokenizer *t, const char *w, size_t len, pyllm_ids *symbols,
-                                pyllm_bytes *scratch, pyllm_ids *out)
+                                pyllm_bytes *scratch, pyllm_ids *out, pyllm_tok_work *work)
 {
     const int32_t unk_id = t->table.unk_id;
     const int byte_fallback = t->table.byte_fallback;
@@ -207,7 +209,7 @@ static pyllm_status encode_word(const pyllm_merges_tokenizer *t, const char *w, 
         }
         i += k;
     }
-    return pyllm_bpe_ranked_encode(&t->merges, symbols->data, symbols->len, out);
+    return pyllm_bpe_ranked_encode(&t->merges, symbols->data, symbols->len, out, &work->bpe_steps);
 }
 
 pyllm_status pyllm_merges_pre_tokenize(const pyllm_merges_tokenizer *t, const char *text, size_t len,
@@ -220,19 +222,23 @@ pyllm_status pyllm_merges_pre_tokenize(const pyllm_merges_tokenizer *t, const ch
 
 /* Normalize, pre-tokenize and encode a stretch of text without added tokens. */
 static pyllm_status encode_segment(const pyllm_merges_tokenizer *t, const char *text, size_t len,
-                                   int at_text_start, pyllm_ids *symbols, pyllm_bytes *scratch, pyllm_ids *out)
+                                   int at_text_start, pyllm_ids *symbols, pyllm_bytes *scratch, pyllm_ids *out,
+                                   pyllm_tok_work *work)
 {
     if (len == 0)
         return PYLLM_OK;
     pyllm_pieces pieces = {0};
     pyllm_status st = pyllm_pieces_push(&pieces, text, len, at_text_start);
     if (st == PYLLM_OK)
-        st = pyllm_steps_run(t->steps[PYLLM_HF_NORMALIZER], t->n_steps[PYLLM_HF_NORMALIZER], &pieces);
+        st = pyllm_steps_run_counted(t->steps[PYLLM_HF_NORMALIZER], t->n_steps[PYLLM_HF_NORMALIZER], &pieces, work);
     if (st == PYLLM_OK)
-        st = pyllm_steps_run(t->steps[PYLLM_HF_PRE_TOKENIZER], t->n_steps[PYLLM_HF_PRE_TOKENIZER], &pieces);
+        st = pyllm_steps_run_counted(t->steps[PYLLM_HF_PRE_TOKENIZER], t->n_steps[PYLLM_HF_PRE_TOKENIZER], &pieces,
+                                     work);
+    if (st == PYLLM_OK)
+        work->pieces += pieces.n;
     for (size_t i = 0; i < pieces.n && st == PYLLM_OK; i++)
         st = encode_word(t, pieces.text.data + pieces.start[i], pieces.end[i] - pieces.start[i], symbols, scratch,
-                         out);
+                         out, work);
     pyllm_pieces_free(&pieces);
     return st;
 }
@@ -262,6 +268,13 @@ static int word_char_at(const char *text, size_t len, size_t pos)
 pyllm_status pyllm_merges_encode(const pyllm_merges_tokenizer *t, const char *text, size_t len, int flags,
                                  pyllm_ids *out)
 {
+    pyllm_tok_work work = {0};
+    return pyllm_merges_encode_counted(t, text, len, flags, out, &work);
+}
+
+pyllm_status pyllm_merges_encode_counted(const pyllm_merges_tokenizer *t, const char *text, size_t len, int flags,
+                                         pyllm_ids *out, pyllm_tok_work *work)
+{
     pyllm_ids symbols = {0};
     pyllm_bytes scratch = {0};
     pyllm_status st = PYLLM_OK;
@@ -269,7 +282,8 @@ pyllm_status pyllm_merges_encode(const pyllm_merges_tokenizer *t, const char *te
     size_t start, match_len;
     int32_t id;
     while (st == PYLLM_OK && (flags & PYLLM_ENCODE_SPLIT_SPECIALS) && search < len &&
-           pyllm_special_tokens_find(&t->table.specials, text + search, len - search, &start, &match_len, &id)) {
+           pyllm_special_tokens_find(&t->table.specials, text + search, len - search, &start, &match_len, &id,
+                                     &work->special_steps)) {
         size_t ms = search + start, me = ms + match_len;
         int f = id < t->cap_flags ? t->added_flags[id] : 0;
         if ((f & PYLLM_ADDED_SINGLE_WORD) && (word_char_before(text, ms) || word_char_at(text, len, me))) {
@@ -297,13 +311,13 @@ pyllm_status pyllm_merges_encode(const pyllm_merges_tokenizer *t, const char *te
                 me += k;
             }
         }
-        st = encode_segment(t, text + cursor, ms - cursor, cursor == 0, &symbols, &scratch, out);
+        st = encode_segment(t, text + cursor, ms - cursor, cursor == 0, &symbols, &scratch, out, work);
         if (st == PYLLM_OK)
             st = pyllm_ids_push(out, id);
         cursor = search = me;
     }
     if (st == PYLLM_OK)
-        st = encode_segment(t, text + cursor, len - cursor, cursor == 0, &symbols, &scratch, out);
+        st = encode_segment(t, text + cursor, len - cursor, cursor == 0, &symbols, &scratch, out, work);
     pyllm_ids_free(&symbols);
     pyllm_bytes_free(&scratch);
     return st;

@@ -16,6 +16,7 @@
 #include "tokenizers/decoder_chain.h"
 #include "tokenizers/pretokenizer.h"
 #include "tokenizers/token_table.h"
+#include "tokenizers/work.h"
 
 enum { PYLLM_ADDED_LSTRIP = 1, PYLLM_ADDED_RSTRIP = 2, PYLLM_ADDED_SINGLE_WORD = 4 };
 enum { PYLLM_HF_NORMALIZER, PYLLM_HF_PRE_TOKENIZER, PYLLM_HF_DECODER };
@@ -57,6 +58,9 @@ pyllm_status pyllm_merges_set_added_flags(pyllm_merges_tokenizer *t, int32_t id,
 
 pyllm_status pyllm_merges_encode(const pyllm_merges_tokenizer *t, const char *text, size_t len, int flags,
                                  pyllm_ids *out);
+/* The same, adding the work done to *work. */
+pyllm_status pyllm_merges_encode_counted(const pyllm_merges_tokenizer *t, const char *text, size_t len, int flags,
+                                         pyllm_ids *out, pyllm_tok_work *work);
 pyllm_status pyllm_merges_decode(const pyllm_merges_tokenizer *t, const int32_t *ids, size_t n, int skip_specials,
                                  pyllm_bytes *out);
 /* The pieces the normalizers and pre-tokenizers make of text (no added-token matching); byte-level

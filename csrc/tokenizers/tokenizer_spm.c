@@ -311,16 +311,23 @@ pyllm_status pyllm_spm_tokenizer_add_token(pyllm_spm_tokenizer *t, const char *t
 
 /* Normalize and BPE-encode a stretch of text without special tokens. */
 static pyllm_status encode_plain(const pyllm_spm_tokenizer *t, const char *text, size_t len, int allow_dummy,
-                                 pyllm_bytes *scratch, pyllm_ids *out)
+                                 pyllm_bytes *scratch, pyllm_ids *out, pyllm_tok_work *work)
 {
     if (len == 0)
         return PYLLM_OK;
-    PYLLM_TRY(pyllm_spm_normalize(&t->normalizer, text, len, allow_dummy, scratch));
-    return pyllm_spm_bpe_encode(&t->bpe, scratch->data, scratch->len, out);
+    PYLLM_TRY(pyllm_spm_normalize(&t->normalizer, text, len, allow_dummy, scratch, &work->normalizer_steps));
+    return pyllm_spm_bpe_encode(&t->bpe, scratch->data, scratch->len, out, &work->bpe_steps);
 }
 
 pyllm_status pyllm_spm_tokenizer_encode(const pyllm_spm_tokenizer *t, const char *text, size_t len, int flags,
                                         pyllm_ids *out)
+{
+    pyllm_tok_work work = {0};
+    return pyllm_spm_tokenizer_encode_counted(t, text, len, flags, out, &work);
+}
+
+pyllm_status pyllm_spm_tokenizer_encode_counted(const pyllm_spm_tokenizer *t, const char *text, size_t len,
+                                                int flags, pyllm_ids *out, pyllm_tok_work *work)
 {
     pyllm_bytes scratch = {0};
     pyllm_status st = PYLLM_OK;
@@ -328,8 +335,9 @@ pyllm_status pyllm_spm_tokenizer_encode(const pyllm_spm_tokenizer *t, const char
     if (flags & PYLLM_ENCODE_SPLIT_SPECIALS) {
         size_t start, match_len;
         int32_t id;
-        while (st == PYLLM_OK && pyllm_special_tokens_find(&t->table.specials, text, len, &start, &match_len, &id)) {
-            st = encode_plain(t, text, start, allow_dummy, &scratch, out);
+        while (st == PYLLM_OK && pyllm_special_tokens_find(&t->table.specials, text, len, &start, &match_len, &id,
+                                                           &work->special_steps)) {
+            st = encode_plain(t, text, start, allow_dummy, &scratch, out, work);
             if (flags & PYLLM_ENCODE_NO_PREFIX_AFTER_SPECIAL)
                 allow_dummy = 0;
             if (st == PYLLM_OK)
@@ -339,7 +347,7 @@ pyllm_status pyllm_spm_tokenizer_encode(const pyllm_spm_tokenizer *t, const char
         }
     }
     if (st == PYLLM_OK)
-        st = encode_plain(t, text, len, allow_dummy, &scratch, out);
+        st = encode_plain(t, text, len, allow_dummy, &scratch, out, work);
     pyllm_bytes_free(&scratch);
     return st;
 }
@@ -417,7 +425,8 @@ pyllm_status pyllm_spm_tokenizer_decode(const pyllm_spm_tokenizer *t, const int3
     if (st != PYLLM_OK || !t->has_denormalizer)
         return st;
     pyllm_bytes denormalized = {0};
-    st = pyllm_spm_normalize(&t->denormalizer, out->data, out->len, 1, &denormalized);
+    uint64_t steps = 0;
+    st = pyllm_spm_normalize(&t->denormalizer, out->data, out->len, 1, &denormalized, &steps);
     if (st == PYLLM_OK) {
         out->len = 0;
         st = pyllm_bytes_append(out, denormalized.data, denormalized.len);

@@ -14,6 +14,7 @@
 #include "tokenizers/normalizer.h"
 #include "tokenizers/prefix_matcher.h"
 #include "tokenizers/token_table.h"
+#include "tokenizers/work.h"
 
 typedef struct {
     pyllm_token_table table;
@@ -53,6 +54,9 @@ pyllm_status pyllm_spm_tokenizer_add_token(pyllm_spm_tokenizer *t, const char *t
 /* flags: PYLLM_ENCODE_* of tokenizer.h. */
 pyllm_status pyllm_spm_tokenizer_encode(const pyllm_spm_tokenizer *t, const char *text, size_t len, int flags,
                                         pyllm_ids *out);
+/* The same, adding the work done to *work. */
+pyllm_status pyllm_spm_tokenizer_encode_counted(const pyllm_spm_tokenizer *t, const char *text, size_t len,
+                                                int flags, pyllm_ids *out, pyllm_tok_work *work);
 pyllm_status pyllm_spm_tokenizer_decode(const pyllm_spm_tokenizer *t, const int32_t *ids, size_t n,
                                         int skip_specials, pyllm_bytes *out);
 
