@@ -172,7 +172,7 @@ def tokenizer_text():
     strings = [t.encode() for t in TEXTS] + [s.encode() for s in inp_strings()]
     for i, s in enumerate(strings):
         seed("tokenizer_text", bytes([i % 6]) + s)
-        seed("py_text", bytes([i % 4]) + s)
+        seed("py_text", bytes([i % 16]) + s)
 
 
 def gguf_blocks():

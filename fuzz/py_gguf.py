@@ -8,8 +8,8 @@ MAX_ELEMENTS = 1 << 20  # larger tensors are only described, not read (a bounded
 
 
 def _read(f):
-    for key, value in f.metadata.items():
-        repr(value), f.value_types[key]
+    for key in f.metadata:
+        f.value_types[key]
     f.architecture()
     for name, t in f.tensors.items():
         if t.nbytes <= 4 * MAX_ELEMENTS:
