@@ -4,7 +4,7 @@
  * concatenation added to the vocabulary first, as a real file has it), a pipeline of normalizer,
  * pre-tokenizer and decoder steps with fuzzed strings and options in the ranges tokenizer_json.py
  * gives, and added tokens with their lstrip/rstrip/single_word flags. The rest of the input is
- * the text to encode and the ids to decode. */
+ * the text to encode (with the encode flags the first byte's top bits pick) and the ids to decode. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,7 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ok) {
         size_t len;
         const char *text = take_rest(&in, &len);
-        fuzz_encode_decode(tok, text, len);
+        fuzz_encode_decode_with(tok, text, len, FUZZ_ENCODE_FLAGS[(flags >> 5) % 3]);
         fuzz_decode_bytes_as_ids(tok, (const unsigned char *)text, len);
     }
     pyllm_tokenizer_free(tok);

@@ -31,6 +31,9 @@ void fuzz_expect_message(void)
     pyllm_error_clear();
 }
 
+const int FUZZ_ENCODE_FLAGS[3] = {0, PYLLM_ENCODE_SPLIT_SPECIALS,
+                                  PYLLM_ENCODE_SPLIT_SPECIALS | PYLLM_ENCODE_NO_PREFIX_AFTER_SPECIAL};
+
 static int32_t n_tokens(const pyllm_tokenizer *tok) { return pyllm_tokenizer_table(tok)->vocab.n_tokens; }
 
 static void decode_checked(const pyllm_tokenizer *tok, const int32_t *ids, size_t n, int skip)
@@ -41,29 +44,31 @@ static void decode_checked(const pyllm_tokenizer *tok, const int32_t *ids, size_
     pyllm_bytes_free(&out);
 }
 
+void fuzz_encode_decode_with(const pyllm_tokenizer *tok, const char *text, size_t len, int flags)
+{
+    pyllm_ids ids = {0};
+    if (pyllm_tokenizer_encode(tok, text, len, flags, &ids) != PYLLM_OK) {
+        fuzz_expect_message();
+        pyllm_ids_free(&ids);
+        return;
+    }
+    for (size_t i = 0; i < ids.len; i++)
+        if (ids.data[i] < 0 || ids.data[i] >= n_tokens(tok)) {
+            fprintf(stderr, "encode gave id %d outside [0, %d)\n", ids.data[i], n_tokens(tok));
+            abort();
+        }
+    decode_checked(tok, ids.data, ids.len, 0);
+    decode_checked(tok, ids.data, ids.len, 1);
+    /* stream decoding decodes the ids seen so far after each new one */
+    for (size_t i = 1; i <= ids.len && i <= 48; i++)
+        decode_checked(tok, ids.data, i, 1);
+    pyllm_ids_free(&ids);
+}
+
 void fuzz_encode_decode(const pyllm_tokenizer *tok, const char *text, size_t len)
 {
-    static const int FLAGS[] = {0, PYLLM_ENCODE_SPLIT_SPECIALS,
-                                PYLLM_ENCODE_SPLIT_SPECIALS | PYLLM_ENCODE_NO_PREFIX_AFTER_SPECIAL};
-    for (size_t f = 0; f < sizeof FLAGS / sizeof FLAGS[0]; f++) {
-        pyllm_ids ids = {0};
-        if (pyllm_tokenizer_encode(tok, text, len, FLAGS[f], &ids) != PYLLM_OK) {
-            fuzz_expect_message();
-            pyllm_ids_free(&ids);
-            continue;
-        }
-        for (size_t i = 0; i < ids.len; i++)
-            if (ids.data[i] < 0 || ids.data[i] >= n_tokens(tok)) {
-                fprintf(stderr, "encode gave id %d outside [0, %d)\n", ids.data[i], n_tokens(tok));
-                abort();
-            }
-        decode_checked(tok, ids.data, ids.len, 0);
-        decode_checked(tok, ids.data, ids.len, 1);
-        if (f == 0) /* stream decoding decodes the ids seen so far after each new one */
-            for (size_t i = 1; i <= ids.len && i <= 48; i++)
-                decode_checked(tok, ids.data, i, 1);
-        pyllm_ids_free(&ids);
-    }
+    for (int f = 0; f < 3; f++)
+        fuzz_encode_decode_with(tok, text, len, FUZZ_ENCODE_FLAGS[f]);
 }
 
 void fuzz_decode_bytes_as_ids(const pyllm_tokenizer *tok, const unsigned char *data, size_t len)

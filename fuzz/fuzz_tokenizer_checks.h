@@ -13,7 +13,13 @@ void fuzz_expect_message(void);
 /* Encode fixed probe texts and text[0..len) (may be NULL), decode the results and every id. */
 void fuzz_exercise_tokenizer(pyllm_tokenizer *tok, const char *text, size_t len);
 
-/* Encode text[0..len) with every flag combination; decode and stream-decode the ids. */
+/* The PYLLM_ENCODE_* combinations the harnesses encode with. */
+extern const int FUZZ_ENCODE_FLAGS[3];
+
+/* Encode text[0..len) with these flags; decode and stream-decode the ids. */
+void fuzz_encode_decode_with(const pyllm_tokenizer *tok, const char *text, size_t len, int flags);
+
+/* The same with every combination of FUZZ_ENCODE_FLAGS. */
 void fuzz_encode_decode(const pyllm_tokenizer *tok, const char *text, size_t len);
 
 /* Decode ids read from raw bytes (4 bytes each, folded into the vocabulary), in both modes. */

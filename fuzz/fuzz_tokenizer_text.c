@@ -1,9 +1,10 @@
 /* Arbitrary bytes through real tokenizers: encode them as text, decode the ids that came out
  * (whole and as a stream), and decode the bytes read as ids. The input's first byte picks the
- * tokenizer: LLaMA's tokenizer.model, stories260K's llama2.c tok512.bin (both from
- * $PYLLM_TEST_DATA), or one of three tokenizer.json pipelines built here over GPT-2's byte
- * alphabet: GPT-2's ByteLevel split, LLaMA-3's Split regex then ByteLevel without regex, BLOOM's
- * Split regex; and a SentencePiece-style one (Replace, Prepend, byte fallback, Fuse, Strip). */
+ * tokenizer (modulo 6; the quotient picks the encode flags): LLaMA's tokenizer.model,
+ * stories260K's llama2.c tok512.bin (both from $PYLLM_TEST_DATA), or one of three tokenizer.json
+ * pipelines built here over GPT-2's byte alphabet: GPT-2's ByteLevel split, LLaMA-3's Split regex
+ * then ByteLevel without regex, BLOOM's Split regex; and a SentencePiece-style one (Replace,
+ * Prepend, byte fallback, Fuse, Strip). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,7 +147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0)
         return 0;
     const pyllm_tokenizer *t = tokenizers[data[0] % N_TOKENIZERS];
-    fuzz_encode_decode(t, (const char *)data + 1, size - 1);
+    fuzz_encode_decode_with(t, (const char *)data + 1, size - 1, FUZZ_ENCODE_FLAGS[(data[0] / N_TOKENIZERS) % 3]);
     fuzz_decode_bytes_as_ids(t, data + 1, size - 1);
     return 0;
 }
