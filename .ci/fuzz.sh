@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The fuzz step of CI (issue 9, section 1): every harness of fuzz/ for a bounded time over the
 # sanitizer builds, failing on any finding (crash, sanitizer report, input slower than 10 s,
-# out-of-memory, a Python exception outside the harness contract). About 14 minutes: setup and
-# builds 3-4, then 12 harnesses x 50 s.
-# Assumes the venv .venv that .ci/run made (pip install ".[test]"): its Python builds the seed
-# corpora with the tests' file builders. Installs clang if missing, and atheris with the
+# out-of-memory, a Python exception outside the harness contract). About 13-15 minutes: setup and
+# builds 3-5 (venv, clang builds of the harnesses and of the instrumented extension), then 12
+# harnesses x 45 s (FUZZ_SECONDS).
+# Assumes the venv .venv that .ci/run made (pip install ".[test]", so its pyllm is this checkout's):
+# its Python builds the seed corpora with the tests' file builders. Installs clang if missing, and atheris with the
 # extension's build requirements in its own venv .venv-fuzz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYLLM_TEST_DATA="$(cd "${PYLLM_TEST_DATA:-../shared/data}" && pwd)"
-SECONDS_EACH="${FUZZ_SECONDS:-50}"
+SECONDS_EACH="${FUZZ_SECONDS:-45}"
 
 if ! command -v clang >/dev/null || [[ ! -e "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)" ]]; then
     apt-get update -q && apt-get install -y -q clang libclang-rt-14-dev llvm-14
