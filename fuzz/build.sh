@@ -14,7 +14,7 @@ CC="${CC:-clang}"
 mode="${1:-fuzz}"
 
 # The C core's files the harnesses reach: no CPython, no oneDNN.
-core_sources=(csrc/core/alloc.c csrc/core/error.c csrc/tokenizers/*.c csrc/ops/quant.c csrc/ops/quant_gguf.c)
+core_sources=(csrc/core/alloc.c csrc/core/error.c csrc/core/faults.c csrc/tokenizers/*.c csrc/ops/quant.c csrc/ops/quant_gguf.c)
 harnesses=(regex sentencepiece llama2c_tokenizer merges tokenizer_text gguf_blocks)
 common=(-std=c11 -g -Wall -Wextra -Werror -Wno-unknown-pragmas -D_GNU_SOURCE -Icsrc -Ifuzz -Ifuzz/include)
 

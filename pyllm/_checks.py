@@ -1,14 +1,12 @@
 """Checks shared by every architecture's config and weight readers."""
 import numpy as np
 
-from . import _core
+from . import limits
 
 
 def positive_int(key, value):
-    """value as an int >= 1; ValueError naming the config key otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"config '{key}' must be a positive integer, got {value!r}")
-    return int(value)
+    """value as an int >= 1; ValueError naming the key otherwise."""
+    return limits.check_count(key, value, limits.MAX_INT64)
 
 
 def _as_array(name, array):
@@ -40,39 +38,52 @@ def matrix_weight(name, array, shape):
     return np.ascontiguousarray(array.view(np.uint16) if bf16 else array)
 
 
-# Upper bounds on a config's counts, checked before anything is sized from them (a table per
-# layer, a KV cache per position): far above every published model (LLaMA-3.1-405B has 126
-# layers, 128 heads, hidden 16384, MLP 53248; vocabularies reach 256k), far below what would
-# exhaust memory before the memory check could speak. Context lengths are int32 positions.
+# A config's counts and their limits (pyllm.limits says why each is what it is).
 LIMITS = {
-    "num_hidden_layers": _core.MAX_LAYERS,  # the C core's own limit, which sizes its tables
-    "num_attention_heads": 4096,
-    "num_key_value_heads": 4096,
-    "head_dim": 4096,
-    "hidden_size": 1 << 17,
-    "intermediate_size": 1 << 20,
-    "vocab_size": 1 << 24,
-    "context": 2**31 - 1,
+    "num_hidden_layers": limits.MAX_LAYERS,
+    "num_attention_heads": limits.MAX_HEADS,
+    "num_key_value_heads": limits.MAX_HEADS,
+    "head_dim": limits.MAX_HEAD_DIM,
+    "hidden_size": limits.MAX_HIDDEN,
+    "intermediate_size": limits.MAX_INTERMEDIATE,
+    "vocab_size": limits.MAX_VOCAB,
+    "context": limits.MAX_CONTEXT,
 }
 
 
 def bounded_int(key, value, limit=None):
-    """positive_int(key, value) that is also at most limit (default LIMITS[key]); ValueError
-    naming the key, the value and the limit otherwise."""
-    value = positive_int(key, value)
-    limit = LIMITS[key] if limit is None else limit
-    if value > limit:
-        raise ValueError(f"config '{key}' is {value}, above pyllm's limit of {limit}")
-    return value
+    """value as an int in [1, limit] (default LIMITS[key]); ValueError naming the key, the value
+    and the limit otherwise (the caller adds which file or config it came from)."""
+    return limits.check_count(key, value, LIMITS[key] if limit is None else limit)
 
 
 def check_n_ctx(n_ctx):
-    """n_ctx (the KV-cache capacity) as a positive int; ValueError otherwise. Its upper bound (int32
-    positions) is a rule of the spec, checked in C (csrc/models/decoder_config.c); whether a cache
-    that long fits in memory is checked when one is made (pyllm.memory)."""
-    if isinstance(n_ctx, bool) or not isinstance(n_ctx, (int, np.integer)) or n_ctx < 1:
-        raise ValueError(f"n_ctx must be a positive integer or None, got {n_ctx!r}")
-    return int(n_ctx)
+    """n_ctx (the KV-cache capacity, a call argument) as an int in [1, MAX_CONTEXT]; ValueError
+    otherwise. Whether a cache that long fits in memory is checked when one is made (pyllm.memory)."""
+    return limits.check_count("n_ctx", n_ctx, limits.MAX_CONTEXT)
+
+
+def flag(key, value, default):
+    """A config's true/false setting: a bool (or 0/1), default when absent or null; ValueError
+    naming the key otherwise (a string such as "false" would otherwise read as true)."""
+    if value is None:
+        return default
+    if isinstance(value, (bool, np.bool_)) or (limits.is_int(value) and value in (0, 1)):
+        return bool(value)
+    raise ValueError(f"{key} must be true or false, got {value!r}")
+
+
+def token_ids(key, value, many=False):
+    """A config's special token id: None, an int >= 0 (or -1, "none", as some configs write it),
+    or with many=True a list of them; ValueError naming the key otherwise."""
+    if value is None:
+        return None
+    values = value if many and isinstance(value, list) else [value]
+    for v in values:
+        if not limits.is_int(v) or not -1 <= v <= limits.MAX_INT64:
+            expected = "a token id or a list of token ids" if many else "a token id"
+            raise ValueError(f"{key} must be {expected}, got {value!r}")
+    return value
 
 
 def float32_weight(name, array, shape):

@@ -18,13 +18,14 @@ import os
 
 import numpy as np
 
+from .limits import MAX_JSON_BYTES, MAX_SAFETENSORS_HEADER, MAX_TENSOR_DIMS, check_file_size
+
 CONFIG_NAME = "config.json"
 GENERATION_CONFIG_NAME = "generation_config.json"
 SAFETENSORS_NAME = "model.safetensors"
 SAFETENSORS_INDEX_NAME = "model.safetensors.index.json"
 
-# Bigger headers are not plausible; the reference implementation caps them at 100 MB too.
-_MAX_HEADER_BYTES = 100 * 1000 * 1000
+_MAX_HEADER_BYTES = MAX_SAFETENSORS_HEADER
 
 # safetensors dtype name -> little-endian NumPy dtype it is read as.
 _SAFETENSORS_DTYPES = {
@@ -58,8 +59,10 @@ def _model_dir(path):
 
 
 def _read_json_object(path, what):
-    """The JSON object stored in path; ValueError (naming the file and position) otherwise."""
+    """The JSON object stored in path; ValueError (naming the file and position) otherwise. The
+    file's size is checked before it is read (pyllm.limits.MAX_JSON_BYTES)."""
     try:
+        check_file_size(path, MAX_JSON_BYTES, what)
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
@@ -165,7 +168,7 @@ def _parse_header(path, mapped):
         raise ValueError(f"{path}: header length {header_len} runs past the end of the file "
                          f"({size} bytes): the file is truncated or not safetensors")
     if header_len > _MAX_HEADER_BYTES:
-        raise ValueError(f"{path}: header length {header_len} exceeds the {_MAX_HEADER_BYTES}-byte limit")
+        raise ValueError(f"{path}: header length {header_len} is above pyllm's limit of {_MAX_HEADER_BYTES} bytes")
     raw = bytes(mapped.buffer[8:8 + header_len])
     try:
         header = json.loads(raw.decode("utf-8"))
@@ -208,6 +211,8 @@ def _check_entry(path, name, info, data_size):
                          f"{', '.join(_SAFETENSORS_DTYPES)})")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise ValueError(f"{where}: 'shape' must be a list of non-negative integers, got {shape!r}")
+    if len(shape) > MAX_TENSOR_DIMS:
+        raise ValueError(f"{where}: 'shape' has {len(shape)} dimensions, above pyllm's limit of {MAX_TENSOR_DIMS}")
     if (not isinstance(offsets, list) or len(offsets) != 2
             or not all(type(o) is int and o >= 0 for o in offsets)):
         raise ValueError(f"{where}: 'data_offsets' must be [begin, end] of non-negative integers, "

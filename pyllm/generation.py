@@ -5,6 +5,7 @@ the order transformers applies its warpers in) and its seeded xoshiro256** strea
 module is its Python face.
 """
 from . import _core
+from .limits import MAX_BATCH as MAX_SAMPLES, check_count as _limits_check_count
 
 
 def sample_logits(logits, *, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, seed=0, num_samples=1):
@@ -17,6 +18,9 @@ def sample_logits(logits, *, do_sample=True, temperature=1.0, top_k=0, top_p=1.0
     smallest prefix holding ``top_p`` of the probability mass (1: off), then sampled. All
     draws come from one random stream seeded once with ``seed``, so a seed fixes the result.
     """
+    num_samples = _limits_check_count("num_samples", num_samples, MAX_SAMPLES)
+    from . import memory
+    memory.check_fits(8 * num_samples, f"sample_logits with num_samples={num_samples:,}")
     return _core.sample_logits(logits, do_sample=do_sample, temperature=temperature, top_k=top_k,
                                top_p=top_p, seed=seed, num_samples=num_samples)
 
@@ -29,6 +33,8 @@ import math as _math
 import os as _os
 
 import numpy as _np
+
+from . import limits as _limits
 
 # Every option with its default: Hugging Face's names and defaults (transformers' GenerationConfig),
 # except max_new_tokens (20 new tokens when neither it nor max_length is set) and pyllm's own
@@ -76,11 +82,15 @@ def _bad(name, value, expected):
     return ValueError(f"generation option {name} must be {expected}, got {value!r}")
 
 
-def _check_int(name, v, low, allow_none=False):
+def _check_int(name, v, low, allow_none=False, high=None):
+    """v as an int in [low, high] (high: the option's limit, pyllm.limits); ValueError naming the
+    option, the value and the limit otherwise (never an OverflowError from the C core)."""
     if v is None and allow_none:
         return None
     if not _is_int(v) or v < low:
         raise _bad(name, v, f"an integer >= {low}" + (" or None" if allow_none else ""))
+    if high is not None and v > high:
+        raise ValueError(f"generation option {name} is {v}, above pyllm's limit of {high}")
     return int(v)
 
 
@@ -98,13 +108,19 @@ def _check_bool(name, v):
     return bool(v)
 
 
+def _is_token(t):
+    return _is_int(t) and 0 <= t < _limits.MAX_VOCAB
+
+
 def _check_token_list(name, v):
     if v is None:
         return None
     if _is_int(v):
         v = [v]
-    if not isinstance(v, (list, tuple)) or not all(_is_int(t) and t >= 0 for t in v):
-        raise _bad(name, v, "a token id, a list of token ids, or None")
+    if not isinstance(v, (list, tuple)) or not all(_is_token(t) for t in v):
+        raise _bad(name, v, f"a token id (below pyllm's limit of {_limits.MAX_VOCAB}), a list of token ids, or None")
+    if len(v) > _limits.MAX_VOCAB:
+        raise ValueError(f"generation option {name} holds {len(v)} ids, above pyllm's limit of {_limits.MAX_VOCAB}")
     return [int(t) for t in v]
 
 
@@ -112,8 +128,13 @@ def _check_bad_words(v):
     if v is None:
         return None
     if not isinstance(v, (list, tuple)) or not v or not all(
-            isinstance(w, (list, tuple)) and w and all(_is_int(t) and t >= 0 for t in w) for w in v):
-        raise _bad("bad_words_ids", v, "a non-empty list of non-empty lists of token ids")
+            isinstance(w, (list, tuple)) and w and all(_is_token(t) for t in w) for w in v):
+        raise _bad("bad_words_ids", v, f"a non-empty list of non-empty lists of token ids (below pyllm's limit "
+                                       f"of {_limits.MAX_VOCAB})")
+    total = sum(len(w) for w in v)
+    if total > _limits.MAX_BAD_WORDS_TOKENS:
+        raise ValueError(f"generation option bad_words_ids holds {total} tokens, above pyllm's limit of "
+                         f"{_limits.MAX_BAD_WORDS_TOKENS}")
     return [[int(t) for t in w] for w in v]
 
 
@@ -125,8 +146,8 @@ def _check_logit_bias(v):
     out = {}
     for k, b in v.items():
         key = int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k  # JSON keys are strings
-        if not _is_int(key) or key < 0:
-            raise _bad("logit_bias", v, "a dict whose keys are token ids")
+        if not _is_token(key):
+            raise _bad("logit_bias", v, f"a dict whose keys are token ids (below pyllm's limit of {_limits.MAX_VOCAB})")
         if not _is_number(b) or _math.isnan(b) or b == _math.inf:
             raise _bad("logit_bias", v, "a dict whose values are numbers (or -inf)")
         out[int(key)] = float(b)
@@ -145,24 +166,26 @@ def _check_stop_strings(v):
 
 
 _CHECKS = {
-    "max_new_tokens": lambda v: _check_int("max_new_tokens", v, 0, True),
-    "max_length": lambda v: _check_int("max_length", v, 1, True),
-    "min_new_tokens": lambda v: _check_int("min_new_tokens", 0 if v is None else v, 0),
+    "max_new_tokens": lambda v: _check_int("max_new_tokens", v, 0, True, _limits.MAX_TOKENS),
+    "max_length": lambda v: _check_int("max_length", v, 1, True, _limits.MAX_TOKENS),
+    "min_new_tokens": lambda v: _check_int("min_new_tokens", 0 if v is None else v, 0, high=_limits.MAX_TOKENS),
     "do_sample": lambda v: _check_bool("do_sample", v),
     "temperature": lambda v: _check_float("temperature", 1.0 if v is None else v,
                                           lambda x: x >= 0 and _math.isfinite(x), "a finite number >= 0"),
-    "top_k": lambda v: _check_int("top_k", 0 if v is None else v, 0),
+    "top_k": lambda v: _check_int("top_k", 0 if v is None else v, 0, high=_limits.MAX_INT64),
     "top_p": lambda v: _check_float("top_p", 1.0 if v is None else v, lambda x: 0 < x <= 1, "in (0, 1]"),
     "min_p": lambda v: _check_float("min_p", v, lambda x: 0 <= x <= 1, "in [0, 1] or None", True),
     "typical_p": lambda v: _check_float("typical_p", 1.0 if v is None else v, lambda x: 0 < x <= 1, "in (0, 1]"),
     "repetition_penalty": lambda v: _check_float("repetition_penalty", 1.0 if v is None else v,
                                                  lambda x: x > 0 and _math.isfinite(x), "a finite number > 0"),
-    "no_repeat_ngram_size": lambda v: _check_int("no_repeat_ngram_size", 0 if v is None else v, 0),
+    "no_repeat_ngram_size": lambda v: _check_int("no_repeat_ngram_size", 0 if v is None else v, 0,
+                                                 high=_limits.MAX_TOKENS),
     "bad_words_ids": _check_bad_words,
     "eos_token_id": lambda v: _check_token_list("eos_token_id", v),
-    "pad_token_id": lambda v: _check_int("pad_token_id", v, 0, True),
-    "bos_token_id": lambda v: _check_int("bos_token_id", v, 0, True),
-    "num_return_sequences": lambda v: _check_int("num_return_sequences", 1 if v is None else v, 1),
+    "pad_token_id": lambda v: _check_int("pad_token_id", v, 0, True, _limits.MAX_VOCAB - 1),
+    "bos_token_id": lambda v: _check_int("bos_token_id", v, 0, True, _limits.MAX_VOCAB - 1),
+    "num_return_sequences": lambda v: _check_int("num_return_sequences", 1 if v is None else v, 1,
+                                                 high=_limits.MAX_BATCH),
     "return_dict_in_generate": lambda v: _check_bool("return_dict_in_generate", v),
     "stop_strings": lambda v: _check_stop_strings(v) or None,
     "seed": lambda v: _check_seed(v),
@@ -172,7 +195,7 @@ _CHECKS = {
                                                "a finite number"),
     "logit_bias": _check_logit_bias,
     "output_logprobs": lambda v: _check_bool("output_logprobs", v),
-    "top_logprobs": lambda v: _check_int("top_logprobs", 0 if v is None else v, 0),
+    "top_logprobs": lambda v: _check_int("top_logprobs", 0 if v is None else v, 0, high=_limits.MAX_VOCAB),
     "logprobs_processed": lambda v: _check_bool("logprobs_processed", v),
 }
 
@@ -397,6 +420,9 @@ def resolve(model, generation_config=None, options=None):
     eos = cfg.eos_token_id
     if eos is None:
         eos = _check_token_list("eos_token_id", model.config.get("eos_token_id")) or []
+    for e in eos:  # before pad falls back on it, so the message names the option given
+        if not e < model.vocab_size:
+            raise ValueError(f"eos_token_id holds {e}, outside the vocabulary [0, {model.vocab_size})")
     pad = cfg.pad_token_id
     if pad is None:
         pad = model.config.get("pad_token_id")

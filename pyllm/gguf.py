@@ -24,6 +24,8 @@ import struct
 
 import numpy as np
 
+from . import limits
+
 __all__ = ["GGMLMatrix", "GGUFError", "GGUFFile", "GGUFTensor", "open_gguf", "REQUIRED", "GGML_TYPES"]
 
 GGUF_MAGIC = b"GGUF"
@@ -157,6 +159,7 @@ class _Reader:
 
     def string(self, what):
         n = self.u64(f"the length of {what}")
+        self.check_string(n, what)
         self.need(n, f"{what} ({n} bytes)")
         raw = self.buf[self.pos:self.pos + n]
         self.pos += n
@@ -164,6 +167,17 @@ class _Reader:
             return raw.decode("utf-8")
         except UnicodeDecodeError as e:
             self.fail(f"{what} is not valid UTF-8 (byte {e.start} of {n})")
+
+    def check_string(self, n, what):
+        if n > limits.MAX_GGUF_STRING:
+            self.fail(f"{what} is a string of {n} bytes, above pyllm's limit of {limits.MAX_GGUF_STRING}")
+
+    def check_objects(self, count, what, per_element):
+        """A Python object per element (a str, an array) takes far more memory than its bytes in
+        the file (12 bytes make an empty array, 8 an empty string): MemoryError before making
+        count of them when count x per_element bytes cannot fit."""
+        from . import memory
+        memory.check_fits(count * per_element, f"reading {what} of {self.path} ({count:,} elements)")
 
     def string_array(self, count, what):
         """count strings; one pass, each string decoded once (a 250k-token vocabulary is common)."""
@@ -176,6 +190,9 @@ class _Reader:
                 self.need(8, f"the length of {what} element {i}")
             n = unpack(buf, pos)[0]
             pos += 8
+            if n > limits.MAX_GGUF_STRING:
+                self.pos = pos
+                self.check_string(n, f"{what} element {i}")
             if n > size - pos:
                 self.pos = pos
                 self.need(n, f"{what} element {i} ({n} bytes)")
@@ -187,8 +204,9 @@ class _Reader:
         self.pos = pos
         return out
 
-    def value(self, type_id, what):
-        """(value, type name) of one metadata value; arrays become NumPy arrays (numbers) or lists."""
+    def value(self, type_id, what, depth=0):
+        """(value, type name) of one metadata value; arrays become NumPy arrays (numbers) or lists.
+        depth: how many arrays hold this value (limits.MAX_GGUF_ARRAY_DEPTH bounds the nesting)."""
         if type_id not in _VALUE_TYPES:
             self.fail(f"{what} has unknown value type {type_id} (known: 0-12)")
         name, fmt = _VALUE_TYPES[type_id]
@@ -200,15 +218,22 @@ class _Reader:
             if elem_type not in _VALUE_TYPES:
                 self.fail(f"{what} is an array of unknown value type {elem_type} (known: 0-12)")
             elem_name, elem_fmt = _VALUE_TYPES[elem_type]
+            if count > limits.MAX_GGUF_ARRAY:
+                self.fail(f"{what} claims {count} elements, above pyllm's limit of {limits.MAX_GGUF_ARRAY}")
+            if elem_type == _ARRAY and depth + 2 > limits.MAX_GGUF_ARRAY_DEPTH:
+                self.fail(f"{what} nests arrays {depth + 2} deep, above pyllm's limit of "
+                          f"{limits.MAX_GGUF_ARRAY_DEPTH}")
             # every element takes at least 1 byte (8 for a string's length, 12 for an array's header)
             least = {_STRING: 8, _ARRAY: 12}.get(elem_type) or struct.calcsize(elem_fmt)
             if count > (self.size - self.pos) // least:
                 self.fail(f"{what} claims {count} elements of type {elem_name} ({count * least} bytes at least), "
                           f"but only {self.size - self.pos} bytes are left in the file")
+            if elem_type in (_STRING, _ARRAY):  # measured: ~60 bytes a short str, ~150 an empty array
+                self.check_objects(count, what, 96 if elem_type == _STRING else 256)
             if elem_type == _STRING:
                 return self.string_array(count, what), f"array[{elem_name}]"
             if elem_type == _ARRAY:
-                return [self.value(_ARRAY, f"{what} element {i}")[0] for i in range(count)], "array[array]"
+                return [self.value(_ARRAY, f"{what} element {i}", depth + 1)[0] for i in range(count)], "array[array]"
             nbytes = count * struct.calcsize(elem_fmt)
             arr = np.frombuffer(self.buf, dtype=_NUMPY_OF.get(elem_type, "u1"), count=count, offset=self.pos).copy()
             self.pos += nbytes
@@ -267,6 +292,10 @@ class GGUFFile:
         n_kv = r.u64("the metadata count")
         # a key/value takes at least 13 bytes (key length, type, 1-byte value); a tensor info 32
         left = self.size - r.pos
+        if n_kv > limits.MAX_GGUF_METADATA:
+            r.fail(f"the header claims {n_kv} metadata pairs, above pyllm's limit of {limits.MAX_GGUF_METADATA}")
+        if n_tensors > limits.MAX_GGUF_TENSORS:
+            r.fail(f"the header claims {n_tensors} tensors, above pyllm's limit of {limits.MAX_GGUF_TENSORS}")
         if n_kv > left // 13:
             r.fail(f"the header claims {n_kv} metadata pairs, more than the {left} bytes left can hold: "
                    "the file is truncated or its header damaged")
@@ -366,6 +395,17 @@ class GGUFFile:
         """An integer value of any integer type, as a Python int."""
         value = self._typed(key, lambda t: t in _INT_TYPES, "an integer", default)
         return int(value) if key in self.metadata else value
+
+    def get_count(self, key, limit, default=REQUIRED):
+        """A positive integer value of at most limit (pyllm.limits), as a Python int; GGUFError
+        naming the file, the key, the value and the limit otherwise. default as get_int's."""
+        value = self.get_int(key, default)
+        if key not in self.metadata:
+            return value
+        try:
+            return limits.check_count(f"metadata key {key!r}", value, limit)
+        except ValueError as e:
+            raise GGUFError(f"{self.path}: {e}") from None
 
     def get_float(self, key, default=None):
         """A float32/float64 value (integers are accepted too), as a Python float."""

@@ -17,6 +17,7 @@ import struct
 
 import numpy as np
 
+from . import limits
 from .architectures import llama
 
 _MAGIC_V1 = 0x616B3432  # "ak42"
@@ -49,11 +50,19 @@ def _read_header(path, mapped, size):
     return 0, params, shared, _V0_HEADER_BYTES
 
 
+# Each header field's limit (pyllm.limits), checked before anything is sized from the header.
+_LIMITS = {"dim": limits.MAX_HIDDEN, "hidden_dim": limits.MAX_INTERMEDIATE, "n_layers": limits.MAX_LAYERS,
+           "n_heads": limits.MAX_HEADS, "n_kv_heads": limits.MAX_HEADS, "vocab_size": limits.MAX_VOCAB,
+           "seq_len": limits.MAX_CONTEXT}
+
+
 def _check_params(path, p, shared):
-    """The header's fields positive, and the LLaMA they describe valid (its rules are the spec's)."""
+    """The header's fields positive and within their limits, and the LLaMA they describe valid
+    (its rules are the spec's); ValueError naming the file, the field, its value and the limit."""
     for name in _FIELDS:
         if p[name] <= 0:
             raise ValueError(f"{path}: llama2.c header field {name} must be positive, got {p[name]}")
+        limits.check_count(f"llama2.c header field {name}", p[name], _LIMITS[name], path)
     try:
         llama.spec_from_llama2c(p, shared)
     except ValueError as e:

@@ -127,12 +127,48 @@ def process_rss():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _status_bytes(field):
+    """A size field of /proc/self/status (VmSize, VmData) in bytes, or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def rlimit_headroom():
+    """(bytes, name) the process's own resource limits still allow: RLIMIT_AS minus its address
+    space (VmSize), RLIMIT_DATA minus its data segment (VmData), whichever is less; (None, None)
+    when neither is set. A limit set with setrlimit or ulimit -v fails allocations (and mmaps)
+    beyond it, however much RAM is free."""
+    try:
+        import resource
+    except ImportError:
+        return None, None
+    best = (None, None)
+    for name, field in (("RLIMIT_AS", "VmSize"), ("RLIMIT_DATA", "VmData")):
+        soft = resource.getrlimit(getattr(resource, name))[0]
+        used = _status_bytes(field)
+        if soft == resource.RLIM_INFINITY or soft < 0 or used is None:
+            continue
+        room = max(0, soft - used)
+        if best[0] is None or room < best[0]:
+            best = (room, name)
+    return best
+
+
 def memory_limit(cgroup_root=CGROUP_ROOT, proc_self_cgroup=PROC_SELF_CGROUP, meminfo=MEMINFO, environ=None):
     """(bytes the process can still get, what sets that figure): the least of
-    PYLLM_MEMORY_LIMIT minus this process's resident memory, the cgroup headroom and
-    MemAvailable; (None, None) when none of them is known."""
+    PYLLM_MEMORY_LIMIT minus this process's resident memory, the process's RLIMIT_AS / RLIMIT_DATA
+    headroom, the cgroup headroom and MemAvailable; (None, None) when none of them is known."""
     environ = os.environ if environ is None else environ
     bounds = []
+    room, name = rlimit_headroom()
+    if room is not None:
+        bounds.append((room, name))
     if environ.get(ENV_VAR, "").strip():
         bounds.append((max(0, parse_size(environ[ENV_VAR]) - process_rss()), ENV_VAR))
     room = cgroup_headroom(cgroup_root, proc_self_cgroup)
@@ -277,3 +313,54 @@ def check_kv_cache(need_bytes, batch, capacity):
 
     rows = f"{batch:,} row{'s' if batch > 1 else ''}"
     check_fits(need_bytes, f"a KV cache of {rows} x {capacity:,} positions", fewer_positions)
+
+
+# ---- what one call allocates on top of the weights and the KV cache ---------------------------
+
+_ATTN_MAX_HEADS = 8  # csrc/ops/attention_kernels.h PYLLM_ATTN_MAX_HEADS: query heads one pass scores
+
+
+def workspace_bytes(config, tokens, batch, capacity, threads=None):
+    """Bytes of the decoder's workspace for a call of `tokens` new tokens over all rows of a cache
+    of batch x capacity (csrc/models/decoder.c reserve_buffers): activations per token, rotary
+    tables, and each thread's attention scores over the capacity."""
+    from . import _core
+    d, ff, hd = config["hidden_size"], config["intermediate_size"], config["head_dim"]
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    qw, kvw = heads * hd, kv_heads * hd
+    per_token = 2 * d + 2 * qw + 2 * kvw + 2 * ff + hd + 2  # x, h, q, k, v, attn, gate, up, cos, sin, position
+    per_pass = min(heads // kv_heads, _ATTN_MAX_HEADS)
+    threads = _core.get_num_threads() if threads is None else threads
+    return 4 * (tokens * per_token + batch * (hd // 2 + 2) + threads * per_pass * capacity)
+
+
+def check_call(config, batch, tokens, capacity, output_bytes, what, new_cache=True, threads=None):
+    """MemoryError before a forward or generate call whose workspace (batch x tokens new tokens
+    over a capacity of positions), output arrays (output_bytes) and, when the call makes one
+    (new_cache), KV cache cannot fit together; that cache alone is checked first, with
+    check_kv_cache's message."""
+    kv = 0
+    if new_cache:
+        kv = kv_cache_bytes(config, batch, capacity)
+        check_kv_cache(kv, batch, capacity)
+    need = kv + workspace_bytes(config, batch * tokens, batch, capacity, threads) + output_bytes
+    check_fits(need, what + " (KV cache, workspace and outputs)")
+
+
+def forward_output_bytes(config, batch, seq, keep, hidden_states):
+    """Bytes of a forward call's outputs: float32 logits [batch, keep, vocab] and, when asked,
+    hidden states [layers + 1, batch, seq, hidden]."""
+    out = 4 * batch * keep * config["vocab_size"]
+    if hidden_states:
+        out += 4 * (config["num_hidden_layers"] + 1) * batch * seq * config["hidden_size"]
+    return out
+
+
+def generate_output_bytes(batch, prompt, max_new, top_n, logprobs):
+    """Bytes of generate's outputs (csrc/python/py_generate.c): int64 sequences [batch, prompt +
+    max_new] and counts, with logprobs float32 [batch, max_new] and top ids / values [batch,
+    max_new, top_n] (12 bytes an entry)."""
+    out = 8 * batch * (prompt + max_new) + 8 * batch
+    if logprobs:
+        out += 4 * batch * max_new + 12 * batch * max_new * top_n
+    return out

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from . import _core, architectures, checkpoint, generation, gguf_model, memory, scoring
+from . import _core, architectures, checkpoint, generation, gguf_model, limits, memory, scoring
 from ._inputs import as_ids, as_mask
 from ._progress import progress_bar
 from .dtypes import DTYPES, DTYPE_NAMES, KV_DTYPES, resolve_dtype, resolve_kv_dtype, resolve_lm_head_dtype
@@ -60,8 +60,7 @@ def _check_run_options(n_threads, generation_config, batch_invariant):
     fails before any weight is read."""
     if n_threads is None:
         n_threads = _core.get_num_threads()
-    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
-        raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
+    n_threads = limits.check_count("n_threads", n_threads, limits.MAX_THREADS)
     if generation_config is not None and not isinstance(generation_config, (dict, GenerationConfig)):
         raise TypeError(f"generation_config must be a dict, a GenerationConfig or None, "
                         f"got {type(generation_config).__name__}")
@@ -157,12 +156,21 @@ class Model:
         if dtype is None:
             dtype = "float32"
         config = checkpoint.load_config(model_dir)
-        # Checked before the weights are mapped.
+        # Checked before the weights are mapped: every key the loaders read (errors name the file
+        # and the key), the run options, the memory the weights need, generation_config.json.
+        config_path = os.path.join(os.fspath(model_dir), checkpoint.CONFIG_NAME)
+        spec = architectures.spec_from_hf(config, n_ctx, source=config_path)
         dtype = resolve_dtype(dtype, config)
-        memory.check_weights(architectures.spec_from_hf(config, n_ctx), dtype, lm_head_dtype)
+        _check_run_options(n_threads, None, batch_invariant)
+        memory.check_weights(spec, dtype, lm_head_dtype)
         resolve_kv_dtype(kv_dtype, dtype)  # a bad kv_dtype fails before the weights are mapped
-        weights = checkpoint.load_weights(model_dir, bf16="bits")
         generation_config = checkpoint.load_generation_config(model_dir)
+        try:
+            GenerationConfig.from_dict(generation_config)
+        except (TypeError, ValueError) as e:
+            path = os.path.join(os.fspath(model_dir), checkpoint.GENERATION_CONFIG_NAME)
+            raise ValueError(f"{path}: {e}") from None
+        weights = checkpoint.load_weights(model_dir, bf16="bits")
         return cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
                                generation_config=generation_config, lm_head_dtype=lm_head_dtype,
                                progress=progress, batch_invariant=batch_invariant, kv_dtype=kv_dtype)
@@ -244,9 +252,9 @@ class Model:
         transformers gives them: the embeddings, each layer's output, the last after the final norm."""
         if cache is not None and not isinstance(cache, _core.KVCache):
             raise TypeError(f"cache must come from model.new_cache(), got {type(cache).__name__}")
-        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, (int, np.integer)) \
-                or logits_to_keep < 0:
+        if not limits.is_int(logits_to_keep) or logits_to_keep < 0:
             raise ValueError(f"logits_to_keep must be an integer >= 0 (0 = every position), got {logits_to_keep!r}")
+        logits_to_keep = min(int(logits_to_keep), limits.MAX_CONTEXT)  # more than the tokens given keeps them all
         ids, was_1d = as_ids(input_ids, self.vocab_size)
         batch, seq = ids.shape
         if attention_mask is not None and cache is not None:
@@ -256,12 +264,18 @@ class Model:
             elif full.ndim == 1 and full.shape[0] == cache.used + seq and cache.used:
                 attention_mask = full[cache.used:]
         mask = as_mask(attention_mask, ids.shape)
-        if cache is None:
-            if seq > self.n_ctx:
-                raise ValueError(f"input of {seq} tokens is longer than the context n_ctx={self.n_ctx}")
-            cache = self._decoder.new_cache(batch, seq)
-        elif cache.batch_size != batch:
+        if cache is not None and cache.batch_size != batch:
             raise ValueError(f"input_ids has {batch} rows but the cache holds {cache.batch_size}")
+        if cache is None and seq > self.n_ctx:
+            raise ValueError(f"input of {seq} tokens is longer than the context n_ctx={self.n_ctx}")
+        if cache is None or cache.used + seq <= cache.capacity:  # else the C core says it is full
+            keep = seq if logits_to_keep == 0 else min(int(logits_to_keep), seq)
+            memory.check_call(self.spec, batch, seq, seq if cache is None else cache.capacity,
+                              memory.forward_output_bytes(self.spec, batch, seq, keep, output_hidden_states),
+                              f"a forward call of {batch:,} x {seq:,} tokens", new_cache=cache is None,
+                              threads=self.n_threads)
+        if cache is None:
+            cache = self._decoder.new_cache(batch, seq)
         out = self._decoder.forward(cache, ids, mask, True, int(logits_to_keep), bool(output_hidden_states))
         if not output_hidden_states:
             return out[0] if was_1d else out
@@ -314,7 +328,8 @@ class Model:
           transformers' StopStringCriteria); the returned ids include that token.
 
         An exception raised by a hook propagates; KeyboardInterrupt (Ctrl-C) stops within one
-        step. The model stays usable either way. A hook may use the model itself.
+        step; a MemoryError (memory ran out) leaves the model as it was. The model stays usable
+        either way, and a streamer is ended (``end()``) either way. A hook may use the model itself.
 
         With ``return_dict_in_generate``, ``output_logprobs`` or ``top_logprobs`` set, returns a
         :class:`pyllm.generation.GenerateOutput` instead of the array."""
@@ -337,6 +352,16 @@ class Model:
         mask = as_mask(attention_mask, ids.shape)
         max_new = generation.max_new_tokens(cfg, ids.shape[1])
         n = cfg.num_return_sequences
+        # A GenerateOutput always carries the chosen tokens' log-probabilities (one log-softmax per row
+        # and step, small next to the forward pass).
+        want_logprobs = cfg.output_logprobs or cfg.top_logprobs > 0 or cfg.return_dict_in_generate
+        rows, prompt = ids.shape[0] * n, ids.shape[1]
+        limits.check_count("generate's rows (input rows x num_return_sequences)", rows, limits.MAX_BATCH)
+        if prompt + max_new <= self.n_ctx:  # else the C core names the context it exceeds
+            outputs = memory.generate_output_bytes(rows, prompt, max_new, cfg.top_logprobs, want_logprobs)
+            memory.check_call(self.spec, rows, prompt, prompt + max(max_new - 1, 0), outputs + 5 * rows * prompt,
+                              f"generating {max_new:,} tokens for {rows:,} row{'s' if rows > 1 else ''}",
+                              threads=self.n_threads)
         if n > 1:
             ids = np.repeat(ids, n, axis=0)
             mask = None if mask is None else np.repeat(mask, n, axis=0)
@@ -350,19 +375,18 @@ class Model:
         if streamer is not None and not (callable(getattr(streamer, "put", None))
                                          and callable(getattr(streamer, "end", None))):
             raise TypeError(f"streamer must have put() and end() methods, got {type(streamer).__name__}")
-        # A GenerateOutput always carries the chosen tokens' log-probabilities (one log-softmax per row
-        # and step, small next to the forward pass).
-        want_logprobs = cfg.output_logprobs or cfg.top_logprobs > 0 or cfg.return_dict_in_generate
         if streamer is not None:  # as transformers does: the prompt first, then each step's tokens
             streamer.put(ids.astype(np.int64))
-        sequences, counts, logprobs, top_ids, top_values = self._decoder.generate(
-            ids, attention_mask=mask, max_new_tokens=int(max_new), seed=seed,
-            logits_processor=generation.processor_hook(processors) if processors else None,
-            stopping_criteria=generation.stopping_hook(criteria, batch) if criteria else None,
-            on_tokens=streamer.put if streamer is not None else None, output_logprobs=want_logprobs,
-            **generation.core_options(cfg))
-        if streamer is not None:
-            streamer.end()
+        try:
+            sequences, counts, logprobs, top_ids, top_values = self._decoder.generate(
+                ids, attention_mask=mask, max_new_tokens=int(max_new), seed=seed,
+                logits_processor=generation.processor_hook(processors) if processors else None,
+                stopping_criteria=generation.stopping_hook(criteria, batch) if criteria else None,
+                on_tokens=streamer.put if streamer is not None else None, output_logprobs=want_logprobs,
+                **generation.core_options(cfg))
+        finally:
+            if streamer is not None:  # ended on failure too: a consumer waiting for more must not hang
+                streamer.end()
 
         if not want_logprobs:
             return sequences[0] if was_1d and n == 1 else sequences

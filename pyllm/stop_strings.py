@@ -4,6 +4,8 @@ transformers' StopStringCriteria does), plus the helpers that cut a stop string 
 """
 import numpy as np
 
+from .limits import MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS
+
 __all__ = ["check_stop_strings", "StopStringCriteria", "cut_at_stop", "held_back_length"]
 
 
@@ -22,7 +24,12 @@ def check_stop_strings(stop_strings):
         if s == "":
             raise ValueError("stop_strings holds an empty string, which would stop before any text: "
                              "give non-empty strings")
+        if len(s) > MAX_STOP_STRING_CHARS:
+            raise ValueError(f"stop_strings holds a string of {len(s)} characters, above pyllm's limit of "
+                             f"{MAX_STOP_STRING_CHARS}")
         out.append(s)
+        if len(out) > MAX_STOP_STRINGS:  # counted as they come: a huge iterable stops here
+            raise ValueError(f"stop_strings holds more than {MAX_STOP_STRINGS} strings, pyllm's limit")
     return out
 
 

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from . import _core
+from . import _core, limits
 from .tokenizer_json import load_tokenizer_json
 
 __all__ = ["Tokenizer", "StreamDecoder"]
@@ -49,11 +49,35 @@ def _is_gguf(path):
 
 
 def _read_json(path):
+    limits.check_file_size(path, limits.MAX_JSON_BYTES, os.path.basename(path))
     try:
         with open(path, "r", encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
+
+
+def _read_tokenizer_file(path):
+    """The bytes of a tokenizer.model / llama2.c tokenizer, its size checked before it is read."""
+    limits.check_file_size(path, limits.MAX_TOKENIZER_BYTES, "tokenizer file")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _added_tokens(config, path):
+    """tokenizer_config.json's added_tokens_decoder as {id: entry}; ValueError naming the file and
+    the key for an id that is not a token id (below pyllm.limits.MAX_VOCAB)."""
+    added = config.get("added_tokens_decoder") or {}
+    if not isinstance(added, dict):
+        raise ValueError(f"{path}: added_tokens_decoder must be an object of token id -> token, got {added!r}")
+    out = {}
+    for key, entry in added.items():
+        token_id = int(key) if isinstance(key, str) and key.isascii() and key.isdigit() and len(key) < 12 else None
+        if token_id is None or token_id >= limits.MAX_VOCAB:
+            raise ValueError(f"{path}: added_tokens_decoder key {key!r} must be a token id below pyllm's limit "
+                             f"of {limits.MAX_VOCAB}")
+        out[token_id] = entry
+    return out
 
 
 class Tokenizer:
@@ -104,8 +128,7 @@ class Tokenizer:
             return cls._from_json(path, {}, {})
         if _is_gguf(path):
             return cls.from_gguf(path)
-        with open(path, "rb") as f:
-            data = f.read()
+        data = _read_tokenizer_file(path)
         try:
             return cls(_core.sentencepiece_from_bytes(data))
         except ValueError as e:  # the core names no file: say which one
@@ -118,9 +141,9 @@ class Tokenizer:
         The file does not store its number of tokens: give the model's ``vocab_size``."""
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
             raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+        vocab_size = limits.check_count("vocab_size", vocab_size, limits.MAX_VOCAB)
         path = os.fspath(path)
-        with open(path, "rb") as f:
-            data = f.read()
+        data = _read_tokenizer_file(path)
         try:
             return cls(_core.sentencepiece_from_llama2c(data, vocab_size))
         except ValueError as e:
@@ -128,6 +151,7 @@ class Tokenizer:
 
     @classmethod
     def _from_json(cls, path, config, special_map):
+        limits.check_file_size(path, limits.MAX_TOKENIZER_BYTES, "tokenizer file")
         core, prefix, suffix = load_tokenizer_json(path)
 
         def named(key, names):
@@ -195,15 +219,13 @@ class Tokenizer:
         model_path = os.path.join(directory, "tokenizer.model")
         if not os.path.exists(model_path):
             raise FileNotFoundError(f"no tokenizer.json or tokenizer.model in {directory}")
-        with open(model_path, "rb") as f:
-            core = _core.sentencepiece_from_bytes(f.read())
+        core = _core.sentencepiece_from_bytes(_read_tokenizer_file(model_path))
 
         # Added tokens first: their ids are fixed by the file.
-        added = config.get("added_tokens_decoder") or {}
-        for key in sorted(added, key=int):
-            entry = added[key]
+        added = _added_tokens(config, os.path.join(directory, "tokenizer_config.json"))
+        for token_id, entry in sorted(added.items()):
             special = entry.get("special", True) if isinstance(entry, dict) else True
-            core.add_token(_token_content(entry), int(key), bool(special))
+            core.add_token(_token_content(entry), token_id, bool(special))
 
         def special_id(name):
             content = _token_content(config.get(name)) if name in config else None
@@ -398,6 +420,8 @@ class StreamDecoder:
         self._emitted = 0      # ids before this index are fully emitted
         self._emitted_chars = 0
         self._anchors = {}
+        self._scanned = 0      # ids before this index were searched for an anchor
+        self._last_is_byte = False  # the last id that decodes to something is a byte piece
 
     def _is_anchor(self, token_id):
         known = self._anchors.get(token_id)
@@ -408,23 +432,16 @@ class StreamDecoder:
             self._anchors[token_id] = known
         return known
 
-    def _ends_in_byte_piece(self):
-        """Whether the last id that decodes to something is a byte piece; skipped special tokens
-        are transparent (tokenizers' ByteFallback joins byte runs across them)."""
-        token_type = self._tok._core.token_type
-        for token_id in reversed(self._ids):
-            kind = token_type(token_id)
-            if self._skip and kind == _PIECE_CONTROL:
-                continue
-            return kind == _PIECE_BYTE
-        return False
-
     def _step(self, final):
+        # A byte piece at the end holds the text back whatever it decodes to: known before any
+        # decode, so a long run of byte pieces costs one check per id, not a growing decode.
+        if not final and self._last_is_byte:
+            return ""
         ids = self._ids
         decode = self._tok._core.decode
         before = decode(ids[self._window:self._emitted], self._skip)
         text = decode(ids[self._window:], self._skip)
-        if not final and (text.endswith("\ufffd") or self._ends_in_byte_piece()):
+        if not final and text.endswith("\ufffd"):
             return ""
         if text.startswith(before):
             new = text[len(before):]
@@ -432,10 +449,12 @@ class StreamDecoder:
             new = decode(ids, self._skip)[self._emitted_chars:]
         self._emitted = len(ids)
         self._emitted_chars += len(new)
-        for i in range(len(ids) - 1, self._window - 1, -1):
+        # Only the ids pushed since the last search can hold a newer anchor than the window's.
+        for i in range(len(ids) - 1, max(self._scanned, self._window) - 1, -1):
             if self._is_anchor(ids[i]):
                 self._window = i
                 break
+        self._scanned = len(ids)
         return new
 
     def push(self, token_id):
@@ -448,6 +467,10 @@ class StreamDecoder:
         if not 0 <= token_id < self._tok.vocab_size:
             raise IndexError(f"token id {token_id} is out of range [0, {self._tok.vocab_size})")
         self._ids.append(token_id)
+        # Skipped special tokens are transparent (tokenizers' ByteFallback joins byte runs across them).
+        kind = self._tok._core.token_type(token_id)
+        if not (self._skip and kind == _PIECE_CONTROL):
+            self._last_is_byte = kind == _PIECE_BYTE
         return self._step(final=False)
 
     def flush(self):

@@ -67,7 +67,8 @@ def _cases(data_dir):
         "absurd_array_length": (raw_gguf([ARCH, ("tokenizer.ggml.tokens", ARR, (STR, ["a"]))]).replace(
             struct.pack("<IQ", STR, 1), struct.pack("<IQ", STR, 1 << 50)), open_, "claims 1125899906842624 elements"),
         "absurd_string_length": (raw_gguf([("general.name", STR, "x" * 8)]).replace(
-            struct.pack("<Q", 8) + b"x" * 8, struct.pack("<Q", 1 << 62) + b"x" * 8), open_, "truncated file"),
+            struct.pack("<Q", 8) + b"x" * 8, struct.pack("<Q", 1 << 62) + b"x" * 8), open_,
+            "metadata value 'general.name' is a string of 4611686018427387904 bytes, above pyllm's limit"),
         "unknown_value_type": (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + _s("general.name") + struct.pack("<I", 13)
                                + b"\0" * 16, open_, "metadata value 'general.name' has unknown value type 13"),
         "bool_not_0_or_1": (raw_gguf([("tokenizer.ggml.add_bos_token", BOOL, 7)]), open_, "must be 0 or 1"),

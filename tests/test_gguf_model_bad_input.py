@@ -85,7 +85,7 @@ def _cases(tmp_path, data_dir):
         "required_key_missing": (_small_model(tmp_path, metadata={"llama.embedding_length": None}), MODEL,
                                  "metadata key 'llama.embedding_length' is missing"),
         "bad_count": (_small_model(tmp_path, metadata={"llama.attention.head_count": 0}), MODEL,
-                      "num_attention_heads"),
+                      "metadata key 'llama.attention.head_count' must be a positive integer, got 0"),
         "tensor_missing": (_small_model(tmp_path, drop=("blk.0.ffn_gate.weight",)), MODEL,
                            "lack the tensor 'blk.0.ffn_gate.weight'"),
         "tensor_shape_disagrees_with_metadata": (_small_model(tmp_path, metadata={"llama.feed_forward_length": 96}),

@@ -473,9 +473,10 @@ def test_two_billion_layers_fail_fast_in_bounded_memory(tmp_path):
                               "n_head": 4}}, {{}}),
                peak=peak_rss())
     """)
-    for key in ("from_arrays", "from_pretrained"):
-        assert out[key] == "config 'num_hidden_layers' is 2147483647, above pyllm's limit of 4096"
-    assert out["bloom"] == "config 'n_layer' is 2147483647, above pyllm's limit of 4096"
+    assert out["from_arrays"] == "config: num_hidden_layers is 2147483647, above pyllm's limit of 4096"
+    assert out["from_pretrained"] == (f"{folder / 'config.json'}: num_hidden_layers is 2147483647, above pyllm's "
+                                      "limit of 4096")
+    assert out["bloom"] == "config: n_layer is 2147483647, above pyllm's limit of 4096"
     assert out["peak"] < 500e6, f"peak RSS {out['peak']:,} bytes"
 
 
@@ -487,7 +488,7 @@ def test_two_billion_layers_fail_fast_in_bounded_memory(tmp_path):
 def test_every_count_has_a_limit_named_in_the_error(key, value, limit):
     with pytest.raises(ValueError) as e:
         pyllm.Model.from_arrays(dict(LLAMA_7B, **{key: value}), {})
-    assert str(e.value) == f"config '{key}' is {value}, above pyllm's limit of {limit}"
+    assert str(e.value) == f"config: {key} is {value}, above pyllm's limit of {limit}"
 
 
 def test_huge_context_fails_in_new_cache_before_memory_grows():
@@ -505,7 +506,7 @@ def test_huge_context_fails_in_new_cache_before_memory_grows():
     """)
     assert out["cache"].startswith("a KV cache of 1 row x 2,147,483,647 positions needs 1.1 TB")
     assert "does not fit the address space" in out["rows"]
-    assert "exceeds the context of 2147483647 tokens" in out["wrapped"]
+    assert out["wrapped"] == "generation option max_new_tokens is 9223372036854775807, above pyllm's limit of 2147483647"
     assert out["generated"].startswith("a KV cache of 1 row x 2,147,483,646 positions needs")
     assert out["logits"] == [3, 64]
     assert out["grown"] < 20e6 and out["peak"] < 500e6, out

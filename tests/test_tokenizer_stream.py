@@ -86,3 +86,44 @@ def test_bad_ids(tokenizers_by_kind):
         dec.push(10 ** 9)
     with pytest.raises(TypeError):
         dec.push("a")
+
+
+class _CountingCore:
+    """A tokenizer core that counts the ids every decode call is given: the stream decoder's work."""
+
+    def __init__(self, core):
+        self._core = core
+        self.decoded_ids = 0
+
+    def decode(self, ids, skip):
+        self.decoded_ids += len(ids)
+        return self._core.decode(ids, skip)
+
+    def __getattr__(self, name):
+        return getattr(self._core, name)
+
+
+class _CountingTokenizer:
+    def __init__(self, tok):
+        self._core = _CountingCore(tok._core)
+        self.vocab_size = tok.vocab_size
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_stream_work_is_linear_in_held_back_runs(tokenizers_by_kind, skip):
+    """Long runs that hold text back (byte pieces, skipped special tokens between them) cost a
+    bounded number of decoded ids per push, not a decode of the whole run at every push."""
+    from pyllm.tokenizer import StreamDecoder
+    tok = tokenizers_by_kind["llama_model"]
+    byte_a = tok.token_to_id("<0x41>")
+    control = tok.token_to_id("</s>")
+    word = tok.encode("Hello", add_special_tokens=False)
+    work = {}
+    for n in (1000, 4000):
+        ids = ([byte_a, control] * n) + word
+        counting = _CountingTokenizer(tok)
+        dec = StreamDecoder(counting, skip_special_tokens=skip)
+        text = "".join(dec.push(i) for i in ids) + dec.flush()
+        assert text == tok.decode(ids, skip_special_tokens=skip)
+        work[n] = counting._core.decoded_ids
+    assert work[4000] <= 4.5 * work[1000], work

@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include "core/error.h"
+#include "core/faults.h"
 
 #define SIMD_ALIGN 64
 #define HUGE_ALIGN (2u << 20)
@@ -21,7 +22,7 @@ static void *aligned(size_t alignment, size_t bytes)
         return NULL;
     }
     bytes = (bytes + alignment - 1) / alignment * alignment;
-    if (posix_memalign(&p, alignment, bytes) != 0) {
+    if (pyllm_fault_hit(PYLLM_FAULT_ALLOC) || posix_memalign(&p, alignment, bytes) != 0) {
         pyllm_error(PYLLM_ERR_MEMORY, "cannot allocate %zu bytes", bytes);
         return NULL;
     }
@@ -43,7 +44,7 @@ void *pyllm_calloc(size_t count, size_t size)
 
 void *pyllm_calloc_lazy(size_t count, size_t size)
 {
-    void *p = calloc(count ? count : 1, size ? size : 1);
+    void *p = pyllm_fault_hit(PYLLM_FAULT_ALLOC) ? NULL : calloc(count ? count : 1, size ? size : 1);
     if (p == NULL)
         pyllm_error(PYLLM_ERR_MEMORY, "cannot allocate %zu x %zu bytes", count, size);
     return p;

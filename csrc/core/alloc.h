@@ -1,6 +1,7 @@
 /* Memory for the C core: aligned buffers for SIMD, and large weight buffers placed on
  * 2 MB boundaries with transparent huge pages requested (fewer TLB misses when the
- * decode loop streams every weight once per token). */
+ * decode loop streams every weight once per token). Every allocation of the C core and of the
+ * binding's own buffers goes through here, so the fault switch (core/faults.h) can refuse any. */
 #ifndef PYLLM_CORE_ALLOC_H
 #define PYLLM_CORE_ALLOC_H
 

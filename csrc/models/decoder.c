@@ -518,21 +518,23 @@ pyllm_status pyllm_decoder_forward_outputs(pyllm_decoder *m, pyllm_kv_cache *cac
         PYLLM_TRY(attention_block(m, cache, l, n_new));
         PYLLM_TRY(mlp_block(m, l, total));
     }
-    cache->used += n_new;
-    for (int64_t b = 0; b < cache->batch; b++)
-        cache->length[b] = new_length[b];
-
     float *normalized = NULL;
     if (hidden != NULL) {
         normalized = hidden + c->n_layers * total * d;
         PYLLM_TRY(normalize(m, w->x, m->final_norm, m->final_norm_bias, normalized, total));
     }
-    if (out->logits == NULL)
-        return PYLLM_OK;
-    /* The lm_head only for the rows asked for: a long prompt's full logits can be gigabytes. */
-    const int64_t keep = out->logits_to_keep == 0 || out->logits_to_keep > n_new ? n_new : out->logits_to_keep;
-    PYLLM_TRY(gather_kept_rows(m, cache, n_new, keep, normalized));
-    return pyllm_linear_forward(&m->matmul, &m->lm_head, w->h, out->logits, cache->batch * keep);
+    if (out->logits != NULL) {
+        /* The lm_head only for the rows asked for: a long prompt's full logits can be gigabytes. */
+        const int64_t keep = out->logits_to_keep == 0 || out->logits_to_keep > n_new ? n_new : out->logits_to_keep;
+        PYLLM_TRY(gather_kept_rows(m, cache, n_new, keep, normalized));
+        PYLLM_TRY(pyllm_linear_forward(&m->matmul, &m->lm_head, w->h, out->logits, cache->batch * keep));
+    }
+    /* The new tokens join the cache only once nothing can fail: a failed call leaves it as it was
+     * (the slots past `used` it wrote are never read). */
+    cache->used += n_new;
+    for (int64_t b = 0; b < cache->batch; b++)
+        cache->length[b] = new_length[b];
+    return PYLLM_OK;
 }
 
 pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *tokens,

@@ -9,17 +9,40 @@
 #include "ops/gemv.h"
 #include "ops/quant_gguf.h"
 
+static dnnl_status_t rows_pd(pyllm_matmul_ctx *ctx, dnnl_data_type_t dt, int64_t m, int64_t k, int64_t n,
+                             int64_t ldd, dnnl_primitive_desc_t *pd);
+
+/* Whether prefill computes in bf16: where the CPU has AVX-512 BF16 (pyllm's AVX-512 kernels
+ * need it too) and oneDNN has a bf16 matmul for it. Elsewhere oneDNN 3.2 has none (AVX2) or
+ * emulates it slower than f32, so the weights are dequantized to f32 tiles instead: bf16 is
+ * then never slower than float32, and keeps its memory saving. Decided once, here, where a
+ * failure can be reported: oneDNN running out of memory is an error, not a "no" that would
+ * switch the context to f32 for good. */
+static pyllm_status decide_prefill_type(pyllm_matmul_ctx *ctx)
+{
+    ctx->prefill_dt = dnnl_f32;
+    if (pyllm_gemv_isa() != PYLLM_ISA_AVX512)
+        return PYLLM_OK;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = rows_pd(ctx, dnnl_bf16, 16, 64, 64, 64, &pd);
+    if (pd != NULL)
+        dnnl_primitive_desc_destroy(pd);
+    if (st == dnnl_out_of_memory)
+        return pyllm_dnnl_fail(st, "probe for a bf16 matmul");
+    if (st == dnnl_success)
+        ctx->prefill_dt = dnnl_bf16;
+    return PYLLM_OK;
+}
+
 pyllm_status pyllm_matmul_ctx_init(pyllm_matmul_ctx *ctx)
 {
     memset(ctx, 0, sizeof *ctx);
     DNNL_TRY(dnnl_engine_create(&ctx->engine, dnnl_cpu, 0), "create the CPU engine");
-    dnnl_status_t st = dnnl_stream_create(&ctx->stream, ctx->engine, dnnl_stream_default_flags);
-    if (st != dnnl_success) {
-        dnnl_engine_destroy(ctx->engine);
-        ctx->engine = NULL;
-        return pyllm_dnnl_fail(st, "create a stream");
-    }
-    return PYLLM_OK;
+    dnnl_status_t st = PYLLM_DNNL(dnnl_stream_create(&ctx->stream, ctx->engine, dnnl_stream_default_flags));
+    pyllm_status status = st == dnnl_success ? decide_prefill_type(ctx) : pyllm_dnnl_fail(st, "create a stream");
+    if (status != PYLLM_OK)
+        pyllm_matmul_ctx_release(ctx);
+    return status;
 }
 
 static void entry_release(pyllm_matmul_entry *e)
@@ -58,34 +81,21 @@ static dnnl_status_t rows_pd(pyllm_matmul_ctx *ctx, dnnl_data_type_t dt, int64_t
 {
     dnnl_memory_desc_t src = NULL, dst = NULL, w = NULL;
     dnnl_dims_t src_dims = {m, k}, dst_dims = {m, n}, dst_strides = {ldd, 1}, w_dims = {k, n}, w_strides = {1, k};
-    dnnl_status_t st = dnnl_memory_desc_create_with_tag(&src, 2, src_dims, dt, dnnl_ab);
+    dnnl_status_t st = PYLLM_DNNL(dnnl_memory_desc_create_with_tag(&src, 2, src_dims, dt, dnnl_ab));
     if (st == dnnl_success)
-        st = dnnl_memory_desc_create_with_strides(&dst, 2, dst_dims, dnnl_f32, dst_strides);
+        st = PYLLM_DNNL(dnnl_memory_desc_create_with_strides(&dst, 2, dst_dims, dnnl_f32, dst_strides));
     if (st == dnnl_success)
-        st = dnnl_memory_desc_create_with_strides(&w, 2, w_dims, dt, w_strides);
+        st = PYLLM_DNNL(dnnl_memory_desc_create_with_strides(&w, 2, w_dims, dt, w_strides));
     if (st == dnnl_success)
-        st = dnnl_matmul_primitive_desc_create(pd, ctx->engine, src, w, NULL, dst, NULL);
+        st = PYLLM_DNNL(dnnl_matmul_primitive_desc_create(pd, ctx->engine, src, w, NULL, dst, NULL));
     dnnl_memory_desc_destroy(src);
     dnnl_memory_desc_destroy(dst);
     dnnl_memory_desc_destroy(w);
     return st;
 }
 
-/* Whether prefill computes in bf16: where the CPU has AVX-512 BF16 (pyllm's AVX-512 kernels
- * need it too) and oneDNN has a bf16 matmul for it. Elsewhere oneDNN 3.2 has none (AVX2) or
- * emulates it slower than f32, so the weights are dequantized to f32 tiles instead: bf16 is
- * then never slower than float32, and keeps its memory saving. */
-static int prefill_in_bf16(pyllm_matmul_ctx *ctx)
-{
-    if (ctx->prefill_dt == 0) {
-        dnnl_primitive_desc_t pd = NULL;
-        int ok = pyllm_gemv_isa() == PYLLM_ISA_AVX512 && rows_pd(ctx, dnnl_bf16, 16, 64, 64, 64, &pd) == dnnl_success;
-        if (pd != NULL)
-            dnnl_primitive_desc_destroy(pd);
-        ctx->prefill_dt = ok ? dnnl_bf16 : dnnl_f32;
-    }
-    return ctx->prefill_dt == dnnl_bf16;
-}
+/* The decision of decide_prefill_type. */
+static int prefill_in_bf16(const pyllm_matmul_ctx *ctx) { return ctx->prefill_dt == dnnl_bf16; }
 
 /* Weight rows per prefill tile: about 1 MB, a multiple of 64 rows (whole matrices, which spare
  * the copy of each tile's product into y, measured no faster: 1,683-1,709 against 1,706-1,727
@@ -221,16 +231,17 @@ static pyllm_status lookup(pyllm_matmul_ctx *ctx, dnnl_data_type_t dt, int64_t m
     dnnl_status_t st = rows_pd(ctx, dt, m, k, n, ldd, &pd);
     if (st != dnnl_success)
         return pyllm_dnnl_fail(st, "create a matmul primitive descriptor");
-    st = dnnl_primitive_create(&victim->primitive, pd);
+    st = PYLLM_DNNL(dnnl_primitive_create(&victim->primitive, pd));
     if (st == dnnl_success)
-        st = dnnl_memory_create(&victim->src, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
-                                ctx->engine, DNNL_MEMORY_NONE);
+        st = PYLLM_DNNL(dnnl_memory_create(&victim->src, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
+                                           ctx->engine, DNNL_MEMORY_NONE));
     if (st == dnnl_success)
-        st = dnnl_memory_create(&victim->dst, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0),
-                                ctx->engine, DNNL_MEMORY_NONE);
+        st = PYLLM_DNNL(dnnl_memory_create(&victim->dst, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0),
+                                           ctx->engine, DNNL_MEMORY_NONE));
     if (st == dnnl_success)
-        st = dnnl_memory_create(&victim->weights, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
-                                ctx->engine, DNNL_MEMORY_NONE);
+        st = PYLLM_DNNL(dnnl_memory_create(&victim->weights,
+                                           dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), ctx->engine,
+                                           DNNL_MEMORY_NONE));
     dnnl_primitive_desc_destroy(pd);
     if (st != dnnl_success) {
         entry_release(victim);

@@ -56,7 +56,7 @@ typedef struct {
     pyllm_matmul_entry cache[PYLLM_MATMUL_CACHE_SIZE];
     void *scratch;          /* activations and weight tiles of the low-precision paths */
     size_t scratch_bytes;
-    int prefill_dt;         /* dnnl_bf16 or dnnl_f32 once decided (matmul.c prefill_in_bf16), else 0 */
+    int prefill_dt;         /* dnnl_bf16 or dnnl_f32, decided at init (matmul.c decide_prefill_type) */
     int batch_invariant;    /* layers made from now on compute each row alone (see above) */
 } pyllm_matmul_ctx;
 

@@ -18,6 +18,10 @@
 /* Raise the Python exception matching a core status, with the recorded message; returns NULL. */
 PyObject *pyllm_raise(pyllm_status status);
 
+/* A new C-ordered array of `type` (zero-filled when asked), counted as an allocation by the
+ * fault switch; NULL with MemoryError on failure (py_arrays.c). */
+PyObject *pyllm_new_array(int ndim, npy_intp *dims, int type, int zeroed);
+
 /* Each binding file adds its types and functions to the module; 0 on success, -1 with an
  * exception set. */
 int pyllm_register_tokenizer(PyObject *module);
@@ -28,6 +32,7 @@ int pyllm_register_processors(PyObject *module);
 int pyllm_register_quant(PyObject *module);
 int pyllm_register_gguf(PyObject *module);
 int pyllm_register_memory(PyObject *module);
+int pyllm_register_faults(PyObject *module); /* into pyllm._core._testing */
 int pyllm_register_tokenizer_work(PyObject *module);
 
 /* The C tokenizer of a pyllm._core.Tokenizer (borrowed), for the test-only entry points; NULL with a

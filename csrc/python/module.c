@@ -8,6 +8,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "core/threads.h"
+#include "python/py_args.h"
 #include "ops/gemv.h"
 
 static PyObject *onednn_version(PyObject *self, PyObject *unused)
@@ -28,13 +29,9 @@ static PyObject *get_num_threads(PyObject *self, PyObject *unused)
 static PyObject *set_num_threads(PyObject *self, PyObject *arg)
 {
     (void)self;
-    long n = PyLong_AsLong(arg);
-    if (n == -1 && PyErr_Occurred())
+    int64_t n;
+    if (pyllm_arg_int64(arg, "n_threads", 1, PYLLM_MAX_THREADS, &n) < 0)
         return NULL;
-    if (n < 1 || n > 4096) {
-        PyErr_Format(PyExc_ValueError, "n_threads must be between 1 and 4096, got %ld", n);
-        return NULL;
-    }
     pyllm_set_num_threads((int)n);
     Py_RETURN_NONE;
 }
@@ -73,7 +70,7 @@ static int add_testing(PyObject *m)
     if (t == NULL)
         return -1;
     if (pyllm_register_quant(t) < 0 || pyllm_register_processors(t) < 0 || pyllm_register_tokenizer_work(t) < 0 ||
-        pyllm_register_regex_testing(t) < 0 ||
+        pyllm_register_faults(t) < 0 || pyllm_register_regex_testing(t) < 0 ||
         PyModule_AddObject(m, "_testing", t) < 0) {
         Py_DECREF(t);
         return -1;

@@ -9,8 +9,10 @@
 
 #include <string.h>
 
+#include "core/alloc.h"
 #include "generate/generate.h"
 #include "generate/processors.h"
+#include "python/py_args.h"
 #include "python/py_generate.h"
 #include "python/py_memory.h"
 
@@ -25,33 +27,35 @@ typedef struct {
 
 static void buffers_release(processor_buffers *b)
 {
-    PyMem_Free(b->eos);
-    PyMem_Free(b->bias_ids);
-    PyMem_Free(b->bad_words);
-    PyMem_Free(b->bias_values);
-    PyMem_Free(b->bad_word_start);
+    pyllm_free(b->eos);
+    pyllm_free(b->bias_ids);
+    pyllm_free(b->bad_words);
+    pyllm_free(b->bias_values);
+    pyllm_free(b->bad_word_start);
     memset(b, 0, sizeof *b);
 }
 
 /* A sequence of ints as a new int32 array (at least one element allocated); *n its length. */
 static int32_t *int_list(PyObject *obj, const char *what, int64_t *n)
 {
+    if (!PySequence_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a list of ints, got %.200s", what, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
     PyObject *seq = PySequence_Fast(obj, what);
     if (seq == NULL)
         return NULL;
     Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
-    int32_t *out = PyMem_Malloc(sizeof(int32_t) * (size_t)(len > 0 ? len : 1));
+    int32_t *out = pyllm_alloc(sizeof(int32_t) * (size_t)(len > 0 ? len : 1));
     if (out == NULL) {
         Py_DECREF(seq);
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         return NULL;
     }
     for (Py_ssize_t i = 0; i < len; i++) {
-        long long v = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
-        if ((v == -1 && PyErr_Occurred()) || v < INT32_MIN || v > INT32_MAX) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_ValueError, "%s holds %lld, not a token id", what, v);
-            PyMem_Free(out);
+        int64_t v;
+        if (pyllm_arg_int64(PySequence_Fast_GET_ITEM(seq, i), what, INT32_MIN, INT32_MAX, &v) < 0) {
+            pyllm_free(out);
             Py_DECREF(seq);
             return NULL;
         }
@@ -69,10 +73,10 @@ static int bad_words_from(PyObject *obj, pyllm_processor_params *p, processor_bu
     if (seq == NULL)
         return -1;
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    b->bad_word_start = PyMem_Malloc(sizeof(int64_t) * (size_t)(n + 1));
+    b->bad_word_start = pyllm_alloc(sizeof(int64_t) * (size_t)(n + 1));
     if (b->bad_word_start == NULL) {
         Py_DECREF(seq);
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         return -1;
     }
     int64_t total = 0;
@@ -86,10 +90,10 @@ static int bad_words_from(PyObject *obj, pyllm_processor_params *p, processor_bu
         total += len;
         b->bad_word_start[i + 1] = total;
     }
-    b->bad_words = PyMem_Malloc(sizeof(int32_t) * (size_t)(total > 0 ? total : 1));
+    b->bad_words = pyllm_alloc(sizeof(int32_t) * (size_t)(total > 0 ? total : 1));
     if (b->bad_words == NULL) {
         Py_DECREF(seq);
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -100,7 +104,7 @@ static int bad_words_from(PyObject *obj, pyllm_processor_params *p, processor_bu
             return -1;
         }
         memcpy(b->bad_words + b->bad_word_start[i], word, sizeof(int32_t) * (size_t)len);
-        PyMem_Free(word);
+        pyllm_free(word);
     }
     Py_DECREF(seq);
     p->bad_words = b->bad_words;
@@ -117,21 +121,21 @@ static int logit_bias_from(PyObject *obj, pyllm_processor_params *p, processor_b
         return -1;
     }
     Py_ssize_t n = PyDict_Size(obj), pos = 0, i = 0;
-    b->bias_ids = PyMem_Malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-    b->bias_values = PyMem_Malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    b->bias_ids = pyllm_alloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    b->bias_values = pyllm_alloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
     if (b->bias_ids == NULL || b->bias_values == NULL) {
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         return -1;
     }
     PyObject *key, *value;
     while (PyDict_Next(obj, &pos, &key, &value)) {
-        long long id = PyLong_AsLongLong(key);
-        if (id == -1 && PyErr_Occurred())
+        int64_t id;
+        if (pyllm_arg_int64(key, "a logit_bias token id", 0, INT32_MAX, &id) < 0)
             return -1;
         double bias = PyFloat_AsDouble(value);
         if (bias == -1.0 && PyErr_Occurred())
             return -1;
-        b->bias_ids[i] = id < INT32_MIN || id > INT32_MAX ? -1 : (int32_t)id;
+        b->bias_ids[i] = (int32_t)id;
         b->bias_values[i] = (float)bias;
         i++;
     }
@@ -154,7 +158,7 @@ static int processor_params_from(PyObject *bias, double repetition, double frequ
     p->no_repeat_ngram_size = ngram > INT32_MAX ? INT32_MAX : ngram < -1 ? -1 : (int32_t)ngram;
     p->min_new_tokens = min_new;
     if (eos != Py_None) {
-        b->eos = int_list(eos, "eos_token_id must be a list of ints", &p->n_eos);
+        b->eos = int_list(eos, "eos_token_id", &p->n_eos);
         if (b->eos == NULL)
             return -1;
         p->eos_ids = b->eos;
@@ -193,7 +197,7 @@ static void leave_python(const python_hooks *h, PyGILState_STATE gil)
 static PyObject *sequences_array(const python_hooks *h, const int64_t *sequences, int64_t width, int64_t columns)
 {
     npy_intp dims[2] = {h->batch, columns};
-    PyObject *a = PyArray_SimpleNew(2, dims, NPY_INT64);
+    PyObject *a = pyllm_new_array(2, dims, NPY_INT64, 0);
     if (a == NULL)
         return NULL;
     int64_t *out = PyArray_DATA((PyArrayObject *)a);
@@ -205,7 +209,7 @@ static PyObject *sequences_array(const python_hooks *h, const int64_t *sequences
 static PyObject *scores_array(const python_hooks *h, const float *scores)
 {
     npy_intp dims[2] = {h->batch, h->vocab};
-    PyObject *a = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    PyObject *a = pyllm_new_array(2, dims, NPY_FLOAT32, 0);
     if (a != NULL)
         memcpy(PyArray_DATA((PyArrayObject *)a), scores, sizeof(float) * (size_t)(h->batch * h->vocab));
     return a;
@@ -273,7 +277,7 @@ static pyllm_status stream_hook(void *ctx, const int64_t *tokens)
     const python_hooks *h = ctx;
     PyGILState_STATE gil = enter_python(h);
     npy_intp dims[1] = {h->batch};
-    PyObject *a = PyArray_SimpleNew(1, dims, NPY_INT64);
+    PyObject *a = pyllm_new_array(1, dims, NPY_INT64, 0);
     PyObject *result = NULL;
     if (a != NULL) {
         memcpy(PyArray_DATA((PyArrayObject *)a), tokens, sizeof(int64_t) * (size_t)h->batch);
@@ -334,26 +338,28 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, PyO
                              "logprobs_processed", NULL};
     PyObject *ids_obj, *mask_obj = Py_None, *bad_obj = Py_None, *bias_obj = Py_None, *eos_obj = Py_None;
     PyObject *process_obj = Py_None, *stop_obj = Py_None, *tokens_obj = Py_None;
-    long long max_new = 20, top_k = 0, ngram = 0, min_new = 0, pad = 0, top_n = 0;
+    PyObject *max_new_obj = NULL, *top_k_obj = NULL, *ngram_obj = NULL, *min_new_obj = NULL, *pad_obj = NULL,
+             *top_n_obj = NULL;
+    int64_t max_new = 20, top_k = 0, ngram = 0, min_new = 0, pad = 0, top_n = 0;
     unsigned long long seed = 0;
     int do_sample = 0, output_logprobs = 0, processed = 0;
     double temperature = 1.0, top_p = 1.0, min_p = 0.0, typical_p = 1.0, repetition = 1.0, frequency = 0.0,
            presence = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OLpdLddddddLLOOOLKOOOpLp:generate", kwlist, &ids_obj,
-                                     &mask_obj, &max_new, &do_sample, &temperature, &top_k, &top_p, &min_p,
-                                     &typical_p, &repetition, &frequency, &presence, &ngram, &min_new, &bad_obj,
-                                     &bias_obj, &eos_obj, &pad, &seed, &process_obj, &stop_obj, &tokens_obj,
-                                     &output_logprobs, &top_n, &processed))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOpdOddddddOOOOOOKOOOpOp:generate", kwlist, &ids_obj,
+                                     &mask_obj, &max_new_obj, &do_sample, &temperature, &top_k_obj, &top_p, &min_p,
+                                     &typical_p, &repetition, &frequency, &presence, &ngram_obj, &min_new_obj,
+                                     &bad_obj, &bias_obj, &eos_obj, &pad_obj, &seed, &process_obj, &stop_obj,
+                                     &tokens_obj, &output_logprobs, &top_n_obj, &processed))
         return NULL;
     const int64_t vocab = model->config.vocab_size;
-    if (max_new < 0) {
-        PyErr_Format(PyExc_ValueError, "max_new_tokens must be >= 0, got %lld", max_new);
+    /* Each int named in its error, never wrapped; the context check below bounds max_new_tokens. */
+    if (pyllm_arg_int64(max_new_obj, "max_new_tokens", 0, INT64_MAX, &max_new) < 0 ||
+        pyllm_arg_int64(top_k_obj, "top_k", 0, INT64_MAX, &top_k) < 0 ||
+        pyllm_arg_int64(ngram_obj, "no_repeat_ngram_size", 0, INT64_MAX, &ngram) < 0 ||
+        pyllm_arg_int64(min_new_obj, "min_new_tokens", 0, INT64_MAX, &min_new) < 0 ||
+        pyllm_arg_int64(pad_obj, "pad_token_id", INT64_MIN, INT64_MAX, &pad) < 0 ||
+        pyllm_arg_int64(top_n_obj, "top_logprobs", 0, vocab, &top_n) < 0)
         return NULL;
-    }
-    if (top_n < 0 || top_n > vocab) {
-        PyErr_Format(PyExc_ValueError, "top_logprobs must be in [0, %lld], got %lld", (long long)vocab, top_n);
-        return NULL;
-    }
     python_hooks hooks = {.batch = 0, .vocab = vocab, .lock = lock};
     if (((hooks.process = optional_callable(process_obj, "logits_processor")) == NULL && PyErr_Occurred()) ||
         ((hooks.stop = optional_callable(stop_obj, "stopping_criteria")) == NULL && PyErr_Occurred()) ||
@@ -418,14 +424,14 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, PyO
     {
         npy_intp seq_dims[2] = {batch, prompt_len + max_new}, count_dims[1] = {batch};
         npy_intp lp_dims[2] = {batch, max_new}, top_dims[3] = {batch, max_new, top_n};
-        out = PyArray_ZEROS(2, seq_dims, NPY_INT64, 0);
-        counts = PyArray_ZEROS(1, count_dims, NPY_INT64, 0);
+        out = pyllm_new_array(2, seq_dims, NPY_INT64, 1);
+        counts = pyllm_new_array(1, count_dims, NPY_INT64, 1);
         if (out == NULL || counts == NULL)
             goto done;
         if (output_logprobs) {
-            logprobs = PyArray_ZEROS(2, lp_dims, NPY_FLOAT32, 0);
-            top_ids = PyArray_ZEROS(3, top_dims, NPY_INT64, 0);
-            top_values = PyArray_ZEROS(3, top_dims, NPY_FLOAT32, 0);
+            logprobs = pyllm_new_array(2, lp_dims, NPY_FLOAT32, 1);
+            top_ids = pyllm_new_array(3, top_dims, NPY_INT64, 1);
+            top_values = pyllm_new_array(3, top_dims, NPY_FLOAT32, 1);
             if (logprobs == NULL || top_ids == NULL || top_values == NULL)
                 goto done;
             opt.logprobs = PyArray_DATA((PyArrayObject *)logprobs);

@@ -12,6 +12,8 @@
 
 #include <string.h>
 
+#include "core/alloc.h"
+#include "python/py_args.h"
 #include "python/py_generate.h"
 #include "python/py_memory.h"
 #include "models/decoder.h"
@@ -399,10 +401,12 @@ static pyllm_status on_layer_packed(void *opaque, int64_t layer)
 static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"config", "weights", "n_threads", "on_layer", NULL};
-    PyObject *config_dict, *weights, *on_layer = Py_None;
-    int n_threads = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!|iO:Decoder", kwlist, &PyDict_Type, &config_dict,
-                                     &PyDict_Type, &weights, &n_threads, &on_layer))
+    PyObject *config_dict, *weights, *on_layer = Py_None, *n_threads_obj = NULL;
+    int64_t n_threads = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!|OO:Decoder", kwlist, &PyDict_Type, &config_dict,
+                                     &PyDict_Type, &weights, &n_threads_obj, &on_layer))
+        return NULL;
+    if (pyllm_arg_int64(n_threads_obj, "n_threads", 0, PYLLM_MAX_THREADS, &n_threads) < 0) /* 0: the default */
         return NULL;
     if (on_layer != Py_None && !PyCallable_Check(on_layer)) {
         PyErr_SetString(PyExc_TypeError, "on_layer must be callable or None");
@@ -418,10 +422,10 @@ static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL)
         return NULL;
     self->lock = PyThread_allocate_lock();
-    pyllm_layer_source *layers = PyMem_Calloc((size_t)config.n_layers, sizeof *layers);
-    held_arrays *all = PyMem_Calloc((size_t)config.n_layers + 1, sizeof *all);
+    pyllm_layer_source *layers = pyllm_calloc((size_t)config.n_layers, sizeof *layers);
+    held_arrays *all = pyllm_calloc((size_t)config.n_layers + 1, sizeof *all);
     if (self->lock == NULL || layers == NULL || all == NULL) {
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         goto fail;
     }
     pyllm_decoder_source src = {.layers = layers};
@@ -454,7 +458,7 @@ static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     src.layer_packed_ctx = &packed;
     pyllm_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = pyllm_decoder_init(&self->model, &config, &src, n_threads);
+    st = pyllm_decoder_init(&self->model, &config, &src, (int)n_threads);
     Py_END_ALLOW_THREADS
     if (packed.error_type != NULL) {
         PyErr_Restore(packed.error_type, packed.error_value, packed.error_traceback);
@@ -467,16 +471,16 @@ static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->ready = 1;
     for (int64_t l = 0; l <= config.n_layers; l++)
         held_release(&all[l]);
-    PyMem_Free(all);
-    PyMem_Free(layers);
+    pyllm_free(all);
+    pyllm_free(layers);
     return (PyObject *)self;
 
 fail:
     if (all != NULL)
         for (int64_t l = 0; l <= config.n_layers; l++)
             held_release(&all[l]);
-    PyMem_Free(all);
-    PyMem_Free(layers);
+    pyllm_free(all);
+    pyllm_free(layers);
     Py_DECREF(self);
     return NULL;
 }
@@ -510,12 +514,15 @@ static KVCacheObject *cache_wrap(DecoderObject *owner)
 static PyObject *decoder_new_cache(DecoderObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"batch_size", "capacity", NULL};
-    long long batch = 1, capacity = self->model.config.n_ctx;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|LL:new_cache", kwlist, &batch, &capacity))
+    PyObject *batch_obj = NULL, *capacity_obj = NULL;
+    int64_t batch = 1, capacity = self->model.config.n_ctx;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:new_cache", kwlist, &batch_obj, &capacity_obj) ||
+        pyllm_arg_int64(batch_obj, "batch_size", INT64_MIN, INT64_MAX, &batch) < 0 ||
+        pyllm_arg_int64(capacity_obj, "capacity", INT64_MIN, INT64_MAX, &capacity) < 0)
         return NULL;
     if (batch < 1 || capacity < 1 || capacity > self->model.config.n_ctx) {
         PyErr_Format(PyExc_ValueError, "a cache needs batch_size >= 1 and 1 <= capacity <= n_ctx (%lld), got %lld and %lld",
-                     (long long)self->model.config.n_ctx, batch, capacity);
+                     (long long)self->model.config.n_ctx, (long long)batch, (long long)capacity);
         return NULL;
     }
     if (pyllm_check_kv_cache_fits(&self->model.config, batch, capacity) < 0)
@@ -570,16 +577,18 @@ static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *
     KVCacheObject *cache;
     PyObject *ids_obj, *mask_obj = Py_None;
     int all_positions = 1, output_hidden_states = 0;
-    long long keep = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O|OpLp:forward", kwlist, &KVCacheType, &cache, &ids_obj,
-                                     &mask_obj, &all_positions, &keep, &output_hidden_states))
+    PyObject *keep_obj = NULL;
+    int64_t keep = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O|OpOp:forward", kwlist, &KVCacheType, &cache, &ids_obj,
+                                     &mask_obj, &all_positions, &keep_obj, &output_hidden_states) ||
+        pyllm_arg_int64(keep_obj, "logits_to_keep", INT64_MIN, INT64_MAX, &keep) < 0)
         return NULL;
     if (cache->owner != self || !cache->ready) {
         PyErr_SetString(PyExc_ValueError, "this cache belongs to another model");
         return NULL;
     }
     if (keep < 0) {
-        PyErr_Format(PyExc_ValueError, "logits_to_keep must be >= 0 (0 = every position), got %lld", keep);
+        PyErr_Format(PyExc_ValueError, "logits_to_keep must be >= 0 (0 = every position), got %lld", (long long)keep);
         return NULL;
     }
     PyArrayObject *ids, *mask;
@@ -594,10 +603,10 @@ static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *
         keep = n;
     npy_intp dims[3] = {batch, all_positions ? keep : vocab, vocab};
     npy_intp state_dims[4] = {c->n_layers + 1, batch, n, c->hidden_size};
-    PyArrayObject *logits = (PyArrayObject *)PyArray_SimpleNew(all_positions ? 3 : 2, dims, NPY_FLOAT32);
+    PyArrayObject *logits = (PyArrayObject *)pyllm_new_array(all_positions ? 3 : 2, dims, NPY_FLOAT32, 0);
     PyArrayObject *states = NULL;
     if (logits != NULL && output_hidden_states)
-        states = (PyArrayObject *)PyArray_SimpleNew(4, state_dims, NPY_FLOAT32);
+        states = (PyArrayObject *)pyllm_new_array(4, state_dims, NPY_FLOAT32, 0);
     if (logits == NULL || (output_hidden_states && states == NULL)) {
         Py_XDECREF(logits);
         Py_DECREF(ids);
@@ -682,13 +691,13 @@ static PyObject *decoder_get_n_threads(DecoderObject *self, void *closure)
 static int decoder_set_n_threads(DecoderObject *self, PyObject *value, void *closure)
 {
     (void)closure;
-    long n = value ? PyLong_AsLong(value) : -1;
-    if (n == -1 && PyErr_Occurred())
-        return -1;
-    if (n < 1 || n > 4096) {
-        PyErr_Format(PyExc_ValueError, "n_threads must be between 1 and 4096, got %ld", n);
+    int64_t n;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_TypeError, "n_threads cannot be deleted");
         return -1;
     }
+    if (pyllm_arg_int64(value, "n_threads", 1, PYLLM_MAX_THREADS, &n) < 0)
+        return -1;
     self->model.n_threads = (int)n;
     return 0;
 }
@@ -766,12 +775,12 @@ static PyObject *cache_copy(KVCacheObject *self, PyObject *unused)
 
 static PyObject *cache_repeat(KVCacheObject *self, PyObject *arg)
 {
-    long long batch = PyLong_AsLongLong(arg);
-    if (batch == -1 && PyErr_Occurred())
+    int64_t batch;
+    if (pyllm_arg_int64(arg, "batch_size", INT64_MIN, INT64_MAX, &batch) < 0)
         return NULL;
     if (self->cache.batch != 1 || batch < 1) {
         PyErr_Format(PyExc_ValueError, "repeat(batch_size) needs a one-row cache and batch_size >= 1, "
-                     "got a cache of %lld rows and batch_size %lld", (long long)self->cache.batch, batch);
+                     "got a cache of %lld rows and batch_size %lld", (long long)self->cache.batch, (long long)batch);
         return NULL;
     }
     if (pyllm_check_kv_cache_fits(&self->owner->model.config, batch, self->cache.capacity) < 0)
@@ -881,7 +890,8 @@ int pyllm_register_model(PyObject *module)
 {
     if (PyType_Ready(&DecoderType) < 0 || PyType_Ready(&KVCacheType) < 0 ||
         PyModule_AddFunctions(module, model_functions) < 0 ||
-        PyModule_AddIntConstant(module, "MAX_LAYERS", PYLLM_MAX_LAYERS) < 0)
+        PyModule_AddIntConstant(module, "MAX_LAYERS", PYLLM_MAX_LAYERS) < 0 ||
+        PyModule_AddIntConstant(module, "MAX_THREADS", PYLLM_MAX_THREADS) < 0)
         return -1;
     Py_INCREF(&DecoderType);
     if (PyModule_AddObject(module, "Decoder", (PyObject *)&DecoderType) < 0) {

@@ -10,9 +10,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "generate/processors.h"
 #include "generate/rng.h"
 #include "generate/sampler.h"
+#include "python/py_args.h"
 
 /* A contiguous float32 copy (or view) of a 1-D, non-empty floating-point row; NULL with
  * TypeError / ValueError otherwise. */
@@ -163,10 +165,13 @@ static PyObject *sample_logits(PyObject *self, PyObject *args, PyObject *kwargs)
     int do_sample = 1;
     double temperature = 1.0, top_p = 1.0;
     long long top_k = 0;
-    Py_ssize_t num_samples = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pOOOOn:sample_logits", keywords, &logits_obj, &do_sample,
-                                     &temperature_obj, &top_k_obj, &top_p_obj, &seed_obj, &num_samples))
+    PyObject *num_samples_obj = NULL;
+    int64_t samples = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pOOOOO:sample_logits", keywords, &logits_obj, &do_sample,
+                                     &temperature_obj, &top_k_obj, &top_p_obj, &seed_obj, &num_samples_obj) ||
+        pyllm_arg_int64(num_samples_obj, "num_samples", 1, PY_SSIZE_T_MAX, &samples) < 0)
         return NULL;
+    const Py_ssize_t num_samples = (Py_ssize_t)samples;
     if (option_double(temperature_obj, "temperature", &temperature) < 0 || option_top_k(top_k_obj, &top_k) < 0 ||
         option_double(top_p_obj, "top_p", &top_p) < 0)
         return NULL;
@@ -205,7 +210,7 @@ static PyObject *sample_logits(PyObject *self, PyObject *args, PyObject *kwargs)
         .top_p = (float)top_p,
     };
     npy_intp out_len = num_samples;
-    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, &out_len, NPY_INT64);
+    PyArrayObject *out = (PyArrayObject *)pyllm_new_array(1, &out_len, NPY_INT64, 0);
     if (out == NULL) {
         Py_DECREF(row);
         return NULL;
@@ -213,12 +218,12 @@ static PyObject *sample_logits(PyObject *self, PyObject *args, PyObject *kwargs)
     int64_t *tokens = (int64_t *)PyArray_DATA(out);
 
     pyllm_sampler sampler;
-    float *scores = PyMem_RawMalloc(sizeof(float) * (size_t)n);
+    float *scores = pyllm_alloc(sizeof(float) * (size_t)n);
     pyllm_status status = scores == NULL ? PYLLM_ERR_MEMORY : pyllm_sampling_params_check(&params);
     if (status == PYLLM_OK)
         status = pyllm_sampler_init(&sampler, n);
     if (status != PYLLM_OK) {
-        PyMem_RawFree(scores);
+        pyllm_free(scores);
         Py_DECREF(row);
         Py_DECREF(out);
         return pyllm_raise(status);
@@ -236,7 +241,7 @@ static PyObject *sample_logits(PyObject *self, PyObject *args, PyObject *kwargs)
         tokens[i] = token;
     }
     pyllm_sampler_release(&sampler);
-    PyMem_RawFree(scores);
+    pyllm_free(scores);
     Py_END_ALLOW_THREADS
 
     Py_DECREF(row);

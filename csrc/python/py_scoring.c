@@ -28,8 +28,8 @@ static PyObject *score_tokens(PyObject *self, PyObject *args, PyObject *kwds)
         goto done;
     }
     npy_intp dims[1] = {rows};
-    logprob = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_FLOAT64);
-    greedy = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_BOOL);
+    logprob = (PyArrayObject *)pyllm_new_array(1, dims, NPY_FLOAT64, 0);
+    greedy = (PyArrayObject *)pyllm_new_array(1, dims, NPY_BOOL, 0);
     if (logprob == NULL || greedy == NULL)
         goto done;
     pyllm_status st;

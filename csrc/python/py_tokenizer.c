@@ -199,7 +199,7 @@ static int ids_from_object(PyObject *obj, pyllm_ids *out)
         const int64_t *v = PyArray_DATA(cast);
         if (pyllm_ids_reserve(out, (size_t)n) != PYLLM_OK) {
             Py_DECREF(cast);
-            PyErr_NoMemory();
+            pyllm_raise(PYLLM_ERR_MEMORY);
             return -1;
         }
         for (npy_intp i = 0; i < n; i++) {
@@ -224,7 +224,7 @@ static int ids_from_object(PyObject *obj, pyllm_ids *out)
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     if (pyllm_ids_reserve(out, (size_t)n) != PYLLM_OK) {
         Py_DECREF(seq);
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -403,7 +403,7 @@ static PyObject *from_hf_bpe(PyObject *module, PyObject *args)
     }
     tok = pyllm_tokenizer_new(PYLLM_TOKENIZER_MERGES);
     if (tok == NULL)
-        return PyErr_NoMemory();
+        return pyllm_raise(PYLLM_ERR_MEMORY);
     pyllm_merges_tokenizer *m = &tok->as.merges;
     pyllm_status st = pyllm_merges_tokenizer_init(m, (int32_t)PyList_GET_SIZE(vocab), (size_t)PyList_GET_SIZE(merges));
     if (st != PYLLM_OK)
@@ -513,7 +513,7 @@ static PyObject *from_pieces(PyObject *module, PyObject *args)
         starts[i] = blob.len;
         lengths[i] = (size_t)len;
         if (pyllm_bytes_append(&blob, s, (size_t)len) != PYLLM_OK) {
-            PyErr_NoMemory();
+            pyllm_raise(PYLLM_ERR_MEMORY);
             goto done;
         }
     }
@@ -521,7 +521,7 @@ static PyObject *from_pieces(PyObject *module, PyObject *args)
         texts[i] = blob.data + starts[i];
     tok = pyllm_tokenizer_new(PYLLM_TOKENIZER_SENTENCEPIECE);
     if (tok == NULL) {
-        PyErr_NoMemory();
+        pyllm_raise(PYLLM_ERR_MEMORY);
         goto done;
     }
     pyllm_spm_options options = {.add_dummy_prefix = add_dummy_prefix,

@@ -6,6 +6,7 @@ spec. Sources: a Hugging Face directory (config.json + state dict), a llama2.c c
 (header; LLaMA only), and GGUF metadata (``spec_from_gguf`` / ``weights_from_gguf``: the hook
 the GGUF reader fills in). Adding a family is adding a module here (see docs/architectures.md).
 """
+from .._checks import check_n_ctx, token_ids
 from . import bloom, llama
 from .spec import DecoderSpec, canonical_shapes
 
@@ -45,10 +46,19 @@ def hf_architecture(config):
                      f"{list(architectures)!r}; {_supported()}")
 
 
-def spec_from_hf(config, n_ctx=None):
+def spec_from_hf(config, n_ctx=None, source="config"):
     """The DecoderSpec of a Hugging Face config.json dict; n_ctx: the KV-cache capacity (None:
-    the family's default)."""
-    return get(hf_architecture(config)).spec_from_hf(config, n_ctx)
+    the family's default). Every key the loaders read is checked (type, range, pyllm.limits)
+    before anything is sized from it: a ValueError starting with source (the config.json path,
+    or "config" for a dict) names the key, the value and the limit."""
+    n_ctx = None if n_ctx is None else check_n_ctx(n_ctx)  # a call argument: no source
+    try:
+        module = get(hf_architecture(config))
+        for key in ("bos_token_id", "pad_token_id", "eos_token_id"):
+            token_ids(key, config.get(key), many=key == "eos_token_id")
+        return module.spec_from_hf(config, n_ctx)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
 
 
 def weights_from_hf(spec, weights):

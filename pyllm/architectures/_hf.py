@@ -1,6 +1,6 @@
 """Readers of Hugging Face config.json values shared by the architecture modules: required and
 optional numbers under their aliases, and the rotary settings every RoPE family writes alike."""
-from .._checks import LIMITS, bounded_int
+from .._checks import LIMITS, bounded_int, flag as _flag
 from .spec import ROPE_TYPES
 
 
@@ -31,8 +31,8 @@ def number(config, key, default, test=lambda x: x >= 0, expected="a number >= 0"
 
 
 def flag(config, key, default):
-    value = config.get(key, default)
-    return bool(default if value is None else value)
+    """A true/false key (null or absent: default); ValueError naming it for anything else."""
+    return _flag(key, config.get(key), default)
 
 
 def rope(config, max_position_embeddings):

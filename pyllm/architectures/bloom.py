@@ -6,6 +6,7 @@ the norm's output when apply_residual_connection_post_layernorm, the lm_head tie
 One function per source turns that source's configuration into a DecoderSpec, and one per
 source maps its tensor names onto the canonical ones (splitting the fused projection).
 """
+from .. import limits
 from .._checks import LIMITS, bounded_int, check_n_ctx, matrix_weight, float32_weight
 from . import _hf
 from ..gguf import REQUIRED
@@ -29,9 +30,7 @@ def spec_from_hf(config, n_ctx=None):
     heads = _hf.required_int(config, ("n_head", "num_attention_heads"), FAMILY)
     if d % heads:
         raise ValueError(f"BLOOM's hidden size ({d}) must be a multiple of n_head ({heads})")
-    residual = config.get("apply_residual_connection_post_layernorm", False)
-    if not isinstance(residual, bool):
-        raise ValueError(f"apply_residual_connection_post_layernorm must be true or false, got {residual!r}")
+    residual = _hf.flag(config, "apply_residual_connection_post_layernorm", False)
     if n_ctx is None:
         seq_length = config.get("seq_length")
         n_ctx = DEFAULT_N_CTX if seq_length is None else bounded_int("seq_length", seq_length, LIMITS["context"])
@@ -90,22 +89,22 @@ def config_from_gguf(f):
     """The BloomForCausalLM config.json dict of a GGUF file's `bloom.*` metadata (llama.cpp keeps
     no apply_residual_connection_post_layernorm: its BLOOM runs without it)."""
     a = "bloom."
-    d = f.get_int(a + "embedding_length", REQUIRED)
-    ff = f.get_int(a + "feed_forward_length", 4 * d)
+    d = f.get_count(a + "embedding_length", limits.MAX_HIDDEN)
+    ff = f.get_count(a + "feed_forward_length", limits.MAX_INTERMEDIATE, 4 * d)
     if ff != 4 * d:
         raise ValueError(f"{a}feed_forward_length is {ff}, but BLOOM's MLP is 4 x embedding_length = {4 * d}")
-    heads = f.get_int(a + "attention.head_count", REQUIRED)
-    kv_heads = f.get_int(a + "attention.head_count_kv", heads)
+    heads = f.get_count(a + "attention.head_count", limits.MAX_HEADS)
+    kv_heads = f.get_count(a + "attention.head_count_kv", limits.MAX_HEADS, heads)
     if kv_heads != heads:
         raise ValueError(f"{a}attention.head_count_kv is {kv_heads}, but BLOOM has as many KV heads as heads ({heads})")
-    vocab = f.get_int(a + "vocab_size", None)
+    vocab = f.get_count(a + "vocab_size", limits.MAX_VOCAB, None)
     if vocab is None:
         vocab = f.tensors["token_embd.weight"].shape[0] if "token_embd.weight" in f.tensors else None
     return {
         "architectures": [HF_CLASSES[0]], "model_type": HF_MODEL_TYPE, "vocab_size": vocab, "hidden_size": d,
-        "n_layer": f.get_int(a + "block_count", REQUIRED), "n_head": heads,
+        "n_layer": f.get_count(a + "block_count", limits.MAX_LAYERS), "n_head": heads,
         "layer_norm_epsilon": f.get_float(a + "attention.layer_norm_epsilon", REQUIRED),
-        "seq_length": f.get_int(a + "context_length", DEFAULT_N_CTX),
+        "seq_length": f.get_count(a + "context_length", limits.MAX_CONTEXT, DEFAULT_N_CTX),
         "apply_residual_connection_post_layernorm": False,
         "tie_word_embeddings": "output.weight" not in f.tensors,
     }

@@ -7,6 +7,7 @@ source maps its tensor names onto the canonical (Hugging Face LLaMA) names.
 """
 import numpy as np
 
+from .. import limits
 from .._checks import LIMITS, bounded_int, check_n_ctx
 from . import _hf
 from .._checks import float32_weight, matrix_weight
@@ -48,7 +49,8 @@ def spec_from_hf(config, n_ctx=None):
         head_dim = c["hidden_size"] // c["num_attention_heads"]
     c["head_dim"] = bounded_int("head_dim", head_dim)
     c["rms_norm_eps"] = _hf.number(config, "rms_norm_eps", 1e-6)
-    max_pos = bounded_int("max_position_embeddings", config.get("max_position_embeddings", 2048), LIMITS["context"])
+    max_pos = bounded_int("max_position_embeddings", _hf.first(config, ("max_position_embeddings",), 2048)[1],
+                          LIMITS["context"])
     c["rope"] = _hf.rope(config, max_pos)
     for key in ("attention_bias", "mlp_bias", "tie_word_embeddings"):
         c[key] = _hf.flag(config, key, False)
@@ -167,18 +169,18 @@ def config_from_gguf(f):
     """The LlamaForCausalLM config.json dict of a GGUF file's `llama.*` metadata and tensor list
     (biases and an untied output are read off the tensors present), with llama.cpp's defaults."""
     a = "llama."
-    heads = f.get_int(a + "attention.head_count", REQUIRED)
-    d = f.get_int(a + "embedding_length", REQUIRED)
-    vocab = f.get_int(a + "vocab_size", None)
+    heads = f.get_count(a + "attention.head_count", limits.MAX_HEADS)
+    d = f.get_count(a + "embedding_length", limits.MAX_HIDDEN)
+    vocab = f.get_count(a + "vocab_size", limits.MAX_VOCAB, None)
     if vocab is None:  # older files (stories260K.gguf): the embedding's rows, as llama.cpp takes them
         vocab = f.tensors["token_embd.weight"].shape[0] if "token_embd.weight" in f.tensors else None
-    max_pos = f.get_int(a + "context_length", REQUIRED)
+    max_pos = f.get_count(a + "context_length", limits.MAX_CONTEXT)
     config = {
         "architectures": list(HF_CLASSES), "model_type": HF_MODEL_TYPE, "vocab_size": vocab, "hidden_size": d,
-        "intermediate_size": f.get_int(a + "feed_forward_length", REQUIRED),
-        "num_hidden_layers": f.get_int(a + "block_count", REQUIRED), "num_attention_heads": heads,
-        "num_key_value_heads": f.get_int(a + "attention.head_count_kv", heads),
-        "head_dim": f.get_int(a + "attention.key_length", None),  # None: hidden / heads
+        "intermediate_size": f.get_count(a + "feed_forward_length", limits.MAX_INTERMEDIATE),
+        "num_hidden_layers": f.get_count(a + "block_count", limits.MAX_LAYERS), "num_attention_heads": heads,
+        "num_key_value_heads": f.get_count(a + "attention.head_count_kv", limits.MAX_HEADS, heads),
+        "head_dim": f.get_count(a + "attention.key_length", limits.MAX_HEAD_DIM, None),  # None: hidden / heads
         "max_position_embeddings": max_pos,
         "rms_norm_eps": f.get_float(a + "attention.layer_norm_rms_epsilon", REQUIRED),
         "rope_theta": f.get_float(a + "rope.freq_base", 10000.0),
@@ -194,7 +196,7 @@ def config_from_gguf(f):
 def spec_from_gguf(f, n_ctx=None):
     """The spec of a GGUF file (a pyllm.gguf.GGUFFile) of architecture `llama`."""
     spec = spec_from_hf(config_from_gguf(f), n_ctx)
-    rope_dims = f.get_int("llama.rope.dimension_count", spec["head_dim"])
+    rope_dims = f.get_count("llama.rope.dimension_count", limits.MAX_HEAD_DIM, spec["head_dim"])
     if rope_dims != spec["head_dim"]:
         raise ValueError(f"llama.rope.dimension_count is {rope_dims} but heads have {spec['head_dim']} dimensions: "
                          "partial rotary embeddings are not supported")
