@@ -73,6 +73,21 @@ if os.environ.get("PYLLM_SANITIZE") == "1":
     san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
     cflags = [f for f in cflags if f != "-O3"] + ["-O1"] + san
     ldflags += san
+if os.environ.get("PYLLM_FUZZ") == "1":
+    # For the atheris harnesses (fuzz/build.sh python, with CC=clang): ASan + UBSan, and libFuzzer's
+    # coverage counters so that atheris sees the C code each input reaches. Serial C core: clang has
+    # no OpenMP runtime here, fuzz/include/omp.h stands in for it (oneDNN keeps its own libgomp).
+    # clang ignores `#pragma GCC target`: the kernels' instruction sets are enabled for every file,
+    # so this build runs only on a CPU with AVX-512 BF16/VNNI (as the CI machines have), and the ISA
+    # probe answers yes (clang 14's __builtin_cpu_supports does not know "f16c"; PYLLM_ISA still lowers it).
+    # No target_clones either: their ifunc resolvers run before the extension's own relocations, and
+    # under ASan they jump through one not yet applied (every clone would be the AVX-512 one anyway).
+    fuzz = ["-D__builtin_cpu_supports(feature)=1", "-Dtarget_clones(...)=unused", "-fsanitize=address,undefined,fuzzer-no-link", "-fno-sanitize-recover=undefined",
+            "-fno-omit-frame-pointer", "-g", "-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw",
+            "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mavx512vnni"]
+    cflags = [f for f in cflags if f not in ("-O3", "-fopenmp")] + ["-O1", "-Wno-unknown-pragmas",
+                                                                   "-I" + os.path.join(HERE, "fuzz", "include")] + fuzz
+    ldflags = [f for f in ldflags if f != "-fopenmp"] + ["-fsanitize=address,undefined"]  # runtime: LD_PRELOAD
 if os.environ.get("PYLLM_DEBUG") == "1":
     cflags = [f for f in cflags if f != "-O3"] + ["-O0", "-g"]
 

@@ -44,5 +44,6 @@ const struct pyllm_tokenizer *pyllm_py_tokenizer_of(PyObject *obj);
  * meanwhile from a thread without the GIL. Never taken twice by one thread. */
 void pyllm_py_tokenizer_read_lock(PyObject *obj);
 void pyllm_py_tokenizer_unlock(PyObject *obj);
+int pyllm_register_regex_testing(PyObject *module);
 
 #endif

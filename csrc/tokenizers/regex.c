@@ -655,12 +655,17 @@ static inline size_t match_char(const char_class *c, const subject *s, size_t po
     return class_matches(c, cp) ? n : 0;
 }
 
+/* The start of the character that ends at pos, as forward matching stepped over it: a
+ * well-formed character of 2-4 bytes ending there (one starts with a lead byte, so forward
+ * decoding cannot have stepped past its start), else the one byte a malformed sequence reads
+ * as. Counting continuation bytes instead would step over bytes read one at a time, back past
+ * where a repetition began. pos > 0. */
 static size_t prev_char(const subject *s, size_t pos)
 {
-    size_t p = pos - 1;
-    while (p > 0 && ((unsigned char)s->text[p] & 0xC0) == 0x80 && pos - p < 4)
-        p--;
-    return p;
+    for (size_t k = 2; k <= 4 && k <= pos; k++)
+        if (pyllm_utf8_valid_char_len(s->text + pos - k, k) == k)
+            return pos - k;
+    return pos - 1;
 }
 
 /* Backtracking matcher. Every node entered and every character a repetition tests is a step;
