@@ -17,7 +17,7 @@ python="${TSAN_PYTHON:-$PWD/.venv/bin/python}"  # another venv's python for a lo
 if ! "$python" -c "import importlib.metadata as m; m.distribution('onednn-devel-cpu-gomp')" 2>/dev/null; then
     "$python" -m pip install -q onednn-devel-cpu-gomp==2023.2.0
 fi
-command -v clang >/dev/null || apt-get install -y clang libclang-rt-14-dev llvm-14
+command -v clang >/dev/null || { apt-get update -q && apt-get install -y -q clang libclang-rt-14-dev llvm-14; }
 
 if [[ -n "${TSAN_WORK:-}" ]]; then  # a kept build directory, to debug in
     work="$TSAN_WORK"
@@ -57,7 +57,7 @@ for src in tests/tsan/driver.c $(find csrc -name '*.c' -not -path 'csrc/python/*
 done
 clang -fsanitize=thread "${objects[@]}" "$dnnl_lib" "$(gcc -print-file-name=libgomp.so)" -lm -lpthread \
     -Wl,-rpath,"$(dirname "$dnnl_lib")" -o "$work/driver"
-PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$python" tests/tsan/dump_merges.py \
+"$python" tests/tsan/dump_merges.py \
     "$data/llamacpp/ggml-vocab-gpt-2.gguf" "$work/gpt2-merges.txt"
 echo "== driver under ThreadSanitizer"
 OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan/tsan.supp" \
