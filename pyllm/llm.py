@@ -54,8 +54,11 @@ class LLM:
         return self._model
 
     def close(self):
-        """Free the weights (a generation under way in another thread finishes first)."""
-        self._model = None
+        """Free the weights (a generation under way in another thread finishes first, then frees
+        them; see Model.close)."""
+        model, self._model = self._model, None
+        if model is not None:
+            model.close()
 
     @property
     def closed(self):

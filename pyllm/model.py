@@ -70,7 +70,10 @@ def _check_run_options(n_threads, generation_config, batch_invariant):
 
 
 class Model:
-    """A LLaMA- or BLOOM-family causal language model running on pyllm's C core."""
+    """A LLaMA- or BLOOM-family causal language model running on pyllm's C core.
+
+    One model may be shared by threads: its calls take turns (docs/threads.md). A KV cache takes
+    one call at a time that appends to it; another call on it meanwhile raises RuntimeError."""
 
     def __init__(self, decoder, config, spec, generation_config):
         self._decoder = decoder
@@ -231,6 +234,16 @@ class Model:
     @n_threads.setter
     def n_threads(self, value):
         self._decoder.n_threads = value
+
+    def close(self):
+        """Free the packed weights. Later calls raise RuntimeError; calls already running (on
+        other threads, or the one whose hook calls close) finish normally, and the last of them to
+        end frees the weights. Closing twice is allowed."""
+        self._decoder.close()
+
+    @property
+    def closed(self):
+        return self._decoder.closed
 
     def new_cache(self, batch_size=1, capacity=None):
         """An empty KV cache for incremental evaluation: ``model(ids, cache=cache)`` appends the

@@ -1,7 +1,9 @@
 #include "ops/gemv.h"
 
+#include <cpuid.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,11 +13,19 @@
 
 /* ---- instruction set ---------------------------------------------------------------------- */
 
+/* F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports has no "f16c" (the
+ * ThreadSanitizer build, .ci/tsan.sh, is clang's). */
+static int has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+
 static pyllm_isa detect_isa(void)
 {
     __builtin_cpu_init();
     pyllm_isa best = PYLLM_ISA_GENERIC;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c())
         best = PYLLM_ISA_AVX2;
     if (best == PYLLM_ISA_AVX2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
@@ -33,10 +43,15 @@ static pyllm_isa detect_isa(void)
 
 pyllm_isa pyllm_gemv_isa(void)
 {
-    static int isa = -1; /* the environment is read once; a race writes the same value */
-    if (isa < 0)
-        isa = (int)detect_isa();
-    return (pyllm_isa)isa;
+    /* Found once; threads racing through the first calls all store the same value, atomically so
+     * that the race is defined (and ThreadSanitizer, .ci/tsan.sh, sees none). */
+    static _Atomic int isa = -1;
+    int v = atomic_load_explicit(&isa, memory_order_relaxed);
+    if (v < 0) {
+        v = (int)detect_isa();
+        atomic_store_explicit(&isa, v, memory_order_relaxed);
+    }
+    return (pyllm_isa)v;
 }
 
 const char *pyllm_isa_name(pyllm_isa isa)

@@ -32,6 +32,7 @@ int pyllm_register_processors(PyObject *module);
 int pyllm_register_quant(PyObject *module);
 int pyllm_register_gguf(PyObject *module);
 int pyllm_register_memory(PyObject *module);
+int pyllm_register_threads_testing(PyObject *module);
 int pyllm_register_faults(PyObject *module); /* into pyllm._core._testing */
 int pyllm_register_tokenizer_work(PyObject *module);
 
@@ -39,6 +40,10 @@ int pyllm_register_tokenizer_work(PyObject *module);
  * TypeError for any other object. */
 struct pyllm_tokenizer;
 const struct pyllm_tokenizer *pyllm_py_tokenizer_of(PyObject *obj);
+/* Its shared side (py_tokenizer.c), held around any reading of it: add_token may change it
+ * meanwhile from a thread without the GIL. Never taken twice by one thread. */
+void pyllm_py_tokenizer_read_lock(PyObject *obj);
+void pyllm_py_tokenizer_unlock(PyObject *obj);
 int pyllm_register_regex_testing(PyObject *module);
 
 #endif

@@ -70,7 +70,7 @@ static int add_testing(PyObject *m)
     if (t == NULL)
         return -1;
     if (pyllm_register_quant(t) < 0 || pyllm_register_processors(t) < 0 || pyllm_register_tokenizer_work(t) < 0 ||
-        pyllm_register_faults(t) < 0 || pyllm_register_regex_testing(t) < 0 ||
+        pyllm_register_faults(t) < 0 || pyllm_register_threads_testing(t) < 0 || pyllm_register_regex_testing(t) < 0 ||
         PyModule_AddObject(m, "_testing", t) < 0) {
         Py_DECREF(t);
         return -1;

@@ -328,7 +328,8 @@ static PyObject *first_columns(PyObject *out, int64_t columns, int ndim)
     return result;
 }
 
-PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, PyObject *args, PyObject *kwds)
+PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int n_threads, PyObject *args,
+                              PyObject *kwds)
 {
     static char *kwlist[] = {"input_ids", "attention_mask", "max_new_tokens", "do_sample", "temperature", "top_k",
                              "top_p", "min_p", "typical_p", "repetition_penalty", "frequency_penalty",
@@ -446,6 +447,7 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, PyO
     pyllm_kv_cache cache;
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(lock, WAIT_LOCK);
+    model->n_threads = n_threads;
     st = pyllm_kv_cache_init(&cache, model, batch, capacity);
     if (st == PYLLM_OK) {
         st = pyllm_generate(model, &cache, tok, m, prompt_len, &opt, sequences, &steps, new_count);

@@ -7,9 +7,10 @@
 #include "models/decoder.h"
 
 /* Decoder.generate(input_ids, attention_mask=None, **options): runs the loop on `model` with
- * `lock` held and the GIL released. Python hooks run on this thread with the GIL and without
- * the lock, so a hook may call the same model. Returns (sequences, new_counts, logprobs, top_ids,
- * top_logprobs), the last three None unless output_logprobs. */
-PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, PyObject *args, PyObject *kwds);
+ * `lock` held and the GIL released, on n_threads threads. Python hooks run on this thread with
+ * the GIL and without the lock, so a hook may call the same model. Returns (sequences, new_counts,
+ * logprobs, top_ids, top_logprobs), the last three None unless output_logprobs. */
+PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int n_threads, PyObject *args,
+                              PyObject *kwds);
 
 #endif

@@ -6,8 +6,13 @@
  * here knows a model family by name. pyllm/model.py validates user input and wraps these in
  * pyllm.Model.
  *
- * Every computing call releases the GIL and holds the model's lock, so two Python threads
- * using one model (or its caches) take turns instead of corrupting the workspace. */
+ * Sharing across threads (docs/threads.md): every computing call releases the GIL and holds the
+ * model's lock, so two Python threads using one model take turns instead of corrupting the
+ * workspace. The lock is only ever waited for with the GIL released, and its holder takes the GIL
+ * only through PyGILState_Ensure between steps (hooks, signals), so neither waits on the other.
+ * close() never frees weights under a call: it refuses new calls at once and the last call in
+ * progress frees them. A KV cache serves one call at a time that appends to it: a second call
+ * on it meanwhile raises RuntimeError instead of appending in an order no one chose. */
 #include "python/common.h"
 
 #include <string.h>
@@ -16,13 +21,17 @@
 #include "python/py_args.h"
 #include "python/py_generate.h"
 #include "python/py_memory.h"
+#include "python/py_model.h"
 #include "models/decoder.h"
 #include "ops/quant_gguf.h"
 
 typedef struct {
     PyObject_HEAD
     pyllm_decoder model;
-    int ready;
+    int ready;               /* model holds packed weights */
+    int closed;              /* close() was called: new calls raise */
+    Py_ssize_t calls;        /* calls in progress (changed with the GIL held) */
+    int n_threads;           /* the setting; copied into model.n_threads under the lock */
     PyThread_type_lock lock;
 } DecoderObject;
 
@@ -31,6 +40,10 @@ typedef struct {
     DecoderObject *owner; /* strong reference: the cache is only valid with its model */
     pyllm_kv_cache cache;
     int ready;
+    /* Who uses the cache right now (changed with the GIL held): one call appending to it, or
+     * any number reading it (copy, repeat), never both. */
+    int writing;
+    Py_ssize_t readers;
 } KVCacheObject;
 
 static PyTypeObject DecoderType;
@@ -469,6 +482,7 @@ static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         goto fail;
     }
     self->ready = 1;
+    self->n_threads = self->model.n_threads;
     for (int64_t l = 0; l <= config.n_layers; l++)
         held_release(&all[l]);
     pyllm_free(all);
@@ -494,10 +508,89 @@ static void decoder_dealloc(DecoderObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Call with the GIL released: the holder may need the GIL before it lets go (see the top). */
 static void lock_model(DecoderObject *m)
 {
     PyThread_acquire_lock(m->lock, WAIT_LOCK);
 }
+
+/* Free the packed weights; the configuration stays for the getters. */
+static void free_weights(DecoderObject *m)
+{
+    const pyllm_decoder_config config = m->model.config;
+    pyllm_decoder_release(&m->model);
+    m->model.config = config;
+    m->ready = 0;
+}
+
+/* Start a call that reads the weights: 0, or -1 with RuntimeError once close() was called. */
+static int call_begin(DecoderObject *m)
+{
+    if (m->closed || !m->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "this model is closed: its weights were freed by close()");
+        return -1;
+    }
+    m->calls++;
+    return 0;
+}
+
+/* End it; the last call to end after close() frees the weights. */
+static void call_end(DecoderObject *m)
+{
+    if (--m->calls == 0 && m->closed && m->ready)
+        free_weights(m);
+}
+
+static PyObject *decoder_close(DecoderObject *self, PyObject *unused)
+{
+    (void)unused;
+    self->closed = 1;
+    if (self->calls == 0 && self->ready)
+        free_weights(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *decoder_get_closed(DecoderObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->closed);
+}
+
+/* Claim a cache for a call that appends to it (write) or one that reads it: 0, or -1 with
+ * RuntimeError when the claim would overlap a call that appends. */
+static int cache_claim(KVCacheObject *c, int write)
+{
+    if (c->writing || (write && c->readers > 0)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this KV cache is in use by another call: a cache takes one call at a time that appends to "
+                        "it (give each thread its own cache, e.g. from cache.copy())");
+        return -1;
+    }
+    if (write)
+        c->writing = 1;
+    else
+        c->readers++;
+    return 0;
+}
+
+static void cache_unclaim(KVCacheObject *c, int write)
+{
+    if (write)
+        c->writing = 0;
+    else
+        c->readers--;
+}
+
+int pyllm_kv_cache_claim(PyObject *cache, int write)
+{
+    if (!PyObject_TypeCheck(cache, &KVCacheType)) {
+        PyErr_Format(PyExc_TypeError, "expected a KVCache, got %s", Py_TYPE(cache)->tp_name);
+        return -1;
+    }
+    return cache_claim((KVCacheObject *)cache, write);
+}
+
+void pyllm_kv_cache_unclaim(PyObject *cache, int write) { cache_unclaim((KVCacheObject *)cache, write); }
 
 static KVCacheObject *cache_wrap(DecoderObject *owner)
 {
@@ -507,6 +600,8 @@ static KVCacheObject *cache_wrap(DecoderObject *owner)
     Py_INCREF(owner);
     c->owner = owner;
     c->ready = 0;
+    c->writing = 0;
+    c->readers = 0;
     memset(&c->cache, 0, sizeof c->cache);
     return c;
 }
@@ -525,15 +620,18 @@ static PyObject *decoder_new_cache(DecoderObject *self, PyObject *args, PyObject
                      (long long)self->model.config.n_ctx, (long long)batch, (long long)capacity);
         return NULL;
     }
-    if (pyllm_check_kv_cache_fits(&self->model.config, batch, capacity) < 0)
+    if (pyllm_check_kv_cache_fits(&self->model.config, batch, capacity) < 0 || call_begin(self) < 0)
         return NULL;
     KVCacheObject *c = cache_wrap(self);
-    if (c == NULL)
+    if (c == NULL) {
+        call_end(self);
         return NULL;
+    }
     pyllm_status st;
     Py_BEGIN_ALLOW_THREADS
     st = pyllm_kv_cache_init(&c->cache, &self->model, batch, capacity);
     Py_END_ALLOW_THREADS
+    call_end(self);
     if (st != PYLLM_OK) {
         Py_DECREF(c);
         return pyllm_raise(st);
@@ -570,6 +668,9 @@ static int tokens_and_mask(PyObject *ids_obj, PyObject *mask_obj, int64_t batch,
     return 0;
 }
 
+static PyObject *forward_claimed(DecoderObject *self, KVCacheObject *cache, PyObject *ids_obj, PyObject *mask_obj,
+                                 int all_positions, int64_t keep, int output_hidden_states);
+
 static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"cache", "input_ids", "attention_mask", "all_positions", "logits_to_keep",
@@ -591,6 +692,22 @@ static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *
         PyErr_Format(PyExc_ValueError, "logits_to_keep must be >= 0 (0 = every position), got %lld", (long long)keep);
         return NULL;
     }
+    if (call_begin(self) < 0)
+        return NULL;
+    if (cache_claim(cache, 1) < 0) {
+        call_end(self);
+        return NULL;
+    }
+    PyObject *result = forward_claimed(self, cache, ids_obj, mask_obj, all_positions, keep, output_hidden_states);
+    cache_unclaim(cache, 1);
+    call_end(self);
+    return result;
+}
+
+/* Decoder.forward once the model and the cache are claimed. */
+static PyObject *forward_claimed(DecoderObject *self, KVCacheObject *cache, PyObject *ids_obj, PyObject *mask_obj,
+                                 int all_positions, int64_t keep, int output_hidden_states)
+{
     PyArrayObject *ids, *mask;
     if (tokens_and_mask(ids_obj, mask_obj, cache->cache.batch, &ids, &mask) < 0)
         return NULL;
@@ -621,8 +738,10 @@ static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *
         .logits_to_keep = keep,
         .hidden_states = states ? PyArray_DATA(states) : NULL,
     };
+    const int n_threads = self->n_threads;
     Py_BEGIN_ALLOW_THREADS
     lock_model(self);
+    self->model.n_threads = n_threads;
     st = pyllm_decoder_forward_outputs(&self->model, &cache->cache, tok, m, n, &out);
     PyThread_release_lock(self->lock);
     Py_END_ALLOW_THREADS
@@ -643,7 +762,11 @@ static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *
 
 static PyObject *decoder_generate(DecoderObject *self, PyObject *args, PyObject *kwds)
 {
-    return pyllm_generate_call(&self->model, self->lock, args, kwds);
+    if (call_begin(self) < 0)
+        return NULL;
+    PyObject *result = pyllm_generate_call(&self->model, self->lock, self->n_threads, args, kwds);
+    call_end(self);
+    return result;
 }
 
 static PyObject *decoder_get_n_ctx(DecoderObject *self, void *closure)
@@ -679,13 +802,13 @@ static PyObject *decoder_get_kv_type(DecoderObject *self, void *closure)
 static PyObject *decoder_get_weight_bytes(DecoderObject *self, void *closure)
 {
     (void)closure;
-    return PyLong_FromSize_t(pyllm_decoder_weight_bytes(&self->model));
+    return PyLong_FromSize_t(self->ready ? pyllm_decoder_weight_bytes(&self->model) : 0);
 }
 
 static PyObject *decoder_get_n_threads(DecoderObject *self, void *closure)
 {
     (void)closure;
-    return PyLong_FromLong(self->model.n_threads);
+    return PyLong_FromLong(self->n_threads);
 }
 
 static int decoder_set_n_threads(DecoderObject *self, PyObject *value, void *closure)
@@ -698,7 +821,7 @@ static int decoder_set_n_threads(DecoderObject *self, PyObject *value, void *clo
     }
     if (pyllm_arg_int64(value, "n_threads", 1, PYLLM_MAX_THREADS, &n) < 0)
         return -1;
-    self->model.n_threads = (int)n;
+    self->n_threads = (int)n; /* a call in progress keeps its count; the next one takes this */
     return 0;
 }
 
@@ -713,6 +836,9 @@ static PyMethodDef decoder_methods[] = {
     {"generate", (PyCFunction)(void (*)(void))decoder_generate, METH_VARARGS | METH_KEYWORDS,
      "generate(input_ids, *, attention_mask=None, **options): (sequences, new_counts, logprobs, top_ids, "
      "top_logprobs); see csrc/python/py_generate.c."},
+    {"close", (PyCFunction)decoder_close, METH_NOARGS,
+     "close(): free the weights. New calls raise RuntimeError at once; calls already running (on other threads, "
+     "or the one whose hook called close) finish normally, and the last of them frees the weights."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -724,7 +850,8 @@ static PyGetSetDef decoder_getset[] = {
     {"batch_invariant", (getter)decoder_get_batch_invariant, NULL,
      "Whether each row's results are the same bits whatever the batch, padding or cache split.", NULL},
     {"kv_type", (getter)decoder_get_kv_type, NULL, "Element type of the KV cache's keys and values.", NULL},
-    {"weight_bytes", (getter)decoder_get_weight_bytes, NULL, "Bytes of the packed weights.", NULL},
+    {"weight_bytes", (getter)decoder_get_weight_bytes, NULL, "Bytes of the packed weights (0 once freed).", NULL},
+    {"closed", (getter)decoder_get_closed, NULL, "Whether close() was called.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -756,15 +883,18 @@ static PyObject *cache_copy(KVCacheObject *self, PyObject *unused)
     (void)unused;
     if (pyllm_check_kv_cache_fits(&self->owner->model.config, self->cache.batch, self->cache.capacity) < 0)
         return NULL;
-    KVCacheObject *c = cache_wrap(self->owner);
-    if (c == NULL)
+    if (cache_claim(self, 0) < 0)
         return NULL;
+    KVCacheObject *c = cache_wrap(self->owner);
+    if (c == NULL) {
+        cache_unclaim(self, 0);
+        return NULL;
+    }
     pyllm_status st;
     Py_BEGIN_ALLOW_THREADS
-    lock_model(self->owner);
     st = pyllm_kv_cache_copy(&c->cache, &self->cache);
-    PyThread_release_lock(self->owner->lock);
     Py_END_ALLOW_THREADS
+    cache_unclaim(self, 0);
     if (st != PYLLM_OK) {
         Py_DECREF(c);
         return pyllm_raise(st);
@@ -785,15 +915,18 @@ static PyObject *cache_repeat(KVCacheObject *self, PyObject *arg)
     }
     if (pyllm_check_kv_cache_fits(&self->owner->model.config, batch, self->cache.capacity) < 0)
         return NULL;
-    KVCacheObject *c = cache_wrap(self->owner);
-    if (c == NULL)
+    if (cache_claim(self, 0) < 0)
         return NULL;
+    KVCacheObject *c = cache_wrap(self->owner);
+    if (c == NULL) {
+        cache_unclaim(self, 0);
+        return NULL;
+    }
     pyllm_status st;
     Py_BEGIN_ALLOW_THREADS
-    lock_model(self->owner);
     st = pyllm_kv_cache_repeat(&c->cache, &self->cache, batch);
-    PyThread_release_lock(self->owner->lock);
     Py_END_ALLOW_THREADS
+    cache_unclaim(self, 0);
     if (st != PYLLM_OK) {
         Py_DECREF(c);
         return pyllm_raise(st);
@@ -802,9 +935,21 @@ static PyObject *cache_repeat(KVCacheObject *self, PyObject *arg)
     return (PyObject *)c;
 }
 
+/* The fill of a cache changes during a call that appends to it: RuntimeError then. */
+static int cache_settled(KVCacheObject *self)
+{
+    if (!self->writing)
+        return 0;
+    PyErr_SetString(PyExc_RuntimeError, "this KV cache is in use by a call that appends to it: its fill is not "
+                    "known until that call returns");
+    return -1;
+}
+
 static PyObject *cache_get_lengths(KVCacheObject *self, void *closure)
 {
     (void)closure;
+    if (cache_settled(self) < 0)
+        return NULL;
     PyObject *list = PyList_New(self->cache.batch);
     if (list == NULL)
         return NULL;
@@ -822,6 +967,8 @@ static PyObject *cache_get_lengths(KVCacheObject *self, void *closure)
 static PyObject *cache_get_used(KVCacheObject *self, void *closure)
 {
     (void)closure;
+    if (cache_settled(self) < 0)
+        return NULL;
     return PyLong_FromLongLong(self->cache.used);
 }
 

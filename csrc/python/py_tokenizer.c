@@ -1,7 +1,16 @@
 /* Python binding of the C tokenizer: the type pyllm._core.Tokenizer (either kind: SentencePiece BPE
- * or merges BPE) and its constructors. Encoding and decoding run without the GIL. */
+ * or merges BPE) and its constructors. Encoding and decoding run without the GIL.
+ *
+ * Sharing across threads (docs/threads.md): a tokenizer is guarded by a readers-writer lock.
+ * Encoding, decoding and every query read it under the shared side, any number at once;
+ * add_token and set_added_flags change its tables (growing them frees the old ones) under the
+ * exclusive side, so no reader ever sees them half changed or freed. No thread holding the lock
+ * waits for the GIL or for the lock again (the guarded sections are plain C, or Python calls that
+ * run no Python code), so waiting for it is safe with the GIL held or released: long sections
+ * wait with it released. */
 #include "python/common.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include "tokenizers/tokenizer.h"
@@ -10,12 +19,15 @@
 typedef struct {
     PyObject_HEAD
     pyllm_tokenizer *tok;
+    pthread_rwlock_t guard; /* of *tok, see the top */
 } TokenizerObject;
 
 static PyTypeObject TokenizerType;
 
 static void tokenizer_dealloc(TokenizerObject *self)
 {
+    /* no call is running: each holds a reference to self */
+    pthread_rwlock_destroy(&self->guard);
     pyllm_tokenizer_free(self->tok);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -28,8 +40,39 @@ static PyObject *wrap(pyllm_tokenizer *tok)
         return NULL;
     }
     obj->tok = tok;
+    pthread_rwlockattr_t attr;
+    int failed = pthread_rwlockattr_init(&attr);
+#ifdef PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP
+    /* glibc lets a stream of readers starve a writer by default: add_token would wait for a pause
+     * in encoding that a busy server never has */
+    if (!failed)
+        pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    if (!failed) {
+        failed = pthread_rwlock_init(&obj->guard, &attr);
+        pthread_rwlockattr_destroy(&attr);
+    }
+    if (failed) {
+        obj->tok = NULL;
+        PyObject_Free(obj);
+        pyllm_tokenizer_free(tok);
+        return PyErr_NoMemory();
+    }
     return (PyObject *)obj;
 }
+
+/* The shared side for a short query with the GIL held: taken at once unless a writer has it or
+ * waits for it, else waited for with the GIL released. */
+static void read_lock(TokenizerObject *self)
+{
+    if (pthread_rwlock_tryrdlock(&self->guard) == 0)
+        return;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_rdlock(&self->guard);
+    Py_END_ALLOW_THREADS
+}
+
+static void unlock(TokenizerObject *self) { pthread_rwlock_unlock(&self->guard); }
 
 static PyObject *from_sentencepiece(PyObject *module, PyObject *arg)
 {
@@ -111,7 +154,9 @@ static PyObject *tokenizer_encode(TokenizerObject *self, PyObject *args)
     pyllm_ids ids = {0};
     pyllm_status st;
     Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_rdlock(&self->guard);
     st = pyllm_tokenizer_encode(self->tok, utf8, (size_t)len, flags, &ids);
+    unlock(self);
     Py_END_ALLOW_THREADS
     PyObject *result = st == PYLLM_OK ? ids_to_list(&ids) : pyllm_raise(st);
     pyllm_ids_free(&ids);
@@ -149,8 +194,10 @@ static PyObject *tokenizer_encode_batch(TokenizerObject *self, PyObject *args)
     }
     pyllm_status st = PYLLM_OK;
     Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_rdlock(&self->guard);
     for (Py_ssize_t i = 0; i < n && st == PYLLM_OK; i++)
         st = pyllm_tokenizer_encode(self->tok, utf8[i], (size_t)lens[i], flags, &ids[i]);
+    unlock(self);
     Py_END_ALLOW_THREADS
     if (st != PYLLM_OK) {
         pyllm_raise(st);
@@ -272,7 +319,9 @@ static PyObject *tokenizer_decode(TokenizerObject *self, PyObject *args)
     pyllm_bytes text = {0};
     pyllm_status st;
     Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_rdlock(&self->guard);
     st = pyllm_tokenizer_decode(self->tok, ids.data, ids.len, skip_specials, &text);
+    unlock(self);
     Py_END_ALLOW_THREADS
     pyllm_ids_free(&ids);
     PyObject *result = st == PYLLM_OK ? PyUnicode_DecodeUTF8(text.data, (Py_ssize_t)text.len, "replace")
@@ -286,13 +335,18 @@ static PyObject *tokenizer_id_to_token(TokenizerObject *self, PyObject *arg)
     long id = PyLong_AsLong(arg);
     if (id == -1 && PyErr_Occurred())
         return NULL;
-    if (id < 0 || id >= pyllm_tokenizer_table(self->tok)->vocab.n_tokens) {
-        PyErr_Format(PyExc_IndexError, "token id %ld is out of range [0, %d)", id, pyllm_tokenizer_table(self->tok)->vocab.n_tokens);
-        return NULL;
+    read_lock(self);
+    const int32_t n = pyllm_tokenizer_table(self->tok)->vocab.n_tokens;
+    PyObject *result = NULL;
+    if (id < 0 || id >= n) {
+        PyErr_Format(PyExc_IndexError, "token id %ld is out of range [0, %d)", id, n);
+    } else {
+        size_t len;
+        const char *s = pyllm_vocab_token(&pyllm_tokenizer_table(self->tok)->vocab, (int32_t)id, &len);
+        result = PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "surrogateescape"); /* s is only valid under the lock */
     }
-    size_t len;
-    const char *s = pyllm_vocab_token(&pyllm_tokenizer_table(self->tok)->vocab, (int32_t)id, &len);
-    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "surrogateescape");
+    unlock(self);
+    return result;
 }
 
 static PyObject *tokenizer_token_to_id(TokenizerObject *self, PyObject *arg)
@@ -304,7 +358,9 @@ static PyObject *tokenizer_token_to_id(TokenizerObject *self, PyObject *arg)
     PyObject *bytes = PyUnicode_AsEncodedString(arg, "utf-8", "surrogateescape");
     if (bytes == NULL)
         return NULL;
+    read_lock(self);
     int32_t id = pyllm_vocab_find(&pyllm_tokenizer_table(self->tok)->vocab, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
+    unlock(self);
     Py_DECREF(bytes);
     if (id < 0)
         Py_RETURN_NONE;
@@ -316,11 +372,15 @@ static PyObject *tokenizer_token_type(TokenizerObject *self, PyObject *arg)
     long id = PyLong_AsLong(arg);
     if (id == -1 && PyErr_Occurred())
         return NULL;
-    if (id < 0 || id >= pyllm_tokenizer_table(self->tok)->vocab.n_tokens) {
-        PyErr_Format(PyExc_IndexError, "token id %ld is out of range [0, %d)", id, pyllm_tokenizer_table(self->tok)->vocab.n_tokens);
+    read_lock(self);
+    const int32_t n = pyllm_tokenizer_table(self->tok)->vocab.n_tokens;
+    const int type = id >= 0 && id < n ? pyllm_tokenizer_table(self->tok)->types[id] : -1;
+    unlock(self);
+    if (type < 0) {
+        PyErr_Format(PyExc_IndexError, "token id %ld is out of range [0, %d)", id, n);
         return NULL;
     }
-    return PyLong_FromLong(pyllm_tokenizer_table(self->tok)->types[id]);
+    return PyLong_FromLong(type);
 }
 
 static PyObject *tokenizer_add_token(TokenizerObject *self, PyObject *args)
@@ -333,7 +393,12 @@ static PyObject *tokenizer_add_token(TokenizerObject *self, PyObject *args)
     const char *utf8 = PyUnicode_AsUTF8AndSize(text, &len);
     if (utf8 == NULL)
         return NULL;
-    pyllm_status st = pyllm_tokenizer_add_token(self->tok, utf8, (size_t)len, id, special);
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_wrlock(&self->guard);
+    st = pyllm_tokenizer_add_token(self->tok, utf8, (size_t)len, id, special);
+    unlock(self);
+    Py_END_ALLOW_THREADS
     if (st != PYLLM_OK)
         return pyllm_raise(st);
     Py_RETURN_NONE;
@@ -557,7 +622,12 @@ static PyObject *tokenizer_set_added_flags(TokenizerObject *self, PyObject *args
         PyErr_SetString(PyExc_TypeError, "added-token flags apply to merges-BPE (tokenizer.json) tokenizers only");
         return NULL;
     }
-    pyllm_status st = pyllm_merges_set_added_flags(&self->tok->as.merges, id, flags);
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_wrlock(&self->guard);
+    st = pyllm_merges_set_added_flags(&self->tok->as.merges, id, flags);
+    unlock(self);
+    Py_END_ALLOW_THREADS
     if (st != PYLLM_OK)
         return pyllm_raise(st);
     Py_RETURN_NONE;
@@ -576,7 +646,9 @@ static PyObject *tokenizer_pre_tokenize(TokenizerObject *self, PyObject *arg)
     pyllm_pieces pieces = {0};
     pyllm_status st;
     Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_rdlock(&self->guard);
     st = pyllm_merges_pre_tokenize(&self->tok->as.merges, utf8, (size_t)len, &pieces);
+    unlock(self);
     Py_END_ALLOW_THREADS
     PyObject *result = st == PYLLM_OK ? PyList_New((Py_ssize_t)pieces.n) : pyllm_raise(st);
     for (size_t i = 0; result != NULL && i < pieces.n; i++) {
@@ -599,40 +671,58 @@ static PyObject *optional_id(int32_t id)
     return PyLong_FromLong(id);
 }
 
+/* A field of the token table, read under the lock. */
+enum { FIELD_VOCAB_SIZE, FIELD_UNK, FIELD_BOS, FIELD_EOS, FIELD_PAD, FIELD_BYTE_FALLBACK, FIELD_SPLIT_DIGITS };
+
+static int32_t table_field(TokenizerObject *self, int field)
+{
+    read_lock(self);
+    const pyllm_token_table *t = pyllm_tokenizer_table(self->tok);
+    int32_t v = field == FIELD_VOCAB_SIZE ? t->vocab.n_tokens
+              : field == FIELD_UNK ? t->unk_id
+              : field == FIELD_BOS ? t->bos_id
+              : field == FIELD_EOS ? t->eos_id
+              : field == FIELD_PAD ? t->pad_id
+              : field == FIELD_BYTE_FALLBACK ? t->byte_fallback
+              : self->tok->kind == PYLLM_TOKENIZER_SENTENCEPIECE && self->tok->as.spm.split_digits;
+    unlock(self);
+    return v;
+}
+
 static PyObject *get_vocab_size(TokenizerObject *self, void *c)
 {
     (void)c;
-    return PyLong_FromLong(pyllm_tokenizer_table(self->tok)->vocab.n_tokens);
+    return PyLong_FromLong(table_field(self, FIELD_VOCAB_SIZE));
 }
 static PyObject *get_unk_id(TokenizerObject *self, void *c)
 {
     (void)c;
-    return optional_id(pyllm_tokenizer_table(self->tok)->unk_id);
+    return optional_id(table_field(self, FIELD_UNK));
 }
 static PyObject *get_bos_id(TokenizerObject *self, void *c)
 {
     (void)c;
-    return optional_id(pyllm_tokenizer_table(self->tok)->bos_id);
+    return optional_id(table_field(self, FIELD_BOS));
 }
 static PyObject *get_eos_id(TokenizerObject *self, void *c)
 {
     (void)c;
-    return optional_id(pyllm_tokenizer_table(self->tok)->eos_id);
+    return optional_id(table_field(self, FIELD_EOS));
 }
 static PyObject *get_pad_id(TokenizerObject *self, void *c)
 {
     (void)c;
-    return optional_id(pyllm_tokenizer_table(self->tok)->pad_id);
+    return optional_id(table_field(self, FIELD_PAD));
 }
 static PyObject *get_byte_fallback(TokenizerObject *self, void *c)
 {
     (void)c;
-    return PyBool_FromLong(pyllm_tokenizer_table(self->tok)->byte_fallback);
+    return PyBool_FromLong(table_field(self, FIELD_BYTE_FALLBACK));
 }
 static PyObject *get_split_digits(TokenizerObject *self, void *c)
 {
     (void)c;
-    return PyBool_FromLong(self->tok->kind == PYLLM_TOKENIZER_SENTENCEPIECE && self->tok->as.spm.split_digits);
+    return PyBool_FromLong(table_field(self, FIELD_SPLIT_DIGITS));
 }
 
 static PyObject *get_kind(TokenizerObject *self, void *c)
@@ -723,3 +813,7 @@ const pyllm_tokenizer *pyllm_py_tokenizer_of(PyObject *obj)
     }
     return ((TokenizerObject *)obj)->tok;
 }
+
+void pyllm_py_tokenizer_read_lock(PyObject *obj) { read_lock((TokenizerObject *)obj); }
+
+void pyllm_py_tokenizer_unlock(PyObject *obj) { unlock((TokenizerObject *)obj); }

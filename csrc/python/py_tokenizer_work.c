@@ -49,8 +49,10 @@ static PyObject *tokenizer_work(PyObject *module, PyObject *args)
         return NULL;
     pyllm_ids ids = {0};
     pyllm_tok_work work = {0};
+    pyllm_py_tokenizer_read_lock(obj);
     pyllm_status st = pyllm_tokenizer_encode_counted(tok, utf8, (size_t)len,
                                                      split_specials ? PYLLM_ENCODE_SPLIT_SPECIALS : 0, &ids, &work);
+    pyllm_py_tokenizer_unlock(obj);
     size_t n_ids = ids.len;
     pyllm_ids_free(&ids);
     if (st != PYLLM_OK)

@@ -1,0 +1,13 @@
+/* What other binding files may ask of the model binding (py_model.c). */
+#ifndef PYLLM_PYTHON_PY_MODEL_H
+#define PYLLM_PYTHON_PY_MODEL_H
+
+#include "python/common.h"
+
+/* Claim a _core.KVCache as a call does: write for one that appends to it, else a read. 0, or -1
+ * with RuntimeError when it would overlap a call that appends (TypeError for another object).
+ * With the GIL held; every successful claim is undone by pyllm_kv_cache_unclaim. */
+int pyllm_kv_cache_claim(PyObject *cache, int write);
+void pyllm_kv_cache_unclaim(PyObject *cache, int write);
+
+#endif
