@@ -82,7 +82,8 @@ if os.environ.get("PYLLM_FUZZ") == "1":
     # probe answers yes (clang 14's __builtin_cpu_supports does not know "f16c"; PYLLM_ISA still lowers it).
     # No target_clones either: their ifunc resolvers run before the extension's own relocations, and
     # under ASan they jump through one not yet applied (every clone would be the AVX-512 one anyway).
-    fuzz = ["-D__builtin_cpu_supports(feature)=1", "-Dtarget_clones(...)=unused", "-fsanitize=address,undefined,fuzzer-no-link", "-fno-sanitize-recover=undefined",
+    fuzz = ["-D__builtin_cpu_supports(feature)=1", "-Dtarget_clones(...)=unused",
+            "-fsanitize=address,undefined,fuzzer-no-link", "-fno-sanitize-recover=undefined",
             "-fno-omit-frame-pointer", "-g", "-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw",
             "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mavx512vnni"]
     cflags = [f for f in cflags if f not in ("-O3", "-fopenmp")] + ["-O1", "-Wno-unknown-pragmas",
