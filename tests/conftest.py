@@ -48,6 +48,10 @@ def child_environment():
     env = dict(os.environ)
     if env.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in env["PYTHONPATH"].split(os.pathsep))
+    # The sanitizer job's children: ASan+UBSan still check them, without the exit-time leak scan
+    # (see .ci/sanitize.sh), which the pytest process itself keeps.
+    if env.get("PYLLM_CHILD_ASAN_OPTIONS"):
+        env["ASAN_OPTIONS"] = env["PYLLM_CHILD_ASAN_OPTIONS"]
     return env
 
 
