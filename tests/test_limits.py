@@ -504,3 +504,14 @@ def test_safetensors_shapes_with_more_dimensions_than_the_limit_name_the_tensor(
     with pytest.raises(ValueError) as e:
         checkpoint.load_safetensors(str(path))
     assert str(e.value) == f"{path}: tensor 'w': 'shape' has 100 dimensions, above pyllm's limit of {limits.MAX_TENSOR_DIMS}"
+
+
+def test_add_token_names_its_id_argument(data_dir):
+    core = pyllm.Tokenizer.from_file(os.path.join(data_dir, "llama", "tokenizer.model"))._core
+    with pytest.raises(ValueError, match=rf"add_token's id is {2**40}, outside \[0, {2**31 - 1}\]"):
+        core.add_token("zz", 2**40)
+    with pytest.raises(ValueError, match=r"add_token's id is -1, outside"):
+        core.add_token("zz", -1)
+    with pytest.raises(TypeError, match="add_token's id must be an int, got bool"):
+        core.add_token("zz", True)
+    assert core.vocab_size == 32000  # nothing was added by the refused calls

@@ -9,6 +9,7 @@
  * run no Python code), so waiting for it is safe with the GIL held or released: long sections
  * wait with it released. */
 #include "python/common.h"
+#include "python/py_args.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -385,9 +386,11 @@ static PyObject *tokenizer_token_type(TokenizerObject *self, PyObject *arg)
 
 static PyObject *tokenizer_add_token(TokenizerObject *self, PyObject *args)
 {
-    PyObject *text;
-    int id, special = 1;
-    if (!PyArg_ParseTuple(args, "Ui|p:add_token", &text, &id, &special))
+    PyObject *text, *id_obj;
+    int special = 1;
+    int64_t id;
+    if (!PyArg_ParseTuple(args, "UO|p:add_token", &text, &id_obj, &special) ||
+        pyllm_arg_int64(id_obj, "add_token's id", 0, INT32_MAX, &id) < 0)
         return NULL;
     Py_ssize_t len;
     const char *utf8 = PyUnicode_AsUTF8AndSize(text, &len);
@@ -396,7 +399,7 @@ static PyObject *tokenizer_add_token(TokenizerObject *self, PyObject *args)
     pyllm_status st;
     Py_BEGIN_ALLOW_THREADS
     pthread_rwlock_wrlock(&self->guard);
-    st = pyllm_tokenizer_add_token(self->tok, utf8, (size_t)len, id, special);
+    st = pyllm_tokenizer_add_token(self->tok, utf8, (size_t)len, (int32_t)id, special);
     unlock(self);
     Py_END_ALLOW_THREADS
     if (st != PYLLM_OK)
