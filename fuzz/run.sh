@@ -7,7 +7,7 @@
 # fuzz/crashes/NAME-crash-*, -timeout-* or -oom-* and the run exits non-zero.
 # Env: PYLLM_TEST_DATA (the shared data), PYTHON (an interpreter with atheris; default
 # /work/venv-fuzz/bin/python or .venv-fuzz/bin/python), TIMEOUT (seconds one input may take: 10),
-# RSS_MB (2048).
+# RSS_MB (2048), MALLOC_CONTEXT (frames ASan keeps per allocation in the atheris harnesses: 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="$1"; seconds="$2"; shift 2
@@ -26,7 +26,11 @@ py_*)
         for p in .venv-fuzz/bin/python /work/venv-fuzz/bin/python; do [[ -x "$p" ]] && python="$p" && break; done
     fi
     preload="$("$python" -c 'import atheris, os; print(os.path.join(os.path.dirname(os.path.dirname(atheris.__file__)), "asan_with_fuzzer.so"))')"
-    LD_PRELOAD="$preload" ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1" \
+    # malloc_context_size=2: atheris calls back through pybind11 on every instrumented Python
+    # branch, each call allocating; with ASan's default 30-frame context every allocation and
+    # free stored a near-unique interpreter stack in its depot, 70% of the time (perf) and 4-6x
+    # fewer executions. A report still shows the whole stack of the faulting access.
+    LD_PRELOAD="$preload" ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:malloc_context_size=${MALLOC_CONTEXT:-2}" \
         UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" PYTHONPATH="fuzz/build/py:fuzz" \
         "$python" "fuzz/$name.py" "${opts[@]}" "$@" "fuzz/build/corpus/$name" "fuzz/corpus/$name"
     ;;
