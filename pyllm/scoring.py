@@ -43,7 +43,8 @@ def _progress_bar(total, desc, progress):
 def _token_list(value, vocab_size, what):
     """A list of Python ints in [0, vocab_size) from a list, tuple or 1-D integer array."""
     if isinstance(value, (str, bytes)):
-        raise TypeError(f"{what} must be a sequence of token ids, got {type(value).__name__}")
+        raise TypeError(f"{what} must be a sequence of token ids, got {type(value).__name__}: encode it with the "
+                        f"tokenizer, or score strings with pyllm.LLM.loglikelihood / loglikelihood_rolling")
     try:
         array = np.asarray(value)
     except ValueError as e:

@@ -23,10 +23,18 @@ import logging
 import os
 
 import numpy as np
-from lm_eval.api.model import TemplateLM
-from lm_eval.api.registry import register_model
-from lm_eval.models.utils import handle_stop_sequences, has_bos_prefix, normalize_gen_kwargs, \
-    postprocess_generated_text
+
+try:
+    from lm_eval.api.model import TemplateLM
+    from lm_eval.api.registry import register_model
+    from lm_eval.models.utils import handle_stop_sequences, has_bos_prefix, normalize_gen_kwargs, \
+        postprocess_generated_text
+except ImportError as e:
+    # Only lm-eval itself missing gets the install hint; a broken install shows its own error.
+    if (e.name or "").split(".")[0] != "lm_eval":
+        raise
+    raise ImportError('pyllm.lm_eval is the backend for lm-evaluation-harness, which is not installed: '
+                      'pip install "pyllm[eval]" (or pip install lm-eval)', name=e.name) from e
 
 import pyllm
 from pyllm import scoring, text_pairs
@@ -92,7 +100,9 @@ class PyllmLM(TemplateLM):
         pretrained = os.fspath(pretrained)
         if not os.path.isdir(pretrained):
             raise FileNotFoundError(f"pretrained must be a local model directory, got {pretrained!r}")
-        if device not in (None, "cpu") and not str(device).startswith("cpu"):
+        # lm-eval passes device=None from simple_evaluate; its CLI's "cuda:0" default is replaced by
+        # "cpu" in `python -m pyllm.lm_eval` unless --device is given: a device here was asked for.
+        if device is not None and not str(device).startswith("cpu"):
             log.warning("pyllm runs on the CPU; ignoring device=%r", device)
         self._batch_size = self._parse_batch_size(batch_size, max_batch_size)
         self._max_length = _positive_int("max_length", max_length)
