@@ -12,6 +12,7 @@ import threading
 import numpy as np
 
 from . import generation, scoring, templates, text_pairs
+from ._args import check_bool, check_path
 from .default_model import default_model_path
 from .model import Model
 from .stop_strings import StopStringCriteria, check_stop_strings, cut_at_stop, held_back_length
@@ -41,6 +42,7 @@ class LLM:
     def __init__(self, model_dir=None, dtype=None, n_threads=None, n_ctx=None, batch_invariant=False, progress=None):
         if model_dir is None:
             model_dir = default_model_path()
+        model_dir = check_path("model_dir", model_dir)
         self.tokenizer = Tokenizer.from_pretrained(model_dir)
         self._model = Model.from_pretrained(model_dir, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
                                             batch_invariant=batch_invariant, progress=progress)
@@ -84,7 +86,7 @@ class LLM:
         rows = []
         for i, prompt in enumerate(prompts):
             if not isinstance(prompt, str):
-                raise TypeError(f"prompt {i} must be a str, got {type(prompt).__name__}")
+                raise TypeError(f"prompts[{i}] must be a str, got {type(prompt).__name__}")
         for i, ids in enumerate(self.tokenizer.encode_batch(list(prompts))):
             if not ids:
                 raise ValueError(f"prompt {i} is empty and this tokenizer adds no BOS: nothing to continue")
@@ -144,7 +146,7 @@ class LLM:
         elif not isinstance(prompts, (list, tuple)):
             raise TypeError(f"prompts must be a str or a list of str, got {type(prompts).__name__}")
         if not prompts:
-            raise ValueError("the prompt list is empty: give at least one prompt")
+            raise ValueError("prompts is empty: give at least one prompt")
         cfg, stops, hooks, eos = self._prepare(options)
         ids, mask = self._encode_prompts(prompts)
         out = self._run(ids, mask, cfg, stops, hooks, eos)
@@ -160,7 +162,7 @@ class LLM:
         still turn into a stop string is held back until it cannot. Closing the iterator (or
         leaving a for loop early, or Ctrl-C) stops the generation."""
         if not isinstance(prompt, str):
-            raise TypeError(f"stream takes one prompt (a str), got {type(prompt).__name__}")
+            raise TypeError(f"prompt must be a str (stream takes one prompt), got {type(prompt).__name__}")
         cfg, stops, hooks, eos = self._prepare(options)
         if cfg.num_return_sequences != 1:
             raise ValueError(f"stream gives one text: num_return_sequences must be 1, got {cfg.num_return_sequences}")
@@ -232,6 +234,7 @@ class LLM:
         """The prompt text ``chat`` generates from: messages through the model's chat template
         (tokenizer_config.json) or ``template`` (a Jinja string, "alpaca", "vicuna" or a callable)."""
         templates.check_messages(messages)
+        check_bool("add_generation_prompt", add_generation_prompt)
         template = template if template is not None else self.tokenizer.chat_template
         if template is None:
             raise ValueError("this model has no chat_template in tokenizer_config.json: pass template= (a Jinja "

@@ -13,6 +13,7 @@ import re
 import numpy as np
 
 from . import _core, architectures, checkpoint, generation, gguf_model, limits, memory, scoring
+from ._args import check_bool, check_path
 from ._inputs import as_ids, as_mask
 from ._progress import progress_bar
 from .dtypes import DTYPES, DTYPE_NAMES, KV_DTYPES, resolve_dtype, resolve_kv_dtype, resolve_lm_head_dtype
@@ -76,6 +77,9 @@ class Model:
     one call at a time that appends to it; another call on it meanwhile raises RuntimeError."""
 
     def __init__(self, decoder, config, spec, generation_config):
+        if not isinstance(decoder, _core.Decoder):
+            raise TypeError(f"decoder must be pyllm's C decoder, got {type(decoder).__name__}: build a Model with "
+                            "Model.from_pretrained, Model.from_gguf or Model.from_arrays")
         self._decoder = decoder
         self.config = config
         self.spec = spec  # the pyllm.architectures.DecoderSpec the C core runs, with the run settings
@@ -152,6 +156,7 @@ class Model:
         float32 copy) and packed once into the C core's layout, layer by layer, the file's pages
         of a packed layer released at once: loading needs about the packed size plus one layer.
         progress: show a bar (None: when the weights pass 1 GB). batch_invariant: see from_arrays."""
+        model_dir = check_path("model_dir", model_dir)
         if gguf_model.is_gguf(model_dir):
             return cls.from_gguf(model_dir, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
                                  lm_head_dtype=lm_head_dtype, progress=progress, batch_invariant=batch_invariant,
@@ -190,6 +195,7 @@ class Model:
         from the metadata; other options as from_arrays. A damaged or unsupported file raises
         pyllm.gguf.GGUFError (a ValueError) naming the file and the problem."""
         _check_run_options(n_threads, None, batch_invariant)
+        path = check_path("path", path)
         f, config, spec, generation_config = gguf_model.read(path, n_ctx)
         dtype = gguf_model.default_dtype(f) if dtype in (None, "auto") else resolve_dtype(dtype)
         head_dtype = resolve_lm_head_dtype(lm_head_dtype, dtype)
@@ -263,6 +269,7 @@ class Model:
         lm_head runs only for those. output_hidden_states=True returns (logits, hidden_states),
         hidden_states a tuple of num_hidden_layers + 1 float32 arrays [batch, seq, hidden] as
         transformers gives them: the embeddings, each layer's output, the last after the final norm."""
+        output_hidden_states = check_bool("output_hidden_states", output_hidden_states)
         if cache is not None and not isinstance(cache, _core.KVCache):
             raise TypeError(f"cache must come from model.new_cache(), got {type(cache).__name__}")
         if not limits.is_int(logits_to_keep) or logits_to_keep < 0:
@@ -357,6 +364,13 @@ class Model:
         in): nothing is merged again. Same hooks and return values as generate()."""
         from .stop_strings import StopStringCriteria, check_stop_strings
 
+        if not isinstance(config, generation.GenerationConfig):
+            raise TypeError(f"config must be a pyllm.GenerationConfig resolved by pyllm.generation.resolve, got "
+                            f"{type(config).__name__}; generate() takes options by name")
+        if tokenizer is not None and not (callable(getattr(tokenizer, "decode", None))
+                                          and callable(getattr(tokenizer, "stream_decoder", None))):
+            raise TypeError(f"tokenizer must be a pyllm.Tokenizer (it decodes new tokens for stop_strings) or None, "
+                            f"got {type(tokenizer).__name__}")
         cfg = config
         stop_strings = check_stop_strings(stop_strings) if stop_strings is not None else (cfg.stop_strings or [])
         if stop_strings and tokenizer is None:

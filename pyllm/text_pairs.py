@@ -68,7 +68,7 @@ def check_pairs(requests, what="requests"):
             if not isinstance(part, str):
                 raise TypeError(f"{what}[{index}]'s {name} must be a str, got {type(part).__name__}")
         if request[1] == "":
-            raise ValueError(f"{what}[{index}] has an empty continuation: nothing to score")
+            raise ValueError(f"{what}[{index}] has an empty continuation: it must hold text to score")
     return requests
 
 

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from . import _core, limits
+from ._args import check_bool, check_path
 from .tokenizer_json import load_tokenizer_json
 
 __all__ = ["Tokenizer", "StreamDecoder"]
@@ -93,7 +94,8 @@ class Tokenizer:
                  bos_token_id=None, eos_token_id=None, pad_token_id=None, unk_token_id=None,
                  prefix_ids=None, suffix_ids=None):
         if not isinstance(core, _core.Tokenizer):  # the C type of both tokenizer kinds
-            raise TypeError("use Tokenizer.from_file, from_pretrained or from_llama2c to build a Tokenizer")
+            raise TypeError(f"core must be pyllm's C tokenizer, got {type(core).__name__}: build a Tokenizer with "
+                            "Tokenizer.from_file, from_pretrained, from_gguf or from_llama2c")
         self._core = core
         self.bos_token_id = core.bos_id if bos_token_id is None else bos_token_id
         self.eos_token_id = core.eos_id if eos_token_id is None else eos_token_id
@@ -123,7 +125,7 @@ class Tokenizer:
 
         Unigram and WordPiece models raise ValueError. For tokenizer.json, BOS/EOS are added as its
         post-processor says, and bos/eos/pad ids are those of the usual token names when present."""
-        path = os.fspath(path)
+        path = check_path("path", path)
         if path.endswith(".json"):
             return cls._from_json(path, {}, {})
         if _is_gguf(path):
@@ -139,6 +141,7 @@ class Tokenizer:
         """Load a llama2.c tokenizer file (``tokenizer.bin``, ``tok512.bin``).
 
         The file does not store its number of tokens: give the model's ``vocab_size``."""
+        path = check_path("path", path)
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
             raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
         vocab_size = limits.check_count("vocab_size", vocab_size, limits.MAX_VOCAB)
@@ -187,6 +190,9 @@ class Tokenizer:
         with the pre-tokenizer ``tokenizer.ggml.pre`` names; special ids, add_bos_token /
         add_eos_token and the chat template from the metadata."""
         from .tokenizer_gguf import load_gguf_tokenizer
+        from .gguf import GGUFFile
+        if not isinstance(source, GGUFFile):
+            source = check_path("source", source)
         core, kwargs, template = load_gguf_tokenizer(source)
         tok = cls(core, **kwargs)
         tok.chat_template = template
@@ -198,7 +204,7 @@ class Tokenizer:
         transformers prefers it), else ``tokenizer.model``, with the BOS/EOS flags, special
         tokens and added tokens of ``tokenizer_config.json`` / ``special_tokens_map.json``.
         A ``.gguf`` file gives the tokenizer in its metadata (:meth:`from_gguf`)."""
-        directory = os.fspath(directory)
+        directory = check_path("directory", directory)
         if os.path.isfile(directory) and _is_gguf(directory):
             return cls.from_gguf(directory)
         if not os.path.isdir(directory):
@@ -278,11 +284,18 @@ class Tokenizer:
 
     def encode(self, text, add_special_tokens=True):
         """Token ids of ``text``; BOS (and EOS when configured) added when ``add_special_tokens``."""
+        add_special_tokens = check_bool("add_special_tokens", add_special_tokens)
         ids = self._core.encode(text, True, self.legacy)
         return self._with_specials(ids) if add_special_tokens else ids
 
     def encode_batch(self, texts, add_special_tokens=True):
         """``encode`` of every text of a list, in one call into C."""
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
+            raise TypeError(f"texts must be a list of str, got {type(texts).__name__}")
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{index}] must be a str, got {type(text).__name__}")
+        add_special_tokens = check_bool("add_special_tokens", add_special_tokens)
         batch = self._core.encode_batch(texts, True, self.legacy)
         if add_special_tokens:
             for ids in batch:
@@ -294,7 +307,13 @@ class Tokenizer:
 
         ``skip_special_tokens=True`` gives exactly sentencepiece's ``decode``; with False, special
         tokens are written as their text (``"<s> Hello"``)."""
-        return self._core.decode(ids, bool(skip_special_tokens))
+        skip_special_tokens = check_bool("skip_special_tokens", skip_special_tokens)
+        try:
+            return self._core.decode(ids, skip_special_tokens)
+        except IndexError as e:  # an id outside the vocabulary: IndexError, named
+            raise IndexError(f"ids holds a {e}") from None
+        except TypeError as e:
+            raise TypeError(f"ids must be a list or 1-D array of token ids: {e}") from None
 
     def batch_decode(self, sequences, skip_special_tokens=False):
         """``decode`` of every row of a 2-D array or list of id lists."""
@@ -302,8 +321,15 @@ class Tokenizer:
             if sequences.ndim != 2:
                 raise ValueError(f"batch_decode needs a 2-D array [rows, ids], got shape {sequences.shape}")
         elif not isinstance(sequences, (list, tuple)):
-            raise TypeError(f"batch_decode needs a list of id lists or a 2-D array, got {type(sequences).__name__}")
-        return [self.decode(row, skip_special_tokens=skip_special_tokens) for row in sequences]
+            raise TypeError(f"sequences must be a list of id lists or a 2-D array, got {type(sequences).__name__}")
+        skip_special_tokens = check_bool("skip_special_tokens", skip_special_tokens)
+        out = []
+        for index, row in enumerate(sequences):
+            try:
+                out.append(self.decode(row, skip_special_tokens=skip_special_tokens))
+            except (IndexError, TypeError, ValueError) as e:
+                raise type(e)(f"sequences[{index}]: {e}") from None
+        return out
 
     def __call__(self, texts, padding=False, add_special_tokens=True, return_tensors=None, padding_side="left"):
         """transformers-style batch encoding: a dict with ``input_ids`` and ``attention_mask``.
@@ -364,6 +390,8 @@ class Tokenizer:
         special tokens and ``template_variables`` visible. ``tokenize=True`` returns the ids
         (encoded without adding special tokens: the template writes them), else the text."""
         from . import templates
+        check_bool("add_generation_prompt", add_generation_prompt)
+        tokenize = check_bool("tokenize", tokenize)
         template = self.chat_template if chat_template is None else chat_template
         if template is None:
             raise ValueError("this tokenizer has no chat_template (tokenizer_config.json has none): pass "
@@ -374,6 +402,7 @@ class Tokenizer:
 
     def stream_decoder(self, skip_special_tokens=False):
         """A :class:`StreamDecoder` for text generated one token at a time."""
+        check_bool("skip_special_tokens", skip_special_tokens)
         return StreamDecoder(self, skip_special_tokens)
 
     # -- vocabulary ---------------------------------------------------------------------
@@ -388,7 +417,12 @@ class Tokenizer:
 
     def id_to_token(self, token_id):
         """The piece of an id (``"▁the"``, ``"<0x0A>"``, ``"<s>"``)."""
-        return self._core.id_to_token(token_id)
+        if isinstance(token_id, bool) or not isinstance(token_id, (int, np.integer)):
+            raise TypeError(f"token_id must be an int, got {type(token_id).__name__}")
+        try:
+            return self._core.id_to_token(token_id)
+        except IndexError as e:
+            raise IndexError(f"token_id: {e}") from None
 
     def token_to_id(self, token):
         """The id of a piece, or None when it is not in the vocabulary."""
@@ -413,8 +447,10 @@ class StreamDecoder:
     rendering depends on the bytes that follow."""
 
     def __init__(self, tokenizer, skip_special_tokens=False):
+        if not isinstance(tokenizer, Tokenizer):
+            raise TypeError(f"tokenizer must be a pyllm.Tokenizer, got {type(tokenizer).__name__}")
         self._tok = tokenizer
-        self._skip = bool(skip_special_tokens)
+        self._skip = check_bool("skip_special_tokens", skip_special_tokens)
         self._ids = []
         self._window = 0       # first id of the decoding window
         self._emitted = 0      # ids before this index are fully emitted
@@ -463,9 +499,9 @@ class StreamDecoder:
             try:
                 token_id = int(token_id.__index__())
             except AttributeError:
-                raise TypeError(f"token id must be an int, got {type(token_id).__name__}") from None
+                raise TypeError(f"token_id must be an int, got {type(token_id).__name__}") from None
         if not 0 <= token_id < self._tok.vocab_size:
-            raise IndexError(f"token id {token_id} is out of range [0, {self._tok.vocab_size})")
+            raise IndexError(f"token_id {token_id} is out of range [0, {self._tok.vocab_size})")
         self._ids.append(token_id)
         # Skipped special tokens are transparent (tokenizers' ByteFallback joins byte runs across them).
         kind = self._tok._core.token_type(token_id)

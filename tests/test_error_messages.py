@@ -65,7 +65,7 @@ def test_ragged_attention_mask(model):
 
 
 def test_token_level_scoring_points_to_text_scoring(model):
-    with pytest.raises(TypeError, match=r"request 0 context .*got str.*pyllm.LLM.loglikelihood"):
+    with pytest.raises(TypeError, match=r"requests\[0\] context .*got str.*pyllm.LLM.loglikelihood"):
         model.loglikelihood([("The capital of France is", " Paris")])
 
 
