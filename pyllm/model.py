@@ -367,12 +367,13 @@ class Model:
         if not isinstance(config, generation.GenerationConfig):
             raise TypeError(f"config must be a pyllm.GenerationConfig resolved by pyllm.generation.resolve, got "
                             f"{type(config).__name__}; generate() takes options by name")
+        cfg = config
+        stop_strings = check_stop_strings(stop_strings) if stop_strings is not None else (cfg.stop_strings or [])
+        # after stop_strings: the arguments are checked in their order
         if tokenizer is not None and not (callable(getattr(tokenizer, "decode", None))
                                           and callable(getattr(tokenizer, "stream_decoder", None))):
             raise TypeError(f"tokenizer must be a pyllm.Tokenizer (it decodes new tokens for stop_strings) or None, "
                             f"got {type(tokenizer).__name__}")
-        cfg = config
-        stop_strings = check_stop_strings(stop_strings) if stop_strings is not None else (cfg.stop_strings or [])
         if stop_strings and tokenizer is None:
             raise ValueError("stop_strings needs the tokenizer to decode the new tokens: pass tokenizer=")
         ids, was_1d = as_ids(input_ids, self.vocab_size)

@@ -287,10 +287,9 @@ def loglikelihood_rolling(model, ids, max_length=None, prefix_token_id=None, bat
 def perplexity(model, tokenizer, texts, max_length=None, batch_size=8, progress=None):
     """Token-level perplexity exp(-sum log p / tokens) of a text or a list of texts, each scored
     with loglikelihood_rolling from BOS (tokens encoded without special tokens)."""
-    from .tokenizer import Tokenizer
     _check_model(model)
-    if not isinstance(tokenizer, Tokenizer):
-        raise TypeError(f"tokenizer must be a pyllm.Tokenizer, got {type(tokenizer).__name__}")
+    if not callable(getattr(tokenizer, "encode", None)):  # duck-typed: anything that encodes
+        raise TypeError(f"tokenizer must be a pyllm.Tokenizer (something with encode()), got {type(tokenizer).__name__}")
     if isinstance(texts, str):
         texts = [texts]
     if not isinstance(texts, (list, tuple)):

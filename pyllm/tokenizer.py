@@ -447,7 +447,7 @@ class StreamDecoder:
     rendering depends on the bytes that follow."""
 
     def __init__(self, tokenizer, skip_special_tokens=False):
-        if not isinstance(tokenizer, Tokenizer):
+        if not (hasattr(tokenizer, "_core") and hasattr(tokenizer, "vocab_size")):  # a Tokenizer or a wrapper
             raise TypeError(f"tokenizer must be a pyllm.Tokenizer, got {type(tokenizer).__name__}")
         self._tok = tokenizer
         self._skip = check_bool("skip_special_tokens", skip_special_tokens)
