@@ -10,6 +10,30 @@ DTYPE_NAMES = {code: name for name, code in DTYPES.items() if name not in ("q8_0
 _AUTO = {"float32": "float32", "bfloat16": "bfloat16", "float16": "bfloat16"}
 
 
+def _torch_dtype_name(value):
+    """"bfloat16" for torch.bfloat16 (found by its type, so torch is never imported), else value."""
+    kind = type(value)
+    if kind.__name__ == "dtype" and kind.__module__ == "torch":
+        return str(value).replace("torch.", "")
+    return value
+
+
+def dtype_argument(dtype, torch_dtype):
+    """The dtype a loader was asked for: dtype=, or torch_dtype= (transformers' name for it),
+    each a pyllm dtype name or a torch dtype (torch.bfloat16); None when neither was given.
+    TypeError when both were."""
+    if dtype is not None and torch_dtype is not None:
+        raise TypeError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} were both given: torch_dtype is "
+                        f"transformers' name for dtype, pass one of them")
+    if torch_dtype is None:
+        return _torch_dtype_name(dtype)
+    name = _torch_dtype_name(torch_dtype)
+    if name is np.float32 or (isinstance(name, str) and (name == "auto" or name in DTYPES)):
+        return name
+    raise ValueError(f"torch_dtype must be one of {', '.join(DTYPES)}, 'auto' or the torch dtypes torch.float32 "
+                     f"and torch.bfloat16, got {torch_dtype!r}")
+
+
 def resolve_dtype(dtype, config=None):
     """The canonical dtype name for a dtype argument ("auto": the checkpoint's torch_dtype)."""
     if dtype is np.float32:

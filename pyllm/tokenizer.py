@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from . import _core, limits
+from . import _checks, _core, hub, limits
 from .tokenizer_json import load_tokenizer_json
 
 __all__ = ["Tokenizer", "StreamDecoder"]
@@ -181,24 +181,40 @@ class Tokenizer:
                    eos_token_id=eos, pad_token_id=pad, unk_token_id=unk, prefix_ids=prefix, suffix_ids=suffix)
 
     @classmethod
-    def from_gguf(cls, source):
+    def from_gguf(cls, source, revision=None, filename=None, local_files_only=False):
         """The tokenizer in a GGUF file's metadata (a path or an open :class:`pyllm.gguf.GGUFFile`):
         SentencePiece BPE for ``tokenizer.ggml.model = "llama"``, byte-level BPE for ``"gpt2"``
         with the pre-tokenizer ``tokenizer.ggml.pre`` names; special ids, add_bos_token /
-        add_eos_token and the chat template from the metadata."""
+        add_eos_token and the chat template from the metadata.
+
+        source may be a Hub id: ``filename`` names the .gguf file in the repo (needed when it holds
+        several); revision and local_files_only as in :meth:`from_pretrained`."""
+        from .gguf import GGUFFile
         from .tokenizer_gguf import load_gguf_tokenizer
+        if not isinstance(source, GGUFFile):
+            source = _checks.path_argument("source", source)
+            _checks.optional_str("filename", filename, "a GGUF file name inside the repo or directory")
+            source = hub.resolve(source, "gguf", revision, filename, local_files_only)
         core, kwargs, template = load_gguf_tokenizer(source)
         tok = cls(core, **kwargs)
         tok.chat_template = template
         return tok
 
     @classmethod
-    def from_pretrained(cls, directory):
+    def from_pretrained(cls, directory, revision=None, filename=None, local_files_only=False):
         """Load the tokenizer of a model directory: ``tokenizer.json`` when present (as
         transformers prefers it), else ``tokenizer.model``, with the BOS/EOS flags, special
         tokens and added tokens of ``tokenizer_config.json`` / ``special_tokens_map.json``.
-        A ``.gguf`` file gives the tokenizer in its metadata (:meth:`from_gguf`)."""
-        directory = os.fspath(directory)
+        A ``.gguf`` file gives the tokenizer in its metadata (:meth:`from_gguf`).
+
+        directory may be a Hugging Face Hub id ("org/name") when it is not an existing path:
+        huggingface_hub (``pip install "pyllm[hub]"``) fetches the tokenizer files into its cache,
+        at ``revision`` (None: the default branch), from the cache alone with
+        ``local_files_only=True`` or HF_HUB_OFFLINE=1. ``filename`` picks a GGUF file in a repo or
+        directory (a repo with only GGUF files and one of them needs none)."""
+        directory = _checks.path_argument("directory", directory)
+        _checks.optional_str("filename", filename, "a file name inside the repo or directory")
+        directory = hub.resolve(directory, "tokenizer", revision, filename, local_files_only)
         if os.path.isfile(directory) and _is_gguf(directory):
             return cls.from_gguf(directory)
         if not os.path.isdir(directory):
