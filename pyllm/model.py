@@ -15,7 +15,8 @@ import numpy as np
 from . import _checks, _core, architectures, checkpoint, generation, gguf_model, hub, limits, memory, scoring
 from ._inputs import as_ids, as_mask
 from ._progress import progress_bar
-from .dtypes import DTYPES, DTYPE_NAMES, KV_DTYPES, dtype_argument, resolve_dtype, resolve_kv_dtype, resolve_lm_head_dtype
+from .dtypes import (DTYPES, DTYPE_NAMES, FLOAT32_DEFAULT, KV_DTYPES, dtype_argument, resolve_dtype,
+                     resolve_kv_dtype, resolve_lm_head_dtype)
 from .generation import GenerationConfig
 
 
@@ -89,7 +90,7 @@ class Model:
         self.generation_config = generation_config
 
     @classmethod
-    def from_arrays(cls, config, weights, dtype=None, n_threads=None, n_ctx=None, generation_config=None,
+    def from_arrays(cls, config, weights, dtype=FLOAT32_DEFAULT, n_threads=None, n_ctx=None, generation_config=None,
                     lm_head_dtype=None, progress=None, batch_invariant=False, kv_dtype=None, torch_dtype=None):
         """Build a model from a config.json dict and Hugging Face-named arrays (float32/float16).
 
@@ -98,7 +99,7 @@ class Model:
         into the products, f32 accumulation, norms, softmax and residual stream), "int8" (ggml's
         Q8_0: an f16 scale per 32 input channels), "int4" (Q4_0: 4-bit, an f16 scale per 32),
         "q4_1" (4-bit with a scale and a minimum per 32), or "auto" (the checkpoint's
-        torch_dtype: float32, or bfloat16 for bf16 and f16 checkpoints); None is float32.
+        torch_dtype: float32, or bfloat16 for bf16 and f16 checkpoints).
         torch_dtype= is accepted for dtype= (transformers' name; torch.float32 and torch.bfloat16
         as well as the names), one or the other. Below float32 the
         embedding table is kept in bf16. At decode (up to 8 rows) int8/int4 products quantize
@@ -124,8 +125,7 @@ class Model:
         norms and activations already compute each row and query alone. Prefill is slower (see
         benchmarks/bench_batch_invariant.py); results do not depend on n_threads either, but do
         on the CPU's instruction set (PYLLM_ISA)."""
-        dtype = dtype_argument(dtype, torch_dtype)
-        dtype = resolve_dtype("float32" if dtype is None else dtype, config)
+        dtype = resolve_dtype(dtype_argument(dtype, torch_dtype), config)
         _check_run_options(n_threads, generation_config, batch_invariant)
         spec = architectures.spec_from_hf(config, n_ctx)
         # Before any weight is checked, converted or packed: a model that cannot fit is refused
