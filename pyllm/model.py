@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from . import _checks, _core, architectures, checkpoint, generation, gguf_model, hub, limits, memory, scoring
+from . import _checks, _core, architectures, checkpoint, file_kinds, generation, gguf_model, hub, limits, memory, scoring
 from ._inputs import as_ids, as_mask
 from ._progress import progress_bar
 from .dtypes import (DTYPES, DTYPE_NAMES, FLOAT32_DEFAULT, KV_DTYPES, dtype_argument, resolve_dtype,
@@ -157,7 +157,8 @@ class Model:
         """Load a Hugging Face model directory: config.json, generation_config.json (optional)
         and model.safetensors or its sharded index, weights stored as f32, f16 or bf16, packed
         as dtype (None: float32), the KV cache in kv_dtype (see from_arrays) — or a GGUF file
-        (see from_gguf; dtype None or "auto" there: the file's own).
+        (see from_gguf; dtype None or "auto" there: the file's own), or a llama2.c checkpoint.
+        A file is told by its content; another kind raises ValueError naming what it is.
 
         The safetensors are memory-mapped and each matrix is converted (bf16 and f16 without a
         float32 copy) and packed once into the C core's layout, layer by layer, the file's pages
@@ -175,6 +176,11 @@ class Model:
         _checks.optional_str("filename", filename, "a file name inside the repo or directory")
         _check_loader_options(dtype, n_threads, batch_invariant, kv_dtype)  # before anything is fetched
         model_dir = hub.resolve(model_dir, "model", revision, filename, local_files_only)
+        if os.path.isfile(model_dir) and file_kinds.expect(
+                model_dir, {file_kinds.GGUF, file_kinds.LLAMA2C_CHECKPOINT},
+                "a model directory, GGUF file or llama2.c checkpoint") == file_kinds.LLAMA2C_CHECKPOINT:
+            return cls._from_llama2c(model_dir, dtype, n_threads, n_ctx, lm_head_dtype, progress, batch_invariant,
+                                     kv_dtype)
         if gguf_model.is_gguf(model_dir):
             return cls.from_gguf(model_dir, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
                                  lm_head_dtype=lm_head_dtype, progress=progress, batch_invariant=batch_invariant,
@@ -202,6 +208,17 @@ class Model:
                                progress=progress, batch_invariant=batch_invariant, kv_dtype=kv_dtype)
 
     @classmethod
+    def _from_llama2c(cls, path, dtype, n_threads, n_ctx, lm_head_dtype, progress, batch_invariant, kv_dtype):
+        """A llama2.c checkpoint (float32, mapped), with the generation defaults convert_llama2c
+        writes beside it (its BOS and EOS)."""
+        from .llama2c import load_llama2c
+        config, weights = load_llama2c(path)
+        generation_config = {"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]}
+        return cls.from_arrays(config, weights, dtype="float32" if dtype is None else dtype, n_threads=n_threads,
+                               n_ctx=n_ctx, generation_config=generation_config, lm_head_dtype=lm_head_dtype,
+                               progress=progress, batch_invariant=batch_invariant, kv_dtype=kv_dtype)
+
+    @classmethod
     def from_gguf(cls, path, dtype=None, n_threads=None, n_ctx=None, lm_head_dtype=None, progress=None,
                   batch_invariant=False, kv_dtype=None, torch_dtype=None, revision=None, filename=None,
                   local_files_only=False):
@@ -222,6 +239,7 @@ class Model:
         _checks.optional_str("filename", filename, "a GGUF file name inside the repo or directory")
         _check_loader_options(dtype, n_threads, batch_invariant, kv_dtype)
         path = hub.resolve(path, "gguf", revision, filename, local_files_only)
+        file_kinds.expect(path, {file_kinds.GGUF}, "a GGUF file")
         _check_run_options(n_threads, None, batch_invariant)
         f, config, spec, generation_config = gguf_model.read(path, n_ctx)
         dtype = gguf_model.default_dtype(f) if dtype in (None, "auto") else resolve_dtype(dtype)
