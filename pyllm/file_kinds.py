@@ -13,7 +13,7 @@ import math
 import os
 import struct
 
-__all__ = ["sniff", "expect", "describe", "WrongFileKind", "GGUF", "SAFETENSORS", "TOKENIZER_JSON", "CONFIG_JSON",
+__all__ = ["sniff", "expect", "describe", "GGUF", "SAFETENSORS", "TOKENIZER_JSON", "CONFIG_JSON",
            "SAFETENSORS_INDEX", "JSON", "SENTENCEPIECE", "LLAMA2C_CHECKPOINT", "LLAMA2C_TOKENIZER", "DIRECTORY",
            "EMPTY", "UNKNOWN"]
 
@@ -49,10 +49,6 @@ _KINDS = {
 
 _HEAD_BYTES = 1 << 16  # enough for every test below: JSON's first keys, a few tokenizer records
 _LLAMA2C_V1_MAGIC = b"24ka"  # 0x616B3432 little-endian ("ak42")
-
-
-class WrongFileKind(ValueError):
-    """A loader was given a file of another kind; the message names the kind and its loader."""
 
 
 def describe(kind):
@@ -159,10 +155,10 @@ def sniff(path):
 
 def expect(path, accepted, expected):
     """The kind of path when it is one of accepted (or one this module cannot tell: the loader's
-    parser then says what is wrong); WrongFileKind otherwise, naming what the file is and the
-    call that reads it. expected says what the loader reads, e.g. "a SentencePiece model"."""
+    parser then says what is wrong); ValueError otherwise (as every loader's bad content), naming
+    what the file is and the call that reads it. expected says what the loader reads, e.g. "a SentencePiece model"."""
     kind = sniff(path)
     if kind in accepted or kind in (UNKNOWN, EMPTY):
         return kind
     what, call = _KINDS[kind]
-    raise WrongFileKind(f"{os.fspath(path)} is {what}, not {expected}; load it with {call}")
+    raise ValueError(f"{os.fspath(path)} is {what}, not {expected}; load it with {call}")

@@ -126,28 +126,34 @@ class _Hub:
 
     # -- fetching ---------------------------------------------------------------------------
 
+    def _refusal(self, error, files, revision):
+        """The pyllm exception for a huggingface_hub error that means the repo, the revision or
+        the access is missing, or None for the others (a connection that failed, ...)."""
+        hf = self.hf
+        if isinstance(error, _error_class(hf, "GatedRepoError")):
+            return PermissionError(f"{self._what(files)}: the repo is gated (its terms must be accepted on the Hub, "
+                                   f"then log in with `hf auth login`); looked in {self._where()}")
+        if isinstance(error, _error_class(hf, "RepositoryNotFoundError")):
+            return FileNotFoundError(f"{self._what(files)}: no such repo (or it is private) at {self.endpoint}; "
+                                     f"looked in {self._where()}")
+        if isinstance(error, _error_class(hf, "RevisionNotFoundError")):
+            return FileNotFoundError(f"{self._what(files)}: the repo has no revision {revision!r} at "
+                                     f"{self.endpoint}; looked in {self._where()}")
+        return None
+
     def _snapshot(self, files, revision=None):
         """snapshot_download of exactly these repo paths; the snapshot folder."""
-        hf = self.hf
         revision = revision or self.revision
-        missing_repo = _error_class(hf, "RepositoryNotFoundError")
-        gated = _error_class(hf, "GatedRepoError")
-        missing_revision = _error_class(hf, "RevisionNotFoundError")
-        not_cached = _error_class(hf, "LocalEntryNotFoundError")
         try:
-            return hf.snapshot_download(self.repo_id, revision=revision,
-                                        allow_patterns=[glob.escape(f) for f in files],
-                                        local_files_only=self.local_files_only)
-        except gated as e:
-            raise PermissionError(f"{self._what(files)}: the repo is gated (its terms must be accepted on the Hub, "
-                                  f"then log in with `hf auth login`); looked in {self._where()}") from e
-        except missing_repo as e:
-            raise FileNotFoundError(f"{self._what(files)}: no such repo (or it is private) at {self.endpoint}; "
-                                    f"looked in {self._where()}") from e
-        except missing_revision as e:
-            raise FileNotFoundError(f"{self._what(files)}: the repo has no revision {revision!r} at "
-                                    f"{self.endpoint}; looked in {self._where()}") from e
-        except not_cached as e:
+            return self.hf.snapshot_download(self.repo_id, revision=revision,
+                                             allow_patterns=[glob.escape(f) for f in files],
+                                             local_files_only=self.local_files_only)
+        except Exception as e:
+            refusal = self._refusal(e, files, revision)
+            if refusal is not None:
+                raise refusal from e
+            if not isinstance(e, _error_class(self.hf, "LocalEntryNotFoundError")):
+                raise
             if self.offline:
                 reason = f"the Hub is not asked ({self._offline_reason()})"
             else:
@@ -156,18 +162,23 @@ class _Hub:
                                     f"{reason}; looked in {self._where()}") from e
 
     def _listing(self, folder=None):
-        """The repo's file paths: from the Hub, or when it cannot be asked, those in the cached
-        snapshot folder (the files fetched before)."""
+        """(the repo's file paths, None) from the Hub, or when it cannot be reached (those in the
+        cached snapshot folder: the files fetched before, why the Hub was not asked)."""
+        reason = f"the Hub is not asked ({self._offline_reason()})"
         if not self.offline:
             try:
-                return self.hf.HfApi().list_repo_files(self.repo_id, revision=self.revision)
-            except Exception:  # any failure to list: fall back on what the cache holds
-                pass
+                return self.hf.HfApi().list_repo_files(self.repo_id, revision=self.revision), None
+            except Exception as e:
+                refusal = self._refusal(e, ["*.gguf"], self.revision)
+                if refusal is not None:
+                    raise refusal from e
+                # the Hub unreachable: what the cache holds is all there is
+                reason = f"the Hub could not be reached ({type(e).__name__})"
         folder = folder or self._cached_folder()
         if folder is None or not os.path.isdir(folder):
-            return []
+            return [], reason
         return [os.path.relpath(os.path.join(root, f), folder).replace(os.sep, "/")
-                for root, _, names in os.walk(folder) for f in names]
+                for root, _, names in os.walk(folder) for f in names], reason
 
     def _cached_folder(self):
         """The snapshot folder the cache holds for this revision (huggingface_hub's cache layout:
@@ -188,10 +199,12 @@ class _Hub:
         """The local path of one GGUF file of the repo (filename None: its only .gguf file; wanted:
         the files looked for before, which the repo lacks)."""
         if filename is None:
-            ggufs = sorted(f for f in self._listing(folder) if f.lower().endswith(".gguf"))
+            listing, cache_only = self._listing(folder)
+            ggufs = sorted(f for f in listing if f.lower().endswith(".gguf"))
             if not ggufs:
                 lacks = f" (nor {' or '.join(wanted)})" if wanted else ""
-                raise FileNotFoundError(f"{self._what(list(wanted) + ['*.gguf'])}: the repo has no GGUF file{lacks}; "
+                where = f"the cache holds no GGUF file of it and {cache_only}" if cache_only else "the repo has no GGUF file"
+                raise FileNotFoundError(f"{self._what(list(wanted) + ['*.gguf'])}: {where}{lacks}; "
                                         f"looked in {self._where()}")
             if len(ggufs) > 1:
                 raise ValueError(f"Hub repo {self.repo_id!r} holds {len(ggufs)} GGUF files: {', '.join(ggufs)}; "
@@ -201,7 +214,7 @@ class _Hub:
         folder = self._snapshot([filename])
         path = os.path.join(folder, filename)
         if not os.path.isfile(path):
-            ggufs = sorted(f for f in self._listing(folder) if f.lower().endswith(".gguf"))
+            ggufs = sorted(f for f in self._listing(folder)[0] if f.lower().endswith(".gguf"))
             listed = f"; its GGUF files: {', '.join(ggufs)}" if ggufs else ""
             raise FileNotFoundError(f"{self._what([filename])}: the repo has no file {filename!r}{listed}; "
                                     f"looked in {self._where()}")
@@ -224,8 +237,10 @@ class _Hub:
         self._snapshot(files, commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None)
         absent = [f for f in files if not os.path.isfile(os.path.join(folder, f))]
         if absent:
+            ggufs = sorted(f for f in self._listing(folder)[0] if f.lower().endswith(".gguf"))
+            hint = f"; it holds GGUF files, load one with filename=: {', '.join(ggufs)}" if ggufs else ""
             raise FileNotFoundError(f"{self._what(absent)}: the repo has no {', '.join(absent)} (pyllm reads "
-                                    f"safetensors weights: model.safetensors or the shards of {_INDEX}); "
+                                    f"safetensors weights: model.safetensors or the shards of {_INDEX}){hint}; "
                                     f"looked in {self._where()}")
 
     def resolve(self, kind, filename):

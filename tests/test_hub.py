@@ -73,6 +73,9 @@ def hub(model_files, data_dir):
                                 "README.md": b"two quantizations\n"}},
         "tiny/one-gguf": {"main": {"stories260K.gguf": stories_bytes}},
         "tiny/no-weights": {"main": {"config.json": files["config.json"]}},
+        # GGUF repos often carry the original config.json beside their .gguf files
+        "tiny/gguf-and-config": {"main": {"config.json": files["config.json"], "a.Q8_0.gguf": stories_bytes,
+                                          "a.F32.gguf": stories_bytes}},
     })
     yield server
     server.stop()
@@ -212,9 +215,18 @@ def test_missing_repo_file_and_cache_say_what_and_where(hub, tmp_path):
     assert "'tiny/absent'" in message and hub.url in message and str(tmp_path / "hub") in message
     assert "config.json" in message and os.path.join(REPO_PARENT, "tiny", "absent") in message
 
+    kind, message = _run("import pyllm; pyllm.Model.from_gguf('tiny/absent')", env)  # listing its .gguf files
+    assert kind == "FileNotFoundError"
+    assert "'tiny/absent'" in message and "no such repo" in message and hub.url in message
+
     kind, message = _run("import pyllm; pyllm.Model.from_pretrained('tiny/no-weights')", env)
     assert kind == "FileNotFoundError"
     assert "'tiny/no-weights'" in message and "model.safetensors" in message and hub.url in message
+
+    kind, message = _run("import pyllm; pyllm.Model.from_pretrained('tiny/gguf-and-config')", env)
+    assert kind == "FileNotFoundError"
+    assert "model.safetensors" in message and "filename=" in message and "a.F32.gguf, a.Q8_0.gguf" in message
+    assert not any(name.endswith(".gguf") for name in hub.fetched())
 
     kind, message = _run("import pyllm; pyllm.Tokenizer.from_pretrained('tiny/no-weights')", env)
     assert kind == "FileNotFoundError"
@@ -225,6 +237,9 @@ def test_missing_repo_file_and_cache_say_what_and_where(hub, tmp_path):
     kind, message = _run("import pyllm; pyllm.LLM('tiny/llama')", _env(hub, tmp_path / "empty", HF_HUB_OFFLINE="1"))
     assert kind == "FileNotFoundError"
     assert "HF_HUB_OFFLINE=1" in message and str(tmp_path / "empty" / "hub") in message and "'tiny/llama'" in message
+    kind, message = _run("import pyllm; pyllm.Model.from_gguf('tiny/ggufs')", _env(hub, tmp_path / "empty", HF_HUB_OFFLINE="1"))
+    assert kind == "FileNotFoundError"
+    assert "the cache holds no GGUF file" in message and "HF_HUB_OFFLINE=1" in message and "'tiny/ggufs'" in message
     assert hub.log == []
 
 
