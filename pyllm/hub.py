@@ -58,6 +58,8 @@ def resolve(name, kind, revision=None, filename=None, local_files_only=False):
     path = os.fspath(name)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
+    if revision is not None and not isinstance(revision, str):
+        raise TypeError(f"revision must be a branch, tag or commit hash string, got {type(revision).__name__}")
     if os.path.exists(path):
         if filename is not None:
             if not os.path.isdir(path):
@@ -99,8 +101,6 @@ class _Hub:
     """One repo id at one revision, and the messages that say where it was looked for."""
 
     def __init__(self, hf, repo_id, revision, local_files_only):
-        if revision is not None and not isinstance(revision, str):
-            raise TypeError(f"revision must be a branch, tag or commit hash string, got {type(revision).__name__}")
         self.hf = hf
         self.repo_id = repo_id
         self.revision = revision
@@ -214,10 +214,15 @@ class _Hub:
         folder = self._snapshot([filename])
         path = os.path.join(folder, filename)
         if not os.path.isfile(path):
-            ggufs = sorted(f for f in self._listing(folder)[0] if f.lower().endswith(".gguf"))
-            listed = f"; its GGUF files: {', '.join(ggufs)}" if ggufs else ""
-            raise FileNotFoundError(f"{self._what([filename])}: the repo has no file {filename!r}{listed}; "
-                                    f"looked in {self._where()}")
+            listing, cache_only = self._listing(folder)
+            ggufs = sorted(f for f in listing if f.lower().endswith(".gguf"))
+            if cache_only:
+                lacks = f"{filename!r} is not in the cache and {cache_only}"
+                listed = f"; the GGUF files cached: {', '.join(ggufs)}" if ggufs else ""
+            else:
+                lacks = f"the repo has no file {filename!r}"
+                listed = f"; its GGUF files: {', '.join(ggufs)}" if ggufs else ""
+            raise FileNotFoundError(f"{self._what([filename])}: {lacks}{listed}; looked in {self._where()}")
         return path
 
     def _weights(self, folder):
@@ -237,7 +242,11 @@ class _Hub:
         self._snapshot(files, commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None)
         absent = [f for f in files if not os.path.isfile(os.path.join(folder, f))]
         if absent:
-            ggufs = sorted(f for f in self._listing(folder)[0] if f.lower().endswith(".gguf"))
+            listing, cache_only = self._listing(folder)
+            if cache_only:
+                raise FileNotFoundError(f"{self._what(absent)}: not in the cache and {cache_only}; "
+                                        f"looked in {self._where()}")
+            ggufs = sorted(f for f in listing if f.lower().endswith(".gguf"))
             hint = f"; it holds GGUF files, load one with filename=: {', '.join(ggufs)}" if ggufs else ""
             raise FileNotFoundError(f"{self._what(absent)}: the repo has no {', '.join(absent)} (pyllm reads "
                                     f"safetensors weights: model.safetensors or the shards of {_INDEX}){hint}; "

@@ -95,7 +95,8 @@ class FakeHub:
             body = [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
                     for name, data in sorted(files.items())]
         else:
-            body = {"id": repo_id, "modelId": repo_id, "sha": commit, "private": False,
+            body = {"id": repo_id, "modelId": repo_id, "sha": commit, "private": False, "downloads": 0, "likes": 0,
+                    "tags": [],
                     "siblings": [{"rfilename": name} for name in sorted(files)]}
         self._send(handler, 200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 

@@ -187,6 +187,11 @@ t = pyllm.Tokenizer.from_gguf("tiny/ggufs", filename="stories260K.gguf")
 assert t.encode("Once upon a time") == pyllm.Tokenizer.from_gguf({stories!r}).encode("Once upon a time")
 """, env)
     assert hub.fetched() == ["stories260K.gguf"]
+    kind, message = _run("import pyllm; pyllm.Model.from_gguf('tiny/ggufs', filename='vocab-only.gguf')",
+                         _env(hub, tmp_path, HF_HUB_OFFLINE="1"))
+    assert kind == "FileNotFoundError"  # on the Hub, but offline and never fetched
+    assert "vocab-only.gguf" in message and "HF_HUB_OFFLINE=1" in message and str(tmp_path / "hub") in message
+    assert hub.fetched() == ["stories260K.gguf"]
     kind, message = _run("import pyllm; pyllm.Model.from_gguf('tiny/ggufs', filename='q4.gguf')", env)
     assert kind == "FileNotFoundError"
     assert "'q4.gguf'" in message and "tiny/ggufs" in message and hub.url in message
