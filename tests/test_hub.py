@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from conftest import run_isolated
+from conftest import run_cli, run_isolated
 from fake_hub import FakeHub
 from llm_models import write_llama
 from pyllm.checkpoint import load_safetensors, save_safetensors
@@ -314,3 +314,19 @@ def test_bad_argument_types_are_named(hub, tmp_path):
     kind, message = _run("import pyllm; pyllm.Model.from_gguf('tiny/ggufs', filename=3)", _env(hub, tmp_path))
     assert kind == "TypeError" and "filename" in message
     assert hub.fetched() == []
+
+
+def test_cli_takes_a_hub_id(hub, tmp_path):
+    code, out, err = run_cli(["generate", "-m", "tiny/llama", "--max-new-tokens", "4", "Once"], env=_env(hub, tmp_path))
+    assert code == 0, err
+    assert sorted(set(hub.fetched())) == ["config.json", "generation_config.json", "model.safetensors",
+                                          "tokenizer.model", "tokenizer_config.json"]
+    hub.log.clear()
+    code, out, err = run_cli(["tokenize", "-m", "tiny/llama", "Once"], env=_env(hub, tmp_path / "other"))
+    assert code == 0, err
+    assert sorted(hub.fetched()) == ["tokenizer.model", "tokenizer_config.json"]  # no weights for tokenize
+    code, out, err = run_cli(["info", "-m", "tiny/llama"], env=_env(hub, tmp_path, HF_HUB_OFFLINE="1"))
+    assert code == 0, err
+    assert str(tmp_path / "hub" / "models--tiny--llama" / "snapshots") in out
+    code, out, err = run_cli(["info", "-m", "tiny/absent"], env=_env(hub, tmp_path))
+    assert code == 3 and "'tiny/absent'" in err and "no such repo" in err
