@@ -1,8 +1,6 @@
 """Checks of ordinary arguments shared across the public API, so every call refuses a wrong type
 or value the same way: a TypeError or ValueError naming the argument, the value and what is
 accepted (tests/test_api_sweep.py walks the API with bad values)."""
-import os
-
 import numpy as np
 
 
@@ -18,11 +16,3 @@ def check_progress(value):
     if value is not None and not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"progress must be True, False or None, got {value!r}")
     return value if value is None else bool(value)
-
-
-def check_path(name, value):
-    """value as a str path: a str or an os.PathLike (bytes paths too)."""
-    if not isinstance(value, (str, bytes, os.PathLike)):
-        raise TypeError(f"{name} must be a path (a str or os.PathLike), got {type(value).__name__}: {value!r}")
-    path = os.fspath(value)
-    return os.fsdecode(path) if isinstance(path, bytes) else path

@@ -265,8 +265,8 @@ class GenerationConfig:
     @classmethod
     def from_pretrained(cls, model_dir, config_file_name="generation_config.json"):
         """Read ``generation_config.json`` from a model directory (FileNotFoundError if absent)."""
-        from ._args import check_path
-        path = _os.path.join(check_path("model_dir", model_dir), check_path("config_file_name", config_file_name))
+        from ._checks import path_argument
+        path = _os.path.join(path_argument("model_dir", model_dir), path_argument("config_file_name", config_file_name))
         if not _os.path.isfile(path):
             raise FileNotFoundError(f"no {config_file_name} in {model_dir}")
         with open(path, encoding="utf-8") as f:
