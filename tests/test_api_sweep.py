@@ -57,6 +57,9 @@ OPTIONS = {
     "max_tokens": [5],  # a name transformers does not use either: refused with the accepted names
 }
 
+# The Hub loaders' extra parameters (pyllm.hub).
+HUB = {"revision": [5, 1.5], "filename": [5, 1.5], "local_files_only": BAD_BOOL}
+
 MESSAGES = [{"role": "user", "content": "Hi"}]
 BAD_MESSAGES = ["hi", [{"role": "user"}], [{"role": 5, "content": "x"}], [5]]
 
@@ -69,7 +72,7 @@ TABLE = {
     # pyllm.LLM
     "LLM.__init__": (lambda e: lambda **kw: pyllm.LLM(**{"model_dir": e["dir"], **kw}), {
         "model_dir": [5, 1.5], "dtype": [5, "float33"], "n_threads": BAD_POSITIVE, "n_ctx": BAD_POSITIVE,
-        "batch_invariant": BAD_BOOL, "progress": BAD_PROGRESS}),
+        "batch_invariant": BAD_BOOL, "progress": BAD_PROGRESS, "torch_dtype": [5, "float33"], **HUB}),
     "LLM.chat": (lambda e: lambda **kw: e["llm"].chat(**{"messages": MESSAGES, "template": "vicuna",
                                                           "max_new_tokens": 2, **kw}),
                  {"messages": BAD_MESSAGES, "template": [5, "vicunaa"], "**options": OPTIONS}),
@@ -106,15 +109,16 @@ TABLE = {
         "config": e["config"], "weights": e["weights"], **kw}), {
         "config": [5, {}, "x"], "weights": [5, {}, "x"], "dtype": [5, "float33"], "n_threads": BAD_POSITIVE,
         "n_ctx": BAD_POSITIVE, "generation_config": [5, "greedy"], "lm_head_dtype": [5, "float33"],
-        "progress": BAD_PROGRESS, "batch_invariant": BAD_BOOL, "kv_dtype": [5, "int8"]}),
+        "progress": BAD_PROGRESS, "batch_invariant": BAD_BOOL, "kv_dtype": [5, "int8"],
+        "torch_dtype": [5, "float33"]}),
     "Model.from_gguf": (lambda e: lambda **kw: pyllm.Model.from_gguf(**{"path": e["gguf"], **kw}), {
         "path": [5, 1.5], "dtype": [5, "float33"], "n_threads": BAD_POSITIVE, "n_ctx": BAD_POSITIVE,
         "lm_head_dtype": [5, "float33"], "progress": BAD_PROGRESS, "batch_invariant": BAD_BOOL,
-        "kv_dtype": [5, "int8"]}),
+        "kv_dtype": [5, "int8"], "torch_dtype": [5, "float33"], **HUB}),
     "Model.from_pretrained": (lambda e: lambda **kw: pyllm.Model.from_pretrained(**{"model_dir": e["dir"], **kw}), {
         "model_dir": [5, 1.5], "dtype": [5, "float33"], "n_threads": BAD_POSITIVE, "n_ctx": BAD_POSITIVE,
         "lm_head_dtype": [5, "float33"], "progress": BAD_PROGRESS, "batch_invariant": BAD_BOOL,
-        "kv_dtype": [5, "int8"]}),
+        "kv_dtype": [5, "int8"], "torch_dtype": [5, "float33"], **HUB}),
     "Model.generate": (lambda e: lambda **kw: e["model"].generate(**{"input_ids": [1, 2], "max_new_tokens": 2,
                                                                      **kw}), {
         "input_ids": ["hello", [[1, 2], [3]], [1.5], [-1], []], "generation_config": [5, "greedy"],
@@ -154,10 +158,12 @@ TABLE = {
     "Tokenizer.encode_batch": (lambda e: lambda **kw: e["tok"].encode_batch(**{"texts": ["Hi"], **kw}), {
         "texts": [5, [5], "Hi"], "add_special_tokens": BAD_BOOL}),
     "Tokenizer.from_file": (lambda e: pyllm.Tokenizer.from_file, {"path": [5, 1.5]}),
-    "Tokenizer.from_gguf": (lambda e: pyllm.Tokenizer.from_gguf, {"source": [5, 1.5]}),
+    "Tokenizer.from_gguf": (lambda e: lambda **kw: pyllm.Tokenizer.from_gguf(**{"source": e["gguf"], **kw}),
+                            {"source": [5, 1.5], **HUB}),
     "Tokenizer.from_llama2c": (lambda e: lambda **kw: pyllm.Tokenizer.from_llama2c(**{
         "path": e["tokbin"], "vocab_size": 32000, **kw}), {"path": [5, 1.5], "vocab_size": [0, -1, "x"]}),
-    "Tokenizer.from_pretrained": (lambda e: pyllm.Tokenizer.from_pretrained, {"directory": [5, 1.5]}),
+    "Tokenizer.from_pretrained": (lambda e: lambda **kw: pyllm.Tokenizer.from_pretrained(**{
+        "directory": e["dir"], **kw}), {"directory": [5, 1.5], **HUB}),
     "Tokenizer.id_to_token": (lambda e: e["tok"].id_to_token, {"token_id": [-1, 10 ** 9, "a", 1.5]}),
     "Tokenizer.token_to_id": (lambda e: e["tok"].token_to_id, {"token": [5, None]}),
     "Tokenizer.special_tokens": (None, {}),
