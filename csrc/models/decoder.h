@@ -112,6 +112,8 @@ typedef struct {
 /* The keys and values of every layer for `batch` rows of up to `capacity` tokens. */
 typedef struct {
     int64_t n_layers, batch, capacity, kv_width; /* kv_width = n_kv_heads * head_dim */
+    int64_t head_dim;
+    int64_t max_batch;         /* rows the buffers were allocated for (batch may be fewer) */
     int64_t used;              /* slots filled, the same for every row */
     pyllm_kv_type type;        /* of keys and values */
     void *keys;                /* [n_layers][batch][n_kv_heads][head_dim][capacity] */
@@ -153,6 +155,15 @@ pyllm_status pyllm_kv_cache_repeat(pyllm_kv_cache *dst, const pyllm_kv_cache *sr
 /* Keep only rows[0..n) (increasing) of the cache, in that order, as rows 0..n-1
  * (kv_cache.c). The buffers keep their size; cache->batch becomes n. */
 pyllm_status pyllm_kv_cache_keep_rows(pyllm_kv_cache *c, const int64_t *rows, int64_t n);
+
+/* Bytes of scratch pyllm_kv_cache_gather_rows needs to gather up to `rows` rows. */
+size_t pyllm_kv_cache_gather_scratch_bytes(const pyllm_kv_cache *c, int64_t rows);
+
+/* Row j of the cache becomes old row rows[j], for j in [0, n): any order, repeats allowed, n up to
+ * max_batch (beam search: each surviving beam takes the keys of the beam it extends). Only the
+ * filled slots move, through `scratch` (pyllm_kv_cache_gather_scratch_bytes(c, n) bytes); cache->batch
+ * becomes n. */
+pyllm_status pyllm_kv_cache_gather_rows(pyllm_kv_cache *c, const int64_t *rows, int64_t n, void *scratch);
 
 /* Make the workspace big enough for calls of up to `tokens` new tokens per row over `cache`,
  * and create the matmul primitives for calls of exactly that many. */
