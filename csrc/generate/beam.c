@@ -201,11 +201,9 @@ static void advance_prompt(beam_state *s, const pyllm_generate_options *opt, con
         s->cand.bidx[c * s->max_new + step] = from;
         s->cand_hit[c] = is_eos(&opt->processors, s->cand_token[c]) || step + 1 == s->max_new;
     }
-    /* Finished: only the first num_beams candidates may enter, scored with the length penalty,
-     * and none once the prompt is full (early_stopping=True) or cannot improve. */
-    int full = bp->early_stopping == PYLLM_EARLY_STOP_TRUE;
-    for (int64_t k = 0; k < nb; k++)
-        full &= s->fin_flag[first + k];
+    /* Finished: only the first num_beams candidates may enter, scored with the length penalty.
+     * (transformers also bars prompts that are full under early_stopping=True or cannot improve:
+     * here those have left the search, see `done`.) */
     int64_t n = 0;
     for (int64_t k = 0; k < nb; k++, n++) {
         s->merged_score[n] = s->fin_score[first + k];
@@ -215,10 +213,6 @@ static void advance_prompt(beam_state *s, const pyllm_generate_options *opt, con
     for (int64_t c = 0; c < s->keep; c++, n++) {
         const int just = s->cand_hit[c] && c < nb;
         float x = s->cand_score[c] / denom;
-        if (full)
-            x += -BEAM_NEG;
-        if (!s->heur[b])
-            x += -BEAM_NEG;
         if (!just)
             x += -BEAM_NEG;
         s->merged_score[n] = x;

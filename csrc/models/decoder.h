@@ -180,6 +180,9 @@ pyllm_status pyllm_decoder_reserve_fewer_rows(pyllm_decoder *m, int64_t rows);
 pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *tokens,
                                    const uint8_t *mask, int64_t n_new, float *logits, int all_positions);
 
+/* Tokens (rows x new tokens) all forward passes of the process have taken in so far. */
+int64_t pyllm_decoder_tokens_run(void);
+
 /* What a forward pass writes out; NULL pointers ask for nothing. */
 typedef struct {
     float *logits;          /* [batch, keep, vocab] for the last keep new tokens of each row */

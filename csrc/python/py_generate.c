@@ -688,6 +688,13 @@ static PyObject *apply_warpers(PyObject *self, PyObject *args, PyObject *kwds)
     return (PyObject *)scores;
 }
 
+static PyObject *decoder_tokens_run(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyLong_FromLongLong(pyllm_decoder_tokens_run());
+}
+
 static PyMethodDef processor_methods[] = {
     {"apply_processors", (PyCFunction)(void (*)(void))apply_processors, METH_VARARGS | METH_KEYWORDS,
      "apply_processors(input_ids, scores, *, prompt_length=0, logit_bias=None, repetition_penalty=1.0, "
@@ -699,6 +706,8 @@ static PyMethodDef processor_methods[] = {
      "apply_warpers(scores, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0)\n--\n\n"
      "The sampling warpers (temperature, top-k, top-p, min-p, typical-p, in transformers' order) on "
      "float32 scores [batch, vocab]; removed tokens become -inf in the returned copy."},
+    {"decoder_tokens_run", decoder_tokens_run, METH_NOARGS,
+     "decoder_tokens_run()\n--\n\nTokens (rows x new tokens) every forward pass of the process has taken in."},
     {NULL, NULL, 0, NULL},
 };
 
