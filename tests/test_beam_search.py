@@ -103,14 +103,14 @@ def test_beam_search_matches_transformers(arch, case):
     check_case(arch, *case, seed=CASES.index(case))
 
 
-def check_case(arch, batch, nb, nr, lp, es, max_new, seed):
+def check_case(arch, batch, nb, nr, lp, es, max_new, seed, **extra):
     """pyllm's beam search against transformers' on one batch of prompts; returns transformers'
     sequences."""
     hf, model = model_pair(arch)
     eos = frequent_tokens(model)
     ids, mask = prompts(batch, seed=seed)
     kw = dict(num_beams=nb, num_return_sequences=nr, length_penalty=lp, early_stopping=es, max_new_tokens=max_new,
-              eos_token_id=eos, pad_token_id=PAD)
+              eos_token_id=eos, pad_token_id=PAD, **extra)
     ref = hf_beam(hf, ids, mask, **kw)
     out = model.generate(ids, attention_mask=mask, return_dict_in_generate=True, output_scores=True, **kw)
     plain = model.generate(ids, attention_mask=mask, **kw)
@@ -140,6 +140,15 @@ def check_case(arch, batch, nb, nr, lp, es, max_new, seed):
     assert out.num_new_tokens.shape == (batch * nr,)
     np.testing.assert_array_equal(out.num_new_tokens, (out.beam_indices >= 0).sum(axis=1))
     return ref_seq
+
+
+@pytest.mark.parametrize("arch", ["llama", "bloom"])
+def test_beam_search_with_min_new_tokens_and_penalties(arch):
+    """Processors apply to the log-probabilities, as transformers does: min_new_tokens holds the end
+    tokens back, repetition_penalty and no_repeat_ngram_size reshape the beams' scores."""
+    ref = check_case(arch, 3, 3, 2, 1.0, False, 10, seed=21, min_new_tokens=4, repetition_penalty=1.5,
+                     no_repeat_ngram_size=2)
+    assert ref.shape[1] > 4
 
 
 @pytest.mark.parametrize("arch, seed, nb", [("llama", 0, 2), ("bloom", 8, 3)])
@@ -308,3 +317,23 @@ def test_generation_config_carries_beam_options():
                              max_new_tokens=5, eos_token_id=[])
     np.testing.assert_array_equal(by_config, by_name)
     assert by_name.shape == (2, 9)
+
+
+# ---- memory failures ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["alloc", "any"])
+def test_beam_search_memory_failures(kind):
+    """Every allocation (and oneDNN call) of a beam search failing in turn: a MemoryError each
+    time, and the model then gives the clean run's result (test_fault_injection's sweep)."""
+    from test_fault_injection import sweep
+    _, model = model_pair("llama")
+    ids, mask = prompts(3, seed=2)
+    eos = frequent_tokens(model)
+
+    def action(_):
+        out = model.generate(ids, attention_mask=mask, num_beams=3, num_return_sequences=2, max_new_tokens=6,
+                             eos_token_id=eos, pad_token_id=PAD, return_dict_in_generate=True, output_scores=True,
+                             output_logits=True)
+        return [out.sequences, out.sequences_scores, out.beam_indices, out.scores, out.logits]
+
+    sweep(kind, lambda: None, action, stride=3)
