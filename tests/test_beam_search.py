@@ -337,3 +337,23 @@ def test_beam_search_memory_failures(kind):
         return [out.sequences, out.sequences_scores, out.beam_indices, out.scores, out.logits]
 
     sweep(kind, lambda: None, action, stride=3)
+
+
+def test_llm_text_beam_search_equals_transformers(tmp_path, data_dir):
+    """Text in, texts out: LLM.generate(num_beams=...) decodes transformers' beams."""
+    from llm_models import hf_pair, write_llama
+    write_llama(tmp_path, data_dir)
+    hf, hf_tok = hf_pair(str(tmp_path))
+    llm = pyllm.LLM(str(tmp_path), n_threads=2)
+    try:
+        for prompt in ["Once upon a time", "The dog"]:
+            texts = llm.generate(prompt, num_beams=3, num_return_sequences=2, max_new_tokens=10)
+            ids = torch.tensor([hf_tok(prompt)["input_ids"]])
+            with torch.no_grad():
+                ref = hf.generate(ids, attention_mask=torch.ones_like(ids), num_beams=3, num_return_sequences=2,
+                                  max_new_tokens=10, do_sample=False,
+                                  pad_token_id=hf_tok.pad_token_id or hf_tok.eos_token_id)
+            assert texts == [hf_tok.decode(r[ids.shape[1]:], skip_special_tokens=True) for r in ref]
+            assert len(texts) == 2 and texts[0] != texts[1]
+    finally:
+        llm.close()
