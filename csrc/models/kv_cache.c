@@ -212,11 +212,15 @@ static void gather_layer(pyllm_kv_cache *c, char *base, int64_t l, const int64_t
     const size_t e = pyllm_kv_type_bytes(c->type);
     const size_t per_row = (size_t)(c->capacity * c->kv_width) * e;
     const size_t packed = (size_t)(c->used * c->kv_width) * e;
-    /* Every source read before any destination is written: old and new rows of a layer overlap. */
+    /* Every source read before any destination is written: old and new rows of a layer overlap.
+     * With the row count unchanged, a row that keeps its own keys stays where it is. */
+    const int same_layout = n == c->batch;
     for (int64_t j = 0; j < n; j++)
-        copy_filled(c, base + (size_t)(l * c->batch + rows[j]) * per_row, scratch + (size_t)j * packed, keys, 1);
+        if (!same_layout || rows[j] != j)
+            copy_filled(c, base + (size_t)(l * c->batch + rows[j]) * per_row, scratch + (size_t)j * packed, keys, 1);
     for (int64_t j = 0; j < n; j++)
-        copy_filled(c, base + (size_t)(l * n + j) * per_row, scratch + (size_t)j * packed, keys, 0);
+        if (!same_layout || rows[j] != j)
+            copy_filled(c, base + (size_t)(l * n + j) * per_row, scratch + (size_t)j * packed, keys, 0);
 }
 
 pyllm_status pyllm_kv_cache_gather_rows(pyllm_kv_cache *c, const int64_t *rows, int64_t n, void *scratch)
