@@ -352,8 +352,8 @@ class Tokenizer:
                           "tokenizers (it would strip spaces before punctuation); pass False", stacklevel=3)
 
     def decode(self, token_ids, skip_special_tokens=False, clean_up_tokenization_spaces=None, **kwargs):
-        """Text of token ids: an int, a sequence of int or a 1-D integer array (a list of id
-        lists or a 2-D array gives a list of texts, as transformers 5 does).
+        """Text of token ids: an int, a sequence of int or a 1-D integer array. Rows of ids (which
+        transformers 5's decode also takes) go to :meth:`batch_decode`.
 
         ``skip_special_tokens=True`` gives exactly sentencepiece's ``decode``; with False, special
         tokens are written as their text (``"<s> Hello"``)."""
@@ -361,10 +361,10 @@ class Tokenizer:
             raise TypeError(f"decode got an unexpected keyword argument {next(iter(kwargs))!r}; pyllm accepts "
                             "token_ids, skip_special_tokens, clean_up_tokenization_spaces")
         self._clean_up(clean_up_tokenization_spaces)
-        if isinstance(token_ids, np.ndarray) and token_ids.ndim == 2:
-            return [self._core.decode(row, bool(skip_special_tokens)) for row in token_ids]
-        if isinstance(token_ids, (list, tuple)) and token_ids and isinstance(token_ids[0], (list, tuple, np.ndarray)):
-            return [self._core.decode(row, bool(skip_special_tokens)) for row in token_ids]
+        if ((isinstance(token_ids, np.ndarray) and token_ids.ndim > 1) or
+                (isinstance(token_ids, (list, tuple)) and token_ids and isinstance(token_ids[0], (list, tuple, np.ndarray)))):
+            raise ValueError("decode takes one sequence of ids: use batch_decode for rows of them (a list of id lists "
+                             "or a 2-D array)")
         if limits.is_int(token_ids):
             token_ids = [token_ids]
         return self._core.decode(token_ids, bool(skip_special_tokens))
