@@ -81,7 +81,8 @@ def add_special_tokens(tok, special_tokens_dict, replace_extra_special_tokens=Tr
         raise ValueError(f"add_special_tokens: {unknown[0]!r} is not a special token name; pyllm accepts "
                          f"{', '.join(SPECIAL_TOKEN_NAMES + _EXTRA_KEYS)}")
     # transformers 5 reads additional_special_tokens (its 4.x name) when extra_special_tokens is absent or empty
-    extra_key = "extra_special_tokens" if special_tokens_dict.get("extra_special_tokens") else "additional_special_tokens"
+    extra_key = ("extra_special_tokens" if special_tokens_dict.get("extra_special_tokens")
+                 else "additional_special_tokens")
     # Tokens are added in the dict's order, as transformers adds them, except that it moves the 4.x
     # key additional_special_tokens to the end (renaming it).
     items = [(k, v) for k, v in special_tokens_dict.items() if k != "additional_special_tokens"]

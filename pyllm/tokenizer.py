@@ -361,8 +361,9 @@ class Tokenizer:
             raise TypeError(f"decode got an unexpected keyword argument {next(iter(kwargs))!r}; pyllm accepts "
                             "token_ids, skip_special_tokens, clean_up_tokenization_spaces")
         self._clean_up(clean_up_tokenization_spaces)
-        if ((isinstance(token_ids, np.ndarray) and token_ids.ndim > 1) or
-                (isinstance(token_ids, (list, tuple)) and token_ids and isinstance(token_ids[0], (list, tuple, np.ndarray)))):
+        rows = (isinstance(token_ids, (list, tuple)) and len(token_ids) > 0
+                and isinstance(token_ids[0], (list, tuple, np.ndarray)))
+        if rows or (isinstance(token_ids, np.ndarray) and token_ids.ndim > 1):
             raise ValueError("decode takes one sequence of ids: use batch_decode for rows of them (a list of id lists "
                              "or a 2-D array)")
         if limits.is_int(token_ids):

@@ -79,7 +79,8 @@ pyllm_status pyllm_tokenizer_append_token(pyllm_tokenizer *t, const char *text, 
         return PYLLM_OK;
     }
     if (flags != 0 && t->kind != PYLLM_TOKENIZER_MERGES)
-        return pyllm_error(PYLLM_ERR_VALUE, "lstrip, rstrip and single_word apply to tokenizer.json tokenizers only");
+        return pyllm_error(PYLLM_ERR_VALUE, "AddedToken lstrip, rstrip and single_word apply to merges tokenizers "
+                                            "(tokenizer.json, GGUF gpt2), not to a SentencePiece model");
     *id = pyllm_vocab_find(&table->vocab, text, len);
     if (*id < 0)
         *id = table->vocab.n_tokens;
