@@ -522,6 +522,17 @@ class Tokenizer:
         skip = set(self.all_special_ids) if skip_special_tokens else ()
         return [piece(i) for i in ids if not (limits.is_int(i) and i in skip)]
 
+    def tokenize(self, text, add_special_tokens=False):
+        """transformers' ``tokenize``: the pieces of ``text`` (``["▁Hello", "▁world"]``), without
+        BOS/EOS unless ``add_special_tokens``."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        return self.convert_ids_to_tokens(self.encode(text, add_special_tokens=add_special_tokens))
+
+    def get_vocab(self):
+        """transformers' ``get_vocab``: {piece: id} of every id, added tokens included."""
+        return {self._core.id_to_token(i): i for i in range(self._core.vocab_size)}
+
     def convert_tokens_to_ids(self, tokens):
         """transformers' ``convert_tokens_to_ids``: the id of a piece (a str gives an int, a list a
         list); a piece not in the vocabulary gives ``unk_token_id`` (None when there is none)."""

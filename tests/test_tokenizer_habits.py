@@ -362,6 +362,10 @@ def test_convert_ids_and_tokens_equal_transformers(pairs, kind):
     assert [ours.convert_tokens_to_ids(t) for t in tokens] == [hf.convert_tokens_to_ids(t) for t in tokens]
     assert ours.all_special_ids == hf.all_special_ids
     assert ours.all_special_tokens == hf.all_special_tokens
+    assert ours.get_vocab() == hf.get_vocab()
+    for text in agreeing_texts(ours, hf, kind):
+        for add in (False, True):
+            assert ours.tokenize(text, add_special_tokens=add) == hf.tokenize(text, add_special_tokens=add), text
     with pytest.raises(TypeError, match="ids must be an int or a list"):
         ours.convert_ids_to_tokens("5")
     with pytest.raises(ValueError, match="non-negative"):
