@@ -291,6 +291,8 @@ class Tokenizer:
         self.truncation_side = setting("truncation_side", ("left", "right")) or self.truncation_side
         self.clean_up_tokenization_spaces = bool(setting("clean_up_tokenization_spaces", (True, False)))
         limit = config.get("model_max_length")
+        if isinstance(limit, float) and limit.is_integer():  # older files write 1e+30 for "no limit"
+            limit = int(limit)
         if limit is not None and (not limits.is_int(limit) or limit < 1):
             raise ValueError(f"{directory}: tokenizer_config.json's model_max_length must be a positive integer, "
                              f"got {limit!r}")

@@ -198,6 +198,14 @@ def test_padding_side_and_model_max_length_come_from_the_config(directories, tmp
     for kwargs in ({"padding": True}, {"truncation": True}, {"padding": "max_length"},
                    {"padding": "max_length", "truncation": True}):
         assert ours(TEXTS[:5], **kwargs) == hf(TEXTS[:5], **kwargs).data, kwargs
+    for value, expected in ((1e30, None), (2048.0, 2048)):  # older files write floats
+        config.update(model_max_length=value)
+        (directory / "tokenizer_config.json").write_text(json.dumps(config))
+        assert pyllm.Tokenizer.from_pretrained(directory).model_max_length == expected
+    for key, value in (("padding_side", "middle"), ("model_max_length", "long"), ("extra_special_tokens", "<a>")):
+        (directory / "tokenizer_config.json").write_text(json.dumps({**config, key: value}))
+        with pytest.raises(ValueError, match=f"tokenizer_config.json's {key} must be"):
+            pyllm.Tokenizer.from_pretrained(directory)
 
 
 def test_call_result_reads_as_attributes_and_unpacks(pairs):
