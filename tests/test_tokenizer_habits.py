@@ -508,3 +508,13 @@ def test_default_model_repr():
     model = pyllm.Model.from_pretrained(pyllm.default_model_path(), n_threads=2)
     assert repr(model) == ("Model(architecture='llama', parameters=135M, dtype='q4_1', "
                            f"n_ctx={model.n_ctx}, n_threads=2)")
+
+
+def test_unknown_token_without_unk_gives_none_as_transformers(tmp_path):
+    from transformers import PreTrainedTokenizerFast
+    path = train_byte_level("gpt2", tmp_path / "tokenizer.json")
+    ours, hf = pyllm.Tokenizer.from_file(path), PreTrainedTokenizerFast(tokenizer_file=path)
+    assert ours.unk_token_id is None and hf.unk_token_id is None
+    tokens = ["not-a-token-zzqx", "the", "<|endoftext|>"]
+    assert ours.convert_tokens_to_ids(tokens) == hf.convert_tokens_to_ids(tokens)
+    assert ours.convert_tokens_to_ids(tokens)[0] is None and ours.convert_tokens_to_ids("zzqx-nope") is None
