@@ -1,4 +1,6 @@
 """Checks shared by every architecture's config and weight readers."""
+import os
+
 import numpy as np
 
 from . import limits
@@ -101,3 +103,23 @@ def float32_weight(name, array, shape):
     if array.shape != shape:
         raise ValueError(f"weight '{name}' has shape {array.shape}, expected {shape}")
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def path_argument(name, value):
+    """A loader's path argument (a str or os.PathLike: a file, a directory or a Hub id) as a str;
+    TypeError naming the argument otherwise (os.fspath's own message names none)."""
+    if isinstance(value, str):
+        return value
+    try:
+        value = os.fspath(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a path (str or os.PathLike) or a Hugging Face Hub id, "
+                        f"got {type(value).__name__}") from None
+    return os.fsdecode(value)
+
+
+def optional_str(name, value, accepted):
+    """None or a str; TypeError naming the argument and what it accepts otherwise."""
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be {accepted} or None, got {type(value).__name__}")
+    return value

@@ -259,6 +259,8 @@ def load_safetensors(path, names=None, bf16="float32"):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"safetensors file not found: {path}")
+    from . import file_kinds
+    file_kinds.expect(path, {file_kinds.SAFETENSORS}, "a safetensors file")
     mapped = _MappedFile(path)
     entries, data_start = _parse_header(path, mapped)
     if names is None:

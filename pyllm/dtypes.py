@@ -10,6 +10,49 @@ DTYPE_NAMES = {code: name for name, code in DTYPES.items() if name not in ("q8_0
 _AUTO = {"float32": "float32", "bfloat16": "bfloat16", "float16": "bfloat16"}
 
 
+# The torch dtypes that mean what a pyllm dtype of that name means (torch.int8 does not: pyllm's
+# int8 is a block-quantized format, not integer weights).
+_TORCH_DTYPES = ("float32", "bfloat16")
+_ACCEPTED = f"one of {', '.join(DTYPES)}, 'auto' or the torch dtypes torch.float32 and torch.bfloat16"
+
+
+def _torch_dtype_name(argument, value):
+    """"bfloat16" for torch.bfloat16 (found by its type, so torch is never imported); other values
+    unchanged; ValueError naming the argument for a torch dtype pyllm has no match for."""
+    kind = type(value)
+    if kind.__name__ == "dtype" and kind.__module__ == "torch":
+        name = str(value).replace("torch.", "")
+        if name not in _TORCH_DTYPES:
+            raise ValueError(f"{argument} must be {_ACCEPTED}, got {value!r}")
+        return name
+    return value
+
+
+class _DefaultName(str):
+    """A default argument value marked as such: dtype_argument tells it from the same name passed."""
+
+
+# from_arrays' dtype default: "float32", yielding to a torch_dtype= given instead.
+FLOAT32_DEFAULT = _DefaultName("float32")
+
+
+def dtype_argument(dtype, torch_dtype):
+    """The dtype a loader was asked for: dtype=, or torch_dtype= (transformers' name for it),
+    each a pyllm dtype name or a torch dtype (torch.bfloat16); None when neither was given.
+    TypeError when both were."""
+    if torch_dtype is not None and isinstance(dtype, _DefaultName):
+        dtype = None
+    if dtype is not None and torch_dtype is not None:
+        raise TypeError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} were both given: torch_dtype is "
+                        f"transformers' name for dtype, pass one of them")
+    if torch_dtype is None:
+        return _torch_dtype_name("dtype", dtype)
+    name = _torch_dtype_name("torch_dtype", torch_dtype)
+    if name is np.float32 or (isinstance(name, str) and (name == "auto" or name in DTYPES)):
+        return name
+    raise ValueError(f"torch_dtype must be {_ACCEPTED}, got {torch_dtype!r}")
+
+
 def resolve_dtype(dtype, config=None):
     """The canonical dtype name for a dtype argument ("auto": the checkpoint's torch_dtype)."""
     if dtype is np.float32:

@@ -17,7 +17,7 @@ import struct
 
 import numpy as np
 
-from . import limits
+from . import file_kinds, limits
 from .architectures import llama
 
 _MAGIC_V1 = 0x616B3432  # "ak42"
@@ -91,6 +91,7 @@ def load_llama2c(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"llama2.c checkpoint not found: {path}")
+    file_kinds.expect(path, {file_kinds.LLAMA2C_CHECKPOINT}, "a llama2.c checkpoint")
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:

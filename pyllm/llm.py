@@ -10,7 +10,8 @@ import threading
 
 import numpy as np
 
-from . import generation, scoring, templates
+from . import _checks, generation, hub, scoring, templates
+from .dtypes import dtype_argument
 from .default_model import default_model_path
 from .model import Model
 from .stop_strings import StopStringCriteria, check_stop_strings, cut_at_stop, held_back_length
@@ -25,7 +26,9 @@ class LLM:
     """A tokenizer and a model loaded from one Hugging Face model directory.
 
     ``LLM(model_dir=None, dtype=None, n_threads=None, n_ctx=None, batch_invariant=False)``: model_dir a
-    Hugging Face directory or a GGUF file (None: the default model, pyllm.default_model_path());
+    Hugging Face directory or a GGUF file (None: the default model, pyllm.default_model_path()), or a
+    Hub id fetched through huggingface_hub (``revision``, ``filename``, ``local_files_only`` and
+    ``torch_dtype`` as in Model.from_pretrained);
     dtype None is float32 for a directory and the file's own precision for a GGUF (see
     Model.from_pretrained); progress: a bar while the weights are packed (None: for loads over
     1 GB); batch_invariant (True: each
@@ -37,11 +40,17 @@ class LLM:
     ``stop_strings`` (a string or list), ``logits_processor`` and ``stopping_criteria`` hooks.
     Calls from several threads are served one generation step at a time by the model's lock."""
 
-    def __init__(self, model_dir=None, dtype=None, n_threads=None, n_ctx=None, batch_invariant=False, progress=None):
+    def __init__(self, model_dir=None, dtype=None, n_threads=None, n_ctx=None, batch_invariant=False, progress=None,
+                 torch_dtype=None, revision=None, filename=None, local_files_only=False):
         if model_dir is None:
             model_dir = default_model_path()
-        self.tokenizer = Tokenizer.from_pretrained(model_dir)
-        self._model = Model.from_pretrained(model_dir, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
+        model_dir = _checks.path_argument("model_dir", model_dir)
+        dtype = dtype_argument(dtype, torch_dtype)
+        _checks.optional_str("filename", filename, "a file name inside the repo or directory")
+        # A Hub id is fetched once for both loaders (tokenizer and model files in one snapshot).
+        path = hub.resolve(model_dir, "llm", revision, filename, local_files_only)
+        self.tokenizer = Tokenizer.from_pretrained(path)
+        self._model = Model.from_pretrained(path, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
                                             batch_invariant=batch_invariant, progress=progress)
         self.model_dir = model_dir
 

@@ -12,10 +12,11 @@ import re
 
 import numpy as np
 
-from . import _core, architectures, checkpoint, generation, gguf_model, limits, memory, scoring
+from . import _checks, _core, architectures, checkpoint, file_kinds, generation, gguf_model, hub, limits, memory, scoring
 from ._inputs import as_ids, as_mask
 from ._progress import progress_bar
-from .dtypes import DTYPES, DTYPE_NAMES, KV_DTYPES, resolve_dtype, resolve_kv_dtype, resolve_lm_head_dtype
+from .dtypes import (DTYPES, DTYPE_NAMES, FLOAT32_DEFAULT, KV_DTYPES, dtype_argument, resolve_dtype,
+                     resolve_kv_dtype, resolve_lm_head_dtype)
 from .generation import GenerationConfig
 from .model_summary import model_repr, parameter_count
 
@@ -70,6 +71,13 @@ def _check_run_options(n_threads, generation_config, batch_invariant):
     return n_threads
 
 
+def _check_loader_options(dtype, n_threads, batch_invariant, kv_dtype):
+    """A loader's options that can be checked before any file is read or fetched."""
+    _check_run_options(n_threads, None, batch_invariant)
+    if dtype not in (None, "auto"):
+        resolve_kv_dtype(kv_dtype, resolve_dtype(dtype))
+
+
 class Model:
     """A LLaMA- or BLOOM-family causal language model running on pyllm's C core.
 
@@ -83,8 +91,8 @@ class Model:
         self.generation_config = generation_config
 
     @classmethod
-    def from_arrays(cls, config, weights, dtype="float32", n_threads=None, n_ctx=None, generation_config=None,
-                    lm_head_dtype=None, progress=None, batch_invariant=False, kv_dtype=None):
+    def from_arrays(cls, config, weights, dtype=FLOAT32_DEFAULT, n_threads=None, n_ctx=None, generation_config=None,
+                    lm_head_dtype=None, progress=None, batch_invariant=False, kv_dtype=None, torch_dtype=None):
         """Build a model from a config.json dict and Hugging Face-named arrays (float32/float16).
 
         dtype is the type the linear layers (the lm_head included) compute with:
@@ -92,7 +100,9 @@ class Model:
         into the products, f32 accumulation, norms, softmax and residual stream), "int8" (ggml's
         Q8_0: an f16 scale per 32 input channels), "int4" (Q4_0: 4-bit, an f16 scale per 32),
         "q4_1" (4-bit with a scale and a minimum per 32), or "auto" (the checkpoint's
-        torch_dtype: float32, or bfloat16 for bf16 and f16 checkpoints). Below float32 the
+        torch_dtype: float32, or bfloat16 for bf16 and f16 checkpoints).
+        torch_dtype= is accepted for dtype= (transformers' name; torch.float32 and torch.bfloat16
+        as well as the names), one or the other. Below float32 the
         embedding table is kept in bf16. At decode (up to 8 rows) int8/int4 products quantize
         the activations to 8 bits per block of 32 (ggml's Q8 scheme) and run on integer dot
         products; longer inputs dequantize the weights to bf16 tiles for oneDNN's bf16 GEMM.
@@ -116,7 +126,7 @@ class Model:
         norms and activations already compute each row and query alone. Prefill is slower (see
         benchmarks/bench_batch_invariant.py); results do not depend on n_threads either, but do
         on the CPU's instruction set (PYLLM_ISA)."""
-        dtype = resolve_dtype(dtype, config)
+        dtype = resolve_dtype(dtype_argument(dtype, torch_dtype), config)
         _check_run_options(n_threads, generation_config, batch_invariant)
         spec = architectures.spec_from_hf(config, n_ctx)
         # Before any weight is checked, converted or packed: a model that cannot fit is refused
@@ -143,16 +153,35 @@ class Model:
 
     @classmethod
     def from_pretrained(cls, model_dir, dtype=None, n_threads=None, n_ctx=None, lm_head_dtype=None,
-                        progress=None, batch_invariant=False, kv_dtype=None):
+                        progress=None, batch_invariant=False, kv_dtype=None, torch_dtype=None, revision=None,
+                        filename=None, local_files_only=False):
         """Load a Hugging Face model directory: config.json, generation_config.json (optional)
         and model.safetensors or its sharded index, weights stored as f32, f16 or bf16, packed
         as dtype (None: float32), the KV cache in kv_dtype (see from_arrays) — or a GGUF file
-        (see from_gguf; dtype None or "auto" there: the file's own).
+        (see from_gguf; dtype None or "auto" there: the file's own), or a llama2.c checkpoint.
+        A file is told by its content; another kind raises ValueError naming what it is.
 
         The safetensors are memory-mapped and each matrix is converted (bf16 and f16 without a
         float32 copy) and packed once into the C core's layout, layer by layer, the file's pages
         of a packed layer released at once: loading needs about the packed size plus one layer.
-        progress: show a bar (None: when the weights pass 1 GB). batch_invariant: see from_arrays."""
+        progress: show a bar (None: when the weights pass 1 GB). batch_invariant: see from_arrays.
+        torch_dtype: transformers' name for dtype (see from_arrays).
+
+        model_dir may be a Hugging Face Hub id ("org/name") when it is not an existing path:
+        huggingface_hub (``pip install "pyllm[hub]"``) fetches the files read here into its
+        cache, at ``revision`` (a branch, tag or commit; None: the default branch), from the cache
+        alone with ``local_files_only=True`` or HF_HUB_OFFLINE=1 (see pyllm.hub). ``filename``
+        picks a GGUF file in a repo (or a directory) that holds several."""
+        model_dir = _checks.path_argument("model_dir", model_dir)
+        dtype = dtype_argument(dtype, torch_dtype)
+        _checks.optional_str("filename", filename, "a file name inside the repo or directory")
+        _check_loader_options(dtype, n_threads, batch_invariant, kv_dtype)  # before anything is fetched
+        model_dir = hub.resolve(model_dir, "model", revision, filename, local_files_only)
+        if os.path.isfile(model_dir) and file_kinds.expect(
+                model_dir, {file_kinds.GGUF, file_kinds.LLAMA2C_CHECKPOINT},
+                "a model directory, GGUF file or llama2.c checkpoint") == file_kinds.LLAMA2C_CHECKPOINT:
+            return cls._from_llama2c(model_dir, dtype, n_threads, n_ctx, lm_head_dtype, progress, batch_invariant,
+                                     kv_dtype)
         if gguf_model.is_gguf(model_dir):
             return cls.from_gguf(model_dir, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
                                  lm_head_dtype=lm_head_dtype, progress=progress, batch_invariant=batch_invariant,
@@ -180,8 +209,20 @@ class Model:
                                progress=progress, batch_invariant=batch_invariant, kv_dtype=kv_dtype)
 
     @classmethod
+    def _from_llama2c(cls, path, dtype, n_threads, n_ctx, lm_head_dtype, progress, batch_invariant, kv_dtype):
+        """A llama2.c checkpoint (float32, mapped), with the generation defaults convert_llama2c
+        writes beside it (its BOS and EOS)."""
+        from .llama2c import load_llama2c
+        config, weights = load_llama2c(path)
+        generation_config = {"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]}
+        return cls.from_arrays(config, weights, dtype="float32" if dtype is None else dtype, n_threads=n_threads,
+                               n_ctx=n_ctx, generation_config=generation_config, lm_head_dtype=lm_head_dtype,
+                               progress=progress, batch_invariant=batch_invariant, kv_dtype=kv_dtype)
+
+    @classmethod
     def from_gguf(cls, path, dtype=None, n_threads=None, n_ctx=None, lm_head_dtype=None, progress=None,
-                  batch_invariant=False, kv_dtype=None):
+                  batch_invariant=False, kv_dtype=None, torch_dtype=None, revision=None, filename=None,
+                  local_files_only=False):
         """Load a GGUF file (llama.cpp's format, v2/v3; architectures llama and bloom), mapped.
 
         dtype None or "auto" runs the file at its own precision where a kernel takes it as it is
@@ -189,7 +230,17 @@ class Model:
         load (see pyllm.gguf_model for the table: K-quants and Q5_x become int8); any other dtype
         converts every tensor to it. The config (model.config) and the generation defaults come
         from the metadata; other options as from_arrays. A damaged or unsupported file raises
-        pyllm.gguf.GGUFError (a ValueError) naming the file and the problem."""
+        pyllm.gguf.GGUFError (a ValueError) naming the file and the problem.
+
+        path may be a Hub id: ``filename`` then names the .gguf file in the repo (needed when it
+        holds several); revision and local_files_only as in from_pretrained. torch_dtype:
+        transformers' name for dtype."""
+        path = _checks.path_argument("path", path)
+        dtype = dtype_argument(dtype, torch_dtype)
+        _checks.optional_str("filename", filename, "a GGUF file name inside the repo or directory")
+        _check_loader_options(dtype, n_threads, batch_invariant, kv_dtype)
+        path = hub.resolve(path, "gguf", revision, filename, local_files_only)
+        file_kinds.expect(path, {file_kinds.GGUF}, "a GGUF file")
         _check_run_options(n_threads, None, batch_invariant)
         f, config, spec, generation_config = gguf_model.read(path, n_ctx)
         dtype = gguf_model.default_dtype(f) if dtype in (None, "auto") else resolve_dtype(dtype)

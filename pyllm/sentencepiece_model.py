@@ -56,6 +56,8 @@ def _fields(buf, path):
 def read_vocabulary(path):
     """{"pieces": [str], "scores": [float], "types": [int], "add_dummy_prefix": bool,
     "remove_extra_whitespaces": bool} of a SentencePiece model file."""
+    from . import file_kinds
+    file_kinds.expect(path, {file_kinds.SENTENCEPIECE}, "a SentencePiece model")
     with open(path, "rb") as f:
         buf = f.read()
     pieces, scores, types = [], [], []

