@@ -18,6 +18,7 @@ from ._progress import progress_bar
 from .dtypes import (DTYPES, DTYPE_NAMES, FLOAT32_DEFAULT, KV_DTYPES, dtype_argument, resolve_dtype,
                      resolve_kv_dtype, resolve_lm_head_dtype)
 from .generation import GenerationConfig
+from .model_summary import model_repr, parameter_count
 
 
 # Loads of more bytes than this show a progress bar unless the caller says otherwise.
@@ -249,6 +250,14 @@ class Model:
         weights = gguf_model.weights(f, spec)
         return cls._from_spec(spec, config, weights, f, dtype, n_threads, generation_config, lm_head_dtype,
                               progress, batch_invariant, kv_dtype)
+
+    def num_parameters(self):
+        """Parameters of the model (every weight and bias once, tied embeddings once), as
+        transformers' ``model.num_parameters()`` counts them."""
+        return parameter_count(self.spec)
+
+    def __repr__(self):
+        return model_repr(self)
 
     @property
     def dtype(self):
