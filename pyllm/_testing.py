@@ -17,3 +17,4 @@ faults_injected = _impl.faults_injected        # failures injected since fail_af
 clear_faults = _impl.clear_faults              # stop counting, no failure pending
 hold_kv_cache = _impl.hold_kv_cache              # fn() while a KV cache is claimed as a forward claims it
 regex_find_all = _impl.regex_find_all  # the tokenizer regex engine's Split matches on raw bytes
+decoder_tokens_run = _impl.decoder_tokens_run  # rows x tokens every forward pass has taken in so far

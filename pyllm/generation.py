@@ -56,7 +56,12 @@ _DEFAULTS = {
     "pad_token_id": None,
     "bos_token_id": None,
     "num_return_sequences": 1,
+    "num_beams": 1,
+    "length_penalty": 1.0,
+    "early_stopping": False,
     "return_dict_in_generate": False,
+    "output_scores": False,
+    "output_logits": False,
     "stop_strings": None,
 
     "seed": None,
@@ -160,6 +165,14 @@ def _check_seed(v):
     return int(v) & ((1 << 64) - 1)
 
 
+def _check_early_stopping(v):
+    if isinstance(v, (bool, _np.bool_)):
+        return bool(v)
+    if v == "never":
+        return v
+    raise _bad("early_stopping", v, 'True, False or "never"')
+
+
 def _check_stop_strings(v):
     from .stop_strings import check_stop_strings
     return check_stop_strings(v)
@@ -186,7 +199,13 @@ _CHECKS = {
     "bos_token_id": lambda v: _check_int("bos_token_id", v, 0, True, _limits.MAX_VOCAB - 1),
     "num_return_sequences": lambda v: _check_int("num_return_sequences", 1 if v is None else v, 1,
                                                  high=_limits.MAX_BATCH),
+    "num_beams": lambda v: _check_int("num_beams", 1 if v is None else v, 1, high=_limits.MAX_BATCH),
+    "length_penalty": lambda v: _check_float("length_penalty", 1.0 if v is None else v, _math.isfinite,
+                                             "a finite number"),
+    "early_stopping": _check_early_stopping,
     "return_dict_in_generate": lambda v: _check_bool("return_dict_in_generate", v),
+    "output_scores": lambda v: _check_bool("output_scores", v),
+    "output_logits": lambda v: _check_bool("output_logits", v),
     "stop_strings": lambda v: _check_stop_strings(v) or None,
     "seed": lambda v: _check_seed(v),
     "frequency_penalty": lambda v: _check_float("frequency_penalty", 0.0 if v is None else v, _math.isfinite,
@@ -214,10 +233,23 @@ class GenerationConfig:
     - ``repetition_penalty`` (1.0), ``no_repeat_ngram_size`` (0), ``bad_words_ids`` (None: a list
       of token-id lists; a one-token list equal to an end token is ignored, as transformers does);
     - ``eos_token_id`` (int or list; [] for none), ``pad_token_id``, ``bos_token_id``;
-    - ``num_return_sequences`` (1; each prompt row repeated, sampling only);
+    - ``num_return_sequences`` (1; sampling: each prompt row repeated; beam search: the best
+      ``num_return_sequences <= num_beams`` hypotheses of each prompt, best first);
+    - ``num_beams`` (1: no beam search), ``length_penalty`` (1.0), ``early_stopping`` (False,
+      True or "never"): beam search as transformers 5.x runs it, deterministic (``do_sample=True``
+      with ``num_beams > 1`` is refused); a finished hypothesis scores its summed log-probabilities
+      divided by ``generated_length ** length_penalty`` (the prompt does not count). True stops a
+      prompt once ``num_beams`` hypotheses finished; False once the best running beam, at its
+      current length, cannot beat the worst finished one; "never" assumes, with a positive
+      length_penalty, that it could run to ``max_new_tokens``. Processors apply to the
+      log-probabilities, as transformers does. The beams run in one batch in the C loop, their KV
+      cache rows reordered after each step;
     - ``stop_strings`` (None: a string or list of non-empty strings; generate needs tokenizer= to
       use them, and a row ends on the token that completes one);
-    - ``return_dict_in_generate`` (False: a plain array of ids; True: a :class:`GenerateOutput`).
+    - ``return_dict_in_generate`` (False: a plain array of ids; True: a :class:`GenerateOutput`);
+      with it, ``output_scores`` (False) adds ``scores`` (the processed scores each token was
+      chosen from; for beams the processed log-probabilities, and ``sequences_scores``) and
+      ``output_logits`` (False) adds ``logits`` (raw), as transformers names them.
 
     pyllm's own:
 
@@ -348,15 +380,35 @@ class GenerateOutput:
     - ``logprobs``: float32 [rows, steps], log-probability of each chosen token (0 after the row
       ended); ``top_logprob_ids`` int64 / ``top_logprobs`` float32 [rows, steps, top_logprobs], the
       best alternatives, best first (-1 / 0 after the row ended; [rows, steps, 0] when
-      top_logprobs is 0).
-    For 1-D input the row axis is dropped, as for the plain return value."""
+      top_logprobs is 0). None for beam search.
 
-    def __init__(self, sequences, num_new_tokens, logprobs=None, top_logprob_ids=None, top_logprobs=None):
+    Named as transformers names them (None unless asked for):
+
+    - ``scores`` (``output_scores=True``): float32 [steps, rows, vocab], ``scores[i]`` the
+      processed scores of step i (after every processor and, when sampling, the warpers), as
+      transformers' tuple of per-step arrays; for beam search the processed log-probabilities
+      of the [prompts * num_beams] running beams. Rows that had ended hold zeros (transformers
+      keeps computing them; pyllm does not).
+    - ``logits`` (``output_logits=True``): the raw logits, shaped as ``scores``.
+    - ``sequences_scores`` (beam search with ``output_scores=True``): float32 [rows], each
+      returned hypothesis's score (summed log-probabilities over its length ** length_penalty).
+    - ``beam_indices`` (beam search): int64 [rows, steps], the running beam (prompt * num_beams +
+      beam) each step extended, -1 past the hypothesis's end.
+
+    For 1-D input the row axis is dropped, as for the plain return value (``scores`` and
+    ``logits`` keep theirs)."""
+
+    def __init__(self, sequences, num_new_tokens, logprobs=None, top_logprob_ids=None, top_logprobs=None,
+                 scores=None, logits=None, sequences_scores=None, beam_indices=None):
         self.sequences = sequences
         self.num_new_tokens = num_new_tokens
         self.logprobs = logprobs
         self.top_logprob_ids = top_logprob_ids
         self.top_logprobs = top_logprobs
+        self.scores = scores
+        self.logits = logits
+        self.sequences_scores = sequences_scores
+        self.beam_indices = beam_indices
 
     def __getitem__(self, key):
         return getattr(self, key)
@@ -439,9 +491,19 @@ def resolve(model, generation_config=None, options=None):
         pad = eos[0] if eos else 0
     if not _is_int(pad) or not 0 <= pad < model.vocab_size:
         raise ValueError(f"pad_token_id must be a token id in [0, {model.vocab_size}), got {pad!r}")
-    if cfg.num_return_sequences > 1 and not cfg.do_sample:
-        raise ValueError(f"generation option num_return_sequences={cfg.num_return_sequences} needs do_sample=True: "
-                         "greedy decoding would return identical rows")
+    if cfg.num_beams > 1:
+        if cfg.do_sample:
+            raise ValueError(f"generation option num_beams={cfg.num_beams} needs do_sample=False: pyllm runs "
+                             "deterministic beam search only (no beam sampling); pass num_beams=1 to sample")
+        if cfg.num_return_sequences > cfg.num_beams:
+            raise ValueError(f"generation option num_return_sequences={cfg.num_return_sequences} must be <= "
+                             f"num_beams={cfg.num_beams}: beam search returns the best of its num_beams hypotheses")
+        if cfg.output_logprobs or cfg.top_logprobs > 0:
+            raise ValueError("generation options output_logprobs and top_logprobs are not available with "
+                             f"num_beams={cfg.num_beams}: use output_scores=True with return_dict_in_generate=True")
+    elif cfg.num_return_sequences > 1 and not cfg.do_sample:
+        raise ValueError(f"generation option num_return_sequences={cfg.num_return_sequences} needs do_sample=True "
+                         "or num_beams >= num_return_sequences: greedy decoding would return identical rows")
     return cfg.update(eos_token_id=eos, pad_token_id=int(pad))
 
 
@@ -460,7 +522,12 @@ def core_options(cfg):
     bad_words = cfg.bad_words_ids
     if bad_words is not None:  # transformers drops one-token entries that are end tokens
         bad_words = [w for w in bad_words if not (len(w) == 1 and w[0] in eos)]
+    early = {False: 0, True: 1, "never": 2}[cfg.early_stopping]
     return dict(
+        num_beams=cfg.num_beams, num_return_sequences=cfg.num_return_sequences if cfg.num_beams > 1 else 1,
+        length_penalty=cfg.length_penalty, early_stopping=early,
+        output_scores=cfg.return_dict_in_generate and cfg.output_scores,
+        output_logits=cfg.return_dict_in_generate and cfg.output_logits,
         do_sample=cfg.do_sample, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
         min_p=0.0 if cfg.min_p is None else cfg.min_p, typical_p=cfg.typical_p,
         repetition_penalty=cfg.repetition_penalty, frequency_penalty=cfg.frequency_penalty,

@@ -19,6 +19,7 @@ from ._progress import progress_bar
 from .dtypes import (DTYPES, DTYPE_NAMES, FLOAT32_DEFAULT, KV_DTYPES, dtype_argument, resolve_dtype,
                      resolve_kv_dtype, resolve_lm_head_dtype)
 from .generation import GenerationConfig
+from .model_summary import model_repr, parameter_count
 
 
 # Loads of more bytes than this show a progress bar unless the caller says otherwise.
@@ -254,6 +255,14 @@ class Model:
         return cls._from_spec(spec, config, weights, f, dtype, n_threads, generation_config, lm_head_dtype,
                               progress, batch_invariant, kv_dtype)
 
+    def num_parameters(self):
+        """Parameters of the model (every weight and bias once, tied embeddings once), as
+        transformers' ``model.num_parameters()`` counts them."""
+        return parameter_count(self.spec)
+
+    def __repr__(self):
+        return model_repr(self)
+
     @property
     def dtype(self):
         """The linear layers' weight type: float32, bfloat16, int8, int4 or q4_1."""
@@ -401,7 +410,16 @@ class Model:
         either way, and a streamer is ended (``end()``) either way. A hook may use the model itself.
 
         With ``return_dict_in_generate``, ``output_logprobs`` or ``top_logprobs`` set, returns a
-        :class:`pyllm.generation.GenerateOutput` instead of the array."""
+        :class:`pyllm.generation.GenerateOutput` instead of the array (``output_scores`` and
+        ``output_logits`` add transformers' ``scores`` and ``logits`` to it).
+
+        Beam search (``num_beams > 1``, with ``length_penalty``, ``early_stopping`` and
+        ``num_return_sequences <= num_beams``) follows transformers 5.x: rows are each prompt's
+        ``num_return_sequences`` best hypotheses, best first, padded with pad_token_id past their
+        end; the GenerateOutput adds ``beam_indices`` and, with ``output_scores``,
+        ``sequences_scores``. Every beam of every prompt runs in one decoder call per step, the KV
+        cache rows following the beams. It takes no ``do_sample``, hooks, streamer, stop_strings
+        or log-probabilities (ValueError)."""
         config = generation.resolve(self, generation_config, options)
         return self.generate_with(input_ids, config, attention_mask, logits_processor, stopping_criteria, streamer,
                                   stop_strings, tokenizer)
@@ -428,18 +446,27 @@ class Model:
         ids, was_1d = as_ids(input_ids, self.vocab_size)
         mask = as_mask(attention_mask, ids.shape)
         max_new = generation.max_new_tokens(cfg, ids.shape[1])
+        beams = cfg.num_beams > 1
         n = cfg.num_return_sequences
+        if beams and (logits_processor is not None or stopping_criteria is not None or streamer is not None
+                      or stop_strings):
+            raise ValueError(f"num_beams={cfg.num_beams}: beam search takes no logits_processor, stopping_criteria, "
+                             "streamer or stop_strings (pass num_beams=1 to use them)")
         # A GenerateOutput always carries the chosen tokens' log-probabilities (one log-softmax per row
-        # and step, small next to the forward pass).
-        want_logprobs = cfg.output_logprobs or cfg.top_logprobs > 0 or cfg.return_dict_in_generate
-        rows, prompt = ids.shape[0] * n, ids.shape[1]
-        limits.check_count("generate's rows (input rows x num_return_sequences)", rows, limits.MAX_BATCH)
+        # and step, small next to the forward pass), except for beam search.
+        want_logprobs = not beams and (cfg.output_logprobs or cfg.top_logprobs > 0 or cfg.return_dict_in_generate)
+        # Rows the decoder runs: every beam of every prompt, or every sampled copy of it.
+        rows, prompt = ids.shape[0] * (cfg.num_beams if beams else n), ids.shape[1]
+        limits.check_count("generate's rows (input rows x num_beams or num_return_sequences)", rows,
+                           limits.MAX_BATCH)
         if prompt + max_new <= self.n_ctx:  # else the C core names the context it exceeds
             outputs = memory.generate_output_bytes(rows, prompt, max_new, cfg.top_logprobs, want_logprobs)
+            if cfg.return_dict_in_generate:  # scores and logits: [max_new, rows, vocab] float32 each
+                outputs += 4 * max_new * rows * self.vocab_size * (cfg.output_scores + cfg.output_logits)
             memory.check_call(self.spec, rows, prompt, prompt + max(max_new - 1, 0), outputs + 5 * rows * prompt,
                               f"generating {max_new:,} tokens for {rows:,} row{'s' if rows > 1 else ''}",
                               threads=self.n_threads)
-        if n > 1:
+        if n > 1 and not beams:
             ids = np.repeat(ids, n, axis=0)
             mask = None if mask is None else np.repeat(mask, n, axis=0)
         seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "little")
@@ -455,7 +482,8 @@ class Model:
         if streamer is not None:  # as transformers does: the prompt first, then each step's tokens
             streamer.put(ids.astype(np.int64))
         try:
-            sequences, counts, logprobs, top_ids, top_values = self._decoder.generate(
+            (sequences, counts, logprobs, top_ids, top_values, scores, logits, sequences_scores,
+             beam_indices) = self._decoder.generate(
                 ids, attention_mask=mask, max_new_tokens=int(max_new), seed=seed,
                 logits_processor=generation.processor_hook(processors) if processors else None,
                 stopping_criteria=generation.stopping_hook(criteria, batch) if criteria else None,
@@ -465,11 +493,13 @@ class Model:
             if streamer is not None:  # ended on failure too: a consumer waiting for more must not hang
                 streamer.end()
 
-        if not want_logprobs:
+        if not (want_logprobs or cfg.return_dict_in_generate):
             return sequences[0] if was_1d and n == 1 else sequences
-        out = generation.GenerateOutput(sequences, counts, logprobs, top_ids, top_values)
+        out = generation.GenerateOutput(sequences, counts, logprobs, top_ids, top_values, scores, logits,
+                                        sequences_scores if cfg.output_scores else None, beam_indices)
         if was_1d and n == 1:
-            for name in ("sequences", "num_new_tokens", "logprobs", "top_logprob_ids", "top_logprobs"):
+            for name in ("sequences", "num_new_tokens", "logprobs", "top_logprob_ids", "top_logprobs",
+                         "sequences_scores", "beam_indices"):
                 value = getattr(out, name)
                 setattr(out, name, None if value is None else value[0])
         return out

@@ -109,27 +109,59 @@ def _compile(source):
         raise ValueError(f"the chat template is not valid Jinja: {e}") from None
 
 
-def render(template, messages, add_generation_prompt=False, **variables):
+# Appended to the last message's text to find where it ends once rendered (continue_final_message).
+_CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
+
+
+def _cut_at_continue_tag(text, final):
+    """The rendered text up to where the last message's own text ends, as transformers cuts it."""
+    tag = _CONTINUE_TAG.strip()
+    if final.strip() not in text or tag not in text:
+        raise ValueError("continue_final_message=True: the chat template does not write the last message as given, "
+                         "so there is no place to continue it from")
+    at = text.rindex(tag)
+    # a template that strips the message also strips the space after the tag
+    return text[:at] if text[at:at + len(_CONTINUE_TAG)] == _CONTINUE_TAG else text[:at].rstrip()
+
+
+def render(template, messages, add_generation_prompt=False, tools=None, documents=None,
+           continue_final_message=False, **variables):
     """The text of ``messages`` in ``template``: a Jinja string, a name in :data:`TEMPLATES`
     (``"alpaca"``, ``"vicuna"``) or a callable. ``variables`` (``bos_token``, ``eos_token``, ...)
-    are visible to the template."""
+    are visible to the template, and so are ``tools`` and ``documents`` (lists of dicts, JSON
+    schemas for tools) to a Jinja template. ``continue_final_message=True`` ends the text where
+    the last message's content ends (no end-of-turn), as transformers does."""
     check_messages(messages)
     if isinstance(template, str) and template in TEMPLATES:
         template = TEMPLATES[template]
     messages = [dict(m) for m in messages]
+    for name, value in (("tools", tools), ("documents", documents)):
+        if value is not None and (not isinstance(value, (list, tuple)) or
+                                  not all(isinstance(v, dict) for v in value)):
+            raise TypeError(f"{name} must be a list of dicts (JSON schemas for tools), got {value!r:.200}")
+    final = None
+    if continue_final_message:
+        final = messages[-1]["content"]
+        if not isinstance(final, str):
+            raise ValueError("continue_final_message=True needs the last message's content to be a str, "
+                             f"got {type(final).__name__}")
+        messages[-1]["content"] = final + _CONTINUE_TAG
     if callable(template):
         text = template(messages, add_generation_prompt=add_generation_prompt, **variables)
         if not isinstance(text, str):
             raise TypeError(f"a callable chat template must return a str, got {type(text).__name__}")
-        return text
-    if not isinstance(template, str):
+    elif not isinstance(template, str):
         raise TypeError(f"the chat template (template= / chat_template=) must be a Jinja string, a template name "
                         f"({', '.join(repr(n) for n in TEMPLATES)}) or a callable, got {type(template).__name__}")
-    if "{{" not in template and "{%" not in template:  # no Jinja at all: a misspelt name, not a template
+    elif "{{" not in template and "{%" not in template:  # no Jinja at all: a misspelt name, not a template
         raise ValueError(f"the chat template (template= / chat_template=) must be a Jinja string, a template name "
                          f"({', '.join(repr(n) for n in TEMPLATES)}) or a callable, got {template!r}")
-    import jinja2
-    try:
-        return _compile(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **variables)
-    except jinja2.exceptions.TemplateError as e:
-        raise ValueError(f"the chat template refused the messages: {e}") from None
+    else:
+        import jinja2
+        try:
+            text = _compile(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                             tools=None if tools is None else list(tools),
+                                             documents=None if documents is None else list(documents), **variables)
+        except jinja2.exceptions.TemplateError as e:
+            raise ValueError(f"the chat template refused the messages: {e}") from None
+    return text if final is None else _cut_at_continue_tag(text, final)

@@ -11,15 +11,17 @@ written in the text (``<s>``, ``</s>``, ``<unk>``, added tokens) become their id
 """
 import json
 import os
+import warnings
 
 import numpy as np
 
-from . import _checks, _core, file_kinds, hub, limits
+from . import _checks, _core, added_tokens, file_kinds, hub, limits, tokenizer_call
+from .added_tokens import AddedToken
 from .file_kinds import GGUF, JSON, LLAMA2C_TOKENIZER, SENTENCEPIECE, TOKENIZER_JSON
 from ._args import check_bool
 from .tokenizer_json import load_tokenizer_json
 
-__all__ = ["Tokenizer", "StreamDecoder"]
+__all__ = ["Tokenizer", "StreamDecoder", "AddedToken"]
 
 # Names the usual special tokens take in tokenizer.json files, for from_file (no config to say).
 _BOS_NAMES = ("<s>", "<|begin_of_text|>", "<|startoftext|>")
@@ -117,6 +119,15 @@ class Tokenizer:
         self._prefix_ids = list(prefix_ids)
         self._suffix_ids = list(suffix_ids)
         self.chat_template = None  # a Jinja string from tokenizer_config.json (from_pretrained)
+        # transformers' other named special tokens, set by add_special_tokens or tokenizer_config.json
+        self.sep_token_id = self.cls_token_id = self.mask_token_id = None
+        self._extra_special_tokens = []  # extra_special_tokens (additional_special_tokens): their text
+        # The tokenizer call's defaults, from tokenizer_config.json when it gives them. pyllm pads on
+        # the left unless told otherwise: generation needs left padding.
+        self.padding_side = "left"
+        self.truncation_side = "right"
+        self.model_max_length = None  # None: no limit known
+        self.clean_up_tokenization_spaces = False
 
     # -- construction -------------------------------------------------------------------
 
@@ -299,7 +310,36 @@ class Tokenizer:
         if template is not None and not isinstance(template, str):
             raise ValueError(f"{directory}: chat_template must be a string, got {type(template).__name__}")
         self.chat_template = template
+        self._apply_call_settings(config, directory)
         return self
+
+    def _apply_call_settings(self, config, directory):
+        """tokenizer_config.json's settings of the tokenizer call and its extra special tokens."""
+        def setting(key, accepted):
+            value = config.get(key)
+            if value is not None and value not in accepted:
+                raise ValueError(f"{directory}: tokenizer_config.json's {key} must be one of {accepted}, got {value!r}")
+            return value
+        self.padding_side = setting("padding_side", ("left", "right")) or self.padding_side
+        self.truncation_side = setting("truncation_side", ("left", "right")) or self.truncation_side
+        self.clean_up_tokenization_spaces = bool(setting("clean_up_tokenization_spaces", (True, False)))
+        limit = config.get("model_max_length")
+        if isinstance(limit, float) and limit.is_integer():  # older files write 1e+30 for "no limit"
+            limit = int(limit)
+        if limit is not None and (not limits.is_int(limit) or limit < 1):
+            raise ValueError(f"{directory}: tokenizer_config.json's model_max_length must be a positive integer, "
+                             f"got {limit!r}")
+        self.model_max_length = limit if limit is not None and limit < tokenizer_call.NO_LIMIT else None
+        extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
+        if isinstance(extra, dict):  # transformers 5 may name them: {"image_token": "<image>"}
+            extra = list(extra.values())
+        if not isinstance(extra, list):
+            raise ValueError(f"{directory}: tokenizer_config.json's extra_special_tokens must be a list, got {extra!r}")
+        self._extra_special_tokens = [_token_content(t) for t in extra]
+        for name in ("sep_token", "cls_token", "mask_token"):
+            content = _token_content(config.get(name))
+            if content is not None:
+                setattr(self, f"{name}_id", self._core.token_to_id(content))
 
     # -- encoding and decoding ----------------------------------------------------------
 
@@ -309,9 +349,17 @@ class Tokenizer:
         ids.extend(self._suffix_ids)
         return ids
 
-    def encode(self, text, add_special_tokens=True):
-        """Token ids of ``text``; BOS (and EOS when configured) added when ``add_special_tokens``."""
+    def encode(self, text, add_special_tokens=True, **options):
+        """Token ids of ``text``; BOS (and EOS when configured) added when ``add_special_tokens``.
+
+        transformers' ``encode`` options (``truncation``, ``max_length``, ``padding``,
+        ``return_tensors="np"``, ...) give the ``input_ids`` the tokenizer call gives for them."""
         add_special_tokens = check_bool("add_special_tokens", add_special_tokens)
+        if options:
+            if not isinstance(text, str):
+                raise TypeError(f"encode takes one text (a str), got {type(text).__name__}: use tokenizer(texts) "
+                                "for a batch")
+            return self(text, add_special_tokens=add_special_tokens, **options)["input_ids"]
         ids = self._core.encode(text, True, self.legacy)
         return self._with_specials(ids) if add_special_tokens else ids
 
@@ -329,103 +377,161 @@ class Tokenizer:
                 self._with_specials(ids)
         return batch
 
-    def decode(self, ids, skip_special_tokens=False):
-        """Text of token ids (a sequence of int or a 1-D integer array).
+    def num_special_tokens_to_add(self, pair=False):
+        """How many ids ``encode(add_special_tokens=True)`` puts around a text."""
+        if pair:
+            raise ValueError("pair=True: pyllm's tokenizers encode single texts, not pairs")
+        return len(self._prefix_ids) + len(self._suffix_ids)
+
+    def _clean_up(self, clean_up_tokenization_spaces):
+        """transformers 5 does not clean up the decoded text of BPE tokenizers (all of pyllm's)
+        even when asked, and warns: so do we, leaving the text unchanged."""
+        if clean_up_tokenization_spaces not in (None, True, False):
+            raise ValueError(f"clean_up_tokenization_spaces must be True, False or None, got "
+                             f"{clean_up_tokenization_spaces!r}")
+        if clean_up_tokenization_spaces:
+            warnings.warn("clean_up_tokenization_spaces=True is ignored, as transformers ignores it for BPE "
+                          "tokenizers (it would strip spaces before punctuation); pass False", stacklevel=3)
+
+    def decode(self, token_ids, skip_special_tokens=False, clean_up_tokenization_spaces=None, **kwargs):
+        """Text of token ids: an int, a sequence of int or a 1-D integer array. Rows of ids (which
+        transformers 5's decode also takes) go to :meth:`batch_decode`.
 
         ``skip_special_tokens=True`` gives exactly sentencepiece's ``decode``; with False, special
         tokens are written as their text (``"<s> Hello"``)."""
+        if kwargs:
+            raise TypeError(f"decode got an unexpected keyword argument {next(iter(kwargs))!r}; pyllm accepts "
+                            "token_ids, skip_special_tokens, clean_up_tokenization_spaces")
+        self._clean_up(clean_up_tokenization_spaces)
+        rows = (isinstance(token_ids, (list, tuple)) and len(token_ids) > 0
+                and isinstance(token_ids[0], (list, tuple, np.ndarray)))
+        if rows or (isinstance(token_ids, np.ndarray) and token_ids.ndim > 1):
+            raise ValueError("decode takes one sequence of ids: use batch_decode for rows of them (a list of id lists "
+                             "or a 2-D array)")
+        if limits.is_int(token_ids):
+            token_ids = [token_ids]
         skip_special_tokens = check_bool("skip_special_tokens", skip_special_tokens)
         try:
-            return self._core.decode(ids, skip_special_tokens)
+            return self._core.decode(token_ids, skip_special_tokens)
         except IndexError as e:  # an id outside the vocabulary: IndexError, named
-            raise IndexError(f"ids holds a {e}") from None
-        except TypeError as e:
-            raise TypeError(f"ids must be a list or 1-D array of token ids: {e}") from None
+            raise IndexError(f"token_ids holds a {e}") from None
 
-    def batch_decode(self, sequences, skip_special_tokens=False):
+    def batch_decode(self, sequences, skip_special_tokens=False, clean_up_tokenization_spaces=None, **kwargs):
         """``decode`` of every row of a 2-D array or list of id lists."""
+        if kwargs:
+            raise TypeError(f"batch_decode got an unexpected keyword argument {next(iter(kwargs))!r}; pyllm accepts "
+                            "sequences, skip_special_tokens, clean_up_tokenization_spaces")
         if isinstance(sequences, np.ndarray):
             if sequences.ndim != 2:
                 raise ValueError(f"batch_decode needs a 2-D array [rows, ids], got shape {sequences.shape}")
         elif not isinstance(sequences, (list, tuple)):
             raise TypeError(f"sequences must be a list of id lists or a 2-D array, got {type(sequences).__name__}")
+        self._clean_up(clean_up_tokenization_spaces)
         skip_special_tokens = check_bool("skip_special_tokens", skip_special_tokens)
         out = []
         for index, row in enumerate(sequences):
             try:
-                out.append(self.decode(row, skip_special_tokens=skip_special_tokens))
-            except (IndexError, TypeError, ValueError) as e:
+                out.append(self._core.decode(row, skip_special_tokens))
+            except (IndexError, TypeError) as e:
                 raise type(e)(f"sequences[{index}]: {e}") from None
         return out
 
-    def __call__(self, texts, padding=False, add_special_tokens=True, return_tensors=None, padding_side="left"):
-        """transformers-style batch encoding: a dict with ``input_ids`` and ``attention_mask``.
+    def __call__(self, text=None, add_special_tokens=True, padding=False, truncation=None, max_length=None,
+                 pad_to_multiple_of=None, padding_side=None, return_tensors=None, return_attention_mask=None,
+                 return_length=False, verbose=True, **unsupported):
+        """transformers' tokenizer call: a :class:`~pyllm.tokenizer_call.BatchEncoding` (a dict whose
+        keys read as attributes) with ``input_ids`` and ``attention_mask``.
 
-        ``texts`` is a string or a list of strings. ``padding=True`` (or "longest") pads every row
-        to the longest with pad_token_id (else eos_token_id, else 0) on ``padding_side`` ("left",
-        the default, as generation needs; or "right"), mask 0 there. ``return_tensors="np"`` gives
-        int64 NumPy arrays [rows, length] (a single string gives one row too); None gives lists
-        (a single string gives flat lists)."""
-        single = isinstance(texts, str)
-        if single:
-            texts = [texts]
-        elif not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
-            raise TypeError("texts must be a string or a list of strings")
-        if padding not in (True, False, "longest", "do_not_pad"):
-            raise ValueError(f"padding must be True, False, 'longest' or 'do_not_pad', got {padding!r}")
-        if padding_side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-        if return_tensors not in (None, "np"):
-            raise ValueError(f"return_tensors must be 'np' or None (no torch at run time), got {return_tensors!r}")
-        batch = self.encode_batch(list(texts), add_special_tokens=add_special_tokens) if texts else []
-        masks = [[1] * len(ids) for ids in batch]
-        if padding in (True, "longest") and batch:
-            pad = next((t for t in (self.pad_token_id, self.eos_token_id) if t is not None), 0)
-            width = max(len(ids) for ids in batch)
-            for ids, mask in zip(batch, masks):
-                fill = width - len(ids)
-                if padding_side == "left":
-                    ids[:0] = [pad] * fill
-                    mask[:0] = [0] * fill
-                else:
-                    ids.extend([pad] * fill)
-                    mask.extend([0] * fill)
-        if return_tensors == "np":
-            if len({len(ids) for ids in batch}) > 1:
-                raise ValueError("texts encode to different lengths: pass padding=True to get arrays")
-            width = len(batch[0]) if batch else 0
-            return {"input_ids": np.array(batch, dtype=np.int64).reshape(len(batch), width),
-                    "attention_mask": np.array(masks, dtype=np.int64).reshape(len(batch), width)}
-        if single:
-            return {"input_ids": batch[0], "attention_mask": masks[0]}
-        return {"input_ids": batch, "attention_mask": masks}
+        ``text`` is a string or a list of strings. ``truncation`` (True / "longest_first" /
+        "only_first") cuts each text to ``max_length`` ids, special tokens included, keeping its
+        start (or its end when ``truncation_side`` is "left"); ``max_length`` alone turns it on.
+        ``padding`` True / "longest" pads to the longest row, "max_length" to ``max_length``,
+        then up to a multiple of ``pad_to_multiple_of``, with pad_token_id (else eos_token_id,
+        else 0) on ``padding_side`` (default: the tokenizer's ``padding_side``, "left" unless
+        tokenizer_config.json says otherwise), mask 0 there. ``return_tensors="np"`` gives int64
+        NumPy arrays [rows, length] (a single string gives one row too); None gives lists (a
+        single string gives flat lists); "pt" is refused: pyllm returns NumPy.
+        ``return_attention_mask=False`` leaves the mask out; ``return_length=True`` adds
+        ``length``. Sentence pairs, offsets, overflow windows and token type ids raise."""
+        return tokenizer_call.encode_call(
+            self, text, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
+            max_length=max_length, pad_to_multiple_of=pad_to_multiple_of, padding_side=padding_side,
+            return_tensors=return_tensors, return_attention_mask=return_attention_mask, return_length=return_length,
+            verbose=verbose, **unsupported)
 
     def special_tokens(self):
-        """The special tokens' text a chat template sees: bos_token, eos_token, unk_token, pad_token."""
+        """The special tokens' text a chat template sees (transformers' ``special_tokens_map``):
+        bos_token, eos_token, unk_token, pad_token and the other named ones that are set."""
         out = {}
-        for name in ("bos", "eos", "unk", "pad"):
-            token_id = getattr(self, f"{name}_token_id")
+        for name in added_tokens.SPECIAL_TOKEN_NAMES:
+            token_id = getattr(self, f"{name}_id")
             if token_id is not None:
-                out[f"{name}_token"] = self.id_to_token(token_id)
+                out[name] = self.id_to_token(token_id)
         return out
 
-    def apply_chat_template(self, messages, add_generation_prompt=False, tokenize=True, chat_template=None,
+    @property
+    def special_tokens_map(self):
+        return self.special_tokens()
+
+    @property
+    def all_special_tokens(self):
+        """The named special tokens then the extra ones, each once, as transformers lists them."""
+        out = list(dict.fromkeys(list(self.special_tokens().values()) + self._extra_special_tokens))
+        return [t for t in out if self._core.token_to_id(t) is not None]
+
+    @property
+    def all_special_ids(self):
+        return [self._core.token_to_id(t) for t in self.all_special_tokens]
+
+    def apply_chat_template(self, conversation, tools=None, documents=None, chat_template=None,
+                            add_generation_prompt=False, continue_final_message=False, tokenize=True, padding=False,
+                            truncation=False, max_length=None, return_tensors=None, return_dict=False,
+                            tokenizer_kwargs=None, return_assistant_tokens_mask=False, sanitize_control_tokens=False,
                             **template_variables):
-        """The prompt of a conversation, as transformers renders it: ``messages`` (dicts with
-        ``role`` and ``content``) through ``chat_template`` (default: the tokenizer's own, from
-        tokenizer_config.json; or a Jinja string, "alpaca" / "vicuna", or a callable), with the
-        special tokens and ``template_variables`` visible. ``tokenize=True`` returns the ids
-        (encoded without adding special tokens: the template writes them), else the text."""
+        """The prompt of a conversation, as transformers renders it: ``conversation`` (dicts with
+        ``role`` and ``content``; or a list of conversations, giving a list of results) through
+        ``chat_template`` (default: the tokenizer's own, from tokenizer_config.json; or a Jinja
+        string, "alpaca" / "vicuna", or a callable), with the special tokens, ``tools``,
+        ``documents`` and ``template_variables`` visible. ``continue_final_message=True`` ends the
+        text inside the last message (no end-of-turn), to have the model continue it.
+
+        ``tokenize=False`` returns the text. ``tokenize=True`` encodes it without adding special
+        tokens (the template writes them) through the tokenizer call, with ``padding``,
+        ``truncation``, ``max_length``, ``return_tensors``: the ids, or with ``return_dict=True``
+        the call's BatchEncoding. pyllm's default is ``return_dict=False`` (the ids, as
+        transformers 4 returned them); transformers 5 defaults to True: pass it to get the dict."""
         from . import templates
         check_bool("add_generation_prompt", add_generation_prompt)
         tokenize = check_bool("tokenize", tokenize)
+        if tokenizer_kwargs:
+            raise ValueError("tokenizer_kwargs is not supported: pass padding, truncation, max_length and "
+                             "return_tensors as arguments of apply_chat_template")
+        if return_assistant_tokens_mask:
+            raise ValueError("return_assistant_tokens_mask=True is not supported: pyllm does not track which ids "
+                             "the assistant wrote")
+        if sanitize_control_tokens:
+            raise ValueError("sanitize_control_tokens=True is not supported: special-token strings in messages "
+                             "become their ids")
+        if continue_final_message and add_generation_prompt:
+            raise ValueError("continue_final_message and add_generation_prompt exclude each other: continue the last "
+                             "message, or open a new assistant turn")
+        return_tensors = tokenizer_call.check_return_tensors(return_tensors)
         template = self.chat_template if chat_template is None else chat_template
         if template is None:
             raise ValueError("this tokenizer has no chat_template (tokenizer_config.json has none): pass "
                              "chat_template= (a Jinja string, 'alpaca', 'vicuna' or a callable; see pyllm.templates)")
+        batched = (isinstance(conversation, (list, tuple)) and len(conversation) > 0
+                   and isinstance(conversation[0], (list, tuple)))
+        conversations = list(conversation) if batched else [conversation]
         variables = {**self.special_tokens(), **template_variables}
-        text = templates.render(template, messages, add_generation_prompt=add_generation_prompt, **variables)
-        return self.encode(text, add_special_tokens=False) if tokenize else text
+        texts = [templates.render(template, messages, add_generation_prompt=add_generation_prompt, tools=tools,
+                                  documents=documents, continue_final_message=continue_final_message, **variables)
+                 for messages in conversations]
+        if not tokenize:
+            return texts if batched else texts[0]
+        out = self(texts if batched else texts[0], add_special_tokens=False, padding=padding, truncation=truncation,
+                   max_length=max_length, return_tensors=return_tensors)
+        return out if return_dict else out["input_ids"]
 
     def stream_decoder(self, skip_special_tokens=False):
         """A :class:`StreamDecoder` for text generated one token at a time."""
@@ -455,9 +561,103 @@ class Tokenizer:
         """The id of a piece, or None when it is not in the vocabulary."""
         return self._core.token_to_id(token)
 
+    def convert_ids_to_tokens(self, ids, skip_special_tokens=False):
+        """transformers' ``convert_ids_to_tokens``: the piece of an id (an int gives a str, a
+        list or 1-D array a list); an id past the vocabulary gives None, as tokenizers does;
+        ``skip_special_tokens`` drops :attr:`all_special_ids`."""
+        n = self._core.vocab_size
+
+        def piece(token_id):
+            if not limits.is_int(token_id) or token_id < 0:
+                raise ValueError(f"ids must hold non-negative ints, got {token_id!r}")
+            return self._core.id_to_token(int(token_id)) if token_id < n else None
+
+        if limits.is_int(ids):
+            return piece(ids)
+        if isinstance(ids, np.ndarray):
+            if ids.ndim != 1:
+                raise ValueError(f"ids must be an int or a 1-D sequence of ints, got an array of shape {ids.shape}")
+            ids = ids.tolist()
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, (list, tuple)):
+            raise TypeError(f"ids must be an int or a list of ints, got {type(ids).__name__}")
+        skip = set(self.all_special_ids) if skip_special_tokens else ()
+        return [piece(i) for i in ids if not (limits.is_int(i) and i in skip)]
+
+    def tokenize(self, text, add_special_tokens=False):
+        """transformers' ``tokenize``: the pieces of ``text`` (``["▁Hello", "▁world"]``), without
+        BOS/EOS unless ``add_special_tokens``."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        return self.convert_ids_to_tokens(self.encode(text, add_special_tokens=add_special_tokens))
+
+    def get_vocab(self):
+        """transformers' ``get_vocab``: {piece: id} of every id, added tokens included."""
+        return {self._core.id_to_token(i): i for i in range(self._core.vocab_size)}
+
+    def convert_tokens_to_ids(self, tokens):
+        """transformers' ``convert_tokens_to_ids``: the id of a piece (a str gives an int, a list a
+        list); a piece not in the vocabulary gives ``unk_token_id`` (None when there is none)."""
+        def one(token):
+            if not isinstance(token, str):
+                raise TypeError(f"tokens must be a str or a list of str, got an item of type {type(token).__name__}")
+            token_id = self._core.token_to_id(token)
+            return self.unk_token_id if token_id is None else token_id
+
+        if tokens is None:
+            return None
+        if isinstance(tokens, str):
+            return one(tokens)
+        if not isinstance(tokens, (list, tuple)):
+            raise TypeError(f"tokens must be a str or a list of str, got {type(tokens).__name__}")
+        return [one(t) for t in tokens]
+
+    def add_tokens(self, new_tokens, special_tokens=False):
+        """transformers' ``add_tokens``: make each token (a str or an AddedToken) split out of
+        any text as one id, its vocabulary id or the next free one; returns how many were not
+        added tokens already. Safe while other threads encode (docs/threads.md). A model's
+        embedding table does not grow with it: ids past the model's vocabulary raise there."""
+        return added_tokens.add_tokens(self, new_tokens, special_tokens)
+
+    def add_special_tokens(self, special_tokens_dict, replace_extra_special_tokens=True,
+                           replace_additional_special_tokens=None):
+        """transformers' ``add_special_tokens``: ``{"pad_token": "<pad>", "additional_special_tokens":
+        ["<a>", "<b>"]}`` (keys bos/eos/unk/sep/pad/cls/mask_token, extra_special_tokens or
+        additional_special_tokens); the tokens are added as special (decode can skip them) and the
+        named ones set (``pad_token_id``, ...). Returns how many were not added tokens already."""
+        if replace_additional_special_tokens is not None:  # transformers 4's name of the flag
+            replace_extra_special_tokens = replace_additional_special_tokens
+        return added_tokens.add_special_tokens(self, special_tokens_dict, bool(replace_extra_special_tokens))
+
     def __repr__(self):
-        return (f"Tokenizer(vocab_size={self.vocab_size}, bos_token_id={self.bos_token_id}, "
-                f"eos_token_id={self.eos_token_id}, pad_token_id={self.pad_token_id})")
+        specials = ", ".join(f"{name}={token!r}" for name, token in self.special_tokens().items())
+        return (f"Tokenizer(kind={self._core.kind!r}, vocab_size={self.vocab_size}"
+                f"{', ' + specials if specials else ''}, padding_side={self.padding_side!r})")
+
+
+def _special_token_property(name):
+    """bos_token, eos_token, ... as transformers has them: the text of ``<name>_id``; setting a
+    token that is in the vocabulary sets the id (``tok.pad_token = tok.eos_token``)."""
+    def get(self):
+        token_id = getattr(self, f"{name}_id")
+        return None if token_id is None else self._core.id_to_token(token_id)
+
+    def set_(self, value):
+        if value is None:
+            setattr(self, f"{name}_id", None)
+            return
+        content = getattr(value, "content", value)
+        if not isinstance(content, str):
+            raise TypeError(f"{name} must be a str (a token of the vocabulary) or None, got {type(value).__name__}")
+        token_id = self._core.token_to_id(content)
+        if token_id is None:
+            raise ValueError(f"{name}={content!r} is not in the vocabulary: add it with "
+                             f"add_special_tokens({{{name!r}: {content!r}}})")
+        setattr(self, f"{name}_id", token_id)
+    return property(get, set_)
+
+
+for _name in added_tokens.SPECIAL_TOKEN_NAMES:
+    setattr(Tokenizer, _name, _special_token_property(_name))
 
 
 class StreamDecoder:

@@ -65,7 +65,8 @@ static pyllm_status loop_init(loop_state *s, const pyllm_generate_options *opt, 
     const int hooks = opt->hooks.process != NULL || opt->hooks.stop != NULL;
     s->logits = pyllm_alloc(pyllm_mul_size(bv, sizeof(float)));
     s->logprob_row = pyllm_alloc(sizeof(float) * (size_t)vocab);
-    s->raw = opt->logprobs != NULL && !opt->processed ? pyllm_alloc(pyllm_mul_size(bv, sizeof(float))) : NULL;
+    const int want_raw = (opt->logprobs != NULL && !opt->processed) || opt->raw_logits != NULL;
+    s->raw = want_raw ? pyllm_alloc(pyllm_mul_size(bv, sizeof(float))) : NULL;
     s->full_scores = hooks ? pyllm_calloc(bv, sizeof(float)) : NULL;
     s->history = pyllm_alloc(pyllm_mul_size(pyllm_mul_size(b, (size_t)s->width), sizeof(int32_t)));
     s->length = pyllm_alloc(sizeof(int64_t) * b);
@@ -78,7 +79,7 @@ static pyllm_status loop_init(loop_state *s, const pyllm_generate_options *opt, 
     s->done = pyllm_calloc(b, 1);
     s->stop_now = pyllm_calloc(b, 1);
     s->rngs = pyllm_alloc(sizeof(pyllm_rng) * b);
-    if (s->logits == NULL || s->logprob_row == NULL || (opt->logprobs != NULL && !opt->processed && s->raw == NULL) ||
+    if (s->logits == NULL || s->logprob_row == NULL || (want_raw && s->raw == NULL) ||
         (hooks && s->full_scores == NULL) || s->history == NULL || s->length == NULL || s->n_prompt == NULL ||
         s->slot_row == NULL || s->keep == NULL || s->next == NULL || s->step_tokens == NULL ||
         s->finished == NULL || s->done == NULL || s->stop_now == NULL || s->rngs == NULL)
@@ -200,6 +201,10 @@ static pyllm_status run(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *
             float *scores = s->logits + j * vocab;
             int32_t token;
             pyllm_warp_row(&opt->sampling, &s->sampler, &s->scratch, scores);
+            if (opt->scores != NULL)
+                memcpy(opt->scores + (step * batch + r) * vocab, scores, sizeof(float) * (size_t)vocab);
+            if (opt->raw_logits != NULL)
+                memcpy(opt->raw_logits + (step * batch + r) * vocab, s->raw + j * vocab, sizeof(float) * (size_t)vocab);
             PYLLM_TRY(pyllm_sample(&s->sampler, scores, &opt->sampling, &s->rngs[r], &token));
             if (opt->logprobs != NULL)
                 record_logprobs(opt, s, opt->processed ? scores : s->raw + j * vocab, vocab, r, step, token);

@@ -47,6 +47,10 @@ typedef struct {
     int64_t *top_ids;
     float *top_logprobs;
     int processed;
+    /* When not NULL, [max_new_tokens, rows, vocab]: per step the scores each token was chosen from
+     * (after every processor and warper) and the raw logits; rows that have ended hold zeros. */
+    float *scores;
+    float *raw_logits;
 } pyllm_generate_options;
 
 /* prompt[batch, prompt_len] (mask as in pyllm_decoder_forward, NULL = all real) runs through an

@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -478,6 +479,15 @@ static int threads_for(const pyllm_decoder *m, int64_t tokens)
     return linear_work_per_token(&m->config) * tokens < PYLLM_PARALLEL_WORK ? 1 : m->n_threads;
 }
 
+/* Tokens every forward pass of the process took in (rows x new tokens): tests read it to show that
+ * a generation loop feeds each token once (pyllm._testing.decoder_tokens_run). */
+static _Atomic int64_t tokens_run;
+
+int64_t pyllm_decoder_tokens_run(void)
+{
+    return atomic_load(&tokens_run);
+}
+
 pyllm_status pyllm_decoder_forward_outputs(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *tokens,
                                            const uint8_t *mask, int64_t n_new, const pyllm_forward_outputs *out)
 {
@@ -497,6 +507,7 @@ pyllm_status pyllm_decoder_forward_outputs(pyllm_decoder *m, pyllm_kv_cache *cac
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
             return pyllm_error(PYLLM_ERR_VALUE, "token id %d at position %lld is out of range [0, %lld)",
                                (int)tokens[i], (long long)i, (long long)c->vocab_size);
+    atomic_fetch_add(&tokens_run, total);
     PYLLM_TRY(reserve_buffers(m, cache, n_new));
     pyllm_workspace *w = &m->work;
 

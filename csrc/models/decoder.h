@@ -112,6 +112,8 @@ typedef struct {
 /* The keys and values of every layer for `batch` rows of up to `capacity` tokens. */
 typedef struct {
     int64_t n_layers, batch, capacity, kv_width; /* kv_width = n_kv_heads * head_dim */
+    int64_t head_dim;
+    int64_t max_batch;         /* rows the buffers were allocated for (batch may be fewer) */
     int64_t used;              /* slots filled, the same for every row */
     pyllm_kv_type type;        /* of keys and values */
     void *keys;                /* [n_layers][batch][n_kv_heads][head_dim][capacity] */
@@ -154,6 +156,15 @@ pyllm_status pyllm_kv_cache_repeat(pyllm_kv_cache *dst, const pyllm_kv_cache *sr
  * (kv_cache.c). The buffers keep their size; cache->batch becomes n. */
 pyllm_status pyllm_kv_cache_keep_rows(pyllm_kv_cache *c, const int64_t *rows, int64_t n);
 
+/* Bytes of scratch pyllm_kv_cache_gather_rows needs to gather up to `rows` rows. */
+size_t pyllm_kv_cache_gather_scratch_bytes(const pyllm_kv_cache *c, int64_t rows);
+
+/* Row j of the cache becomes old row rows[j], for j in [0, n): any order, repeats allowed, n up to
+ * max_batch (beam search: each surviving beam takes the keys of the beam it extends). Only the
+ * filled slots move, through `scratch` (pyllm_kv_cache_gather_scratch_bytes(c, n) bytes); cache->batch
+ * becomes n. */
+pyllm_status pyllm_kv_cache_gather_rows(pyllm_kv_cache *c, const int64_t *rows, int64_t n, void *scratch);
+
 /* Make the workspace big enough for calls of up to `tokens` new tokens per row over `cache`,
  * and create the matmul primitives for calls of exactly that many. */
 pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens);
@@ -168,6 +179,9 @@ pyllm_status pyllm_decoder_reserve_fewer_rows(pyllm_decoder *m, int64_t rows);
  * [batch, vocab] for each row's last new token; NULL for none. */
 pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *tokens,
                                    const uint8_t *mask, int64_t n_new, float *logits, int all_positions);
+
+/* Tokens (rows x new tokens) all forward passes of the process have taken in so far. */
+int64_t pyllm_decoder_tokens_run(void);
 
 /* What a forward pass writes out; NULL pointers ask for nothing. */
 typedef struct {

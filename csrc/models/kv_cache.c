@@ -64,6 +64,8 @@ pyllm_status pyllm_kv_cache_init(pyllm_kv_cache *c, const pyllm_decoder *m, int6
     c->batch = batch;
     c->capacity = capacity;
     c->kv_width = m->config.n_kv_heads * m->config.head_dim;
+    c->head_dim = m->config.head_dim;
+    c->max_batch = batch;
     /* Nothing is written here: keys and values stay uninitialised (only filled slots are read)
      * and the zeroed tables come zero from the kernel. Pages are taken as tokens are written
      * (keys are stored transposed, so the first tokens touch a page of every key row). */
@@ -96,7 +98,7 @@ static pyllm_status alloc_like(pyllm_kv_cache *dst, const pyllm_kv_cache *src, i
     cache_sizes s;
     PYLLM_TRY(sizes_of(src->n_layers, src->kv_width, src->type, batch, src->capacity, &s));
     *dst = *src;
-    dst->batch = batch;
+    dst->batch = dst->max_batch = batch;
     /* Every pointer is replaced before any check, so a failure never frees src's buffers. */
     dst->keys = pyllm_alloc_big(s.kv);
     dst->values = pyllm_alloc_big(s.kv);
@@ -174,6 +176,90 @@ pyllm_status pyllm_kv_cache_keep_rows(pyllm_kv_cache *c, const int64_t *rows, in
                 sizeof(int32_t) * (size_t)c->capacity);
         c->length[j] = c->length[rows[j]];
     }
+    c->batch = n;
+    return PYLLM_OK;
+}
+
+size_t pyllm_kv_cache_gather_scratch_bytes(const pyllm_kv_cache *c, int64_t rows)
+{
+    /* One layer's filled keys or values of every gathered row, then their slot tables. */
+    const size_t r = (size_t)rows, slots = r * (size_t)c->capacity;
+    return slots * (size_t)c->kv_width * pyllm_kv_type_bytes(c->type) + slots * (1 + sizeof(int32_t)) +
+           r * sizeof(int64_t);
+}
+
+/* The filled part of one row of one layer's keys ([kv_width][capacity]: a run of `used` per
+ * value) or values ([n_kv_heads][capacity][head_dim]: a run of used * head_dim per head),
+ * packed into / unpacked from `packed`. */
+static void copy_filled(const pyllm_kv_cache *c, char *row, char *packed, int keys, int to_packed)
+{
+    const size_t e = pyllm_kv_type_bytes(c->type);
+    const int64_t runs = keys ? c->kv_width : c->kv_width / c->head_dim;
+    const size_t run = (size_t)(keys ? c->used : c->used * c->head_dim) * e;
+    const size_t stride = (size_t)(keys ? c->capacity : c->capacity * c->head_dim) * e;
+    for (int64_t i = 0; i < runs; i++) {
+        char *a = row + (size_t)i * stride, *b = packed + (size_t)i * run;
+        if (to_packed)
+            memcpy(b, a, run);
+        else
+            memcpy(a, b, run);
+    }
+}
+
+static void gather_layer(pyllm_kv_cache *c, char *base, int64_t l, const int64_t *rows, int64_t n, int keys,
+                         char *scratch)
+{
+    const size_t e = pyllm_kv_type_bytes(c->type);
+    const size_t per_row = (size_t)(c->capacity * c->kv_width) * e;
+    const size_t packed = (size_t)(c->used * c->kv_width) * e;
+    /* Every source read before any destination is written: old and new rows of a layer overlap.
+     * With the row count unchanged, a row that keeps its own keys stays where it is. */
+    const int same_layout = n == c->batch;
+    for (int64_t j = 0; j < n; j++)
+        if (!same_layout || rows[j] != j)
+            copy_filled(c, base + (size_t)(l * c->batch + rows[j]) * per_row, scratch + (size_t)j * packed, keys, 1);
+    for (int64_t j = 0; j < n; j++)
+        if (!same_layout || rows[j] != j)
+            copy_filled(c, base + (size_t)(l * n + j) * per_row, scratch + (size_t)j * packed, keys, 0);
+}
+
+pyllm_status pyllm_kv_cache_gather_rows(pyllm_kv_cache *c, const int64_t *rows, int64_t n, void *scratch)
+{
+    if (n < 1 || n > c->max_batch)
+        return pyllm_error(PYLLM_ERR_VALUE, "a KV cache gathers between 1 and %lld rows, got %lld",
+                           (long long)c->max_batch, (long long)n);
+    for (int64_t j = 0; j < n; j++)
+        if (rows[j] < 0 || rows[j] >= c->batch)
+            return pyllm_error(PYLLM_ERR_VALUE, "rows to gather must be indices below %lld, got %lld",
+                               (long long)c->batch, (long long)rows[j]);
+    int identity = n == c->batch;
+    for (int64_t j = 0; identity && j < n; j++)
+        identity = rows[j] == j;
+    if (identity)
+        return PYLLM_OK;
+    /* New layer l lies in [l * n, (l + 1) * n) rows. Growing, it reaches into old layers above l:
+     * go down from the last layer (those are read already). Shrinking, it reaches only into old
+     * layers at or below l: go up. */
+    char *s = scratch;
+    for (int64_t i = 0; i < c->n_layers; i++) {
+        const int64_t l = n > c->batch ? c->n_layers - 1 - i : i;
+        gather_layer(c, c->keys, l, rows, n, 1, s);
+        gather_layer(c, c->values, l, rows, n, 0, s);
+    }
+    /* The slot tables, whole rows, through the same scratch: lengths (8-byte aligned, as the
+     * scratch is), then positions, then validity flags. */
+    const size_t cap = (size_t)c->capacity;
+    int64_t *length = (int64_t *)scratch;
+    int32_t *position = (int32_t *)(s + (size_t)n * sizeof(int64_t));
+    uint8_t *valid = (uint8_t *)(s + (size_t)n * (sizeof(int64_t) + cap * sizeof(int32_t)));
+    for (int64_t j = 0; j < n; j++) {
+        length[j] = c->length[rows[j]];
+        memcpy(position + (size_t)j * cap, c->position + rows[j] * c->capacity, sizeof(int32_t) * cap);
+        memcpy(valid + (size_t)j * cap, c->valid + rows[j] * c->capacity, cap);
+    }
+    memcpy(c->length, length, sizeof(int64_t) * (size_t)n);
+    memcpy(c->position, position, sizeof(int32_t) * cap * (size_t)n);
+    memcpy(c->valid, valid, cap * (size_t)n);
     c->batch = n;
     return PYLLM_OK;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "generate/beam.h"
 #include "generate/generate.h"
 #include "generate/processors.h"
 #include "python/py_args.h"
@@ -336,22 +337,36 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
                              "presence_penalty", "no_repeat_ngram_size", "min_new_tokens", "bad_words_ids",
                              "logit_bias", "eos_token_ids", "pad_token_id", "seed", "logits_processor",
                              "stopping_criteria", "on_tokens", "output_logprobs", "top_logprobs",
-                             "logprobs_processed", NULL};
+                             "logprobs_processed", "num_beams", "num_return_sequences", "length_penalty",
+                             "early_stopping", "output_scores", "output_logits", NULL};
     PyObject *ids_obj, *mask_obj = Py_None, *bad_obj = Py_None, *bias_obj = Py_None, *eos_obj = Py_None;
     PyObject *process_obj = Py_None, *stop_obj = Py_None, *tokens_obj = Py_None;
     PyObject *max_new_obj = NULL, *top_k_obj = NULL, *ngram_obj = NULL, *min_new_obj = NULL, *pad_obj = NULL,
              *top_n_obj = NULL;
     int64_t max_new = 20, top_k = 0, ngram = 0, min_new = 0, pad = 0, top_n = 0;
     unsigned long long seed = 0;
-    int do_sample = 0, output_logprobs = 0, processed = 0;
+    int do_sample = 0, output_logprobs = 0, processed = 0, early_stopping = 0, output_scores = 0, output_logits = 0;
+    long long num_beams = 1, num_return = 1;
     double temperature = 1.0, top_p = 1.0, min_p = 0.0, typical_p = 1.0, repetition = 1.0, frequency = 0.0,
-           presence = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOpdOddddddOOOOOOKOOOpOp:generate", kwlist, &ids_obj,
+           presence = 0.0, length_penalty = 1.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOpdOddddddOOOOOOKOOOpOpLLdipp:generate", kwlist, &ids_obj,
                                      &mask_obj, &max_new_obj, &do_sample, &temperature, &top_k_obj, &top_p, &min_p,
                                      &typical_p, &repetition, &frequency, &presence, &ngram_obj, &min_new_obj,
                                      &bad_obj, &bias_obj, &eos_obj, &pad_obj, &seed, &process_obj, &stop_obj,
-                                     &tokens_obj, &output_logprobs, &top_n_obj, &processed))
+                                     &tokens_obj, &output_logprobs, &top_n_obj, &processed, &num_beams, &num_return,
+                                     &length_penalty, &early_stopping, &output_scores, &output_logits))
         return NULL;
+    if (num_beams < 1 || num_beams > 4096 || num_return < 1 || num_return > num_beams) {
+        PyErr_Format(PyExc_ValueError, "num_beams must be in [1, 4096] and num_return_sequences in [1, num_beams], "
+                     "got %lld and %lld", num_beams, num_return);
+        return NULL;
+    }
+    if (early_stopping < 0 || early_stopping > 2) {
+        PyErr_Format(PyExc_ValueError, "early_stopping must be 0 (False), 1 (True) or 2 (\"never\"), got %d",
+                     early_stopping);
+        return NULL;
+    }
+    const int beams = num_beams > 1;
     const int64_t vocab = model->config.vocab_size;
     /* Each int named in its error, never wrapped; the context check below bounds max_new_tokens. */
     if (pyllm_arg_int64(max_new_obj, "max_new_tokens", 0, INT64_MAX, &max_new) < 0 ||
@@ -382,6 +397,7 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
     processor_buffers buffers;
     PyArrayObject *ids = NULL, *mask = NULL;
     PyObject *out = NULL, *counts = NULL, *logprobs = NULL, *top_ids = NULL, *top_values = NULL, *result = NULL;
+    PyObject *scores = NULL, *raw_logits = NULL, *seq_scores = NULL, *beam_indices = NULL;
     if (processor_params_from(bias_obj, repetition, frequency, presence, ngram, bad_obj, min_new, eos_obj,
                               &opt.processors, &buffers) < 0)
         goto done;
@@ -419,11 +435,18 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
     }
     /* The cache sized below, checked before anything of its size is allocated. */
     const int64_t capacity = prompt_len + (max_new > 0 ? max_new - 1 : 0);
-    if (pyllm_check_kv_cache_fits(&model->config, batch, capacity) < 0)
+    /* Beams: every prompt row holds num_beams cache rows; num_return_sequences rows come out. */
+    const int64_t cache_rows = batch * num_beams, out_rows = beams ? batch * num_return : batch;
+    if (batch > INT64_MAX / num_beams) {
+        PyErr_SetString(PyExc_ValueError, "input rows x num_beams overflows");
+        goto done;
+    }
+    if (pyllm_check_kv_cache_fits(&model->config, cache_rows, capacity) < 0)
         goto done;
     hooks.batch = batch;
     {
-        npy_intp seq_dims[2] = {batch, prompt_len + max_new}, count_dims[1] = {batch};
+        npy_intp seq_dims[2] = {out_rows, prompt_len + max_new}, count_dims[1] = {out_rows};
+        npy_intp score_dims[3] = {max_new, cache_rows, vocab}, beam_dims[2] = {out_rows, max_new};
         npy_intp lp_dims[2] = {batch, max_new}, top_dims[3] = {batch, max_new, top_n};
         out = pyllm_new_array(2, seq_dims, NPY_INT64, 1);
         counts = pyllm_new_array(1, count_dims, NPY_INT64, 1);
@@ -439,18 +462,49 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
             opt.top_ids = PyArray_DATA((PyArrayObject *)top_ids);
             opt.top_logprobs = PyArray_DATA((PyArrayObject *)top_values);
         }
+        if (output_scores) {
+            if ((scores = pyllm_new_array(3, score_dims, NPY_FLOAT32, 1)) == NULL)
+                goto done;
+            opt.scores = PyArray_DATA((PyArrayObject *)scores);
+        }
+        if (output_logits) {
+            if ((raw_logits = pyllm_new_array(3, score_dims, NPY_FLOAT32, 1)) == NULL)
+                goto done;
+            opt.raw_logits = PyArray_DATA((PyArrayObject *)raw_logits);
+        }
+        if (beams) {
+            npy_intp score_dim[1] = {out_rows};
+            seq_scores = pyllm_new_array(1, score_dim, NPY_FLOAT32, 1);
+            beam_indices = pyllm_new_array(2, beam_dims, NPY_INT64, 1);
+            if (seq_scores == NULL || beam_indices == NULL)
+                goto done;
+        }
     }
     const int32_t *tok = PyArray_DATA(ids);
     const uint8_t *m = mask ? PyArray_DATA(mask) : NULL;
     int64_t *sequences = PyArray_DATA((PyArrayObject *)out), *new_count = PyArray_DATA((PyArrayObject *)counts);
-    int64_t steps = 0;
+    int64_t steps = 0, steps_run = 0;
     pyllm_kv_cache cache;
+    pyllm_beam_params beam = {.num_beams = num_beams, .num_return_sequences = num_return,
+                              .length_penalty = (float)length_penalty,
+                              .early_stopping = (pyllm_early_stopping)early_stopping};
+    pyllm_beam_outputs beam_out = {
+        .sequences = sequences,
+        .sequence_scores = seq_scores ? PyArray_DATA((PyArrayObject *)seq_scores) : NULL,
+        .beam_indices = beam_indices ? PyArray_DATA((PyArrayObject *)beam_indices) : NULL};
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(lock, WAIT_LOCK);
     model->n_threads = n_threads;
-    st = pyllm_kv_cache_init(&cache, model, batch, capacity);
+    st = pyllm_kv_cache_init(&cache, model, cache_rows, capacity);
     if (st == PYLLM_OK) {
-        st = pyllm_generate(model, &cache, tok, m, prompt_len, &opt, sequences, &steps, new_count);
+        if (beams) {
+            st = pyllm_beam_search(model, &cache, tok, m, batch, prompt_len, &opt, &beam, &beam_out);
+            steps = beam_out.n_steps;
+            steps_run = beam_out.steps_run;
+        } else {
+            st = pyllm_generate(model, &cache, tok, m, prompt_len, &opt, sequences, &steps, new_count);
+            steps_run = steps;
+        }
         pyllm_kv_cache_release(&cache);
     }
     PyThread_release_lock(lock);
@@ -462,17 +516,32 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
             pyllm_raise(st);
         goto done;
     }
+    if (beams) /* each returned hypothesis's generated length, its end token included */
+        for (int64_t r = 0; r < out_rows; r++) {
+            const int64_t *bi = beam_out.beam_indices + r * max_new;
+            int64_t n = 0;
+            while (n < max_new && bi[n] != -1)
+                n++;
+            new_count[r] = n;
+        }
     {
-        PyObject *seq = first_columns(out, prompt_len + steps, 2);
-        PyObject *lp = logprobs ? first_columns(logprobs, steps, 2) : Py_NewRef(Py_None);
-        PyObject *ti = top_ids ? first_columns(top_ids, steps, 3) : Py_NewRef(Py_None);
-        PyObject *tv = top_values ? first_columns(top_values, steps, 3) : Py_NewRef(Py_None);
-        if (seq != NULL && lp != NULL && ti != NULL && tv != NULL)
-            result = PyTuple_Pack(5, seq, counts, lp, ti, tv);
-        Py_XDECREF(seq);
-        Py_XDECREF(lp);
-        Py_XDECREF(ti);
-        Py_XDECREF(tv);
+        /* Scores and logits: [steps_run, rows, vocab] (the steps the decoder took). */
+        PyObject *parts[9] = {first_columns(out, prompt_len + steps, 2), Py_NewRef(counts),
+                              logprobs ? first_columns(logprobs, steps, 2) : Py_NewRef(Py_None),
+                              top_ids ? first_columns(top_ids, steps, 3) : Py_NewRef(Py_None),
+                              top_values ? first_columns(top_values, steps, 3) : Py_NewRef(Py_None),
+                              scores ? PySequence_GetSlice(scores, 0, steps_run) : Py_NewRef(Py_None),
+                              raw_logits ? PySequence_GetSlice(raw_logits, 0, steps_run) : Py_NewRef(Py_None),
+                              seq_scores ? Py_NewRef(seq_scores) : Py_NewRef(Py_None),
+                              beam_indices ? first_columns(beam_indices, steps, 2) : Py_NewRef(Py_None)};
+        int ok = 1;
+        for (int i = 0; i < 9; i++)
+            ok &= parts[i] != NULL;
+        if (ok)
+            result = PyTuple_Pack(9, parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], parts[6], parts[7],
+                                  parts[8]);
+        for (int i = 0; i < 9; i++)
+            Py_XDECREF(parts[i]);
     }
 
 done:
@@ -484,6 +553,10 @@ done:
     Py_XDECREF(logprobs);
     Py_XDECREF(top_ids);
     Py_XDECREF(top_values);
+    Py_XDECREF(scores);
+    Py_XDECREF(raw_logits);
+    Py_XDECREF(seq_scores);
+    Py_XDECREF(beam_indices);
     return result;
 }
 
@@ -615,6 +688,13 @@ static PyObject *apply_warpers(PyObject *self, PyObject *args, PyObject *kwds)
     return (PyObject *)scores;
 }
 
+static PyObject *decoder_tokens_run(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyLong_FromLongLong(pyllm_decoder_tokens_run());
+}
+
 static PyMethodDef processor_methods[] = {
     {"apply_processors", (PyCFunction)(void (*)(void))apply_processors, METH_VARARGS | METH_KEYWORDS,
      "apply_processors(input_ids, scores, *, prompt_length=0, logit_bias=None, repetition_penalty=1.0, "
@@ -626,6 +706,8 @@ static PyMethodDef processor_methods[] = {
      "apply_warpers(scores, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0)\n--\n\n"
      "The sampling warpers (temperature, top-k, top-p, min-p, typical-p, in transformers' order) on "
      "float32 scores [batch, vocab]; removed tokens become -inf in the returned copy."},
+    {"decoder_tokens_run", decoder_tokens_run, METH_NOARGS,
+     "decoder_tokens_run()\n--\n\nTokens (rows x new tokens) every forward pass of the process has taken in."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,8 +8,11 @@
 
 /* Decoder.generate(input_ids, attention_mask=None, **options): runs the loop on `model` with
  * `lock` held and the GIL released, on n_threads threads. Python hooks run on this thread with
- * the GIL and without the lock, so a hook may call the same model. Returns (sequences, new_counts,
- * logprobs, top_ids, top_logprobs), the last three None unless output_logprobs. */
+ * the GIL and without the lock, so a hook may call the same model. num_beams > 1 runs beam search
+ * (generate/beam.h) instead. Returns (sequences, new_counts, logprobs, top_ids, top_logprobs,
+ * scores, logits, sequences_scores, beam_indices): logprobs .. top_logprobs None unless
+ * output_logprobs, scores / logits ([steps, rows, vocab]) unless output_scores / output_logits,
+ * the last two unless beam search. */
 PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int n_threads, PyObject *args,
                               PyObject *kwds);
 

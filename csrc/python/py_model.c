@@ -835,7 +835,7 @@ static PyMethodDef decoder_methods[] = {
      "(logits, float32 [n_layers + 1, batch, n, hidden])."},
     {"generate", (PyCFunction)(void (*)(void))decoder_generate, METH_VARARGS | METH_KEYWORDS,
      "generate(input_ids, *, attention_mask=None, **options): (sequences, new_counts, logprobs, top_ids, "
-     "top_logprobs); see csrc/python/py_generate.c."},
+     "top_logprobs, scores, logits, sequences_scores, beam_indices); see csrc/python/py_generate.c."},
     {"close", (PyCFunction)decoder_close, METH_NOARGS,
      "close(): free the weights. New calls raise RuntimeError at once; calls already running (on other threads, "
      "or the one whose hook called close) finish normally, and the last of them frees the weights."},

@@ -407,6 +407,30 @@ static PyObject *tokenizer_add_token(TokenizerObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* append_token(text, special, flags) -> (id, fresh): transformers' add_tokens for one token, the
+ * id chosen under the exclusive side so that threads adding at once never take the same id. */
+static PyObject *tokenizer_append_token(TokenizerObject *self, PyObject *args)
+{
+    PyObject *text;
+    int special, flags;
+    if (!PyArg_ParseTuple(args, "Upi:append_token", &text, &special, &flags))
+        return NULL;
+    Py_ssize_t len;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &len);
+    if (utf8 == NULL)
+        return NULL;
+    int32_t id = -1;
+    int fresh = 0;
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_rwlock_wrlock(&self->guard);
+    st = pyllm_tokenizer_append_token(self->tok, utf8, (size_t)len, special, flags, &id, &fresh);
+    unlock(self);
+    Py_END_ALLOW_THREADS
+    if (st != PYLLM_OK)
+        return pyllm_raise(st);
+    return Py_BuildValue("(iO)", (int)id, fresh ? Py_True : Py_False);
+}
 
 /* Text argument as UTF-8 (None -> empty). */
 static int optional_utf8(PyObject *obj, const char **s, Py_ssize_t *len)
@@ -762,6 +786,10 @@ static PyMethodDef tokenizer_methods[] = {
     {"add_token", (PyCFunction)tokenizer_add_token, METH_VARARGS,
      "add_token(text, id, special=True): split text out of inputs as this id (an existing piece or the next "
      "id); special tokens are skipped by decode(skip_special_tokens=True)."},
+    {"append_token", (PyCFunction)tokenizer_append_token, METH_VARARGS,
+     "append_token(text, special, flags) -> (id, fresh): make text an added token unless it is one already "
+     "(fresh False); its id is its vocabulary id or the next free one. flags: lstrip 1 / rstrip 2 / single_word 4 "
+     "(tokenizer.json only)."},
     {"pre_tokenize", (PyCFunction)tokenizer_pre_tokenize, METH_O,
      "pre_tokenize(text) -> list[str]: the pieces the normalizers and pre-tokenizers of a tokenizer.json make "
      "(byte-level pieces not yet mapped to their characters)."},

@@ -68,6 +68,29 @@ pyllm_status pyllm_tokenizer_add_token(pyllm_tokenizer *t, const char *text, siz
     return pyllm_merges_add_token(&t->as.merges, text, len, id, special);
 }
 
+pyllm_status pyllm_tokenizer_append_token(pyllm_tokenizer *t, const char *text, size_t len, int special, int flags,
+                                          int32_t *id, int *fresh)
+{
+    const pyllm_token_table *table = pyllm_tokenizer_table(t);
+    *fresh = 0;
+    *id = pyllm_vocab_find(&table->specials.strings.strings, text, len);
+    if (*id >= 0) {
+        *id = table->specials.ids[*id];
+        return PYLLM_OK;
+    }
+    if (flags != 0 && t->kind != PYLLM_TOKENIZER_MERGES)
+        return pyllm_error(PYLLM_ERR_VALUE, "AddedToken lstrip, rstrip and single_word apply to merges tokenizers "
+                                            "(tokenizer.json, GGUF gpt2), not to a SentencePiece model");
+    *id = pyllm_vocab_find(&table->vocab, text, len);
+    if (*id < 0)
+        *id = table->vocab.n_tokens;
+    PYLLM_TRY(pyllm_tokenizer_add_token(t, text, len, *id, special));
+    if (t->kind == PYLLM_TOKENIZER_MERGES)
+        PYLLM_TRY(pyllm_merges_set_added_flags(&t->as.merges, *id, flags));
+    *fresh = 1;
+    return PYLLM_OK;
+}
+
 pyllm_status pyllm_tokenizer_encode(const pyllm_tokenizer *t, const char *text, size_t len, int flags,
                                     pyllm_ids *out)
 {

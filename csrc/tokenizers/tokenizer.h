@@ -47,6 +47,14 @@ const pyllm_token_table *pyllm_tokenizer_table(const pyllm_tokenizer *t);
  * token is dropped by decode(skip_specials=1); a new non-special one is always written. */
 pyllm_status pyllm_tokenizer_add_token(pyllm_tokenizer *t, const char *text, size_t len, int32_t id, int special);
 
+/* transformers' add_tokens for one token: unless text is already an added token (then *fresh = 0
+ * and nothing changes), make it one, at its vocabulary id or the next free id, with the merges
+ * kind's added-token flags (lstrip 1 / rstrip 2 / single_word 4; the SentencePiece kind takes
+ * none). The id is chosen and the token added in one step, so callers that hold the tokenizer
+ * exclusively never race for an id. *id gets the token's id either way. */
+pyllm_status pyllm_tokenizer_append_token(pyllm_tokenizer *t, const char *text, size_t len, int special, int flags,
+                                          int32_t *id, int *fresh);
+
 /* Append the ids of UTF-8 text to out; flags are PYLLM_ENCODE_* bits (token_table.h). */
 pyllm_status pyllm_tokenizer_encode(const pyllm_tokenizer *t, const char *text, size_t len, int flags,
                                     pyllm_ids *out);

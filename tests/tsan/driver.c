@@ -314,7 +314,8 @@ static void *work(void *arg)
 }
 
 /* Tokens of new lengths (the special-token matcher regrows, freeing its tables, on each), none
- * whole in the texts. */
+ * whole in the texts: every other one by pyllm_tokenizer_append_token (Tokenizer.add_tokens),
+ * which must give it the next id and say it is new, then say it is not when added again. */
 static void *add_tokens(void *arg)
 {
     shared_tokenizers *s = arg;
@@ -322,10 +323,21 @@ static void *add_tokens(void *arg)
     for (int j = 0; j < ADDED; j++) {
         int n = snprintf(token, sizeof token, "<|tsan_extra%.*s|>", j, "________________________________________");
         pthread_rwlock_wrlock(&s->guard);
-        for (int k = 0; k < N_TOKENIZERS; k++)
-            if (pyllm_tokenizer_add_token(s->tok[k], token, (size_t)n, pyllm_tokenizer_table(s->tok[k])->vocab.n_tokens,
-                                          1) != PYLLM_OK)
-                die("pyllm_tokenizer_add_token");
+        for (int k = 0; k < N_TOKENIZERS; k++) {
+            const int32_t next = pyllm_tokenizer_table(s->tok[k])->vocab.n_tokens;
+            if (j % 2 == 0) {
+                if (pyllm_tokenizer_add_token(s->tok[k], token, (size_t)n, next, 1) != PYLLM_OK)
+                    die("pyllm_tokenizer_add_token");
+                continue;
+            }
+            int32_t id, again;
+            int fresh, fresh_again;
+            if (pyllm_tokenizer_append_token(s->tok[k], token, (size_t)n, 1, 0, &id, &fresh) != PYLLM_OK ||
+                pyllm_tokenizer_append_token(s->tok[k], token, (size_t)n, 1, 0, &again, &fresh_again) != PYLLM_OK)
+                die("pyllm_tokenizer_append_token");
+            if (id != next || !fresh || again != id || fresh_again)
+                die("pyllm_tokenizer_append_token: wrong id or freshness");
+        }
         pthread_rwlock_unlock(&s->guard);
     }
     return NULL;
