@@ -61,23 +61,23 @@ VICUNA = (
 TEMPLATES = {"alpaca": ALPACA, "vicuna": VICUNA}
 
 
-def check_messages(messages):
+def check_messages(messages, what="messages"):
     """ValueError / TypeError unless messages is a non-empty list of dicts, each with a string
     ``role`` and a ``content``."""
     if isinstance(messages, dict) or not isinstance(messages, (list, tuple)):
-        raise TypeError(f"messages must be a list of {{'role': ..., 'content': ...}} dicts, "
+        raise TypeError(f"{what} must be a list of {{'role': ..., 'content': ...}} dicts, "
                         f"got {type(messages).__name__}")
     if not messages:
-        raise ValueError("messages is empty: give at least one message")
+        raise ValueError(f"{what} is empty: give at least one message")
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise TypeError(f"messages[{i}] must be a dict with 'role' and 'content', got {type(message).__name__}")
+            raise TypeError(f"{what}[{i}] must be a dict with 'role' and 'content', got {type(message).__name__}")
         if "role" not in message:
-            raise ValueError(f"messages[{i}] has no 'role' (expected 'system', 'user' or 'assistant'): {message!r}")
+            raise ValueError(f"{what}[{i}] has no 'role' (expected 'system', 'user' or 'assistant'): {message!r}")
         if not isinstance(message["role"], str):
-            raise ValueError(f"messages[{i}]'s role must be a string such as 'user', got {message['role']!r}")
+            raise ValueError(f"{what}[{i}]'s role must be a string such as 'user', got {message['role']!r}")
         if "content" not in message:
-            raise ValueError(f"messages[{i}] has no 'content' (expected a dict with 'role' and 'content'): "
+            raise ValueError(f"{what}[{i}] has no 'content' (expected a dict with 'role' and 'content'): "
                              f"{message!r}")
 
 

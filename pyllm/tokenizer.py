@@ -379,7 +379,7 @@ class Tokenizer:
 
     def num_special_tokens_to_add(self, pair=False):
         """How many ids ``encode(add_special_tokens=True)`` puts around a text."""
-        if pair:
+        if check_bool("pair", pair):
             raise ValueError("pair=True: pyllm's tokenizers encode single texts, not pairs")
         return len(self._prefix_ids) + len(self._suffix_ids)
 
@@ -415,6 +415,8 @@ class Tokenizer:
             return self._core.decode(token_ids, skip_special_tokens)
         except IndexError as e:  # an id outside the vocabulary: IndexError, named
             raise IndexError(f"token_ids holds a {e}") from None
+        except TypeError as e:
+            raise TypeError(f"token_ids: {e} (an int, a list of int or a 1-D integer array)") from None
 
     def batch_decode(self, sequences, skip_special_tokens=False, clean_up_tokenization_spaces=None, **kwargs):
         """``decode`` of every row of a 2-D array or list of id lists."""
@@ -453,8 +455,9 @@ class Tokenizer:
         single string gives flat lists); "pt" is refused: pyllm returns NumPy.
         ``return_attention_mask=False`` leaves the mask out; ``return_length=True`` adds
         ``length``. Sentence pairs, offsets, overflow windows and token type ids raise."""
+        check_bool("return_length", return_length)
         return tokenizer_call.encode_call(
-            self, text, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
+            self, text, add_special_tokens=check_bool("add_special_tokens", add_special_tokens), padding=padding, truncation=truncation,
             max_length=max_length, pad_to_multiple_of=pad_to_multiple_of, padding_side=padding_side,
             return_tensors=return_tensors, return_attention_mask=return_attention_mask, return_length=return_length,
             verbose=verbose, **unsupported)
@@ -501,8 +504,10 @@ class Tokenizer:
         the call's BatchEncoding. pyllm's default is ``return_dict=False`` (the ids, as
         transformers 4 returned them); transformers 5 defaults to True: pass it to get the dict."""
         from . import templates
-        check_bool("add_generation_prompt", add_generation_prompt)
-        tokenize = check_bool("tokenize", tokenize)
+        templates.check_messages(conversation, "conversation")
+        for name, value in (("add_generation_prompt", add_generation_prompt), ("tokenize", tokenize),
+                            ("continue_final_message", continue_final_message), ("return_dict", return_dict)):
+            check_bool(name, value)
         if tokenizer_kwargs:
             raise ValueError("tokenizer_kwargs is not supported: pass padding, truncation, max_length and "
                              "return_tensors as arguments of apply_chat_template")
@@ -565,6 +570,7 @@ class Tokenizer:
         """transformers' ``convert_ids_to_tokens``: the piece of an id (an int gives a str, a
         list or 1-D array a list); an id past the vocabulary gives None, as tokenizers does;
         ``skip_special_tokens`` drops :attr:`all_special_ids`."""
+        check_bool("skip_special_tokens", skip_special_tokens)
         n = self._core.vocab_size
 
         def piece(token_id):
@@ -616,7 +622,7 @@ class Tokenizer:
         any text as one id, its vocabulary id or the next free one; returns how many were not
         added tokens already. Safe while other threads encode (docs/threads.md). A model's
         embedding table does not grow with it: ids past the model's vocabulary raise there."""
-        return added_tokens.add_tokens(self, new_tokens, special_tokens)
+        return added_tokens.add_tokens(self, new_tokens, check_bool("special_tokens", special_tokens))
 
     def add_special_tokens(self, special_tokens_dict, replace_extra_special_tokens=True,
                            replace_additional_special_tokens=None):
@@ -625,8 +631,10 @@ class Tokenizer:
         additional_special_tokens); the tokens are added as special (decode can skip them) and the
         named ones set (``pad_token_id``, ...). Returns how many were not added tokens already."""
         if replace_additional_special_tokens is not None:  # transformers 4's name of the flag
-            replace_extra_special_tokens = replace_additional_special_tokens
-        return added_tokens.add_special_tokens(self, special_tokens_dict, bool(replace_extra_special_tokens))
+            replace_extra_special_tokens = check_bool("replace_additional_special_tokens",
+                                                      replace_additional_special_tokens)
+        return added_tokens.add_special_tokens(self, special_tokens_dict,
+                                               check_bool("replace_extra_special_tokens", replace_extra_special_tokens))
 
     def __repr__(self):
         specials = ", ".join(f"{name}={token!r}" for name, token in self.special_tokens().items())

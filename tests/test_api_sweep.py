@@ -20,7 +20,7 @@ from llm_models import write_llama
 
 # Words that say what a parameter accepts ("must be ...", "expected ...", "one of ...").
 ACCEPTS = ("must", "needs", "required", "expected", "accepted", "one of", "outside", "out of range", "at least", "at most", "above pyllm's limit",
-           "exceeds", "give ", "wrap it")
+           "exceeds", "give ", "wrap it", "not supported", "use ", "accepts")
 
 NAN = float("nan")
 BAD_BOOL = ["yes", 2]
@@ -54,6 +54,11 @@ OPTIONS = {
     "top_logprobs": [-1, "x"],
     "top_p": [0, 1.5, "x"],
     "typical_p": [0, 1.5, "x"],
+    "num_beams": [0, "x", 1.5],
+    "length_penalty": ["x", NAN],
+    "early_stopping": ["yes", 2],
+    "output_scores": BAD_BOOL,
+    "output_logits": BAD_BOOL,
     "max_tokens": [5],  # a name transformers does not use either: refused with the accepted names
 }
 
@@ -142,19 +147,44 @@ TABLE = {
                            {"core": [5, "x"], "add_bos_token": None, "add_eos_token": None, "legacy": None,
                             "bos_token_id": None, "eos_token_id": None, "pad_token_id": None, "unk_token_id": None,
                             "prefix_ids": None, "suffix_ids": None}),
-    "Tokenizer.__call__": (lambda e: lambda **kw: e["tok"](**{"texts": ["Hi", "Hello there"], **kw}), {
-        "texts": [5, [5], b"Hi"], "padding": ["max_len", 5], "add_special_tokens": BAD_BOOL,
-        "return_tensors": ["pt", 5], "padding_side": ["middle", 5]}),
+    "Tokenizer.__call__": (lambda e: lambda **kw: e["tok"](**{"text": ["Hi", "Hello there"], **kw}), {
+        "text": [5, [5], b"Hi"], "padding": ["max_len", 5], "add_special_tokens": BAD_BOOL,
+        "return_tensors": ["pt", 5], "padding_side": ["middle", 5], "truncation": ["sideways", 5],
+        "max_length": [0, -1, "x"], "pad_to_multiple_of": [0, "x"], "return_attention_mask": ["yes"],
+        "return_length": ["yes"], "verbose": None, "**unsupported": {"is_split_into_words": [True]}}),
     "Tokenizer.apply_chat_template": (lambda e: lambda **kw: e["tok"].apply_chat_template(**{
-        "messages": MESSAGES, "chat_template": "{{ messages[0].content }}", **kw}), {
-        "messages": BAD_MESSAGES, "add_generation_prompt": BAD_BOOL, "tokenize": BAD_BOOL,
-        "chat_template": [5], "**template_variables": None}),
+        "conversation": MESSAGES, "chat_template": "{{ messages[0].content }}", **kw}), {
+        "conversation": BAD_MESSAGES, "add_generation_prompt": BAD_BOOL, "tokenize": BAD_BOOL,
+        "chat_template": [5], "tools": [5], "documents": [5], "continue_final_message": BAD_BOOL,
+        "padding": ["max_len"], "truncation": ["sideways"], "max_length": [0, "x"], "return_tensors": ["pt"],
+        "return_dict": BAD_BOOL, "tokenizer_kwargs": [{"a": 1}], "return_assistant_tokens_mask": [True],
+        "sanitize_control_tokens": [True], "**template_variables": None}),
     "Tokenizer.batch_decode": (lambda e: lambda **kw: e["tok"].batch_decode(**{"sequences": [[1, 2]], **kw}), {
-        "sequences": [5, "abc", [[-1]], [[1.5]]], "skip_special_tokens": BAD_BOOL}),
-    "Tokenizer.decode": (lambda e: lambda **kw: e["tok"].decode(**{"ids": [1, 2], **kw}), {
-        "ids": ["abc", [-1], [10 ** 9], [1.5], 1.5], "skip_special_tokens": BAD_BOOL}),
+        "sequences": [5, "abc", [[-1]], [[1.5]]], "skip_special_tokens": BAD_BOOL,
+        "clean_up_tokenization_spaces": ["yes"], "**kwargs": {"spaces_between_special_tokens": [True]}}),
+    "Tokenizer.decode": (lambda e: lambda **kw: e["tok"].decode(**{"token_ids": [1, 2], **kw}), {
+        "token_ids": ["abc", [-1], [10 ** 9], [1.5], 1.5], "skip_special_tokens": BAD_BOOL,
+        "clean_up_tokenization_spaces": ["yes"], "**kwargs": {"spaces_between_special_tokens": [True]}}),
     "Tokenizer.encode": (lambda e: lambda **kw: e["tok"].encode(**{"text": "Hi", **kw}), {
-        "text": [5, None, ["a"], b"Hi"], "add_special_tokens": BAD_BOOL}),
+        "text": [5, None, ["a"], b"Hi"], "add_special_tokens": BAD_BOOL,
+        "**options": {"truncation": ["sideways"], "max_length": [0, "x"], "return_tensors": ["pt"]}}),
+    "Tokenizer.add_special_tokens": (lambda e: lambda **kw: e["fresh_tok"]().add_special_tokens(**{
+        "special_tokens_dict": {"pad_token": "<pad>"}, **kw}), {
+        "special_tokens_dict": [5, "x", {"no_such_token": "<x>"}, {"pad_token": 5}],
+        "replace_extra_special_tokens": BAD_BOOL, "replace_additional_special_tokens": BAD_BOOL}),
+    "Tokenizer.add_tokens": (lambda e: lambda **kw: e["fresh_tok"]().add_tokens(**{"new_tokens": ["<x>"], **kw}), {
+        "new_tokens": [5, [5], None], "special_tokens": BAD_BOOL}),
+    "Tokenizer.convert_ids_to_tokens": (lambda e: lambda **kw: e["tok"].convert_ids_to_tokens(**{"ids": [1], **kw}), {
+        "ids": ["x", [1.5]], "skip_special_tokens": BAD_BOOL}),  # an id past the vocabulary gives None
+    "Tokenizer.convert_tokens_to_ids": (lambda e: e["tok"].convert_tokens_to_ids, {"tokens": [5, [5]]}),
+    "Tokenizer.get_vocab": (None, {}),
+    "Tokenizer.num_special_tokens_to_add": (lambda e: e["tok"].num_special_tokens_to_add, {"pair": BAD_BOOL}),
+    "Tokenizer.tokenize": (lambda e: lambda **kw: e["tok"].tokenize(**{"text": "Hi", **kw}), {
+        "text": [5, None, ["a"]], "add_special_tokens": BAD_BOOL}),
+    "AddedToken.__init__": (lambda e: lambda **kw: pyllm.tokenizer.AddedToken(**{"content": "<x>", **kw}), {
+        "content": [5, None], "single_word": BAD_BOOL, "lstrip": BAD_BOOL, "rstrip": BAD_BOOL,
+        "normalized": BAD_BOOL, "special": BAD_BOOL}),
+    "Model.num_parameters": (None, {}),
     "Tokenizer.encode_batch": (lambda e: lambda **kw: e["tok"].encode_batch(**{"texts": ["Hi"], **kw}), {
         "texts": [5, [5], "Hi"], "add_special_tokens": BAD_BOOL}),
     "Tokenizer.from_file": (lambda e: pyllm.Tokenizer.from_file, {"path": [5, 1.5]}),
@@ -185,7 +215,8 @@ TABLE = {
     "GenerationConfig.is_set": (lambda e: pyllm.GenerationConfig().is_set, {"name": [5, "no_such_option"]}),
     "GenerationConfig.merged": (lambda e: pyllm.GenerationConfig().merged, {"other": [5, "x"]}),
     "GenerateOutput.__init__": (lambda e: pyllm.GenerateOutput, {
-        "sequences": None, "num_new_tokens": None, "logprobs": None, "top_logprob_ids": None, "top_logprobs": None}),
+        "sequences": None, "num_new_tokens": None, "logprobs": None, "top_logprob_ids": None, "top_logprobs": None,
+        "scores": None, "logits": None, "sequences_scores": None, "beam_indices": None}),
     # KV caches (model.new_cache())
     "KVCache.copy": (None, {}),
     "KVCache.repeat": (lambda e: lambda **kw: e["model"].new_cache().repeat(*kw.values()), {
@@ -216,6 +247,7 @@ EXEMPT = {
     "GenerateOutput.__init__": "a result record built by generate, not by users",
     "GenerationConfig.get": "a dict-style read: any name, default (any value) for names it does not hold",
     "Tokenizer.apply_chat_template": "**template_variables are any values the template reads",
+    "Tokenizer.__call__": "verbose only quiets warnings, any value is read as true or false",
 }
 
 
@@ -278,7 +310,7 @@ def env(tmp_path_factory, data_dir):
     directory = write_llama(tmp_path_factory.mktemp("llm"), data_dir, n_positions=128)
     llm = pyllm.LLM(directory, n_threads=1)
     env = {"model": model, "config": config, "weights": weights, "dir": directory, "llm": llm,
-           "tok": llm.tokenizer, "gguf": f"{data_dir}/stories260K/stories260K.gguf",
+           "tok": llm.tokenizer, "fresh_tok": lambda: pyllm.Tokenizer.from_pretrained(directory), "gguf": f"{data_dir}/stories260K/stories260K.gguf",
            "tokbin": f"{data_dir}/llama/tokenizer.bin"}
     yield env
     llm.close()
