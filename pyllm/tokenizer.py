@@ -504,7 +504,9 @@ class Tokenizer:
         the call's BatchEncoding. pyllm's default is ``return_dict=False`` (the ids, as
         transformers 4 returned them); transformers 5 defaults to True: pass it to get the dict."""
         from . import templates
-        templates.check_messages(conversation, "conversation")
+        batched = isinstance(conversation, (list, tuple)) and conversation and isinstance(conversation[0], (list, tuple))
+        for row in (conversation if batched else [conversation]):  # a batch of conversations: each checked
+            templates.check_messages(row, "conversation")
         for name, value in (("add_generation_prompt", add_generation_prompt), ("tokenize", tokenize),
                             ("continue_final_message", continue_final_message), ("return_dict", return_dict)):
             check_bool(name, value)
