@@ -436,11 +436,6 @@ class Model:
                             f"{type(config).__name__}; generate() takes options by name")
         cfg = config
         stop_strings = check_stop_strings(stop_strings) if stop_strings is not None else (cfg.stop_strings or [])
-        # after stop_strings: the arguments are checked in their order
-        if tokenizer is not None and not (callable(getattr(tokenizer, "decode", None))
-                                          and callable(getattr(tokenizer, "stream_decoder", None))):
-            raise TypeError(f"tokenizer must be a pyllm.Tokenizer (it decodes new tokens for stop_strings) or None, "
-                            f"got {type(tokenizer).__name__}")
         if stop_strings and tokenizer is None:
             raise ValueError("stop_strings needs the tokenizer to decode the new tokens: pass tokenizer=")
         ids, was_1d = as_ids(input_ids, self.vocab_size)
@@ -452,6 +447,11 @@ class Model:
                       or stop_strings):
             raise ValueError(f"num_beams={cfg.num_beams}: beam search takes no logits_processor, stopping_criteria, "
                              "streamer or stop_strings (pass num_beams=1 to use them)")
+        # after the option checks (a tokenizer matters only to stop strings, which are checked first)
+        if tokenizer is not None and not (callable(getattr(tokenizer, "decode", None))
+                                          and callable(getattr(tokenizer, "stream_decoder", None))):
+            raise TypeError(f"tokenizer must be a pyllm.Tokenizer (it decodes new tokens for stop_strings) or None, "
+                            f"got {type(tokenizer).__name__}")
         # A GenerateOutput always carries the chosen tokens' log-probabilities (one log-softmax per row
         # and step, small next to the forward pass), except for beam search.
         want_logprobs = not beams and (cfg.output_logprobs or cfg.top_logprobs > 0 or cfg.return_dict_in_generate)
