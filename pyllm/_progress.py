@@ -36,7 +36,8 @@ class TextBar:
 
 def progress_bar(total, desc, show, text_fallback=False):
     """A bar for `total` steps when show is true: tqdm's, else a TextBar if text_fallback, else none."""
-    if not show:
+    from ._args import check_progress
+    if not check_progress(show):
         return NoBar()
     try:
         from tqdm.auto import tqdm

@@ -10,6 +10,8 @@ chooses its id and adds it together, so threads adding at once never take the sa
 """
 import dataclasses
 
+from ._args import check_bool
+
 __all__ = ["AddedToken", "add_tokens", "add_special_tokens", "SPECIAL_TOKEN_NAMES"]
 
 _LSTRIP, _RSTRIP, _SINGLE_WORD = 1, 2, 4  # the C core's added-token flags (tokenizer_merges.h)
@@ -33,6 +35,12 @@ class AddedToken:
     rstrip: bool = False
     normalized: bool = True
     special: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.content, str):
+            raise TypeError(f"content must be a str, got {type(self.content).__name__}")
+        for name in ("single_word", "lstrip", "rstrip", "normalized", "special"):
+            check_bool(name, getattr(self, name))
 
     def __str__(self):
         return self.content
@@ -78,7 +86,7 @@ def add_special_tokens(tok, special_tokens_dict, replace_extra_special_tokens=Tr
                         f"{type(special_tokens_dict).__name__}")
     unknown = [k for k in special_tokens_dict if k not in SPECIAL_TOKEN_NAMES + _EXTRA_KEYS]
     if unknown:
-        raise ValueError(f"add_special_tokens: {unknown[0]!r} is not a special token name; pyllm accepts "
+        raise ValueError(f"special_tokens_dict: {unknown[0]!r} is not a special token name; pyllm accepts "
                          f"{', '.join(SPECIAL_TOKEN_NAMES + _EXTRA_KEYS)}")
     # transformers 5 reads additional_special_tokens (its 4.x name) when extra_special_tokens is absent or empty
     extra_key = ("extra_special_tokens" if special_tokens_dict.get("extra_special_tokens")
@@ -93,12 +101,12 @@ def add_special_tokens(tok, special_tokens_dict, replace_extra_special_tokens=Tr
         if key in SPECIAL_TOKEN_NAMES:
             if isinstance(value, (list, tuple)):
                 raise ValueError(f"{key} must be one str or AddedToken, got {value!r}")
-            named[key] = _parts(value, True, key)
+            named[key] = _parts(value, True, f"special_tokens_dict[{key!r}]")
             order.append(named[key])
         elif key == extra_key and value is not None:
             if not isinstance(value, (list, tuple)):
                 raise ValueError(f"{key} must be a list of str or AddedToken, got {value!r}")
-            extra = [_parts(t, True, key) for t in value]
+            extra = [_parts(t, True, f"special_tokens_dict[{key!r}]") for t in value]
             order += extra
     added = 0
     ids = {}

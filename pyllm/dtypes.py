@@ -80,7 +80,10 @@ def resolve_lm_head_dtype(lm_head_dtype, dtype):
         return _LM_HEAD_DEFAULT[dtype]
     if lm_head_dtype == "same":
         return dtype
-    return resolve_dtype(lm_head_dtype)
+    try:
+        return resolve_dtype(lm_head_dtype)
+    except ValueError as e:
+        raise ValueError(f"lm_head_{e} (or 'same', or None for the default)") from None
 
 
 # KV cache element types -> the C core's codes (csrc/ops/attention.h).

@@ -285,7 +285,7 @@ class GenerationConfig:
         if isinstance(values, GenerationConfig):
             return values.copy()
         if not isinstance(values, dict):
-            raise TypeError(f"a generation config must be a dict, got {type(values).__name__}")
+            raise TypeError(f"values (a generation config) must be a dict, got {type(values).__name__}")
         config = cls()
         # Some published configs carry pad_token_id = -1 for "none": kept aside, not an error.
         unusable = {k for k in ("pad_token_id", "bos_token_id") if _is_int(values.get(k)) and values[k] < 0}
@@ -297,7 +297,8 @@ class GenerationConfig:
     @classmethod
     def from_pretrained(cls, model_dir, config_file_name="generation_config.json"):
         """Read ``generation_config.json`` from a model directory (FileNotFoundError if absent)."""
-        path = _os.path.join(_os.fspath(model_dir), config_file_name)
+        from ._checks import path_argument
+        path = _os.path.join(path_argument("model_dir", model_dir), path_argument("config_file_name", config_file_name))
         if not _os.path.isfile(path):
             raise FileNotFoundError(f"no {config_file_name} in {model_dir}")
         with open(path, encoding="utf-8") as f:
@@ -311,7 +312,8 @@ class GenerationConfig:
         """Set options by name: an unknown name raises TypeError, a bad value ValueError. Returns self."""
         unknown = sorted(k for k in kwargs if k not in _DEFAULTS)
         if unknown:
-            raise TypeError(f"unknown generation option(s): {', '.join(unknown)}")
+            raise TypeError(f"unknown generation option(s): {', '.join(unknown)}; accepted options: "
+                            f"{', '.join(sorted(_DEFAULTS))}")
         # None means "not set": the option falls back to its default (or to a config merged under it).
         checked = {name: None if value is None else _CHECKS[name](value) for name, value in kwargs.items()}
         for name, value in checked.items():
@@ -327,11 +329,17 @@ class GenerationConfig:
 
     def merged(self, other):
         """A copy of self with the options other set explicitly."""
+        if not isinstance(other, GenerationConfig):
+            raise TypeError(f"other must be a pyllm.GenerationConfig, got {type(other).__name__}")
         out = self.copy()
         out.update(**{k: other._values[k] for k in other._set})
         return out
 
     def is_set(self, name):
+        """Whether option ``name`` was set explicitly (not left to its default)."""
+        if name not in _DEFAULTS:
+            raise ValueError(f"name must be a generation option (one of {', '.join(sorted(_DEFAULTS))}), "
+                             f"got {name!r}")
         return name in self._set
 
     def to_dict(self):
@@ -459,7 +467,8 @@ def resolve(model, generation_config=None, options=None):
     options = options or {}
     unknown = sorted(k for k in options if k not in _DEFAULTS)
     if unknown:
-        raise TypeError(f"generate() got unknown generation option(s): {', '.join(unknown)}")
+        raise TypeError(f"generate() got unknown generation option(s): {', '.join(unknown)}; accepted options: "
+                        f"{', '.join(sorted(_DEFAULTS))}")
     cfg = model.generation_config
     if generation_config is not None:
         if isinstance(generation_config, dict):

@@ -16,6 +16,8 @@ import json
 import os
 import re
 
+from ._args import check_bool
+
 __all__ = ["resolve", "INSTALL_HINT", "TOKENIZER_FILES", "MODEL_FILES"]
 
 INSTALL_HINT = 'pip install "pyllm[hub]"'
@@ -60,6 +62,7 @@ def resolve(name, kind, revision=None, filename=None, local_files_only=False):
         path = os.fsdecode(path)
     if revision is not None and not isinstance(revision, str):
         raise TypeError(f"revision must be a branch, tag or commit hash string, got {type(revision).__name__}")
+    local_files_only = check_bool("local_files_only", local_files_only)
     if os.path.exists(path):
         if filename is not None:
             if not os.path.isdir(path):

@@ -5,12 +5,14 @@ one left-padded batch), turns stop strings into a per-row stopping criterion, de
 new tokens (special tokens skipped) and cuts each text before its first stop string. ``stream``
 runs the same generation in a worker thread that feeds a queue from the streamer hook.
 """
+import math
 import queue
 import threading
 
 import numpy as np
 
-from . import _checks, generation, hub, scoring, templates
+from . import _checks, generation, hub, scoring, templates, text_pairs
+from ._args import check_bool
 from .dtypes import dtype_argument
 from .default_model import default_model_path
 from .model import Model
@@ -92,7 +94,7 @@ class LLM:
         rows = []
         for i, prompt in enumerate(prompts):
             if not isinstance(prompt, str):
-                raise TypeError(f"prompt {i} must be a str, got {type(prompt).__name__}")
+                raise TypeError(f"prompts[{i}] must be a str, got {type(prompt).__name__}")
         for i, ids in enumerate(self.tokenizer.encode_batch(list(prompts))):
             if not ids:
                 raise ValueError(f"prompt {i} is empty and this tokenizer adds no BOS: nothing to continue")
@@ -152,7 +154,7 @@ class LLM:
         elif not isinstance(prompts, (list, tuple)):
             raise TypeError(f"prompts must be a str or a list of str, got {type(prompts).__name__}")
         if not prompts:
-            raise ValueError("the prompt list is empty: give at least one prompt")
+            raise ValueError("prompts is empty: give at least one prompt")
         cfg, stops, hooks, eos = self._prepare(options)
         ids, mask = self._encode_prompts(prompts)
         out = self._run(ids, mask, cfg, stops, hooks, eos)
@@ -168,7 +170,7 @@ class LLM:
         still turn into a stop string is held back until it cannot. Closing the iterator (or
         leaving a for loop early, or Ctrl-C) stops the generation."""
         if not isinstance(prompt, str):
-            raise TypeError(f"stream takes one prompt (a str), got {type(prompt).__name__}")
+            raise TypeError(f"prompt must be a str (stream takes one prompt), got {type(prompt).__name__}")
         cfg, stops, hooks, eos = self._prepare(options)
         if cfg.num_return_sequences != 1:
             raise ValueError(f"stream gives one text: num_return_sequences must be 1, got {cfg.num_return_sequences}")
@@ -240,6 +242,7 @@ class LLM:
         """The prompt text ``chat`` generates from: messages through the model's chat template
         (tokenizer_config.json) or ``template`` (a Jinja string, "alpaca", "vicuna" or a callable)."""
         templates.check_messages(messages)
+        check_bool("add_generation_prompt", add_generation_prompt)
         template = template if template is not None else self.tokenizer.chat_template
         if template is None:
             raise ValueError("this model has no chat_template in tokenizer_config.json: pass template= (a Jinja "
@@ -279,6 +282,49 @@ class LLM:
         return self._stream(ids, np.ones_like(ids), cfg, stops, hooks, eos)
 
     # -- scoring ------------------------------------------------------------------------------------
+
+    def loglikelihood(self, requests, batch_size=8, max_length=None, progress=None):
+        """[(sum of log p(continuation | context), is_greedy)] for a list of (context, continuation)
+        pairs of strings, in order, tokenized as lm-evaluation-harness's hf backend does
+        (pyllm.text_pairs): trailing spaces of the context go to the continuation, the continuation's
+        tokens are those of context + continuation after the context's, and an empty context scores
+        after BOS (else EOS). The scores equal lm-eval's on the same model. max_length (default: n_ctx)
+        truncates long contexts from the left. A single pair must still be wrapped in a list."""
+        requests = text_pairs.check_pairs(requests)
+        prefix = text_pairs.prefix_token_id(self.tokenizer)
+        pairs = text_pairs.encode_pairs(self.tokenizer, requests, prefix)
+        return scoring.loglikelihood(self.model, pairs, batch_size=batch_size, max_length=max_length,
+                                     progress=progress)
+
+    def loglikelihood_rolling(self, texts, batch_size=8, max_length=None, progress=None):
+        """The total log-likelihood of every token of each text (a list of str gives a list of
+        floats, one str one float), over disjoint windows of max_length tokens (default: n_ctx), the
+        first conditioned on BOS (else EOS), as lm-evaluation-harness's hf backend scores them: the
+        text is encoded with the tokenizer's own special tokens (BOS for LLaMA, then scored too)."""
+        single = isinstance(texts, str)
+        if single:
+            texts = [texts]
+        elif isinstance(texts, bytes) or not isinstance(texts, (list, tuple)):
+            raise TypeError(f"texts must be a str or a list of str, got {type(texts).__name__}")
+        if not texts:
+            raise ValueError("texts is empty: give at least one text")
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{index}] must be a str, got {type(text).__name__}")
+        max_length = scoring._max_length(self.model, max_length)
+        prefix = text_pairs.prefix_token_id(self.tokenizer)
+        windows, counts = [], []
+        for text in texts:
+            own = text_pairs.rolling_pairs(self.tokenizer, text, prefix, max_length)
+            windows.extend(own)
+            counts.append(len(own))
+        scores = scoring.loglikelihood(self.model, windows, batch_size=batch_size, max_length=max_length,
+                                       progress=progress) if windows else []
+        totals, start = [], 0
+        for count in counts:
+            totals.append(math.fsum(score for score, _ in scores[start:start + count]))
+            start += count
+        return totals[0] if single else totals
 
     def perplexity(self, texts, max_length=None, batch_size=8, progress=None):
         """Token-level perplexity of a text or texts (see pyllm.scoring.perplexity)."""

@@ -13,6 +13,7 @@ import re
 import numpy as np
 
 from . import _checks, _core, architectures, checkpoint, file_kinds, generation, gguf_model, hub, limits, memory, scoring
+from ._args import check_bool
 from ._inputs import as_ids, as_mask
 from ._progress import progress_bar
 from .dtypes import (DTYPES, DTYPE_NAMES, FLOAT32_DEFAULT, KV_DTYPES, dtype_argument, resolve_dtype,
@@ -85,6 +86,9 @@ class Model:
     one call at a time that appends to it; another call on it meanwhile raises RuntimeError."""
 
     def __init__(self, decoder, config, spec, generation_config):
+        if not isinstance(decoder, _core.Decoder):
+            raise TypeError(f"decoder must be pyllm's C decoder, got {type(decoder).__name__}: build a Model with "
+                            "Model.from_pretrained, Model.from_gguf or Model.from_arrays")
         self._decoder = decoder
         self.config = config
         self.spec = spec  # the pyllm.architectures.DecoderSpec the C core runs, with the run settings
@@ -323,6 +327,7 @@ class Model:
         lm_head runs only for those. output_hidden_states=True returns (logits, hidden_states),
         hidden_states a tuple of num_hidden_layers + 1 float32 arrays [batch, seq, hidden] as
         transformers gives them: the embeddings, each layer's output, the last after the final norm."""
+        output_hidden_states = check_bool("output_hidden_states", output_hidden_states)
         if cache is not None and not isinstance(cache, _core.KVCache):
             raise TypeError(f"cache must come from model.new_cache(), got {type(cache).__name__}")
         if not limits.is_int(logits_to_keep) or logits_to_keep < 0:
@@ -426,6 +431,9 @@ class Model:
         in): nothing is merged again. Same hooks and return values as generate()."""
         from .stop_strings import StopStringCriteria, check_stop_strings
 
+        if not isinstance(config, generation.GenerationConfig):
+            raise TypeError(f"config must be a pyllm.GenerationConfig resolved by pyllm.generation.resolve, got "
+                            f"{type(config).__name__}; generate() takes options by name")
         cfg = config
         stop_strings = check_stop_strings(stop_strings) if stop_strings is not None else (cfg.stop_strings or [])
         if stop_strings and tokenizer is None:
@@ -439,6 +447,11 @@ class Model:
                       or stop_strings):
             raise ValueError(f"num_beams={cfg.num_beams}: beam search takes no logits_processor, stopping_criteria, "
                              "streamer or stop_strings (pass num_beams=1 to use them)")
+        # after the option checks (a tokenizer matters only to stop strings, which are checked first)
+        if tokenizer is not None and not (callable(getattr(tokenizer, "decode", None))
+                                          and callable(getattr(tokenizer, "stream_decoder", None))):
+            raise TypeError(f"tokenizer must be a pyllm.Tokenizer (it decodes new tokens for stop_strings) or None, "
+                            f"got {type(tokenizer).__name__}")
         # A GenerateOutput always carries the chosen tokens' log-probabilities (one log-softmax per row
         # and step, small next to the forward pass), except for beam search.
         want_logprobs = not beams and (cfg.output_logprobs or cfg.top_logprobs > 0 or cfg.return_dict_in_generate)

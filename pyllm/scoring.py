@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from . import _core
+from ._args import check_progress
 from ._progress import progress_bar
 
 __all__ = ["loglikelihood", "loglikelihood_rolling", "rolling_windows", "perplexity"]
@@ -43,7 +44,8 @@ def _progress_bar(total, desc, progress):
 def _token_list(value, vocab_size, what):
     """A list of Python ints in [0, vocab_size) from a list, tuple or 1-D integer array."""
     if isinstance(value, (str, bytes)):
-        raise TypeError(f"{what} must be a sequence of token ids, got {type(value).__name__}")
+        raise TypeError(f"{what} must be a sequence of token ids, got {type(value).__name__}: encode it with the "
+                        f"tokenizer, or score strings with pyllm.LLM.loglikelihood / loglikelihood_rolling")
     try:
         array = np.asarray(value)
     except ValueError as e:
@@ -58,6 +60,13 @@ def _token_list(value, vocab_size, what):
     if lo < 0 or hi >= vocab_size:
         raise ValueError(f"{what} holds token id {lo if lo < 0 else hi}, outside the vocabulary [0, {vocab_size})")
     return [int(t) for t in array]
+
+
+def _check_model(model):
+    from .model import Model
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a pyllm.Model, got {type(model).__name__}")
+    return model
 
 
 def _max_length(model, max_length):
@@ -150,6 +159,7 @@ def loglikelihood(model, requests, batch_size=8, max_length=None, progress=None)
     continuation is truncated from the left, as lm-evaluation-harness's hf backend does; the
     context must hold at least one token (lm-eval gives BOS/EOS for an empty one) and the
     continuation at least one and at most max_length."""
+    _check_model(model)
     if isinstance(requests, (str, bytes)) or not hasattr(requests, "__len__"):
         raise TypeError(f"requests must be a list of (context_ids, continuation_ids) pairs, got "
                         f"{type(requests).__name__}")
@@ -158,20 +168,21 @@ def loglikelihood(model, requests, batch_size=8, max_length=None, progress=None)
     batch_size = _batch_size(batch_size)
     max_length = _max_length(model, max_length)
     vocab = model.vocab_size
+    check_progress(progress)
 
     groups = {}  # truncated context -> [(request index, continuation)]
     for index, request in enumerate(requests):
         if not isinstance(request, (tuple, list)) or len(request) != 2:
-            raise ValueError(f"request {index} must be a (context_ids, continuation_ids) pair, got {request!r}")
-        context = _token_list(request[0], vocab, f"request {index} context")
-        continuation = _token_list(request[1], vocab, f"request {index} continuation")
+            raise ValueError(f"requests[{index}] must be a (context_ids, continuation_ids) pair, got {request!r}")
+        context = _token_list(request[0], vocab, f"requests[{index}] context")
+        continuation = _token_list(request[1], vocab, f"requests[{index}] continuation")
         if not context:
-            raise ValueError(f"request {index} has an empty context: give at least one token "
+            raise ValueError(f"requests[{index}] has an empty context: it must hold at least one token "
                              "(lm-evaluation-harness uses BOS or EOS)")
         if not continuation:
-            raise ValueError(f"request {index} has an empty continuation: nothing to score")
+            raise ValueError(f"requests[{index}] has an empty continuation: it must hold at least one token")
         if len(continuation) > max_length:
-            raise ValueError(f"request {index}: a continuation of {len(continuation)} tokens does not fit "
+            raise ValueError(f"requests[{index}]: a continuation of {len(continuation)} tokens does not fit "
                              f"max_length={max_length}")
         whole = (context + continuation)[-(max_length + 1):]
         groups.setdefault(tuple(whole[:len(whole) - len(continuation)]), []).append((index, continuation))
@@ -220,6 +231,13 @@ def loglikelihood(model, requests, batch_size=8, max_length=None, progress=None)
 def rolling_windows(ids, prefix_token_id, max_length):
     """The (context, continuation) pairs that score ids over disjoint windows of max_length
     tokens: lm-eval's get_rolling_token_windows(context_len=1) after make_disjoint_window."""
+    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 1:
+        raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+    if isinstance(prefix_token_id, bool) or not isinstance(prefix_token_id, (int, np.integer)) or prefix_token_id < 0:
+        raise ValueError(f"prefix_token_id must be a token id (an integer >= 0), got {prefix_token_id!r}")
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, (list, tuple, np.ndarray)):
+        raise TypeError(f"ids must be a list of token ids, got {type(ids).__name__}")
+    ids = list(ids)
     windows = []
     if not ids:
         return windows
@@ -253,6 +271,9 @@ def loglikelihood_rolling(model, ids, max_length=None, prefix_token_id=None, bat
     """Total log-likelihood (float) of every token of ids, over disjoint windows of max_length
     tokens (default: n_ctx), the first conditioned on prefix_token_id (default: the config's
     BOS, else EOS). Empty ids score 0.0, as in lm-evaluation-harness."""
+    _check_model(model)
+    _batch_size(batch_size)
+    check_progress(progress)
     max_length = _max_length(model, max_length)
     prefix = _prefix_token(model, prefix_token_id)
     tokens = _token_list(ids, model.vocab_size, "ids")
@@ -266,11 +287,22 @@ def loglikelihood_rolling(model, ids, max_length=None, prefix_token_id=None, bat
 def perplexity(model, tokenizer, texts, max_length=None, batch_size=8, progress=None):
     """Token-level perplexity exp(-sum log p / tokens) of a text or a list of texts, each scored
     with loglikelihood_rolling from BOS (tokens encoded without special tokens)."""
+    _check_model(model)
+    if not callable(getattr(tokenizer, "encode", None)):  # duck-typed: anything that encodes
+        raise TypeError(f"tokenizer must be a pyllm.Tokenizer (something with encode()), got {type(tokenizer).__name__}")
     if isinstance(texts, str):
         texts = [texts]
+    if not isinstance(texts, (list, tuple)):
+        raise TypeError(f"texts must be a str or a list of str, got {type(texts).__name__}")
     texts = list(texts)
     if not texts:
         raise ValueError("texts is empty: give at least one text")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{index}] must be a str, got {type(text).__name__}")
+    _batch_size(batch_size)
+    _max_length(model, max_length)
+    check_progress(progress)
     total, count = 0.0, 0
     bar = _progress_bar(len(texts), "perplexity", progress if progress is not None else len(texts) > 8)
     try:

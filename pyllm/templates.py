@@ -61,23 +61,24 @@ VICUNA = (
 TEMPLATES = {"alpaca": ALPACA, "vicuna": VICUNA}
 
 
-def check_messages(messages):
+def check_messages(messages, what="messages"):
     """ValueError / TypeError unless messages is a non-empty list of dicts, each with a string
     ``role`` and a ``content``."""
     if isinstance(messages, dict) or not isinstance(messages, (list, tuple)):
-        raise TypeError(f"messages must be a list of {{'role': ..., 'content': ...}} dicts, "
+        raise TypeError(f"{what} must be a list of {{'role': ..., 'content': ...}} dicts, "
                         f"got {type(messages).__name__}")
     if not messages:
-        raise ValueError("messages is empty: give at least one message")
+        raise ValueError(f"{what} is empty: give at least one message")
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise TypeError(f"message {i} must be a dict with 'role' and 'content', got {type(message).__name__}")
+            raise TypeError(f"{what}[{i}] must be a dict with 'role' and 'content', got {type(message).__name__}")
         if "role" not in message:
-            raise ValueError(f"message {i} has no 'role' (expected 'system', 'user' or 'assistant'): {message!r}")
+            raise ValueError(f"{what}[{i}] has no 'role' (expected 'system', 'user' or 'assistant'): {message!r}")
         if not isinstance(message["role"], str):
-            raise ValueError(f"message {i} has a role that is not a string: {message['role']!r}")
+            raise ValueError(f"{what}[{i}]'s role must be a string such as 'user', got {message['role']!r}")
         if "content" not in message:
-            raise ValueError(f"message {i} has no 'content': {message!r}")
+            raise ValueError(f"{what}[{i}] has no 'content' (expected a dict with 'role' and 'content'): "
+                             f"{message!r}")
 
 
 @functools.lru_cache(maxsize=32)
@@ -150,8 +151,11 @@ def render(template, messages, add_generation_prompt=False, tools=None, document
         if not isinstance(text, str):
             raise TypeError(f"a callable chat template must return a str, got {type(text).__name__}")
     elif not isinstance(template, str):
-        raise TypeError(f"a chat template must be a Jinja string, a template name or a callable, "
-                        f"got {type(template).__name__}")
+        raise TypeError(f"the chat template (template= / chat_template=) must be a Jinja string, a template name "
+                        f"({', '.join(repr(n) for n in TEMPLATES)}) or a callable, got {type(template).__name__}")
+    elif "{{" not in template and "{%" not in template:  # no Jinja at all: a misspelt name, not a template
+        raise ValueError(f"the chat template (template= / chat_template=) must be a Jinja string, a template name "
+                         f"({', '.join(repr(n) for n in TEMPLATES)}) or a callable, got {template!r}")
     else:
         import jinja2
         try:

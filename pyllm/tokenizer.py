@@ -18,6 +18,7 @@ import numpy as np
 from . import _checks, _core, added_tokens, file_kinds, hub, limits, tokenizer_call
 from .added_tokens import AddedToken
 from .file_kinds import GGUF, JSON, LLAMA2C_TOKENIZER, SENTENCEPIECE, TOKENIZER_JSON
+from ._args import check_bool
 from .tokenizer_json import load_tokenizer_json
 
 __all__ = ["Tokenizer", "StreamDecoder", "AddedToken"]
@@ -96,7 +97,8 @@ class Tokenizer:
                  bos_token_id=None, eos_token_id=None, pad_token_id=None, unk_token_id=None,
                  prefix_ids=None, suffix_ids=None):
         if not isinstance(core, _core.Tokenizer):  # the C type of both tokenizer kinds
-            raise TypeError("use Tokenizer.from_file, from_pretrained or from_llama2c to build a Tokenizer")
+            raise TypeError(f"core must be pyllm's C tokenizer, got {type(core).__name__}: build a Tokenizer with "
+                            "Tokenizer.from_file, from_pretrained, from_gguf or from_llama2c")
         self._core = core
         self.bos_token_id = core.bos_id if bos_token_id is None else bos_token_id
         self.eos_token_id = core.eos_id if eos_token_id is None else eos_token_id
@@ -156,6 +158,7 @@ class Tokenizer:
         """Load a llama2.c tokenizer file (``tokenizer.bin``, ``tok512.bin``).
 
         The file does not store its number of tokens: give the model's ``vocab_size``."""
+        path = _checks.path_argument("path", path)
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
             raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
         vocab_size = limits.check_count("vocab_size", vocab_size, limits.MAX_VOCAB)
@@ -351,6 +354,7 @@ class Tokenizer:
 
         transformers' ``encode`` options (``truncation``, ``max_length``, ``padding``,
         ``return_tensors="np"``, ...) give the ``input_ids`` the tokenizer call gives for them."""
+        add_special_tokens = check_bool("add_special_tokens", add_special_tokens)
         if options:
             if not isinstance(text, str):
                 raise TypeError(f"encode takes one text (a str), got {type(text).__name__}: use tokenizer(texts) "
@@ -361,6 +365,12 @@ class Tokenizer:
 
     def encode_batch(self, texts, add_special_tokens=True):
         """``encode`` of every text of a list, in one call into C."""
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
+            raise TypeError(f"texts must be a list of str, got {type(texts).__name__}")
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{index}] must be a str, got {type(text).__name__}")
+        add_special_tokens = check_bool("add_special_tokens", add_special_tokens)
         batch = self._core.encode_batch(texts, True, self.legacy)
         if add_special_tokens:
             for ids in batch:
@@ -369,7 +379,7 @@ class Tokenizer:
 
     def num_special_tokens_to_add(self, pair=False):
         """How many ids ``encode(add_special_tokens=True)`` puts around a text."""
-        if pair:
+        if check_bool("pair", pair):
             raise ValueError("pair=True: pyllm's tokenizers encode single texts, not pairs")
         return len(self._prefix_ids) + len(self._suffix_ids)
 
@@ -400,7 +410,13 @@ class Tokenizer:
                              "or a 2-D array)")
         if limits.is_int(token_ids):
             token_ids = [token_ids]
-        return self._core.decode(token_ids, bool(skip_special_tokens))
+        skip_special_tokens = check_bool("skip_special_tokens", skip_special_tokens)
+        try:
+            return self._core.decode(token_ids, skip_special_tokens)
+        except IndexError as e:  # an id outside the vocabulary: IndexError, named
+            raise IndexError(f"token_ids holds a {e}") from None
+        except TypeError as e:
+            raise TypeError(f"token_ids: {e} (an int, a list of int or a 1-D integer array)") from None
 
     def batch_decode(self, sequences, skip_special_tokens=False, clean_up_tokenization_spaces=None, **kwargs):
         """``decode`` of every row of a 2-D array or list of id lists."""
@@ -411,9 +427,16 @@ class Tokenizer:
             if sequences.ndim != 2:
                 raise ValueError(f"batch_decode needs a 2-D array [rows, ids], got shape {sequences.shape}")
         elif not isinstance(sequences, (list, tuple)):
-            raise TypeError(f"batch_decode needs a list of id lists or a 2-D array, got {type(sequences).__name__}")
+            raise TypeError(f"sequences must be a list of id lists or a 2-D array, got {type(sequences).__name__}")
         self._clean_up(clean_up_tokenization_spaces)
-        return [self._core.decode(row, bool(skip_special_tokens)) for row in sequences]
+        skip_special_tokens = check_bool("skip_special_tokens", skip_special_tokens)
+        out = []
+        for index, row in enumerate(sequences):
+            try:
+                out.append(self._core.decode(row, skip_special_tokens))
+            except (IndexError, TypeError) as e:
+                raise type(e)(f"sequences[{index}]: {e}") from None
+        return out
 
     def __call__(self, text=None, add_special_tokens=True, padding=False, truncation=None, max_length=None,
                  pad_to_multiple_of=None, padding_side=None, return_tensors=None, return_attention_mask=None,
@@ -432,8 +455,9 @@ class Tokenizer:
         single string gives flat lists); "pt" is refused: pyllm returns NumPy.
         ``return_attention_mask=False`` leaves the mask out; ``return_length=True`` adds
         ``length``. Sentence pairs, offsets, overflow windows and token type ids raise."""
+        check_bool("return_length", return_length)
         return tokenizer_call.encode_call(
-            self, text, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
+            self, text, add_special_tokens=check_bool("add_special_tokens", add_special_tokens), padding=padding, truncation=truncation,
             max_length=max_length, pad_to_multiple_of=pad_to_multiple_of, padding_side=padding_side,
             return_tensors=return_tensors, return_attention_mask=return_attention_mask, return_length=return_length,
             verbose=verbose, **unsupported)
@@ -480,6 +504,12 @@ class Tokenizer:
         the call's BatchEncoding. pyllm's default is ``return_dict=False`` (the ids, as
         transformers 4 returned them); transformers 5 defaults to True: pass it to get the dict."""
         from . import templates
+        batched = isinstance(conversation, (list, tuple)) and conversation and isinstance(conversation[0], (list, tuple))
+        for row in (conversation if batched else [conversation]):  # a batch of conversations: each checked
+            templates.check_messages(row, "conversation")
+        for name, value in (("add_generation_prompt", add_generation_prompt), ("tokenize", tokenize),
+                            ("continue_final_message", continue_final_message), ("return_dict", return_dict)):
+            check_bool(name, value)
         if tokenizer_kwargs:
             raise ValueError("tokenizer_kwargs is not supported: pass padding, truncation, max_length and "
                              "return_tensors as arguments of apply_chat_template")
@@ -512,6 +542,7 @@ class Tokenizer:
 
     def stream_decoder(self, skip_special_tokens=False):
         """A :class:`StreamDecoder` for text generated one token at a time."""
+        check_bool("skip_special_tokens", skip_special_tokens)
         return StreamDecoder(self, skip_special_tokens)
 
     # -- vocabulary ---------------------------------------------------------------------
@@ -526,7 +557,12 @@ class Tokenizer:
 
     def id_to_token(self, token_id):
         """The piece of an id (``"▁the"``, ``"<0x0A>"``, ``"<s>"``)."""
-        return self._core.id_to_token(token_id)
+        if isinstance(token_id, bool) or not isinstance(token_id, (int, np.integer)):
+            raise TypeError(f"token_id must be an int, got {type(token_id).__name__}")
+        try:
+            return self._core.id_to_token(token_id)
+        except IndexError as e:
+            raise IndexError(f"token_id: {e}") from None
 
     def token_to_id(self, token):
         """The id of a piece, or None when it is not in the vocabulary."""
@@ -536,6 +572,7 @@ class Tokenizer:
         """transformers' ``convert_ids_to_tokens``: the piece of an id (an int gives a str, a
         list or 1-D array a list); an id past the vocabulary gives None, as tokenizers does;
         ``skip_special_tokens`` drops :attr:`all_special_ids`."""
+        check_bool("skip_special_tokens", skip_special_tokens)
         n = self._core.vocab_size
 
         def piece(token_id):
@@ -587,7 +624,7 @@ class Tokenizer:
         any text as one id, its vocabulary id or the next free one; returns how many were not
         added tokens already. Safe while other threads encode (docs/threads.md). A model's
         embedding table does not grow with it: ids past the model's vocabulary raise there."""
-        return added_tokens.add_tokens(self, new_tokens, special_tokens)
+        return added_tokens.add_tokens(self, new_tokens, check_bool("special_tokens", special_tokens))
 
     def add_special_tokens(self, special_tokens_dict, replace_extra_special_tokens=True,
                            replace_additional_special_tokens=None):
@@ -596,8 +633,10 @@ class Tokenizer:
         additional_special_tokens); the tokens are added as special (decode can skip them) and the
         named ones set (``pad_token_id``, ...). Returns how many were not added tokens already."""
         if replace_additional_special_tokens is not None:  # transformers 4's name of the flag
-            replace_extra_special_tokens = replace_additional_special_tokens
-        return added_tokens.add_special_tokens(self, special_tokens_dict, bool(replace_extra_special_tokens))
+            replace_extra_special_tokens = check_bool("replace_additional_special_tokens",
+                                                      replace_additional_special_tokens)
+        return added_tokens.add_special_tokens(self, special_tokens_dict,
+                                               check_bool("replace_extra_special_tokens", replace_extra_special_tokens))
 
     def __repr__(self):
         specials = ", ".join(f"{name}={token!r}" for name, token in self.special_tokens().items())
@@ -645,8 +684,10 @@ class StreamDecoder:
     rendering depends on the bytes that follow."""
 
     def __init__(self, tokenizer, skip_special_tokens=False):
+        if not (hasattr(tokenizer, "_core") and hasattr(tokenizer, "vocab_size")):  # a Tokenizer or a wrapper
+            raise TypeError(f"tokenizer must be a pyllm.Tokenizer, got {type(tokenizer).__name__}")
         self._tok = tokenizer
-        self._skip = bool(skip_special_tokens)
+        self._skip = check_bool("skip_special_tokens", skip_special_tokens)
         self._ids = []
         self._window = 0       # first id of the decoding window
         self._emitted = 0      # ids before this index are fully emitted
@@ -695,9 +736,9 @@ class StreamDecoder:
             try:
                 token_id = int(token_id.__index__())
             except AttributeError:
-                raise TypeError(f"token id must be an int, got {type(token_id).__name__}") from None
+                raise TypeError(f"token_id must be an int, got {type(token_id).__name__}") from None
         if not 0 <= token_id < self._tok.vocab_size:
-            raise IndexError(f"token id {token_id} is out of range [0, {self._tok.vocab_size})")
+            raise IndexError(f"token_id {token_id} is out of range [0, {self._tok.vocab_size})")
         self._ids.append(token_id)
         # Skipped special tokens are transparent (tokenizers' ByteFallback joins byte runs across them).
         kind = self._tok._core.token_type(token_id)

@@ -299,7 +299,7 @@ def test_bad_input_raises_clear_errors():
         model.loglikelihood([([-1, 2], [5])])
     with pytest.raises(TypeError, match="integer token ids"):
         model.loglikelihood([([1.5, 2], [5])])
-    with pytest.raises(ValueError, match=r"request 1 must be a \(context_ids, continuation_ids\) pair"):
+    with pytest.raises(ValueError, match=r"requests\[1\] must be a \(context_ids, continuation_ids\) pair"):
         model.loglikelihood([([1], [2]), ([1], [2], [3])])
     with pytest.raises(ValueError, match="does not fit max_length=4"):
         model.loglikelihood([([1], [2, 3, 4, 5, 6])], max_length=4)

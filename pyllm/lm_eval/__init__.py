@@ -23,14 +23,21 @@ import logging
 import os
 
 import numpy as np
-from lm_eval.api.model import TemplateLM
-from lm_eval.api.registry import register_model
-from lm_eval.models.utils import handle_stop_sequences, has_bos_prefix, normalize_gen_kwargs, \
-    postprocess_generated_text
-from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+try:
+    from lm_eval.api.model import TemplateLM
+    from lm_eval.api.registry import register_model
+    from lm_eval.models.utils import handle_stop_sequences, has_bos_prefix, normalize_gen_kwargs, \
+        postprocess_generated_text
+except ImportError as e:
+    # Only lm-eval itself missing gets the install hint; a broken install shows its own error.
+    if (e.name or "").split(".")[0] != "lm_eval":
+        raise
+    raise ImportError('pyllm.lm_eval is the backend for lm-evaluation-harness, which is not installed: '
+                      'pip install "pyllm[eval]" (or pip install lm-eval)', name=e.name) from e
 
 import pyllm
-from pyllm import scoring
+from pyllm import scoring, text_pairs
 
 __all__ = ["PyllmLM"]
 
@@ -93,7 +100,9 @@ class PyllmLM(TemplateLM):
         pretrained = os.fspath(pretrained)
         if not os.path.isdir(pretrained):
             raise FileNotFoundError(f"pretrained must be a local model directory, got {pretrained!r}")
-        if device not in (None, "cpu") and not str(device).startswith("cpu"):
+        # lm-eval passes device=None from simple_evaluate; its CLI's "cuda:0" default is replaced by
+        # "cpu" in `python -m pyllm.lm_eval` unless --device is given: a device here was asked for.
+        if device is not None and not str(device).startswith("cpu"):
             log.warning("pyllm runs on the CPU; ignoring device=%r", device)
         self._batch_size = self._parse_batch_size(batch_size, max_batch_size)
         self._max_length = _positive_int("max_length", max_length)
@@ -167,12 +176,11 @@ class PyllmLM(TemplateLM):
 
     def tok_encode(self, string, add_special_tokens=None, left_truncate_len=None, **kwargs):
         """As the hf backend: the tokenizer's own BOS rule unless told, no second BOS when the
-        text already starts with it."""
+        text already starts with it (pyllm.text_pairs.encode_text, shared with pyllm.LLM)."""
         if add_special_tokens is None:
-            add_special_tokens = True if self.add_bos_token is None else self.add_bos_token
-            if has_bos_prefix(string, self.tok_decode([self.prefix_token_id], skip_special_tokens=False)):
-                add_special_tokens = False
-        ids = self.tok.encode(string, add_special_tokens=add_special_tokens)
+            ids = text_pairs.encode_text(self.tok, string, self.prefix_token_id, self.add_bos_token)
+        else:
+            ids = self.tok.encode(string, add_special_tokens=add_special_tokens)
         if left_truncate_len:
             ids = ids[-left_truncate_len:]
         return ids
@@ -183,6 +191,16 @@ class PyllmLM(TemplateLM):
         return self.tok.decode(list(tokens), skip_special_tokens=skip_special_tokens)
 
     # -- scoring ------------------------------------------------------------------------------
+
+    def loglikelihood(self, requests, disable_tqdm=False):
+        """(context, continuation) strings to ids by pyllm.text_pairs (lm-eval's _encode_pair and
+        empty-context rule, the same function pyllm.LLM.loglikelihood uses), then scored."""
+        new_requests = []
+        for context, continuation in (req.args for req in requests):
+            context_ids, continuation_ids = text_pairs.encode_pair(self.tok, context, continuation, self.prefix_token_id,
+                                                                   self.add_bos_token)
+            new_requests.append(((context, continuation), context_ids, continuation_ids))
+        return self._loglikelihood_tokens(new_requests, disable_tqdm=disable_tqdm)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm=False, override_bs=None):
         pairs = [(context, continuation) for _, context, continuation in requests]
@@ -198,9 +216,7 @@ class PyllmLM(TemplateLM):
     def loglikelihood_rolling(self, requests, disable_tqdm=False):
         windows, counts = [], []
         for (string,) in (req.args for req in requests):
-            own = [make_disjoint_window(w) for w in get_rolling_token_windows(
-                token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
-                max_seq_len=self.max_length, context_len=1)]
+            own = text_pairs.rolling_pairs(self.tok, string, self.prefix_token_id, self.max_length, self.add_bos_token)
             windows.extend(own)
             counts.append(len(own))
         scores = scoring.loglikelihood(self.model, windows, batch_size=self.batch_size, max_length=self.max_length,
