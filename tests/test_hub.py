@@ -330,3 +330,21 @@ def test_cli_takes_a_hub_id(hub, tmp_path):
     assert str(tmp_path / "hub" / "models--tiny--llama" / "snapshots") in out
     code, out, err = run_cli(["info", "-m", "tiny/absent"], env=_env(hub, tmp_path))
     assert code == 3 and "'tiny/absent'" in err and "no such repo" in err
+
+
+def test_lm_eval_backend_takes_a_hub_id(hub, model_files, tmp_path):
+    """lm-eval's `pretrained=` and `revision=` as for its hf backend: the same scores as the directory."""
+    directory, _ = model_files
+    _ok(f"""
+from pyllm.lm_eval import PyllmLM
+from lm_eval.api.instance import Instance
+def scores(lm):
+    reqs = [Instance("loglikelihood", {{}}, ("Once upon a", " time"), 0)]
+    return lm.loglikelihood(reqs)
+by_id, local = PyllmLM("tiny/llama", revision="v1"), PyllmLM({directory!r})
+assert scores(by_id) == scores(local), (scores(by_id), scores(local))
+assert by_id.pretrained == "tiny/llama"
+""", _env(hub, tmp_path))
+    assert ("GET", "/api/models/tiny/llama/revision/v1") in hub.log
+    assert sorted(hub.fetched()) == ["config.json", "generation_config.json", "model.safetensors",
+                                     "tokenizer.model", "tokenizer_config.json"]

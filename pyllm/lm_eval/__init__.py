@@ -37,7 +37,7 @@ except ImportError as e:
                       'pip install "pyllm[eval]" (or pip install lm-eval)', name=e.name) from e
 
 import pyllm
-from pyllm import scoring, text_pairs
+from pyllm import hub, scoring, text_pairs
 
 __all__ = ["PyllmLM"]
 
@@ -93,13 +93,16 @@ class PyllmLM(TemplateLM):
 
     def __init__(self, pretrained, dtype="float32", n_threads=None, n_ctx=None, max_length=None,
                  tokenizer=None, add_bos_token=None, prefix_token_id=None, seed=1234,
-                 batch_size=1, max_batch_size=64, device=None, batch_invariant=False, **kwargs):
+                 batch_size=1, max_batch_size=64, device=None, batch_invariant=False, revision=None, **kwargs):
         super().__init__()
         if kwargs:
             raise ValueError(f"unknown model_args for the pyllm backend: {', '.join(sorted(kwargs))}")
-        pretrained = os.fspath(pretrained)
+        # A local directory, or a Hub id fetched (only the files pyllm reads) into huggingface_hub's
+        # cache, as Model.from_pretrained resolves it; revision= as for lm-eval's hf backend.
+        name = pretrained
+        pretrained = hub.resolve(pretrained, "llm", revision=revision)
         if not os.path.isdir(pretrained):
-            raise FileNotFoundError(f"pretrained must be a local model directory, got {pretrained!r}")
+            raise FileNotFoundError(f"pretrained must be a model directory or a Hub id, got {name!r} (a file)")
         # lm-eval passes device=None from simple_evaluate; its CLI's "cuda:0" default is replaced by
         # "cpu" in `python -m pyllm.lm_eval` unless --device is given: a device here was asked for.
         if device is not None and not str(device).startswith("cpu"):
@@ -107,7 +110,7 @@ class PyllmLM(TemplateLM):
         self._batch_size = self._parse_batch_size(batch_size, max_batch_size)
         self._max_length = _positive_int("max_length", max_length)
         config = _read_json(os.path.join(pretrained, "config.json"))
-        tokenizer_dir = os.fspath(tokenizer) if tokenizer is not None else pretrained
+        tokenizer_dir = hub.resolve(tokenizer, "tokenizer") if tokenizer is not None else pretrained
         tokenizer_config = _read_json(os.path.join(tokenizer_dir, "tokenizer_config.json"))
         if self._max_length is None:
             self._max_length = _resolve_max_length(config, tokenizer_config)
@@ -127,7 +130,7 @@ class PyllmLM(TemplateLM):
         if prefix_token_id is not None:
             self.custom_prefix_token_id = _positive_int("prefix_token_id", int(prefix_token_id) + 1) - 1
         self.seed = int(seed)
-        self.pretrained = pretrained
+        self.pretrained = os.fspath(name)  # as given: a Hub id names the model in results
 
     @staticmethod
     def _parse_batch_size(batch_size, max_batch_size):
