@@ -1,7 +1,7 @@
 """The README's "Running lm-evaluation-harness" recipe, run as written: a local task YAML
 (dataset_path: json, data_files under dataset_kwargs) and its jsonl in a folder, lm-eval's CLI with
 --include_path, offline. The pyllm backend's results equal the hf backend's on the same tiny model,
-and no device warning appears when no device was named. docs/textscore-readme.md copies TASK_YAML,
+and no device warning appears when no device was named. The README's "Running lm-evaluation-harness" copies TASK_YAML,
 DOCS and the commands from here."""
 import json
 import os
