@@ -60,3 +60,8 @@ def hf_pair(directory):
     """transformers' model and tokenizer of a directory."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     return AutoModelForCausalLM.from_pretrained(directory).eval(), AutoTokenizer.from_pretrained(directory)
+
+
+def write_model(arch, directory, data_dir):
+    """write_llama or write_bloom by name ("llama" / "bloom"), for tests parametrized over both."""
+    return write_llama(directory, data_dir) if arch == "llama" else write_bloom(directory)

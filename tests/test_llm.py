@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import pyllm
-from llm_models import hf_pair, write_bloom, write_llama
+from llm_models import hf_pair, write_llama, write_model
 
 PROMPTS = ["Hello world", "The cat sat on the mat because", "Once upon a time, in a land far away", "Zürich 東京 42"]
 
@@ -18,10 +18,7 @@ PROMPTS = ["Hello world", "The cat sat on the mat because", "Once upon a time, i
 @pytest.fixture(scope="module", params=["llama", "bloom"])
 def setup(request, tmp_path_factory, data_dir):
     directory = tmp_path_factory.mktemp(request.param)
-    if request.param == "llama":
-        write_llama(directory, data_dir)
-    else:
-        write_bloom(directory)
+    write_model(request.param, directory, data_dir)
     hf, hf_tok = hf_pair(str(directory))
     llm = pyllm.LLM(str(directory), n_threads=2)
     yield request.param, llm, hf, hf_tok

@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pyllm  # noqa: E402
 from pyllm import text_pairs  # noqa: E402
-from llm_models import write_bloom, write_llama  # noqa: E402
+from llm_models import write_model  # noqa: E402
 
 MAX_LENGTH = 96
 REL = 1e-4
@@ -40,10 +40,7 @@ TEXTS = [
 @pytest.fixture(scope="module", params=["llama", "bloom"])
 def setup(request, tmp_path_factory, data_dir):
     directory = tmp_path_factory.mktemp(request.param)
-    if request.param == "llama":
-        write_llama(directory, data_dir)
-    else:
-        write_bloom(directory)
+    write_model(request.param, directory, data_dir)
     from lm_eval.models.huggingface import HFLM
     reference = HFLM(pretrained=str(directory), device="cpu", max_length=MAX_LENGTH, batch_size=2, dtype="float32")
     llm = pyllm.LLM(str(directory), n_threads=2)
