@@ -18,7 +18,7 @@ PROMPTS = ["The capital of France is", "Here is a recipe for pancakes:", "1, 2, 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Generate for a batch of prompts in one call.")
     parser.add_argument("--model", default=None,
-                        help="a .gguf file or a Hugging Face model directory (default: SmolLM2-135M-Instruct)")
+                        help="a .gguf file, a Hugging Face model directory or a Hub id with pyllm[hub] (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--max-new-tokens", type=int, default=24, help="tokens per prompt (default: 24)")
     parser.add_argument("prompts", nargs="*", help="prompts (default: four examples)")
     args = parser.parse_args(argv)

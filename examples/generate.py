@@ -16,7 +16,7 @@ import pyllm
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Stream a greedy answer, then sample a continuation.")
     parser.add_argument("--model", default=None,
-                        help="a .gguf file or a Hugging Face model directory (default: SmolLM2-135M-Instruct)")
+                        help="a .gguf file, a Hugging Face model directory or a Hub id with pyllm[hub] (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--prompt", default="What are three good reasons to learn to cook?", help="the question")
     parser.add_argument("--max-new-tokens", type=int, default=120, help="tokens to generate (default: 120)")
     args = parser.parse_args(argv)

@@ -12,7 +12,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="pyllm.LLM's calls one after the other: generate, a batch, "
                                                  "stream with a stop string, chat.")
     parser.add_argument("--model", default=None,
-                        help="a .gguf file or a Hugging Face model directory (default: SmolLM2-135M-Instruct)")
+                        help="a .gguf file, a Hugging Face model directory or a Hub id with pyllm[hub] (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="tokens per answer (default: 32)")
     args = parser.parse_args(argv)
     n = args.max_new_tokens

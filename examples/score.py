@@ -19,7 +19,7 @@ TEXT = "The quick brown fox jumps over the lazy dog."
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Multiple choice by log-likelihood, and a text's perplexity.")
     parser.add_argument("--model", default=None,
-                        help="a .gguf file or a Hugging Face model directory (default: SmolLM2-135M-Instruct)")
+                        help="a .gguf file, a Hugging Face model directory or a Hub id with pyllm[hub] (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--text", default=TEXT, help="the text whose perplexity is printed")
     args = parser.parse_args(argv)
 
