@@ -344,8 +344,10 @@ def _tensor_name(weights, name, tied_embedding):
 def _merge_one(weights, adapter, module, entry, tied_embedding):
     where = adapter.weights_path
     if not is_target(adapter.config, module):
-        raise ValueError(f"{where}: the file has LoRA factors for '{module}', which target_modules="
-                         f"{adapter.config['target_modules']!r} in {CONFIG_NAME} does not select")
+        selection = {k: adapter.config.get(k) for k in ("target_modules", "exclude_modules", "layers_to_transform",
+                                                        "modules_to_save") if adapter.config.get(k) is not None}
+        raise ValueError(f"{where}: the file has LoRA factors for '{module}', which {CONFIG_NAME}'s module selection "
+                         f"{selection} does not select")
     name = _tensor_name(weights, module + ".weight", tied_embedding)  # tied: both change, as in peft
     if name is None:
         raise ValueError(f"{where}: the adapter has LoRA factors for '{module}', which the base model lacks")

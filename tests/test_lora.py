@@ -147,11 +147,21 @@ def test_layers_to_transform_and_exclude(bases, tmp_path):
     assert_matches_peft(bases["llama"], [ad])
 
 
-def test_embedding_lora_on_tied_llama(bases, tmp_path):
-    # LoRA on the tied embedding changes the lm_head too (one tensor), as peft's merge does.
-    ad = make_adapter(bases["llama_tied"], tmp_path / "a", 8, r=4, lora_alpha=8,
-                      target_modules=["embed_tokens", "q_proj"])
+@pytest.mark.parametrize("targets", [["embed_tokens", "q_proj"], ["lm_head"]])
+def test_lora_on_a_tied_embedding(bases, tmp_path, targets):
+    # LoRA on the tied embedding or lm_head changes both (one tensor), as peft's merge does.
+    ad = make_adapter(bases["llama_tied"], tmp_path / "a", 8, r=4, lora_alpha=8, target_modules=targets)
     assert_matches_peft(bases["llama_tied"], [ad])
+
+
+def test_modules_to_save_unties_a_tied_lm_head(bases, tmp_path):
+    # peft's copy of BLOOM's tied lm_head is trained alone; LoRA on the embedding leaves it be.
+    ad = make_adapter(bases["bloom"], tmp_path / "a", 18, r=4, lora_alpha=8,
+                      target_modules=["word_embeddings", "query_key_value"], modules_to_save=["lm_head"])
+    assert_matches_peft(bases["bloom"], [ad])
+    model = pyllm.Model.from_pretrained(bases["bloom"], adapters=[ad], n_threads=1)
+    assert model.config["tie_word_embeddings"] is False
+    model.close()
 
 
 def test_fan_in_fan_out_is_ignored_on_linear_layers_as_peft_does(bases, tmp_path):
@@ -255,7 +265,13 @@ def _edited(adapter, tmp_path, **changes):
     ({"target_modules": ["q_proj", "qkv_proj"]}, "target_modules entry 'qkv_proj' names no module of the base"),
     ({"target_modules": "nothing"}, "target_modules 'nothing' matches no module of the base"),
     ({"target_modules": ["k_proj", "v_proj"]},
-     "LoRA factors for 'model.layers.0.self_attn.q_proj', which target_modules=['k_proj', 'v_proj']"),
+     "LoRA factors for 'model.layers.0.self_attn.q_proj', which adapter_config.json's module selection "
+     "{'target_modules': ['k_proj', 'v_proj']} does not select"),
+    ({"layers_to_transform": [0]},
+     "LoRA factors for 'model.layers.1.self_attn.q_proj', which adapter_config.json's module selection "
+     "{'target_modules': "),
+    ({"exclude_modules": ["model.layers.1.self_attn.v_proj"]},
+     "LoRA factors for 'model.layers.1.self_attn.v_proj', which adapter_config.json's module selection"),
     ({"r": 8}, "'model.layers.0.self_attn.q_proj' has lora_A (4, 64) and lora_B (64, 4), but its base weight "
                "(64, 64) with r=8 needs lora_A (8, 64) and lora_B (64, 8)"),
 ])
