@@ -154,10 +154,13 @@ def test_lora_on_a_tied_embedding(bases, tmp_path, targets):
     assert_matches_peft(bases["llama_tied"], [ad])
 
 
-def test_modules_to_save_unties_a_tied_lm_head(bases, tmp_path):
-    # peft's copy of BLOOM's tied lm_head is trained alone; LoRA on the embedding leaves it be.
-    ad = make_adapter(bases["bloom"], tmp_path / "a", 18, r=4, lora_alpha=8,
-                      target_modules=["word_embeddings", "query_key_value"], modules_to_save=["lm_head"])
+@pytest.mark.parametrize("saved, targets", [(["lm_head"], ["word_embeddings", "query_key_value"]),
+                                            (["word_embeddings"], ["lm_head", "query_key_value"])])
+def test_modules_to_save_unties_a_tied_pair(bases, tmp_path, saved, targets):
+    # peft's copy of one of BLOOM's tied pair is trained alone; the other keeps the base's tensor
+    # (and its own LoRA delta).
+    ad = make_adapter(bases["bloom"], tmp_path / "a", 18, r=4, lora_alpha=8, target_modules=targets,
+                      modules_to_save=saved)
     assert_matches_peft(bases["bloom"], [ad])
     model = pyllm.Model.from_pretrained(bases["bloom"], adapters=[ad], n_threads=1)
     assert model.config["tie_word_embeddings"] is False
