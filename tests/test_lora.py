@@ -368,3 +368,13 @@ def test_missing_weights_file(bases, llama_adapter, tmp_path):
     os.remove(os.path.join(adapter, "adapter_model.safetensors"))
     with pytest.raises(ValueError, match="lacks adapter_model.safetensors"):
         pyllm.Model.from_pretrained(bases["llama"], adapters=adapter)
+
+
+def test_bfloat16_base_merged_in_float32(tmp_path):
+    """A base stored in bf16 (pyllm keeps its bits until packing) is widened for the merge: equal to
+    peft merging into the same weights loaded as float32."""
+    hf = llama_model(llama_config(vocab_size=VOCAB, num_key_value_heads=2), seed=5)
+    base = str(tmp_path / "bf16")
+    hf.to(torch.bfloat16).save_pretrained(base, safe_serialization=True)
+    ad = make_adapter(base, tmp_path / "a", 19, r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"])
+    assert_matches_peft(base, [ad])
