@@ -268,6 +268,18 @@ def merged_config(config, adapters, tied):
     return config
 
 
+def merged_bytes(adapters):
+    """Bytes the merge holds until the model is packed: a float32 copy of each adapted matrix
+    and the adapters' whole tensors (for the memory check before the base is read)."""
+    shapes = {}
+    total = 0
+    for adapter in adapters:
+        for module, entry in adapter.lora.items():
+            shapes[module] = entry["B"].shape[0] * entry["A"].shape[1]
+        total += sum(a.nbytes for a in adapter.loads.values()) + sum(a.nbytes for a in adapter.copies.values())
+    return total + 4 * sum(shapes.values())
+
+
 def _float32(array):
     """A float32 copy of a base tensor in any storage the loaders hand on."""
     if isinstance(array, checkpoint.BFloat16Bits):

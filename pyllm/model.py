@@ -213,7 +213,7 @@ class Model:
         spec = architectures.spec_from_hf(config, n_ctx, source=config_path)
         dtype = resolve_dtype(dtype, config)
         _check_run_options(n_threads, None, batch_invariant)
-        memory.check_weights(spec, dtype, lm_head_dtype)
+        memory.check_weights(spec, dtype, lm_head_dtype, lora.merged_bytes(adapters))
         resolve_kv_dtype(kv_dtype, dtype)  # a bad kv_dtype fails before the weights are mapped
         generation_config = checkpoint.load_generation_config(model_dir)
         try:

@@ -378,3 +378,30 @@ def test_bfloat16_base_merged_in_float32(tmp_path):
     hf.to(torch.bfloat16).save_pretrained(base, safe_serialization=True)
     ad = make_adapter(base, tmp_path / "a", 19, r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"])
     assert_matches_peft(base, [ad])
+
+
+def test_memory_check_counts_the_merged_copies(bases, llama_adapter, monkeypatch):
+    # The merge holds a float32 copy of each adapted matrix until packing: q_proj (64 x 64) and
+    # v_proj (32 x 64) in 2 layers.
+    seen = []
+    real = pyllm.memory.check_weights
+
+    def spy(spec, dtype, lm_head_dtype=None, transient_bytes=0):
+        seen.append(transient_bytes)
+        return real(spec, dtype, lm_head_dtype, transient_bytes)
+
+    monkeypatch.setattr(pyllm.memory, "check_weights", spy)
+    pyllm.Model.from_pretrained(bases["llama"], adapters=[llama_adapter], n_threads=1).close()
+    assert seen[0] == 2 * (64 * 64 + 32 * 64) * 4
+
+
+def test_lora_on_a_layer_the_base_lacks(bases, llama_adapter, tmp_path):
+    # An adapter of a deeper model: its layer 7 matches target_modules but is not in the base.
+    from safetensors.torch import load_file, save_file
+    adapter = str(tmp_path / "deep")
+    shutil.copytree(llama_adapter, adapter)
+    path = os.path.join(adapter, "adapter_model.safetensors")
+    save_file({k.replace("layers.1.", "layers.7."): v for k, v in load_file(path).items()}, path)
+    with pytest.raises(ValueError, match=r"adapter_model.safetensors: the adapter has LoRA factors for "
+                                         r"'model.layers.7.self_attn.q_proj', which the base model lacks"):
+        pyllm.Model.from_pretrained(bases["llama"], adapters=[adapter])
