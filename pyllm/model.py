@@ -12,7 +12,8 @@ import re
 
 import numpy as np
 
-from . import _checks, _core, architectures, checkpoint, file_kinds, generation, gguf_model, hub, limits, lora, memory, scoring
+from . import (_checks, _core, architectures, checkpoint, file_kinds, generation, gguf_model, hub, limits, lora, memory,
+               scoring)
 from ._args import check_bool
 from ._inputs import as_ids, as_mask
 from ._progress import progress_bar

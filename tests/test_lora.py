@@ -133,7 +133,8 @@ def test_rslora_regex_targets(bases, tmp_path):
 
 
 def test_rank_and_alpha_patterns(bases, tmp_path):
-    ad = make_adapter(bases["llama"], tmp_path / "a", 6, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"],
+    ad = make_adapter(bases["llama"], tmp_path / "a", 6, r=4, lora_alpha=8,
+                      target_modules=["q_proj", "v_proj", "up_proj"],
                       rank_pattern={"layers.1.self_attn.q_proj": 2, "up_proj": 6},
                       alpha_pattern={"v_proj": 32, r"layers\.0\.mlp\.up_proj": 3})
     config = json.load(open(os.path.join(ad, "adapter_config.json")))
@@ -188,7 +189,7 @@ def test_vocabulary_resized_by_modules_to_save(bases, tmp_path, family):
     base, new_vocab = bases[family], VOCAB + 13
     ad = make_adapter(base, tmp_path / "a", 10, resize=new_vocab, r=4, lora_alpha=8,
                       target_modules=["q_proj"] if family == "llama" else ["query_key_value"],
-                      modules_to_save=["embed_tokens", "lm_head"] if family == "llama" else ["word_embeddings", "lm_head"])
+                      modules_to_save=[{"llama": "embed_tokens", "bloom": "word_embeddings"}[family], "lm_head"])
     ids = np.random.default_rng(4).integers(0, new_vocab, size=(2, 11))
     ids[:, 3] = new_vocab - 1  # a new token
     got = assert_matches_peft(base, [ad], resize=new_vocab, ids=ids)
