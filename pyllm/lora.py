@@ -120,10 +120,14 @@ def _check_config(path, config):
     if not (isinstance(targets, str) or (isinstance(targets, list) and all(isinstance(t, str) for t in targets))):
         raise ValueError(f"{where}: target_modules must be a list of module names or a regular expression, "
                          f"got {targets!r}")
-    for key in ("modules_to_save", "exclude_modules"):
-        value = config.get(key)
-        if value is not None and not isinstance(value, (str, list)):
-            raise ValueError(f"{where}: {key} must be a list of module names, got {value!r}")
+    saved = config.get("modules_to_save")
+    if saved is not None and not (isinstance(saved, list) and all(isinstance(m, str) for m in saved)):
+        raise ValueError(f"{where}: modules_to_save must be a list of module names, got {saved!r}")
+    exclude = config.get("exclude_modules")
+    if not (exclude is None or isinstance(exclude, str)
+            or (isinstance(exclude, list) and all(isinstance(m, str) for m in exclude))):
+        raise ValueError(f"{where}: exclude_modules must be a list of module names or a regular expression, "
+                         f"got {exclude!r}")
     if config.get("fan_in_fan_out"):
         # peft resets it for torch.nn.Linear (every layer of LLaMA and BLOOM): GPT-2's Conv1D only.
         warnings.warn(f"{where}: fan_in_fan_out=True applies to Conv1D layers only; LLaMA and BLOOM use "
@@ -176,11 +180,6 @@ def read(path):
             if side not in entry:
                 raise ValueError(f"{weights_path}: module '{module}' has lora_{'BA'[side == 'B']} but no lora_{side}")
     return Adapter(path, config, lora, loads, copies, weights_path)
-
-
-def read_all(adapters):
-    """The Adapters of the adapters argument, in order (every file read and checked)."""
-    return [read(path) for path in adapter_paths(adapters)]
 
 
 # ---- peft's matching rules ------------------------------------------------------------------------

@@ -266,6 +266,7 @@ def _edited(adapter, tmp_path, **changes):
     ({"trainable_token_indices": [5]}, "trainable_token_indices=[5] is not supported"),
     ({"init_lora_weights": "pissa"}, "init_lora_weights='pissa' is not supported"),
     ({"r": 0}, "r must be a positive integer, got 0"),
+    ({"modules_to_save": "lm_head"}, "modules_to_save must be a list of module names, got 'lm_head'"),
     ({"target_modules": ["q_proj", "qkv_proj"]}, "target_modules entry 'qkv_proj' names no module of the base"),
     ({"target_modules": "nothing"}, "target_modules 'nothing' matches no module of the base"),
     ({"target_modules": ["k_proj", "v_proj"]},
