@@ -8,7 +8,6 @@ import json
 import math
 import os
 import signal
-import threading
 import time
 
 import numpy as np
@@ -185,42 +184,34 @@ def test_missing_model_path_names_path_and_node(cluster):
 
 
 def test_killed_actor_mid_job(cluster, model_dir, local_bi, tmp_path):
-    """kill -9 of a pool actor's process (found with list_actors) while the job runs: Ray restarts
-    it and retries its batch; every row comes back exactly once and equals the row alone locally."""
-    prompts = [f"Story {i}: once upon a time" for i in range(24)]
+    """kill -9 of a pool actor's process (found with list_actors) once the first rows have come back
+    and while most are still to come: Ray restarts it and retries its batch; every row comes back
+    exactly once and equals the row alone locally."""
+    count, new = 120, 16
+    prompts = [f"Story {i}: once upon a time" for i in range(count)]
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps({"id": f"row-{i}", "prompt": p}) + "\n" for i, p in enumerate(prompts)))
     before = _pool_actor_ids()
-    state = {"done": False, "killed": None, "done_at_kill": None}
-
-    def kill_one():
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not state["done"]:
+    ds = pyllm.ray.generate(str(path), model_dir, concurrency=2, batch_size=2, seed=SEED, batch_invariant=True,
+                            resources={"pyllm_slot": 1}, max_new_tokens=new, do_sample=True)
+    got, killed, rows_at_kill = [], None, None
+    for row in ds.iter_rows():
+        got.append(row)
+        if killed is None:
             alive = [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10000)
                      if "MapWorker" in (a.class_name or "") and a.actor_id not in before and a.pid]
-            if alive:
-                time.sleep(1.0)  # let it serve a batch or two first
-                state["done_at_kill"] = state["done"]
-                os.kill(alive[0].pid, signal.SIGKILL)
-                state["killed"] = alive[0]
-                return
-            time.sleep(0.2)
-
-    killer = threading.Thread(target=kill_one, daemon=True)
-    killer.start()
-    ds = pyllm.ray.generate(str(path), model_dir, concurrency=2, batch_size=2, seed=SEED, batch_invariant=True,
-                            resources={"pyllm_slot": 1}, max_new_tokens=24, do_sample=True)
-    rows = _rows(ds)
-    state["done"] = True
-    killer.join(10)
-    assert state["killed"] is not None, "no pool actor was found to kill"
-    assert state["done_at_kill"] is False, "the job had finished before the kill"
-    restarted = [a for a in list_actors(limit=10000, detail=True) if a.actor_id == state["killed"].actor_id]
+            assert alive, "no live pool actor to kill while the job runs"
+            os.kill(alive[0].pid, signal.SIGKILL)
+            killed, rows_at_kill = alive[0], len(got)
+    assert rows_at_kill < count // 2, f"the kill came after {rows_at_kill} of {count} rows"
+    restarted = [a for a in list_actors(limit=10000, detail=True) if a.actor_id == killed.actor_id]
     assert restarted and restarted[0].num_restarts >= 1, restarted
-    assert sorted(rows) == sorted(f"row-{i}" for i in range(len(prompts)))
+    ids = [row["id"] for row in got]
+    assert sorted(ids) == sorted(f"row-{i}" for i in range(count)), "rows lost or repeated"
+    rows = {row["id"]: row for row in got}
     for i, prompt in enumerate(prompts):
         row = rows[f"row-{i}"]
-        want = local_bi.generate(prompt, seed=pyllm.ray.row_seed(SEED, f"row-{i}"), max_new_tokens=24, do_sample=True)
+        want = local_bi.generate(prompt, seed=pyllm.ray.row_seed(SEED, f"row-{i}"), max_new_tokens=new, do_sample=True)
         assert row["error"] is None and row["text"] == want, (i, row, want)
 
 
