@@ -216,7 +216,7 @@ static int pays(const pyllm_speculation *s, int64_t k, double alpha)
     }
     const double round = s->verify_fixed + (double)(k + 1) * s->verify_per_token +
                          (s->assistant != NULL ? (double)k * s->draft_step : 0.0);
-    return round <= tokens * (s->verify_fixed + s->verify_per_token);
+    return round < tokens * (s->verify_fixed + s->verify_per_token);
 }
 
 typedef struct {
