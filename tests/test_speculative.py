@@ -300,3 +300,19 @@ def test_refusals_name_the_argument():
         model.generate(ids, prompt_lookup_num_tokens=2, speculative="never")
     with pytest.raises(ValueError, match="speculation_costs must be a dict"):
         model.speculation_costs = {"step": -1.0}
+
+
+def test_llm_generate_speculates_and_gives_the_plain_text(tmp_path, data_dir):
+    """LLM.generate passes the options and assistant_model= (a Model or an LLM) through; greedy
+    text equals plain (the model is float32, whose multi-token calls give one-token bits here:
+    compared on text with batch_invariant=True to be safe)."""
+    from llm_models import write_llama
+    llm = pyllm.LLM(write_llama(tmp_path, data_dir), n_threads=1, batch_invariant=True)
+    prompts = ["the cat sat on the mat, the cat sat on the", "one two three one two three one two"]
+    plain = llm.generate(prompts, max_new_tokens=24)
+    assert llm.generate(prompts, max_new_tokens=24, prompt_lookup_num_tokens=4, speculative="always") == plain
+    assert llm.generate(prompts, max_new_tokens=24, assistant_model=llm, num_assistant_tokens=3,
+                        speculative="always") == plain
+    with pytest.raises(ValueError, match="streamer"):
+        list(llm.stream(prompts[0], max_new_tokens=4, prompt_lookup_num_tokens=4))
+    llm.close()

@@ -3,10 +3,14 @@
  * (registered in pyllm._core._testing), which run the C processors on given scores so tests can
  * hold them against transformers' own classes.
  *
+ * With prompt_lookup_num_tokens > 0 or an assistant Decoder, the speculative loop
+ * (generate/speculative.h) runs instead, holding both models' locks.
+ *
  * pyllm/model.py and pyllm/generation.py validate options and shape the hooks; this file
  * converts them, releases the GIL for the loop and takes it back only when a hook is given. */
 #include "python/common.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -543,9 +547,15 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
                                                  PyArray_DATA((PyArrayObject *)accepted),
                                                  PyArray_DATA((PyArrayObject *)stopped_at)};
     Py_BEGIN_ALLOW_THREADS
+    /* Two models' locks in address order: threads drafting with each other's model cannot
+     * deadlock. */
+    const int assistant_first = assistant_lock != NULL && (uintptr_t)assistant_lock < (uintptr_t)lock;
+    if (assistant_first)
+        PyThread_acquire_lock(assistant_lock, WAIT_LOCK);
     PyThread_acquire_lock(lock, WAIT_LOCK);
     if (assistant_lock != NULL) {
-        PyThread_acquire_lock(assistant_lock, WAIT_LOCK);
+        if (!assistant_first)
+            PyThread_acquire_lock(assistant_lock, WAIT_LOCK);
         spec.assistant->n_threads = assistant_threads;
     }
     model->n_threads = n_threads;
