@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from . import (_checks, _core, architectures, checkpoint, file_kinds, generation, gguf_model, hub, limits, lora, memory,
-               scoring)
+               scoring, speculative)
 from ._args import check_bool
 from ._inputs import as_ids, as_mask
 from ._progress import progress_bar
@@ -318,6 +318,18 @@ class Model:
     def n_threads(self, value):
         self._decoder.n_threads = value
 
+    @property
+    def speculation_costs(self):
+        """Seconds of this model's calls, as automatic speculative decoding weighs them: ``step``
+        (one token), ``verify_fixed`` + n * ``verify_per_token`` (n tokens at once). Measured
+        once, before the first call that needs them (never during one), so a seed gives the same
+        tokens on every call; set a dict of the three to pin them (reproducible across loads)."""
+        return dict(speculative.costs(self))
+
+    @speculation_costs.setter
+    def speculation_costs(self, value):
+        self._speculation_costs = speculative.check_costs(value)
+
     def close(self):
         """Free the packed weights. Later calls raise RuntimeError; calls already running (on
         other threads, or the one whose hook calls close) finish normally, and the last of them to
@@ -395,7 +407,8 @@ class Model:
                                              batch_size=batch_size, progress=progress)
 
     def generate(self, input_ids, generation_config=None, attention_mask=None, logits_processor=None,
-                 stopping_criteria=None, streamer=None, stop_strings=None, tokenizer=None, **options):
+                 stopping_criteria=None, streamer=None, stop_strings=None, tokenizer=None, assistant_model=None,
+                 **options):
         """Prompt + generated token ids (int64), Hugging Face style: [rows, prompt + new] for 2-D
         input, 1-D for 1-D input (one row). Rows of a left-padded batch (attention_mask) run as one
         batch and end on their own (an end token, a stopping criterion, the length); ended rows
@@ -438,13 +451,18 @@ class Model:
         end; the GenerateOutput adds ``beam_indices`` and, with ``output_scores``,
         ``sequences_scores``. Every beam of every prompt runs in one decoder call per step, the KV
         cache rows following the beams. It takes no ``do_sample``, hooks, streamer, stop_strings
-        or log-probabilities (ValueError)."""
+        or log-probabilities (ValueError).
+
+        Speculative decoding (``prompt_lookup_num_tokens``, or ``assistant_model``: a smaller
+        Model with this vocabulary; see docs/speculative.md) gives the same greedy tokens and the
+        same sampling distribution; it takes no hooks, streamer, stop_strings or beams, and adds
+        its draft and acceptance counts to the GenerateOutput."""
         config = generation.resolve(self, generation_config, options)
         return self.generate_with(input_ids, config, attention_mask, logits_processor, stopping_criteria, streamer,
-                                  stop_strings, tokenizer)
+                                  stop_strings, tokenizer, assistant_model)
 
     def generate_with(self, input_ids, config, attention_mask=None, logits_processor=None, stopping_criteria=None,
-                      streamer=None, stop_strings=None, tokenizer=None):
+                      streamer=None, stop_strings=None, tokenizer=None, assistant_model=None):
         """generate() with a config already resolved by :func:`pyllm.generation.resolve` (the
         model's defaults, a generation_config and options merged once, end and pad tokens filled
         in): nothing is merged again. Same hooks and return values as generate()."""
@@ -457,6 +475,10 @@ class Model:
         stop_strings = check_stop_strings(stop_strings) if stop_strings is not None else (cfg.stop_strings or [])
         if stop_strings and tokenizer is None:
             raise ValueError("stop_strings needs the tokenizer to decode the new tokens: pass tokenizer=")
+        speculating = speculative.requested(cfg, assistant_model)
+        if speculating:
+            assistant_model = speculative.check_call(cfg, self, assistant_model, logits_processor, stopping_criteria,
+                                                     streamer, stop_strings)
         ids, was_1d = as_ids(input_ids, self.vocab_size)
         mask = as_mask(attention_mask, ids.shape)
         max_new = generation.max_new_tokens(cfg, ids.shape[1])
@@ -500,14 +522,15 @@ class Model:
             raise TypeError(f"streamer must have put() and end() methods, got {type(streamer).__name__}")
         if streamer is not None:  # as transformers does: the prompt first, then each step's tokens
             streamer.put(ids.astype(np.int64))
+        spec_options = speculative.core_options(cfg, self, assistant_model) if speculating else {}
         try:
             (sequences, counts, logprobs, top_ids, top_values, scores, logits, sequences_scores,
-             beam_indices) = self._decoder.generate(
+             beam_indices, speculation) = self._decoder.generate(
                 ids, attention_mask=mask, max_new_tokens=int(max_new), seed=seed,
                 logits_processor=generation.processor_hook(processors) if processors else None,
                 stopping_criteria=generation.stopping_hook(criteria, batch) if criteria else None,
                 on_tokens=streamer.put if streamer is not None else None, output_logprobs=want_logprobs,
-                **generation.core_options(cfg))
+                **generation.core_options(cfg), **spec_options)
         finally:
             if streamer is not None:  # ended on failure too: a consumer waiting for more must not hang
                 streamer.end()
@@ -515,10 +538,11 @@ class Model:
         if not (want_logprobs or cfg.return_dict_in_generate):
             return sequences[0] if was_1d and n == 1 else sequences
         out = generation.GenerateOutput(sequences, counts, logprobs, top_ids, top_values, scores, logits,
-                                        sequences_scores if cfg.output_scores else None, beam_indices)
+                                        sequences_scores if cfg.output_scores else None, beam_indices, speculation)
         if was_1d and n == 1:
             for name in ("sequences", "num_new_tokens", "logprobs", "top_logprob_ids", "top_logprobs",
-                         "sequences_scores", "beam_indices"):
+                         "sequences_scores", "beam_indices", "num_draft_tokens", "num_accepted_tokens",
+                         "speculation_stopped_at"):
                 value = getattr(out, name)
                 setattr(out, name, None if value is None else value[0])
         return out
