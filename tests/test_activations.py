@@ -297,6 +297,11 @@ def test_bad_interventions_are_refused_by_name():
         model.generate([1, 2, 3], max_new_tokens=6, interventions=[pyllm.Intervention(0, positions=9, add=vec)])
     with pytest.raises(ValueError, match="beam search takes no interventions"):
         model.generate([1, 2, 3], max_new_tokens=2, num_beams=2, interventions=pyllm.Intervention(0, add=vec))
+    with pytest.raises(ValueError, match="interventions are not supported with speculative decoding"):
+        model.generate([1, 2, 3], max_new_tokens=2, prompt_lookup_num_tokens=2,
+                       interventions=pyllm.Intervention(0, add=vec))
+    with pytest.raises(ValueError, match="interventions are not supported with speculative decoding"):
+        model.generate([1, 2, 3], max_new_tokens=2, assistant_model=model, interventions=pyllm.Intervention(0, add=vec))
     with pytest.raises(TypeError, match=r"interventions\[1\] must be a pyllm.Intervention"):
         model([1, 2, 3], interventions=[pyllm.Intervention(0, add=vec), "x"])
     with pytest.raises(TypeError, match="interventions must be"):
