@@ -64,9 +64,9 @@ class Intervention:
             values = values[None, :]
         elif values.ndim == 2:
             if self.positions is None or values.shape[0] != len(self.positions):
+                where = "every position" if self.positions is None else f"{len(self.positions)} positions"
                 raise ValueError(f"{name} must be a [hidden] vector or [len(positions), hidden] values, one row per "
-                                 f"listed position; got shape {values.shape} for "
-                                 f"{'every position' if self.positions is None else f'{len(self.positions)} positions'}")
+                                 f"listed position; got shape {values.shape} for {where}")
             values = values[order]
         else:
             raise ValueError(f"{name} must be a [hidden] vector or [len(positions), hidden] array, got "

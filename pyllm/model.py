@@ -364,7 +364,8 @@ class Model:
         output_attentions=True adds attentions, a tuple of num_hidden_layers float32 arrays
         [batch, heads, seq, k_len] of attention probabilities as transformers' eager attention
         gives them; k_len = the cached tokens (padding slots included) + seq. A padding slot gets
-        0; a padding query that sees no real token gets 1 / k_len everywhere (as transformers). The result is then (logits, attentions),
+        0; a padding query that sees no real token gets 1 / k_len everywhere (as transformers).
+        The result is then (logits, attentions),
         or (logits, hidden_states, attentions) with output_hidden_states=True.
 
         interventions: a pyllm.Intervention or a list of them (see pyllm.interventions), applied

@@ -308,7 +308,8 @@ def test_bad_interventions_are_refused_by_name():
         model([1, 2, 3], interventions="x")
     bad = [(dict(layer=-1, add=vec), ValueError, "layer"), (dict(layer="0", add=vec), TypeError, "layer"),
            (dict(layer=0, site="mlp", add=vec), ValueError, "site must be one of"),
-           (dict(layer=0), ValueError, "exactly one of add="), (dict(layer=0, add=vec, replace=vec), ValueError, "add="),
+           (dict(layer=0), ValueError, "exactly one of add="),
+           (dict(layer=0, add=vec, replace=vec), ValueError, "add="),
            (dict(layer=0, positions=[1, 1], add=vec), ValueError, "positions must be distinct"),
            (dict(layer=0, positions=[-1], add=vec), ValueError, "positions must be >= 0"),
            (dict(layer=0, positions=[], add=vec), ValueError, "positions must list"),

@@ -5,7 +5,8 @@
 pyllm_status pyllm_interventions_check(const pyllm_intervention_list *list, int64_t n_layers, int64_t hidden)
 {
     if (list->hidden != hidden)
-        return pyllm_error(PYLLM_ERR_VALUE, "interventions: vectors have %lld values but the model's hidden_size is %lld",
+        return pyllm_error(PYLLM_ERR_VALUE,
+                           "interventions: vectors have %lld values but the model's hidden_size is %lld",
                            (long long)list->hidden, (long long)hidden);
     for (int64_t k = 0; k < list->n; k++) {
         const pyllm_intervention *it = &list->items[k];
