@@ -261,7 +261,8 @@ def ll_tokenizer(tokenizer, n_vocab, eos_ids):
         tokens, specials = token_bytes(tokenizer)
         tokens = (tokens + [b""] * n_vocab)[:n_vocab]
         specials = [i for i in specials if i < n_vocab]
-        first_eos = eos_ids[0] if eos_ids else 0
+        # llguidance needs an end token; with none given the tokenizer's is banned at every step.
+        first_eos = eos_ids[0] if eos_ids else (tokenizer.eos_token_id or 0)
         wrapper = llg.TokenizerWrapper(_Vocabulary(tokenizer, tokens, specials, first_eos))
         built[key] = llg.LLTokenizer(wrapper, n_vocab=n_vocab, eos_token=list(eos_ids) or first_eos)
     return built[key]
