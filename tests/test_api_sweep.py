@@ -60,6 +60,10 @@ OPTIONS = {
     "output_scores": BAD_BOOL,
     "output_logits": BAD_BOOL,
     "max_tokens": [5],  # a name transformers does not use either: refused with the accepted names
+    # constrained decoding (pyllm.constrained; the bad texts are llguidance's to refuse)
+    "regex": [5, b"a+", "(ab"],
+    "json_schema": [5, [1], "{not json", {"type": "foo"}],
+    "grammar": [5, "start: missing_rule"],
 }
 
 # The Hub loaders' extra parameters (pyllm.hub).
