@@ -310,17 +310,22 @@ class Constraint:
             return scores
         _llguidance().numpy.fill_next_token_bitmask_par(
             _executor(), [(self.matchers[r], int(r)) for r in live], self.bitmask)
-        allowed = np.unpackbits(self.bitmask[live].view(np.uint8), axis=1, bitorder="little")[:, :self.n_vocab]
-        masked = np.where(allowed.astype(bool), scores[live], np.float32(-np.inf))
+        # The banned tokens' bits (the mask inverted), one bool per token: in place, no row copies.
+        banned = np.unpackbits((~self.bitmask).view(np.uint8), axis=1, count=self.n_vocab,
+                               bitorder="little").view(bool)
         if self._banned_eos is not None:
-            masked[:, self._banned_eos] = -np.inf
-        blocked = ~np.isfinite(masked.max(axis=1))
-        if blocked.any():
-            r = int(live[np.flatnonzero(blocked)[0]])
+            banned[:, self._banned_eos] = True
+        if live.size == len(self.matchers):
+            np.copyto(scores, np.float32(-np.inf), where=banned)
+        else:
+            for r in live:
+                np.copyto(scores[r], np.float32(-np.inf), where=banned[r])
+        best = (scores if live.size == len(self.matchers) else scores[live]).max(axis=1)
+        if not np.isfinite(best).all():
+            r = int(live[np.flatnonzero(~np.isfinite(best))[0]])
             raise ValueError(f"generation option {self.name}: row {r} has no allowed token left: every token its "
                              "constraint allows next was banned by another option (bad_words_ids, logit_bias, "
                              "no_repeat_ngram_size, min_new_tokens, eos_token_id=[]) or by a logits_processor")
-        scores[live] = masked
         return scores
 
     def stop(self, input_ids, scores):
