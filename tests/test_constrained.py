@@ -322,3 +322,17 @@ def test_missing_llguidance_says_the_pip_command(llm, monkeypatch):
     monkeypatch.setitem(sys.modules, "llguidance", None)
     with pytest.raises(ImportError, match=r'pip install "pyllm\[constrained\]"'):
         llm.generate("Hi", regex="a")
+
+
+def test_masks_filled_in_llguidances_pool_give_the_same_tokens(llm, monkeypatch):
+    """Batches of 4+ rows use llguidance's thread pool on machines with more than 2 cores: the
+    same masks, so the same tokens, as filling them one row at a time."""
+    prompts = PROMPTS + ["Hello", "1, 2, 3,"]
+    options = dict(json_schema=random_schemas(seed=21, count=1)[0], do_sample=True, seed=5, max_new_tokens=4 * BUDGET)
+    serial = llm.generate(prompts, **options)
+    calls = []
+    real = constrained._executor
+    monkeypatch.setattr(constrained.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(constrained, "_executor", lambda: calls.append(1) or real())
+    assert llm.generate(prompts, **options) == serial
+    assert calls
