@@ -10,6 +10,7 @@ and the measured overhead.
 """
 import json
 import os
+import threading
 import weakref
 
 import numpy as np
@@ -249,6 +250,7 @@ class _Vocabulary:
 
 # LLTokenizers built for a tokenizer (about 0.1 s for 32,000 tokens), kept while it lives.
 _LL_TOKENIZERS = weakref.WeakKeyDictionary()
+_LL_TOKENIZERS_LOCK = threading.Lock()  # generate() may run on several threads at once
 
 
 def ll_tokenizer(tokenizer, n_vocab, eos_ids):
@@ -257,16 +259,22 @@ def ll_tokenizer(tokenizer, n_vocab, eos_ids):
     llg = _llguidance()
     eos_ids = tuple(int(e) for e in eos_ids)
     key = (tokenizer.vocab_size, int(n_vocab), eos_ids)
-    built = _LL_TOKENIZERS.setdefault(tokenizer, {})
-    if key not in built:
-        tokens, specials = token_bytes(tokenizer)
-        tokens = (tokens + [b""] * n_vocab)[:n_vocab]
-        specials = [i for i in specials if i < n_vocab]
-        # llguidance needs an end token; with none given the tokenizer's is banned at every step.
-        first_eos = eos_ids[0] if eos_ids else (tokenizer.eos_token_id or 0)
-        wrapper = llg.TokenizerWrapper(_Vocabulary(tokenizer, tokens, specials, first_eos))
-        built[key] = llg.LLTokenizer(wrapper, n_vocab=n_vocab, eos_token=list(eos_ids) or first_eos)
-    return built[key]
+    with _LL_TOKENIZERS_LOCK:
+        built = _LL_TOKENIZERS.setdefault(tokenizer, {})
+        if key not in built:
+            built[key] = _build_ll_tokenizer(llg, tokenizer, n_vocab, eos_ids)
+        return built[key]
+
+
+def _build_ll_tokenizer(llg, tokenizer, n_vocab, eos_ids):
+    tokens, specials = token_bytes(tokenizer)
+    tokens = (tokens + [b""] * n_vocab)[:n_vocab]
+    specials = [i for i in specials if i < n_vocab]
+    # llguidance needs an end token; with none given the tokenizer's is banned at every step.
+    first_eos = eos_ids[0] if eos_ids else (tokenizer.eos_token_id or 0)
+    first_eos = first_eos if first_eos < n_vocab else 0
+    wrapper = llg.TokenizerWrapper(_Vocabulary(tokenizer, tokens, specials, first_eos))
+    return llg.LLTokenizer(wrapper, n_vocab=n_vocab, eos_token=list(eos_ids) or first_eos)
 
 
 _EXECUTOR = []
