@@ -56,7 +56,11 @@ def _grammar_of(name, value):
         return _validated(name, llg.LLMatcher.grammar_from_regex(value))
     if name == "json_schema":
         schema = json.loads(value) if isinstance(value, str) else value
-        return _validated(name, llg.LLMatcher.grammar_from_json_schema(schema, defaults=JSON_DEFAULTS))
+        try:
+            grammar = llg.LLMatcher.grammar_from_json_schema(schema, defaults=JSON_DEFAULTS)
+        except (TypeError, ValueError) as e:  # a value JSON cannot hold
+            raise ValueError(f"generation option {name} is not accepted by llguidance: {e}") from None
+        return _validated(name, grammar)
     try:  # Lark as it is; GBNF (rules written "name ::= ...") through llguidance's converter
         return _validated(name, llg.grammar_from("grammar", value))
     except ValueError as e:
@@ -83,9 +87,9 @@ def check_json_schema(value):
                              f"the text is not JSON: {e}") from None
     else:
         parsed = value
-    if not isinstance(parsed, (dict, bool)) or isinstance(value, bool):
-        raise TypeError(f"generation option json_schema must be a JSON schema: a dict or its JSON text, got "
-                        f"{type(value).__name__}")
+    if not isinstance(parsed, dict):
+        raise TypeError(f"generation option json_schema must be a JSON schema object: a dict or its JSON text, got "
+                        f"{type(parsed).__name__}")
     _grammar_of("json_schema", value)
     return value
 

@@ -287,6 +287,8 @@ def test_constraint_applies_after_the_users_processor(llm):
     ("json_schema", {"type": "foo"}, "foo"),
     ("json_schema", "{not json", "not JSON"),
     ("json_schema", [1], "must be a JSON schema"),
+    ("json_schema", "true", "must be a JSON schema object"),
+    ("json_schema", {"type": {1, 2}}, "not JSON serializable"),
     ("grammar", "start: missing_rule", "missing_rule"),
     ("grammar", "root ::= \"a\" undefined", "Rule 'undefined' not found"),
     ("grammar", 5, "must be a str"),
