@@ -103,9 +103,9 @@ def check_grammar(value):
     return value
 
 
-def requested(cfg):
+def requested(cfg, assistant_model=None):
     """(option name, value) of the constraint a resolved config sets, or None; ValueError when it
-    sets more than one or combines one with beam search."""
+    sets more than one or combines one with beam search or speculative decoding."""
     given = [name for name in OPTIONS if cfg.get(name) is not None]
     if not given:
         return None
@@ -116,6 +116,11 @@ def requested(cfg):
     if cfg.num_beams > 1:
         raise ValueError(f"generation option {name} does not work with num_beams={cfg.num_beams}: beam search "
                          "is not constrained; use num_beams=1 (greedy or sampling)")
+    lookup = cfg.get("prompt_lookup_num_tokens")
+    if lookup is not None or assistant_model is not None:  # drafts are verified without the masks
+        what = "assistant_model" if assistant_model is not None else f"prompt_lookup_num_tokens={lookup}"
+        raise ValueError(f"generation option {name} does not work with speculative decoding ({what}): pass "
+                         "one or the other")
     return name, cfg.get(name)
 
 

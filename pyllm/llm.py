@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from . import _checks, generation, hub, scoring, templates, text_pairs
+from . import _checks, checkpoint, generation, hub, lora, scoring, templates, text_pairs
 from ._args import check_bool
 from .dtypes import dtype_argument
 from .default_model import default_model_path
@@ -41,20 +41,34 @@ class LLM:
     what neither sets comes from the model's generation_config.json. Also accepted:
     ``stop_strings`` (a string or list), ``logits_processor`` and ``stopping_criteria`` hooks, and
     ``regex``, ``json_schema`` or ``grammar`` (constrained output, pyllm.constrained).
-    Calls from several threads are served one generation step at a time by the model's lock."""
+    Calls from several threads are served one generation step at a time by the model's lock.
+    ``adapters``: PEFT LoRA adapter directories merged at load (see Model.from_pretrained); the
+    tokenizer then comes from the last adapter directory that holds one (docs/lora.md)."""
 
     def __init__(self, model_dir=None, dtype=None, n_threads=None, n_ctx=None, batch_invariant=False, progress=None,
-                 torch_dtype=None, revision=None, filename=None, local_files_only=False):
+                 torch_dtype=None, revision=None, filename=None, local_files_only=False, adapters=None):
         if model_dir is None:
             model_dir = default_model_path()
         model_dir = _checks.path_argument("model_dir", model_dir)
         dtype = dtype_argument(dtype, torch_dtype)
         _checks.optional_str("filename", filename, "a file name inside the repo or directory")
+        adapters = lora.adapter_paths(adapters)
         # A Hub id is fetched once for both loaders (tokenizer and model files in one snapshot).
         path = hub.resolve(model_dir, "llm", revision, filename, local_files_only)
-        self.tokenizer = Tokenizer.from_pretrained(path)
-        self._model = Model.from_pretrained(path, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
-                                            batch_invariant=batch_invariant, progress=progress)
+        if adapters:
+            # The model first: the adapters say whether the vocabulary, and so the tokenizer, changed.
+            self._model = Model.from_pretrained(path, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
+                                                batch_invariant=batch_invariant, progress=progress, adapters=adapters)
+            try:
+                resized = self._model.config["vocab_size"] != checkpoint.load_config(path)["vocab_size"]
+                self.tokenizer = Tokenizer.from_pretrained(lora.tokenizer_dir(path, adapters, resized))
+            except BaseException:
+                self.close()
+                raise
+        else:
+            self.tokenizer = Tokenizer.from_pretrained(path)
+            self._model = Model.from_pretrained(path, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
+                                                batch_invariant=batch_invariant, progress=progress)
         self.model_dir = model_dir
 
     # -- life cycle -----------------------------------------------------------------------
@@ -116,7 +130,8 @@ class LLM:
         """Check every option before any work, resolving them once: (config, stop strings, hooks, eos)."""
         options = dict(options)
         stops = options.pop("stop_strings", None)
-        hooks = {k: options.pop(k) for k in ("logits_processor", "stopping_criteria") if k in options}
+        hooks = {k: options.pop(k) for k in ("logits_processor", "stopping_criteria", "assistant_model")
+                 if k in options}
         cfg_arg = options.pop("generation_config", None)
         cfg = generation.resolve(self.model, cfg_arg, options)  # TypeError / ValueError on bad options, once
         # Stop strings given by name win over a config's (the model's generation_config.json or cfg_arg).
@@ -134,6 +149,7 @@ class LLM:
         return model.generate_with(ids, cfg, attention_mask=mask, logits_processor=hooks.get("logits_processor"),
                                    stopping_criteria=criteria or None, streamer=streamer,
                                    stop_strings=[],  # stops are handled above
+                                   assistant_model=hooks.get("assistant_model"),
                                    tokenizer=self.tokenizer)  # for regex= / json_schema= / grammar=
 
     def _texts(self, out, width, stops):

@@ -12,8 +12,8 @@ import re
 
 import numpy as np
 
-from . import (_checks, _core, architectures, checkpoint, constrained, file_kinds, generation, gguf_model, hub, limits,
-               memory, scoring)
+from . import (_checks, _core, architectures, checkpoint, constrained, file_kinds, generation, gguf_model, hub,
+               limits, lora, memory, scoring, speculative)
 from ._args import check_bool
 from ._inputs import as_ids, as_mask
 from ._progress import progress_bar
@@ -94,6 +94,7 @@ class Model:
         self.config = config
         self.spec = spec  # the pyllm.architectures.DecoderSpec the C core runs, with the run settings
         self.generation_config = generation_config
+        self.adapters = ()  # the PEFT adapter directories merged at load (from_pretrained's adapters=)
 
     @classmethod
     def from_arrays(cls, config, weights, dtype=FLOAT32_DEFAULT, n_threads=None, n_ctx=None, generation_config=None,
@@ -159,7 +160,7 @@ class Model:
     @classmethod
     def from_pretrained(cls, model_dir, dtype=None, n_threads=None, n_ctx=None, lm_head_dtype=None,
                         progress=None, batch_invariant=False, kv_dtype=None, torch_dtype=None, revision=None,
-                        filename=None, local_files_only=False):
+                        filename=None, local_files_only=False, adapters=None):
         """Load a Hugging Face model directory: config.json, generation_config.json (optional)
         and model.safetensors or its sharded index, weights stored as f32, f16 or bf16, packed
         as dtype (None: float32), the KV cache in kv_dtype (see from_arrays) — or a GGUF file
@@ -176,12 +177,22 @@ class Model:
         huggingface_hub (``pip install "pyllm[hub]"``) fetches the files read here into its
         cache, at ``revision`` (a branch, tag or commit; None: the default branch), from the cache
         alone with ``local_files_only=True`` or HF_HUB_OFFLINE=1 (see pyllm.hub). ``filename``
-        picks a GGUF file in a repo (or a directory) that holds several."""
+        picks a GGUF file in a repo (or a directory) that holds several.
+
+        adapters: a PEFT LoRA adapter directory or a list of them (adapter_config.json +
+        adapter_model.safetensors), merged in order into the float32 weights before they are
+        packed as dtype, equal to peft's merge_and_unload() (see pyllm.lora and docs/lora.md);
+        a Hugging Face directory only. ``model.adapters`` lists the paths merged."""
         model_dir = _checks.path_argument("model_dir", model_dir)
+        adapter_paths = lora.adapter_paths(adapters)
         dtype = dtype_argument(dtype, torch_dtype)
         _checks.optional_str("filename", filename, "a file name inside the repo or directory")
         _check_loader_options(dtype, n_threads, batch_invariant, kv_dtype)  # before anything is fetched
         model_dir = hub.resolve(model_dir, "model", revision, filename, local_files_only)
+        if adapter_paths and (os.path.isfile(model_dir) or gguf_model.is_gguf(model_dir)):
+            raise ValueError(f"adapters= needs a Hugging Face model directory (config.json + safetensors) to merge "
+                             f"into, got the file {model_dir!r}: merge the adapter into the Hugging Face model, then "
+                             "convert that (pyllm convert)")
         if os.path.isfile(model_dir) and file_kinds.expect(
                 model_dir, {file_kinds.GGUF, file_kinds.LLAMA2C_CHECKPOINT},
                 "a model directory, GGUF file or llama2.c checkpoint") == file_kinds.LLAMA2C_CHECKPOINT:
@@ -194,13 +205,16 @@ class Model:
         if dtype is None:
             dtype = "float32"
         config = checkpoint.load_config(model_dir)
+        config_path = os.path.join(os.fspath(model_dir), checkpoint.CONFIG_NAME)
+        adapters = [lora.read(path) for path in adapter_paths]  # every adapter checked before the base is read
+        tied = architectures.spec_from_hf(config, n_ctx, source=config_path)["tie_word_embeddings"]
+        config = lora.merged_config(config, adapters, tied)
         # Checked before the weights are mapped: every key the loaders read (errors name the file
         # and the key), the run options, the memory the weights need, generation_config.json.
-        config_path = os.path.join(os.fspath(model_dir), checkpoint.CONFIG_NAME)
         spec = architectures.spec_from_hf(config, n_ctx, source=config_path)
         dtype = resolve_dtype(dtype, config)
         _check_run_options(n_threads, None, batch_invariant)
-        memory.check_weights(spec, dtype, lm_head_dtype)
+        memory.check_weights(spec, dtype, lm_head_dtype, lora.merged_bytes(adapters))
         resolve_kv_dtype(kv_dtype, dtype)  # a bad kv_dtype fails before the weights are mapped
         generation_config = checkpoint.load_generation_config(model_dir)
         try:
@@ -209,9 +223,13 @@ class Model:
             path = os.path.join(os.fspath(model_dir), checkpoint.GENERATION_CONFIG_NAME)
             raise ValueError(f"{path}: {e}") from None
         weights = checkpoint.load_weights(model_dir, bf16="bits")
-        return cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
-                               generation_config=generation_config, lm_head_dtype=lm_head_dtype,
-                               progress=progress, batch_invariant=batch_invariant, kv_dtype=kv_dtype)
+        if adapters:
+            weights = lora.merge(weights, adapters, tied)
+        model = cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
+                                generation_config=generation_config, lm_head_dtype=lm_head_dtype,
+                                progress=progress, batch_invariant=batch_invariant, kv_dtype=kv_dtype)
+        model.adapters = tuple(adapter_paths)
+        return model
 
     @classmethod
     def _from_llama2c(cls, path, dtype, n_threads, n_ctx, lm_head_dtype, progress, batch_invariant, kv_dtype):
@@ -300,6 +318,18 @@ class Model:
     def n_threads(self, value):
         self._decoder.n_threads = value
 
+    @property
+    def speculation_costs(self):
+        """Seconds of this model's calls, as automatic speculative decoding weighs them: ``step``
+        (one token), ``verify_fixed`` + n * ``verify_per_token`` (n tokens at once). Measured
+        once, before the first call that needs them (never during one), so a seed gives the same
+        tokens on every call; set a dict of the three to pin them (reproducible across loads)."""
+        return dict(speculative.costs(self))
+
+    @speculation_costs.setter
+    def speculation_costs(self, value):
+        self._speculation_costs = speculative.check_costs(value)
+
     def close(self):
         """Free the packed weights. Later calls raise RuntimeError; calls already running (on
         other threads, or the one whose hook calls close) finish normally, and the last of them to
@@ -377,7 +407,8 @@ class Model:
                                              batch_size=batch_size, progress=progress)
 
     def generate(self, input_ids, generation_config=None, attention_mask=None, logits_processor=None,
-                 stopping_criteria=None, streamer=None, stop_strings=None, tokenizer=None, **options):
+                 stopping_criteria=None, streamer=None, stop_strings=None, tokenizer=None, assistant_model=None,
+                 **options):
         """Prompt + generated token ids (int64), Hugging Face style: [rows, prompt + new] for 2-D
         input, 1-D for 1-D input (one row). Rows of a left-padded batch (attention_mask) run as one
         batch and end on their own (an end token, a stopping criterion, the length); ended rows
@@ -422,13 +453,18 @@ class Model:
         end; the GenerateOutput adds ``beam_indices`` and, with ``output_scores``,
         ``sequences_scores``. Every beam of every prompt runs in one decoder call per step, the KV
         cache rows following the beams. It takes no ``do_sample``, hooks, streamer, stop_strings
-        or log-probabilities (ValueError)."""
+        or log-probabilities (ValueError).
+
+        Speculative decoding (``prompt_lookup_num_tokens``, or ``assistant_model``: a smaller
+        Model with this vocabulary; see docs/speculative.md) gives the same greedy tokens and the
+        same sampling distribution; it takes no hooks, streamer, stop_strings or beams, and adds
+        its draft and acceptance counts to the GenerateOutput."""
         config = generation.resolve(self, generation_config, options)
         return self.generate_with(input_ids, config, attention_mask, logits_processor, stopping_criteria, streamer,
-                                  stop_strings, tokenizer)
+                                  stop_strings, tokenizer, assistant_model)
 
     def generate_with(self, input_ids, config, attention_mask=None, logits_processor=None, stopping_criteria=None,
-                      streamer=None, stop_strings=None, tokenizer=None):
+                      streamer=None, stop_strings=None, tokenizer=None, assistant_model=None):
         """generate() with a config already resolved by :func:`pyllm.generation.resolve` (the
         model's defaults, a generation_config and options merged once, end and pad tokens filled
         in): nothing is merged again. Same hooks and return values as generate()."""
@@ -441,10 +477,15 @@ class Model:
         stop_strings = check_stop_strings(stop_strings) if stop_strings is not None else (cfg.stop_strings or [])
         if stop_strings and tokenizer is None:
             raise ValueError("stop_strings needs the tokenizer to decode the new tokens: pass tokenizer=")
-        constraint = constrained.requested(cfg)  # (option, value) of regex= / json_schema= / grammar=, or None
+        # (option, value) of regex= / json_schema= / grammar=, or None; refused with speculation
+        constraint = constrained.requested(cfg, assistant_model)
         if constraint is not None and tokenizer is None:
             raise ValueError(f"generation option {constraint[0]} needs the tokenizer (the bytes each token stands "
                              "for): pass tokenizer=")
+        speculating = speculative.requested(cfg, assistant_model)
+        if speculating:
+            assistant_model = speculative.check_call(cfg, self, assistant_model, logits_processor, stopping_criteria,
+                                                     streamer, stop_strings)
         ids, was_1d = as_ids(input_ids, self.vocab_size)
         mask = as_mask(attention_mask, ids.shape)
         max_new = generation.max_new_tokens(cfg, ids.shape[1])
@@ -492,15 +533,16 @@ class Model:
             raise TypeError(f"streamer must have put() and end() methods, got {type(streamer).__name__}")
         if streamer is not None:  # as transformers does: the prompt first, then each step's tokens
             streamer.put(ids.astype(np.int64))
+        spec_options = speculative.core_options(cfg, self, assistant_model) if speculating else {}
         try:
             (sequences, counts, logprobs, top_ids, top_values, scores, logits, sequences_scores,
-             beam_indices) = self._decoder.generate(
+             beam_indices, speculation) = self._decoder.generate(
                 ids, attention_mask=mask, max_new_tokens=int(max_new), seed=seed,
                 logits_processor=generation.processor_hook(processors) if processors else None,
                 stopping_criteria=(generation.stopping_hook(criteria, batch, constraint and constraint.ended)
                                    if criteria else None),
                 on_tokens=streamer.put if streamer is not None else None, output_logprobs=want_logprobs,
-                **generation.core_options(cfg))
+                **generation.core_options(cfg), **spec_options)
         finally:
             if streamer is not None:  # ended on failure too: a consumer waiting for more must not hang
                 streamer.end()
@@ -508,10 +550,11 @@ class Model:
         if not (want_logprobs or cfg.return_dict_in_generate):
             return sequences[0] if was_1d and n == 1 else sequences
         out = generation.GenerateOutput(sequences, counts, logprobs, top_ids, top_values, scores, logits,
-                                        sequences_scores if cfg.output_scores else None, beam_indices)
+                                        sequences_scores if cfg.output_scores else None, beam_indices, speculation)
         if was_1d and n == 1:
             for name in ("sequences", "num_new_tokens", "logprobs", "top_logprob_ids", "top_logprobs",
-                         "sequences_scores", "beam_indices"):
+                         "sequences_scores", "beam_indices", "num_draft_tokens", "num_accepted_tokens",
+                         "speculation_stopped_at"):
                 value = getattr(out, name)
                 setattr(out, name, None if value is None else value[0])
         return out

@@ -59,12 +59,19 @@ OPTIONS = {
     "early_stopping": ["yes", 2],
     "output_scores": BAD_BOOL,
     "output_logits": BAD_BOOL,
+    "prompt_lookup_num_tokens": [0, "x", 1.5, 257],
+    "max_matching_ngram_size": [0, "x", 1.5],
+    "num_assistant_tokens": [0, "x", 257],
+    "speculative": ["sometimes", 1, True],
     "max_tokens": [5],  # a name transformers does not use either: refused with the accepted names
     # constrained decoding (pyllm.constrained; the bad texts are llguidance's to refuse)
     "regex": [5, b"a+", "(ab"],
     "json_schema": [5, [1], "{not json", {"type": "foo"}],
     "grammar": [5, "start: missing_rule"],
 }
+
+# PEFT LoRA adapters merged at load (pyllm.lora): Model.from_pretrained and LLM.
+ADAPTERS = {"adapters": [5, [5], "/nonexistent/adapter", [b"/nonexistent/adapter"], {"a": 1}]}
 
 # The Hub loaders' extra parameters (pyllm.hub).
 HUB = {"revision": [5, 1.5], "filename": [5, 1.5], "local_files_only": BAD_BOOL}
@@ -81,7 +88,7 @@ TABLE = {
     # pyllm.LLM
     "LLM.__init__": (lambda e: lambda **kw: pyllm.LLM(**{"model_dir": e["dir"], **kw}), {
         "model_dir": [5, 1.5], "dtype": [5, "float33"], "n_threads": BAD_POSITIVE, "n_ctx": BAD_POSITIVE,
-        "batch_invariant": BAD_BOOL, "progress": BAD_PROGRESS, "torch_dtype": [5, "float33"], **HUB}),
+        "batch_invariant": BAD_BOOL, "progress": BAD_PROGRESS, "torch_dtype": [5, "float33"], **HUB, **ADAPTERS}),
     "LLM.chat": (lambda e: lambda **kw: e["llm"].chat(**{"messages": MESSAGES, "template": "vicuna",
                                                           "max_new_tokens": 2, **kw}),
                  {"messages": BAD_MESSAGES, "template": [5, "vicunaa"], "**options": OPTIONS}),
@@ -127,17 +134,18 @@ TABLE = {
     "Model.from_pretrained": (lambda e: lambda **kw: pyllm.Model.from_pretrained(**{"model_dir": e["dir"], **kw}), {
         "model_dir": [5, 1.5], "dtype": [5, "float33"], "n_threads": BAD_POSITIVE, "n_ctx": BAD_POSITIVE,
         "lm_head_dtype": [5, "float33"], "progress": BAD_PROGRESS, "batch_invariant": BAD_BOOL,
-        "kv_dtype": [5, "int8"], "torch_dtype": [5, "float33"], **HUB}),
+        "kv_dtype": [5, "int8"], "torch_dtype": [5, "float33"], **HUB, **ADAPTERS}),
     "Model.generate": (lambda e: lambda **kw: e["model"].generate(**{"input_ids": [1, 2], "max_new_tokens": 2,
                                                                      **kw}), {
         "input_ids": ["hello", [[1, 2], [3]], [1.5], [-1], []], "generation_config": [5, "greedy"],
         "attention_mask": [[[1]], [0.5, 1], "x"], "logits_processor": [5, [5]], "stopping_criteria": [5, [5]],
-        "streamer": [5, "x"], "stop_strings": [5, [5]], "tokenizer": [5, "x"], "**options": OPTIONS}),
+        "streamer": [5, "x"], "stop_strings": [5, [5]], "tokenizer": [5, "x"], "assistant_model": [5, "x"],
+        "**options": OPTIONS}),
     "Model.generate_with": (lambda e: lambda **kw: e["model"].generate_with(**{
         "input_ids": [1, 2], "config": generation.resolve(e["model"], None, {"max_new_tokens": 2}), **kw}), {
         "input_ids": ["hello", [[1, 2], [3]], [1.5]], "config": [5, {"max_new_tokens": 2}, None],
         "attention_mask": [[[1]], "x"], "logits_processor": [5, [5]], "stopping_criteria": [5, [5]],
-        "streamer": [5, "x"], "stop_strings": [5, [5]], "tokenizer": [5, "x"]}),
+        "streamer": [5, "x"], "stop_strings": [5, [5]], "tokenizer": [5, "x"], "assistant_model": [5, "x"]}),
     "Model.loglikelihood": (lambda e: lambda **kw: e["model"].loglikelihood(**{"requests": [([1, 2], [3])], **kw}), {
         "requests": ["x", [("a", "b")], [([1],)], [([1], [500])], [], [([], [1])], 5],
         "batch_size": BAD_POSITIVE, "max_length": [0, 10 ** 9, "x"], "progress": BAD_PROGRESS}),
@@ -220,7 +228,7 @@ TABLE = {
     "GenerationConfig.merged": (lambda e: pyllm.GenerationConfig().merged, {"other": [5, "x"]}),
     "GenerateOutput.__init__": (lambda e: pyllm.GenerateOutput, {
         "sequences": None, "num_new_tokens": None, "logprobs": None, "top_logprob_ids": None, "top_logprobs": None,
-        "scores": None, "logits": None, "sequences_scores": None, "beam_indices": None}),
+        "scores": None, "logits": None, "sequences_scores": None, "beam_indices": None, "speculation": None}),
     # KV caches (model.new_cache())
     "KVCache.copy": (None, {}),
     "KVCache.repeat": (lambda e: lambda **kw: e["model"].new_cache().repeat(*kw.values()), {

@@ -307,7 +307,11 @@ def test_incompatible_options_are_refused_by_name(llm):
         llm.generate("Hi", regex="a+", num_beams=2)
     with pytest.raises(ValueError, match="regex, grammar"):
         llm.generate("Hi", regex="a+", grammar="start: \"a\"")
+    with pytest.raises(ValueError, match="grammar does not work with speculative decoding .prompt_lookup_num_tokens=3"):
+        llm.generate("Hi", grammar="start: \"a\"", prompt_lookup_num_tokens=3)
     ids = llm.tokenizer.encode("Hi")
+    with pytest.raises(ValueError, match="regex does not work with speculative decoding .assistant_model"):
+        llm.model.generate(ids, tokenizer=llm.tokenizer, regex="a", assistant_model=llm.model)
     with pytest.raises(ValueError, match="json_schema needs the tokenizer.*tokenizer="):
         llm.model.generate(ids, json_schema={"type": "integer"})
 

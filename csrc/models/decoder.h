@@ -165,6 +165,10 @@ size_t pyllm_kv_cache_gather_scratch_bytes(const pyllm_kv_cache *c, int64_t rows
  * becomes n. */
 pyllm_status pyllm_kv_cache_gather_rows(pyllm_kv_cache *c, const int64_t *rows, int64_t n, void *scratch);
 
+/* Drop the last n filled positions of every row (0 <= n <= used): speculative decoding's
+ * rollback of rejected draft tokens (kv_cache.c). */
+pyllm_status pyllm_kv_cache_truncate(pyllm_kv_cache *c, int64_t n);
+
 /* Make the workspace big enough for calls of up to `tokens` new tokens per row over `cache`,
  * and create the matmul primitives for calls of exactly that many. */
 pyllm_status pyllm_decoder_reserve(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t tokens);

@@ -24,6 +24,7 @@
 #include "python/py_model.h"
 #include "models/decoder.h"
 #include "ops/quant_gguf.h"
+#include "generate/speculative.h"
 
 typedef struct {
     PyObject_HEAD
@@ -541,6 +542,46 @@ static void call_end(DecoderObject *m)
         free_weights(m);
 }
 
+int pyllm_decoder_claim(PyObject *obj, pyllm_decoder **model, PyThread_type_lock *lock, int *n_threads)
+{
+    if (!PyObject_TypeCheck(obj, &DecoderType)) {
+        PyErr_Format(PyExc_TypeError, "expected a pyllm._core.Decoder, got %.200s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    DecoderObject *d = (DecoderObject *)obj;
+    if (call_begin(d) < 0)
+        return -1;
+    *model = &d->model;
+    *lock = d->lock;
+    *n_threads = d->n_threads;
+    return 0;
+}
+
+void pyllm_decoder_unclaim(PyObject *obj)
+{
+    call_end((DecoderObject *)obj);
+}
+
+/* Decoder.measure_call(n_tokens): seconds of an n_tokens call (speculation's costs). */
+static PyObject *decoder_measure_call(DecoderObject *self, PyObject *arg)
+{
+    int64_t n;
+    if (pyllm_arg_int64(arg, "n_tokens", 1, 256, &n) < 0 || call_begin(self) < 0)
+        return NULL;
+    double seconds = 0.0;
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    PyThread_acquire_lock(self->lock, WAIT_LOCK);
+    self->model.n_threads = self->n_threads;
+    st = pyllm_speculative_measure(&self->model, n, &seconds);
+    PyThread_release_lock(self->lock);
+    Py_END_ALLOW_THREADS
+    call_end(self);
+    if (st != PYLLM_OK)
+        return pyllm_raise(st);
+    return PyFloat_FromDouble(seconds);
+}
+
 static PyObject *decoder_close(DecoderObject *self, PyObject *unused)
 {
     (void)unused;
@@ -836,6 +877,9 @@ static PyMethodDef decoder_methods[] = {
     {"generate", (PyCFunction)(void (*)(void))decoder_generate, METH_VARARGS | METH_KEYWORDS,
      "generate(input_ids, *, attention_mask=None, **options): (sequences, new_counts, logprobs, top_ids, "
      "top_logprobs, scores, logits, sequences_scores, beam_indices); see csrc/python/py_generate.c."},
+    {"measure_call", (PyCFunction)decoder_measure_call, METH_O,
+     "measure_call(n_tokens): seconds of one call of n_tokens new tokens behind a short context, the fastest of a "
+     "few (the costs automatic speculative decoding weighs)."},
     {"close", (PyCFunction)decoder_close, METH_NOARGS,
      "close(): free the weights. New calls raise RuntimeError at once; calls already running (on other threads, "
      "or the one whose hook called close) finish normally, and the last of them frees the weights."},
