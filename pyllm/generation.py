@@ -300,7 +300,7 @@ class GenerationConfig:
       the text on track (after every other processor, before the warpers); an end token is
       allowed wherever the text could end, and a row ends as soon as its text can take nothing
       more.
-      Not with beam search. See docs/constrained.md.
+      Not with beam search or speculative decoding. See docs/constrained.md.
 
     - ``prompt_lookup_num_tokens`` (None: off), ``max_matching_ngram_size`` (None: 2): speculative
       decoding drafting from the text so far (transformers' prompt lookup); with
