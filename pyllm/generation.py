@@ -75,6 +75,9 @@ _DEFAULTS = {
     "top_logprobs": 0,
     "logprobs_processed": False,
     "speculative": "auto",
+    "regex": None,
+    "json_schema": None,
+    "grammar": None,
 }
 _DEFAULT_MAX_NEW_TOKENS = 20
 
@@ -183,6 +186,11 @@ def _check_speculative(v):
     return v
 
 
+def _check_constraint(name, v):
+    from . import constrained  # llguidance is imported only when a constraint is given
+    return getattr(constrained, f"check_{name}")(v)
+
+
 def _check_stop_strings(v):
     from .stop_strings import check_stop_strings
     return check_stop_strings(v)
@@ -230,6 +238,9 @@ _CHECKS = {
     "output_logprobs": lambda v: _check_bool("output_logprobs", v),
     "top_logprobs": lambda v: _check_int("top_logprobs", 0 if v is None else v, 0, high=_limits.MAX_VOCAB),
     "logprobs_processed": lambda v: _check_bool("logprobs_processed", v),
+    "regex": lambda v: _check_constraint("regex", v),
+    "json_schema": lambda v: _check_constraint("json_schema", v),
+    "grammar": lambda v: _check_constraint("grammar", v),
 }
 
 
@@ -280,7 +291,16 @@ class GenerationConfig:
       GenerateOutput always has the chosen tokens' log-probabilities);
     - ``logprobs_processed`` (False): those log-probabilities are ``log_softmax`` of the raw model
       logits by default; True takes them from the scores the token was chosen from (after every
-      processor, the user's ``logits_processor`` and, when sampling, the warpers).
+      processor, the user's ``logits_processor`` and, when sampling, the warpers);
+    - ``regex``, ``json_schema``, ``grammar`` (None; one at a time, needs ``tokenizer=`` and
+      ``pip install "pyllm[constrained]"``): each row's new text must match the regular
+      expression whole, be an instance of the JSON schema (a dict or its JSON text; written
+      without free whitespace unless the schema's ``"x-guidance"`` says otherwise), or derive
+      from the Lark or GBNF grammar. llguidance masks every step's scores to the tokens that keep
+      the text on track (after every other processor, before the warpers); an end token is
+      allowed wherever the text could end, and a row ends as soon as its text can take nothing
+      more.
+      Not with beam search or speculative decoding. See docs/constrained.md.
 
     - ``prompt_lookup_num_tokens`` (None: off), ``max_matching_ngram_size`` (None: 2): speculative
       decoding drafting from the text so far (transformers' prompt lookup); with
@@ -483,8 +503,9 @@ def processor_hook(fns):
     return process
 
 
-def stopping_hook(fns, batch):
-    """One callable for the C loop: a row stops when any of the user's criteria says so."""
+def stopping_hook(fns, batch, on_done=None):
+    """One callable for the C loop: a row stops when any of the user's criteria says so.
+    on_done(input_ids, done) then hears the rows the criteria ended at this step."""
     def stop(input_ids, scores):
         done = _np.zeros(batch, dtype=bool)
         for fn in fns:
@@ -493,6 +514,8 @@ def stopping_hook(fns, batch):
                 raise ValueError(f"stopping_criteria {getattr(fn, '__name__', fn)!s} must return a bool or a bool "
                                  f"array of shape ({batch},), got {out.dtype} of shape {out.shape}")
             done |= out
+        if on_done is not None:
+            on_done(input_ids, done)
         return done
     return stop
 
@@ -542,6 +565,9 @@ def resolve(model, generation_config=None, options=None):
     elif cfg.num_return_sequences > 1 and not cfg.do_sample:
         raise ValueError(f"generation option num_return_sequences={cfg.num_return_sequences} needs do_sample=True "
                          "or num_beams >= num_return_sequences: greedy decoding would return identical rows")
+    if any(cfg.get(name) is not None for name in ("regex", "json_schema", "grammar")):
+        from . import constrained
+        constrained.requested(cfg)  # one constraint at a time, and not with beam search
     return cfg.update(eos_token_id=eos, pad_token_id=int(pad))
 
 

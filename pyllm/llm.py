@@ -39,7 +39,8 @@ class LLM:
     ``close()`` frees the weights (later calls raise RuntimeError). Generation options are those
     of :class:`pyllm.GenerationConfig` (Hugging Face names), by name or as ``generation_config=``;
     what neither sets comes from the model's generation_config.json. Also accepted:
-    ``stop_strings`` (a string or list), ``logits_processor`` and ``stopping_criteria`` hooks.
+    ``stop_strings`` (a string or list), ``logits_processor`` and ``stopping_criteria`` hooks, and
+    ``regex``, ``json_schema`` or ``grammar`` (constrained output, pyllm.constrained).
     Calls from several threads are served one generation step at a time by the model's lock.
     ``adapters``: PEFT LoRA adapter directories merged at load (see Model.from_pretrained); the
     tokenizer then comes from the last adapter directory that holds one (docs/lora.md)."""
@@ -148,7 +149,8 @@ class LLM:
         return model.generate_with(ids, cfg, attention_mask=mask, logits_processor=hooks.get("logits_processor"),
                                    stopping_criteria=criteria or None, streamer=streamer,
                                    stop_strings=[],  # stops are handled above
-                                   assistant_model=hooks.get("assistant_model"))
+                                   assistant_model=hooks.get("assistant_model"),
+                                   tokenizer=self.tokenizer)  # for regex= / json_schema= / grammar=
 
     def _texts(self, out, width, stops):
         texts = []

@@ -12,8 +12,8 @@ import re
 
 import numpy as np
 
-from . import (_checks, _core, architectures, checkpoint, file_kinds, generation, gguf_model, hub, limits, lora, memory,
-               scoring, speculative)
+from . import (_checks, _core, architectures, checkpoint, constrained, file_kinds, generation, gguf_model, hub,
+               limits, lora, memory, scoring, speculative)
 from ._args import check_bool
 from ._inputs import as_ids, as_mask
 from ._progress import progress_bar
@@ -485,6 +485,8 @@ class Model:
         - ``stop_strings`` (with ``tokenizer=``): a string or list of strings; a row ends on the
           token that completes one in its decoded new text (across token boundaries, as
           transformers' StopStringCriteria); the returned ids include that token.
+        - ``regex``, ``json_schema`` or ``grammar`` (with ``tokenizer=``; pyllm.constrained, on
+          llguidance): each row's new text matches the constraint; see GenerationConfig.
 
         An exception raised by a hook propagates; KeyboardInterrupt (Ctrl-C) stops within one
         step; a MemoryError (memory ran out) leaves the model as it was. The model stays usable
@@ -528,6 +530,11 @@ class Model:
         stop_strings = check_stop_strings(stop_strings) if stop_strings is not None else (cfg.stop_strings or [])
         if stop_strings and tokenizer is None:
             raise ValueError("stop_strings needs the tokenizer to decode the new tokens: pass tokenizer=")
+        # (option, value) of regex= / json_schema= / grammar=, or None; refused with speculation
+        constraint = constrained.requested(cfg, assistant_model)
+        if constraint is not None and tokenizer is None:
+            raise ValueError(f"generation option {constraint[0]} needs the tokenizer (the bytes each token stands "
+                             "for): pass tokenizer=")
         speculating = speculative.requested(cfg, assistant_model)
         if speculating:
             assistant_model = speculative.check_call(cfg, self, assistant_model, logits_processor, stopping_criteria,
@@ -552,8 +559,8 @@ class Model:
         # after the option checks (a tokenizer matters only to stop strings, which are checked first)
         if tokenizer is not None and not (callable(getattr(tokenizer, "decode", None))
                                           and callable(getattr(tokenizer, "stream_decoder", None))):
-            raise TypeError(f"tokenizer must be a pyllm.Tokenizer (it decodes new tokens for stop_strings) or None, "
-                            f"got {type(tokenizer).__name__}")
+            raise TypeError(f"tokenizer must be a pyllm.Tokenizer (it decodes new tokens for stop_strings and "
+                            f"constraints) or None, got {type(tokenizer).__name__}")
         # A GenerateOutput always carries the chosen tokens' log-probabilities (one log-softmax per row
         # and step, small next to the forward pass), except for beam search.
         want_logprobs = not beams and (cfg.output_logprobs or cfg.top_logprobs > 0 or cfg.return_dict_in_generate)
@@ -578,6 +585,10 @@ class Model:
         criteria = generation.callables(stopping_criteria, "stopping_criteria")
         if stop_strings:
             criteria.append(StopStringCriteria(tokenizer, stop_strings, batch, cfg.eos_token_id))
+        if constraint is not None:  # its mask last (nothing after it can allow a banned token)
+            constraint = constrained.Constraint(*constraint, tokenizer, self.vocab_size, batch, cfg.eos_token_id)
+            processors.append(constraint.process)
+            criteria.insert(0, constraint.stop)
         if streamer is not None and not (callable(getattr(streamer, "put", None))
                                          and callable(getattr(streamer, "end", None))):
             raise TypeError(f"streamer must have put() and end() methods, got {type(streamer).__name__}")
@@ -589,7 +600,8 @@ class Model:
              beam_indices, speculation) = self._decoder.generate(
                 ids, attention_mask=mask, max_new_tokens=int(max_new), seed=seed,
                 logits_processor=generation.processor_hook(processors) if processors else None,
-                stopping_criteria=generation.stopping_hook(criteria, batch) if criteria else None,
+                stopping_criteria=(generation.stopping_hook(criteria, batch, constraint and constraint.ended)
+                                   if criteria else None),
                 on_tokens=streamer.put if streamer is not None else None, output_logprobs=want_logprobs,
                 interventions=compiled, **generation.core_options(cfg), **spec_options)
         finally:

@@ -64,6 +64,10 @@ OPTIONS = {
     "num_assistant_tokens": [0, "x", 257],
     "speculative": ["sometimes", 1, True],
     "max_tokens": [5],  # a name transformers does not use either: refused with the accepted names
+    # constrained decoding (pyllm.constrained; the bad texts are llguidance's to refuse)
+    "regex": [5, b"a+", "(ab"],
+    "json_schema": [5, [1], "{not json", {"type": "foo"}],
+    "grammar": [5, "start: missing_rule"],
 }
 
 # PEFT LoRA adapters merged at load (pyllm.lora): Model.from_pretrained and LLM.
