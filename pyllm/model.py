@@ -20,6 +20,7 @@ from ._progress import progress_bar
 from .dtypes import (DTYPES, DTYPE_NAMES, FLOAT32_DEFAULT, KV_DTYPES, dtype_argument, resolve_dtype,
                      resolve_kv_dtype, resolve_lm_head_dtype)
 from .generation import GenerationConfig
+from .interventions import compile_interventions
 from .model_summary import model_repr, parameter_count
 
 
@@ -347,7 +348,8 @@ class Model:
         n rows that continue it differently."""
         return self._decoder.new_cache(batch_size, self.n_ctx if capacity is None else capacity)
 
-    def __call__(self, input_ids, attention_mask=None, cache=None, logits_to_keep=0, output_hidden_states=False):
+    def __call__(self, input_ids, attention_mask=None, cache=None, logits_to_keep=0, output_hidden_states=False,
+                 output_attentions=False, interventions=None):
         """float32 logits [batch, seq, vocab] ([seq, vocab] for 1-D input_ids).
 
         attention_mask (1 = token, 0 = left padding) gives positions cumsum(mask) - 1. With a
@@ -357,8 +359,19 @@ class Model:
         logits_to_keep=k > 0 returns only the last k positions' logits ([batch, k, vocab]); the
         lm_head runs only for those. output_hidden_states=True returns (logits, hidden_states),
         hidden_states a tuple of num_hidden_layers + 1 float32 arrays [batch, seq, hidden] as
-        transformers gives them: the embeddings, each layer's output, the last after the final norm."""
+        transformers gives them: the embeddings, each layer's output, the last after the final norm.
+
+        output_attentions=True adds attentions, a tuple of num_hidden_layers float32 arrays
+        [batch, heads, seq, k_len] of attention probabilities as transformers' eager attention
+        gives them; k_len = the cached tokens (padding slots included) + seq. A padding slot gets
+        0; a padding query that sees no real token gets 1 / k_len everywhere (as transformers).
+        The result is then (logits, attentions),
+        or (logits, hidden_states, attentions) with output_hidden_states=True.
+
+        interventions: a pyllm.Intervention or a list of them (see pyllm.interventions), applied
+        in order to this call's tokens; with a cache, positions continue the cached rows."""
         output_hidden_states = check_bool("output_hidden_states", output_hidden_states)
+        output_attentions = check_bool("output_attentions", output_attentions)
         if cache is not None and not isinstance(cache, _core.KVCache):
             raise TypeError(f"cache must come from model.new_cache(), got {type(cache).__name__}")
         if not limits.is_int(logits_to_keep) or logits_to_keep < 0:
@@ -383,15 +396,50 @@ class Model:
                               memory.forward_output_bytes(self.spec, batch, seq, keep, output_hidden_states),
                               f"a forward call of {batch:,} x {seq:,} tokens", new_cache=cache is None,
                               threads=self.n_threads)
+        reach = int(seq + (0 if cache is None else max(cache.lengths)))
+        compiled = compile_interventions(interventions, self.spec, reach)
+        if output_attentions and (cache is None or cache.used + seq <= cache.capacity):
+            used = 0 if cache is None else cache.used
+            memory.check_call(self.spec, batch, seq, seq if cache is None else cache.capacity,
+                              4 * self.spec["num_hidden_layers"] * batch * self.spec["num_attention_heads"] * seq
+                              * (used + seq), f"the attentions of {batch:,} x {seq:,} tokens",
+                              new_cache=cache is None, threads=self.n_threads)
         if cache is None:
             cache = self._decoder.new_cache(batch, seq)
-        out = self._decoder.forward(cache, ids, mask, True, int(logits_to_keep), bool(output_hidden_states))
-        if not output_hidden_states:
+        out = self._decoder.forward(cache, ids, mask, True, int(logits_to_keep), bool(output_hidden_states),
+                                    bool(output_attentions), compiled)
+        if not (output_hidden_states or output_attentions):
             return out[0] if was_1d else out
-        logits, states = out
-        if was_1d:
-            return logits[0], tuple(state[0] for state in states)
-        return logits, tuple(states)
+        logits, states, attentions = out
+        row = (lambda a: a[0]) if was_1d else (lambda a: a)
+        result = [row(logits)]
+        if output_hidden_states:
+            result.append(tuple(row(state) for state in states))
+        if output_attentions:
+            result.append(tuple(row(layer) for layer in attentions))
+        return tuple(result)
+
+    def unembed(self, hidden):
+        """Logits of hidden states: the final norm then the lm_head, as transformers'
+        ``lm_head(model.norm(h))`` (BLOOM: ``lm_head(ln_f(h))``). hidden: float array
+        [..., hidden_size]; returns float32 [..., vocab]. With output_hidden_states=True this is
+        the logit lens: ``model.unembed(hidden_states[i])`` reads layer i's residual stream as
+        next-token logits."""
+        try:
+            array = np.asarray(hidden)
+        except (TypeError, ValueError):
+            array = np.asarray(None)
+        if array.dtype.kind not in "fiu":
+            raise TypeError(f"hidden must be a float array [..., hidden_size], got dtype {array.dtype}")
+        width = self.spec["hidden_size"]
+        if array.ndim == 0 or array.shape[-1] != width:
+            raise ValueError(f"hidden must have hidden_size={width} values in its last axis, got shape {array.shape}")
+        lead = array.shape[:-1]
+        rows = int(np.prod(lead, dtype=np.int64))
+        if rows == 0:
+            return np.zeros(lead + (self.vocab_size,), np.float32)
+        flat = np.ascontiguousarray(array.reshape(rows, width), dtype=np.float32)
+        return self._decoder.unembed(flat).reshape(lead + (self.vocab_size,))
 
     def loglikelihood(self, requests, batch_size=8, max_length=None, progress=None):
         """[(sum log p(continuation | context), is_greedy)] for (context_ids, continuation_ids)
@@ -408,6 +456,7 @@ class Model:
 
     def generate(self, input_ids, generation_config=None, attention_mask=None, logits_processor=None,
                  stopping_criteria=None, streamer=None, stop_strings=None, tokenizer=None, assistant_model=None,
+                 interventions=None,
                  **options):
         """Prompt + generated token ids (int64), Hugging Face style: [rows, prompt + new] for 2-D
         input, 1-D for 1-D input (one row). Rows of a left-padded batch (attention_mask) run as one
@@ -452,19 +501,23 @@ class Model:
         ``num_return_sequences`` best hypotheses, best first, padded with pad_token_id past their
         end; the GenerateOutput adds ``beam_indices`` and, with ``output_scores``,
         ``sequences_scores``. Every beam of every prompt runs in one decoder call per step, the KV
-        cache rows following the beams. It takes no ``do_sample``, hooks, streamer, stop_strings
-        or log-probabilities (ValueError).
+        cache rows following the beams. It takes no ``do_sample``, hooks, streamer, stop_strings,
+        log-probabilities or interventions (ValueError).
 
         Speculative decoding (``prompt_lookup_num_tokens``, or ``assistant_model``: a smaller
         Model with this vocabulary; see docs/speculative.md) gives the same greedy tokens and the
-        same sampling distribution; it takes no hooks, streamer, stop_strings or beams, and adds
-        its draft and acceptance counts to the GenerateOutput."""
+        same sampling distribution; it takes no hooks, streamer, stop_strings, beams or
+        interventions, and adds its draft and acceptance counts to the GenerateOutput.
+
+        ``interventions``: a pyllm.Intervention or a list of them (pyllm.interventions), applied
+        to the prompt and to every generated token at their positions (positions run on from the
+        prompt's real tokens: the first new token of a row with n real prompt tokens is at n)."""
         config = generation.resolve(self, generation_config, options)
         return self.generate_with(input_ids, config, attention_mask, logits_processor, stopping_criteria, streamer,
-                                  stop_strings, tokenizer, assistant_model)
+                                  stop_strings, tokenizer, assistant_model, interventions)
 
     def generate_with(self, input_ids, config, attention_mask=None, logits_processor=None, stopping_criteria=None,
-                      streamer=None, stop_strings=None, tokenizer=None, assistant_model=None):
+                      streamer=None, stop_strings=None, tokenizer=None, assistant_model=None, interventions=None):
         """generate() with a config already resolved by :func:`pyllm.generation.resolve` (the
         model's defaults, a generation_config and options merged once, end and pad tokens filled
         in): nothing is merged again. Same hooks and return values as generate()."""
@@ -495,6 +548,14 @@ class Model:
                       or stop_strings):
             raise ValueError(f"num_beams={cfg.num_beams}: beam search takes no logits_processor, stopping_criteria, "
                              "streamer or stop_strings (pass num_beams=1 to use them)")
+        # a listed position past the last token generation can reach is refused
+        compiled = compile_interventions(interventions, self.spec, int(ids.shape[1] + max_new))
+        if beams and compiled is not None:
+            raise ValueError(f"num_beams={cfg.num_beams}: beam search takes no interventions (pass num_beams=1 to "
+                             "use them)")
+        if speculating and compiled is not None:
+            raise ValueError("interventions are not supported with speculative decoding (prompt_lookup_num_tokens, "
+                             "assistant_model): pass one or the other")
         # after the option checks (a tokenizer matters only to stop strings, which are checked first)
         if tokenizer is not None and not (callable(getattr(tokenizer, "decode", None))
                                           and callable(getattr(tokenizer, "stream_decoder", None))):
@@ -542,7 +603,7 @@ class Model:
                 stopping_criteria=(generation.stopping_hook(criteria, batch, constraint and constraint.ended)
                                    if criteria else None),
                 on_tokens=streamer.put if streamer is not None else None, output_logprobs=want_logprobs,
-                **generation.core_options(cfg), **spec_options)
+                interventions=compiled, **generation.core_options(cfg), **spec_options)
         finally:
             if streamer is not None:  # ended on failure too: a consumer waiting for more must not hang
                 streamer.end()

@@ -21,6 +21,7 @@
 #include "python/py_args.h"
 #include "python/py_model.h"
 #include "python/py_generate.h"
+#include "python/py_interventions.h"
 #include "python/py_memory.h"
 
 /* ---- options from Python ------------------------------------------------------------------ */
@@ -346,27 +347,36 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
                              "logprobs_processed", "num_beams", "num_return_sequences", "length_penalty",
                              "early_stopping", "output_scores", "output_logits", "prompt_lookup_num_tokens",
                              "max_matching_ngram_size", "assistant", "num_assistant_tokens", "speculative_costs",
-                             NULL};
+                             "interventions", NULL};
     PyObject *ids_obj, *mask_obj = Py_None, *bad_obj = Py_None, *bias_obj = Py_None, *eos_obj = Py_None;
     PyObject *process_obj = Py_None, *stop_obj = Py_None, *tokens_obj = Py_None;
     PyObject *assistant_obj = Py_None, *costs_obj = Py_None;
     long long lookup_tokens = 0, max_ngram = 2, assistant_tokens = 20;
     PyObject *max_new_obj = NULL, *top_k_obj = NULL, *ngram_obj = NULL, *min_new_obj = NULL, *pad_obj = NULL,
-             *top_n_obj = NULL;
+             *top_n_obj = NULL, *interventions_obj = Py_None;
     int64_t max_new = 20, top_k = 0, ngram = 0, min_new = 0, pad = 0, top_n = 0;
     unsigned long long seed = 0;
     int do_sample = 0, output_logprobs = 0, processed = 0, early_stopping = 0, output_scores = 0, output_logits = 0;
     long long num_beams = 1, num_return = 1;
     double temperature = 1.0, top_p = 1.0, min_p = 0.0, typical_p = 1.0, repetition = 1.0, frequency = 0.0,
            presence = 0.0, length_penalty = 1.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOpdOddddddOOOOOOKOOOpOpLLdippLLOLO:generate", kwlist, &ids_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOpdOddddddOOOOOOKOOOpOpLLdippLLOLOO:generate", kwlist, &ids_obj,
                                      &mask_obj, &max_new_obj, &do_sample, &temperature, &top_k_obj, &top_p, &min_p,
                                      &typical_p, &repetition, &frequency, &presence, &ngram_obj, &min_new_obj,
                                      &bad_obj, &bias_obj, &eos_obj, &pad_obj, &seed, &process_obj, &stop_obj,
                                      &tokens_obj, &output_logprobs, &top_n_obj, &processed, &num_beams, &num_return,
                                      &length_penalty, &early_stopping, &output_scores, &output_logits,
-                                     &lookup_tokens, &max_ngram, &assistant_obj, &assistant_tokens, &costs_obj))
+                                     &lookup_tokens, &max_ngram, &assistant_obj, &assistant_tokens, &costs_obj,
+                                     &interventions_obj))
         return NULL;
+    const pyllm_intervention_list *interventions;
+    if (pyllm_interventions_of(interventions_obj, &interventions) < 0)
+        return NULL;
+    if (interventions != NULL && (lookup_tokens > 0 || assistant_obj != Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "interventions are not supported with speculative decoding "
+                                          "(prompt_lookup_num_tokens, assistant_model): pass one or the other");
+        return NULL;
+    }
     if (num_beams < 1 || num_beams > 4096 || num_return < 1 || num_return > num_beams) {
         PyErr_Format(PyExc_ValueError, "num_beams must be in [1, 4096] and num_return_sequences in [1, num_beams], "
                      "got %lld and %lld", num_beams, num_return);
@@ -568,6 +578,7 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
     } else
         st = pyllm_kv_cache_init(&cache, model, cache_rows, capacity);
     if (!speculative && st == PYLLM_OK) {
+        cache.interventions = interventions; /* every token of the prompt and of the steps */
         if (beams) {
             st = pyllm_beam_search(model, &cache, tok, m, batch, prompt_len, &opt, &beam, &beam_out);
             steps = beam_out.n_steps;
