@@ -39,7 +39,8 @@ class LLM:
     ``close()`` frees the weights (later calls raise RuntimeError). Generation options are those
     of :class:`pyllm.GenerationConfig` (Hugging Face names), by name or as ``generation_config=``;
     what neither sets comes from the model's generation_config.json. Also accepted:
-    ``stop_strings`` (a string or list), ``logits_processor`` and ``stopping_criteria`` hooks.
+    ``stop_strings`` (a string or list), ``logits_processor`` and ``stopping_criteria`` hooks, and
+    ``regex``, ``json_schema`` or ``grammar`` (constrained output, pyllm.constrained).
     Calls from several threads are served one generation step at a time by the model's lock.
     ``adapters``: PEFT LoRA adapter directories merged at load (see Model.from_pretrained); the
     tokenizer then comes from the last adapter directory that holds one (docs/lora.md)."""
@@ -129,7 +130,8 @@ class LLM:
         """Check every option before any work, resolving them once: (config, stop strings, hooks, eos)."""
         options = dict(options)
         stops = options.pop("stop_strings", None)
-        hooks = {k: options.pop(k) for k in ("logits_processor", "stopping_criteria") if k in options}
+        hooks = {k: options.pop(k) for k in ("logits_processor", "stopping_criteria", "assistant_model")
+                 if k in options}
         cfg_arg = options.pop("generation_config", None)
         cfg = generation.resolve(self.model, cfg_arg, options)  # TypeError / ValueError on bad options, once
         # Stop strings given by name win over a config's (the model's generation_config.json or cfg_arg).
@@ -146,7 +148,9 @@ class LLM:
         cfg = cfg.copy().update(return_dict_in_generate=True)
         return model.generate_with(ids, cfg, attention_mask=mask, logits_processor=hooks.get("logits_processor"),
                                    stopping_criteria=criteria or None, streamer=streamer,
-                                   stop_strings=[])  # stops are handled above
+                                   stop_strings=[],  # stops are handled above
+                                   assistant_model=hooks.get("assistant_model"),
+                                   tokenizer=self.tokenizer)  # for regex= / json_schema= / grammar=
 
     def _texts(self, out, width, stops):
         texts = []

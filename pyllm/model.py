@@ -12,14 +12,15 @@ import re
 
 import numpy as np
 
-from . import (_checks, _core, architectures, checkpoint, file_kinds, generation, gguf_model, hub, limits, lora, memory,
-               scoring)
+from . import (_checks, _core, architectures, checkpoint, constrained, file_kinds, generation, gguf_model, hub,
+               limits, lora, memory, scoring, speculative)
 from ._args import check_bool
 from ._inputs import as_ids, as_mask
 from ._progress import progress_bar
 from .dtypes import (DTYPES, DTYPE_NAMES, FLOAT32_DEFAULT, KV_DTYPES, dtype_argument, resolve_dtype,
                      resolve_kv_dtype, resolve_lm_head_dtype)
 from .generation import GenerationConfig
+from .interventions import compile_interventions
 from .model_summary import model_repr, parameter_count
 
 
@@ -318,6 +319,18 @@ class Model:
     def n_threads(self, value):
         self._decoder.n_threads = value
 
+    @property
+    def speculation_costs(self):
+        """Seconds of this model's calls, as automatic speculative decoding weighs them: ``step``
+        (one token), ``verify_fixed`` + n * ``verify_per_token`` (n tokens at once). Measured
+        once, before the first call that needs them (never during one), so a seed gives the same
+        tokens on every call; set a dict of the three to pin them (reproducible across loads)."""
+        return dict(speculative.costs(self))
+
+    @speculation_costs.setter
+    def speculation_costs(self, value):
+        self._speculation_costs = speculative.check_costs(value)
+
     def close(self):
         """Free the packed weights. Later calls raise RuntimeError; calls already running (on
         other threads, or the one whose hook calls close) finish normally, and the last of them to
@@ -335,7 +348,8 @@ class Model:
         n rows that continue it differently."""
         return self._decoder.new_cache(batch_size, self.n_ctx if capacity is None else capacity)
 
-    def __call__(self, input_ids, attention_mask=None, cache=None, logits_to_keep=0, output_hidden_states=False):
+    def __call__(self, input_ids, attention_mask=None, cache=None, logits_to_keep=0, output_hidden_states=False,
+                 output_attentions=False, interventions=None):
         """float32 logits [batch, seq, vocab] ([seq, vocab] for 1-D input_ids).
 
         attention_mask (1 = token, 0 = left padding) gives positions cumsum(mask) - 1. With a
@@ -345,8 +359,19 @@ class Model:
         logits_to_keep=k > 0 returns only the last k positions' logits ([batch, k, vocab]); the
         lm_head runs only for those. output_hidden_states=True returns (logits, hidden_states),
         hidden_states a tuple of num_hidden_layers + 1 float32 arrays [batch, seq, hidden] as
-        transformers gives them: the embeddings, each layer's output, the last after the final norm."""
+        transformers gives them: the embeddings, each layer's output, the last after the final norm.
+
+        output_attentions=True adds attentions, a tuple of num_hidden_layers float32 arrays
+        [batch, heads, seq, k_len] of attention probabilities as transformers' eager attention
+        gives them; k_len = the cached tokens (padding slots included) + seq. A padding slot gets
+        0; a padding query that sees no real token gets 1 / k_len everywhere (as transformers).
+        The result is then (logits, attentions),
+        or (logits, hidden_states, attentions) with output_hidden_states=True.
+
+        interventions: a pyllm.Intervention or a list of them (see pyllm.interventions), applied
+        in order to this call's tokens; with a cache, positions continue the cached rows."""
         output_hidden_states = check_bool("output_hidden_states", output_hidden_states)
+        output_attentions = check_bool("output_attentions", output_attentions)
         if cache is not None and not isinstance(cache, _core.KVCache):
             raise TypeError(f"cache must come from model.new_cache(), got {type(cache).__name__}")
         if not limits.is_int(logits_to_keep) or logits_to_keep < 0:
@@ -371,15 +396,50 @@ class Model:
                               memory.forward_output_bytes(self.spec, batch, seq, keep, output_hidden_states),
                               f"a forward call of {batch:,} x {seq:,} tokens", new_cache=cache is None,
                               threads=self.n_threads)
+        reach = int(seq + (0 if cache is None else max(cache.lengths)))
+        compiled = compile_interventions(interventions, self.spec, reach)
+        if output_attentions and (cache is None or cache.used + seq <= cache.capacity):
+            used = 0 if cache is None else cache.used
+            memory.check_call(self.spec, batch, seq, seq if cache is None else cache.capacity,
+                              4 * self.spec["num_hidden_layers"] * batch * self.spec["num_attention_heads"] * seq
+                              * (used + seq), f"the attentions of {batch:,} x {seq:,} tokens",
+                              new_cache=cache is None, threads=self.n_threads)
         if cache is None:
             cache = self._decoder.new_cache(batch, seq)
-        out = self._decoder.forward(cache, ids, mask, True, int(logits_to_keep), bool(output_hidden_states))
-        if not output_hidden_states:
+        out = self._decoder.forward(cache, ids, mask, True, int(logits_to_keep), bool(output_hidden_states),
+                                    bool(output_attentions), compiled)
+        if not (output_hidden_states or output_attentions):
             return out[0] if was_1d else out
-        logits, states = out
-        if was_1d:
-            return logits[0], tuple(state[0] for state in states)
-        return logits, tuple(states)
+        logits, states, attentions = out
+        row = (lambda a: a[0]) if was_1d else (lambda a: a)
+        result = [row(logits)]
+        if output_hidden_states:
+            result.append(tuple(row(state) for state in states))
+        if output_attentions:
+            result.append(tuple(row(layer) for layer in attentions))
+        return tuple(result)
+
+    def unembed(self, hidden):
+        """Logits of hidden states: the final norm then the lm_head, as transformers'
+        ``lm_head(model.norm(h))`` (BLOOM: ``lm_head(ln_f(h))``). hidden: float array
+        [..., hidden_size]; returns float32 [..., vocab]. With output_hidden_states=True this is
+        the logit lens: ``model.unembed(hidden_states[i])`` reads layer i's residual stream as
+        next-token logits."""
+        try:
+            array = np.asarray(hidden)
+        except (TypeError, ValueError):
+            array = np.asarray(None)
+        if array.dtype.kind not in "fiu":
+            raise TypeError(f"hidden must be a float array [..., hidden_size], got dtype {array.dtype}")
+        width = self.spec["hidden_size"]
+        if array.ndim == 0 or array.shape[-1] != width:
+            raise ValueError(f"hidden must have hidden_size={width} values in its last axis, got shape {array.shape}")
+        lead = array.shape[:-1]
+        rows = int(np.prod(lead, dtype=np.int64))
+        if rows == 0:
+            return np.zeros(lead + (self.vocab_size,), np.float32)
+        flat = np.ascontiguousarray(array.reshape(rows, width), dtype=np.float32)
+        return self._decoder.unembed(flat).reshape(lead + (self.vocab_size,))
 
     def loglikelihood(self, requests, batch_size=8, max_length=None, progress=None):
         """[(sum log p(continuation | context), is_greedy)] for (context_ids, continuation_ids)
@@ -395,7 +455,9 @@ class Model:
                                              batch_size=batch_size, progress=progress)
 
     def generate(self, input_ids, generation_config=None, attention_mask=None, logits_processor=None,
-                 stopping_criteria=None, streamer=None, stop_strings=None, tokenizer=None, **options):
+                 stopping_criteria=None, streamer=None, stop_strings=None, tokenizer=None, assistant_model=None,
+                 interventions=None,
+                 **options):
         """Prompt + generated token ids (int64), Hugging Face style: [rows, prompt + new] for 2-D
         input, 1-D for 1-D input (one row). Rows of a left-padded batch (attention_mask) run as one
         batch and end on their own (an end token, a stopping criterion, the length); ended rows
@@ -423,6 +485,8 @@ class Model:
         - ``stop_strings`` (with ``tokenizer=``): a string or list of strings; a row ends on the
           token that completes one in its decoded new text (across token boundaries, as
           transformers' StopStringCriteria); the returned ids include that token.
+        - ``regex``, ``json_schema`` or ``grammar`` (with ``tokenizer=``; pyllm.constrained, on
+          llguidance): each row's new text matches the constraint; see GenerationConfig.
 
         An exception raised by a hook propagates; KeyboardInterrupt (Ctrl-C) stops within one
         step; a MemoryError (memory ran out) leaves the model as it was. The model stays usable
@@ -437,14 +501,23 @@ class Model:
         ``num_return_sequences`` best hypotheses, best first, padded with pad_token_id past their
         end; the GenerateOutput adds ``beam_indices`` and, with ``output_scores``,
         ``sequences_scores``. Every beam of every prompt runs in one decoder call per step, the KV
-        cache rows following the beams. It takes no ``do_sample``, hooks, streamer, stop_strings
-        or log-probabilities (ValueError)."""
+        cache rows following the beams. It takes no ``do_sample``, hooks, streamer, stop_strings,
+        log-probabilities or interventions (ValueError).
+
+        Speculative decoding (``prompt_lookup_num_tokens``, or ``assistant_model``: a smaller
+        Model with this vocabulary; see docs/speculative.md) gives the same greedy tokens and the
+        same sampling distribution; it takes no hooks, streamer, stop_strings, beams or
+        interventions, and adds its draft and acceptance counts to the GenerateOutput.
+
+        ``interventions``: a pyllm.Intervention or a list of them (pyllm.interventions), applied
+        to the prompt and to every generated token at their positions (positions run on from the
+        prompt's real tokens: the first new token of a row with n real prompt tokens is at n)."""
         config = generation.resolve(self, generation_config, options)
         return self.generate_with(input_ids, config, attention_mask, logits_processor, stopping_criteria, streamer,
-                                  stop_strings, tokenizer)
+                                  stop_strings, tokenizer, assistant_model, interventions)
 
     def generate_with(self, input_ids, config, attention_mask=None, logits_processor=None, stopping_criteria=None,
-                      streamer=None, stop_strings=None, tokenizer=None):
+                      streamer=None, stop_strings=None, tokenizer=None, assistant_model=None, interventions=None):
         """generate() with a config already resolved by :func:`pyllm.generation.resolve` (the
         model's defaults, a generation_config and options merged once, end and pad tokens filled
         in): nothing is merged again. Same hooks and return values as generate()."""
@@ -457,6 +530,15 @@ class Model:
         stop_strings = check_stop_strings(stop_strings) if stop_strings is not None else (cfg.stop_strings or [])
         if stop_strings and tokenizer is None:
             raise ValueError("stop_strings needs the tokenizer to decode the new tokens: pass tokenizer=")
+        # (option, value) of regex= / json_schema= / grammar=, or None; refused with speculation
+        constraint = constrained.requested(cfg, assistant_model)
+        if constraint is not None and tokenizer is None:
+            raise ValueError(f"generation option {constraint[0]} needs the tokenizer (the bytes each token stands "
+                             "for): pass tokenizer=")
+        speculating = speculative.requested(cfg, assistant_model)
+        if speculating:
+            assistant_model = speculative.check_call(cfg, self, assistant_model, logits_processor, stopping_criteria,
+                                                     streamer, stop_strings)
         ids, was_1d = as_ids(input_ids, self.vocab_size)
         mask = as_mask(attention_mask, ids.shape)
         max_new = generation.max_new_tokens(cfg, ids.shape[1])
@@ -466,11 +548,19 @@ class Model:
                       or stop_strings):
             raise ValueError(f"num_beams={cfg.num_beams}: beam search takes no logits_processor, stopping_criteria, "
                              "streamer or stop_strings (pass num_beams=1 to use them)")
+        # a listed position past the last token generation can reach is refused
+        compiled = compile_interventions(interventions, self.spec, int(ids.shape[1] + max_new))
+        if beams and compiled is not None:
+            raise ValueError(f"num_beams={cfg.num_beams}: beam search takes no interventions (pass num_beams=1 to "
+                             "use them)")
+        if speculating and compiled is not None:
+            raise ValueError("interventions are not supported with speculative decoding (prompt_lookup_num_tokens, "
+                             "assistant_model): pass one or the other")
         # after the option checks (a tokenizer matters only to stop strings, which are checked first)
         if tokenizer is not None and not (callable(getattr(tokenizer, "decode", None))
                                           and callable(getattr(tokenizer, "stream_decoder", None))):
-            raise TypeError(f"tokenizer must be a pyllm.Tokenizer (it decodes new tokens for stop_strings) or None, "
-                            f"got {type(tokenizer).__name__}")
+            raise TypeError(f"tokenizer must be a pyllm.Tokenizer (it decodes new tokens for stop_strings and "
+                            f"constraints) or None, got {type(tokenizer).__name__}")
         # A GenerateOutput always carries the chosen tokens' log-probabilities (one log-softmax per row
         # and step, small next to the forward pass), except for beam search.
         want_logprobs = not beams and (cfg.output_logprobs or cfg.top_logprobs > 0 or cfg.return_dict_in_generate)
@@ -495,19 +585,25 @@ class Model:
         criteria = generation.callables(stopping_criteria, "stopping_criteria")
         if stop_strings:
             criteria.append(StopStringCriteria(tokenizer, stop_strings, batch, cfg.eos_token_id))
+        if constraint is not None:  # its mask last (nothing after it can allow a banned token)
+            constraint = constrained.Constraint(*constraint, tokenizer, self.vocab_size, batch, cfg.eos_token_id)
+            processors.append(constraint.process)
+            criteria.insert(0, constraint.stop)
         if streamer is not None and not (callable(getattr(streamer, "put", None))
                                          and callable(getattr(streamer, "end", None))):
             raise TypeError(f"streamer must have put() and end() methods, got {type(streamer).__name__}")
         if streamer is not None:  # as transformers does: the prompt first, then each step's tokens
             streamer.put(ids.astype(np.int64))
+        spec_options = speculative.core_options(cfg, self, assistant_model) if speculating else {}
         try:
             (sequences, counts, logprobs, top_ids, top_values, scores, logits, sequences_scores,
-             beam_indices) = self._decoder.generate(
+             beam_indices, speculation) = self._decoder.generate(
                 ids, attention_mask=mask, max_new_tokens=int(max_new), seed=seed,
                 logits_processor=generation.processor_hook(processors) if processors else None,
-                stopping_criteria=generation.stopping_hook(criteria, batch) if criteria else None,
+                stopping_criteria=(generation.stopping_hook(criteria, batch, constraint and constraint.ended)
+                                   if criteria else None),
                 on_tokens=streamer.put if streamer is not None else None, output_logprobs=want_logprobs,
-                **generation.core_options(cfg))
+                interventions=compiled, **generation.core_options(cfg), **spec_options)
         finally:
             if streamer is not None:  # ended on failure too: a consumer waiting for more must not hang
                 streamer.end()
@@ -515,10 +611,11 @@ class Model:
         if not (want_logprobs or cfg.return_dict_in_generate):
             return sequences[0] if was_1d and n == 1 else sequences
         out = generation.GenerateOutput(sequences, counts, logprobs, top_ids, top_values, scores, logits,
-                                        sequences_scores if cfg.output_scores else None, beam_indices)
+                                        sequences_scores if cfg.output_scores else None, beam_indices, speculation)
         if was_1d and n == 1:
             for name in ("sequences", "num_new_tokens", "logprobs", "top_logprob_ids", "top_logprobs",
-                         "sequences_scores", "beam_indices"):
+                         "sequences_scores", "beam_indices", "num_draft_tokens", "num_accepted_tokens",
+                         "speculation_stopped_at"):
                 value = getattr(out, name)
                 setattr(out, name, None if value is None else value[0])
         return out

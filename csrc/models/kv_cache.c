@@ -263,3 +263,22 @@ pyllm_status pyllm_kv_cache_gather_rows(pyllm_kv_cache *c, const int64_t *rows, 
     c->batch = n;
     return PYLLM_OK;
 }
+
+/* Speculative decoding: drafted tokens the target rejected leave the cache again, as if never
+ * fed. Only the bookkeeping moves back: the slots' keys and values are overwritten by the next
+ * call, and nothing reads past `used`. */
+pyllm_status pyllm_kv_cache_truncate(pyllm_kv_cache *c, int64_t n)
+{
+    if (n < 0 || n > c->used)
+        return pyllm_error(PYLLM_ERR_VALUE, "cannot drop %lld of the %lld filled KV-cache positions", (long long)n,
+                           (long long)c->used);
+    for (int64_t b = 0; b < c->batch; b++)
+        for (int64_t slot = c->used - n; slot < c->used; slot++) {
+            uint8_t *valid = &c->valid[b * c->capacity + slot];
+            c->length[b] -= *valid;
+            *valid = 0;
+            c->position[b * c->capacity + slot] = 0;
+        }
+    c->used -= n;
+    return PYLLM_OK;
+}
