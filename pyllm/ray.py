@@ -349,6 +349,9 @@ def generate(data, model, *, concurrency=1, num_cpus=None, seed=0, batch_size=8,
     pool = _pool_options(concurrency, num_cpus, load["n_threads"], batch_size, resources)
     row_seed(seed, 0)  # a bad seed fails here, not in every actor
     options = dict(generation_options)
+    if "assistant_model" in options:
+        raise ValueError("assistant_model must not be given to pyllm.ray.generate: a loaded Model cannot be sent to "
+                         "the actors; prompt_lookup_num_tokens= speculates without one")
     if options.get("stop_strings") is not None:
         check_stop_strings(options["stop_strings"])
     # Every option checked before any actor starts (the actors resolve them against the model again).

@@ -113,7 +113,7 @@ TABLE = {
     # pyllm.ray (bad arguments fail before Ray starts)
     "ray.generate": (lambda e: _no_ray(lambda **kw: pyllm.ray.generate(**{"data": ["Hi"], "model": e["dir"], **kw})), {
         "data": [5, [], "prompts.txt"], "seed": ["x", 1.5, True], **RAY_POOL,
-        "**generation_options": {**OPTIONS, "num_return_sequences": [0, "x", 2]}}),
+        "**generation_options": {**OPTIONS, "num_return_sequences": [0, "x", 2], "assistant_model": [5]}}),
     "ray.loglikelihood": (lambda e: _no_ray(lambda **kw: pyllm.ray.loglikelihood(**{
         "data": [("Hi", " there")], "model": e["dir"], **kw})), {
         "data": [5, [], "pairs.csv", [("Hi",)]], "score_batch_size": BAD_POSITIVE, "max_length": [0, "x", 1.5],
