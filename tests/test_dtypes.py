@@ -49,6 +49,22 @@ def test_quantization_equals_gguf_bit_for_bit(name, shape, lanes16):
     assert np.array_equal(ours.view(np.uint32), ref.view(np.uint32)), f"{name}: differs from gguf's reference"
 
 
+@pytest.mark.parametrize("name", ["q8_0", "q4_0", "q4_1"])
+@pytest.mark.parametrize("shape", [(7, 32), (9, 100), (5, 544), (16, 2048)])
+def test_prefill_bf16_tiles_equal_in_both_layouts(name, shape):
+    """Prefill dequantizes weight tiles to bf16 (ops/quant_lanes_avx512.c for the lane order):
+    the same bits as the plain layout's, which are the f32 values rounded to nearest even."""
+    rng = np.random.default_rng(sum(shape) + len(name))
+    w = _weights(rng, *shape)
+    f32 = pyllm._testing.quantize_roundtrip(w, name)
+    rounded = ((f32.view(np.uint32).astype(np.uint64) + 0x7FFF + ((f32.view(np.uint32) >> 16) & 1)) >> 16)
+    plain = pyllm._testing.quantize_roundtrip(w, name, False, True)
+    assert plain.dtype == np.uint16
+    assert np.array_equal(plain, rounded.astype(np.uint16))
+    if pyllm._core.kernel_isa() == "avx512":
+        assert np.array_equal(pyllm._testing.quantize_roundtrip(w, name, True, True), plain)
+
+
 @pytest.mark.parametrize("lanes16", [False, True], ids=["plain", "lanes16"])
 @pytest.mark.parametrize("name", ["q8_0", "q4_0", "q4_1"])
 def test_partial_block_is_padded_with_zeros(name, lanes16):

@@ -191,6 +191,10 @@ static uint8_t *block_place(const pyllm_qweight *w, int64_t r, int64_t b, int64_
     return row + g * PYLLM_LANE_GROUP * bytes;
 }
 
+/* The lane order moves 4 bytes at a time; Q8_0's are flipped to unsigned (q + 128) on the way in
+ * and back on the way out. */
+static uint32_t lane_flip(const pyllm_qweight *w) { return w->type == PYLLM_WEIGHT_Q8_0 ? 0x80808080u : 0u; }
+
 void pyllm_qblock_store(pyllm_qweight *w, int64_t r, int64_t b, const uint8_t *bytes)
 {
     const int64_t size = pyllm_qblock_bytes(w->type);
@@ -200,10 +204,13 @@ void pyllm_qblock_store(pyllm_qweight *w, int64_t r, int64_t b, const uint8_t *b
         memcpy(at, bytes, (size_t)size);
         return;
     }
-    const uint8_t flip = w->type == PYLLM_WEIGHT_Q8_0 ? 0x80 : 0x00;
-    for (int64_t s = 0; s < size / 4; s++)
-        for (int j = 0; j < 4; j++)
-            at[(s * lanes + lane) * 4 + j] = bytes[s * 4 + j] ^ flip;
+    const uint32_t flip = lane_flip(w);
+    for (int64_t s = 0; s < size / 4; s++) {
+        uint32_t v;
+        memcpy(&v, bytes + 4 * s, 4);
+        v ^= flip;
+        memcpy(at + (s * lanes + lane) * 4, &v, 4);
+    }
 }
 
 void pyllm_qblock_load(const pyllm_qweight *w, int64_t r, int64_t b, uint8_t *bytes)
@@ -215,10 +222,13 @@ void pyllm_qblock_load(const pyllm_qweight *w, int64_t r, int64_t b, uint8_t *by
         memcpy(bytes, at, (size_t)size);
         return;
     }
-    const uint8_t flip = w->type == PYLLM_WEIGHT_Q8_0 ? 0x80 : 0x00;
-    for (int64_t s = 0; s < size / 4; s++)
-        for (int j = 0; j < 4; j++)
-            bytes[s * 4 + j] = at[(s * lanes + lane) * 4 + j] ^ flip;
+    const uint32_t flip = lane_flip(w);
+    for (int64_t s = 0; s < size / 4; s++) {
+        uint32_t v;
+        memcpy(&v, at + (s * lanes + lane) * 4, 4);
+        v ^= flip;
+        memcpy(bytes + 4 * s, &v, 4);
+    }
 }
 
 pyllm_status pyllm_qweight_to_lanes16(pyllm_qweight *w)
@@ -405,6 +415,12 @@ void pyllm_qweight_dequantize_bf16(const pyllm_qweight *w, int64_t row0, int64_t
     const int64_t k = w->k;
     if (w->type == PYLLM_WEIGHT_BF16) {
         memcpy(out, (const uint16_t *)w->quants + row0 * k, sizeof(uint16_t) * (size_t)(rows * k));
+        return;
+    }
+    if (w->lanes16) {
+#pragma omp parallel for schedule(static) if (rows * k > 65536)
+        for (int64_t r = 0; r < rows; r++)
+            pyllm_lanes16_dequantize_row_bf16(w, row0 + r, out + r * k);
         return;
     }
 #pragma omp parallel if (rows * k > 65536)

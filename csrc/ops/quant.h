@@ -76,6 +76,9 @@ static inline int64_t pyllm_qblock_bytes(pyllm_weight_type type) { return type =
 void pyllm_qblock_store(pyllm_qweight *w, int64_t r, int64_t b, const uint8_t *bytes);
 void pyllm_qblock_load(const pyllm_qweight *w, int64_t r, int64_t b, uint8_t *bytes);
 
+/* Row r of a lane-order matrix as bf16 [k] (ops/quant_lanes_avx512.c; AVX-512 only). */
+void pyllm_lanes16_dequantize_row_bf16(const pyllm_qweight *w, int64_t r, uint16_t *out);
+
 /* Rewrite a block-type matrix packed in the plain layout (as pyllm_qweight_init and
  * pyllm_qweight_from_ggml pack it) into the lane order, in place (a row's bytes of scratch per
  * thread): the layer code does this where the AVX-512 kernels run. */

@@ -41,8 +41,8 @@ static PyObject *quantize_roundtrip(PyObject *self, PyObject *args)
     PyObject *obj;
     const char *type_name;
     pyllm_weight_type type;
-    int lanes16 = 0;
-    if (!PyArg_ParseTuple(args, "Os|p:quantize_roundtrip", &obj, &type_name, &lanes16) ||
+    int lanes16 = 0, to_bf16 = 0;
+    if (!PyArg_ParseTuple(args, "Os|pp:quantize_roundtrip", &obj, &type_name, &lanes16, &to_bf16) ||
         parse_type(type_name, &type) < 0)
         return NULL;
     if (type == PYLLM_WEIGHT_F32) {
@@ -54,7 +54,7 @@ static PyObject *quantize_roundtrip(PyObject *self, PyObject *args)
         return NULL;
     const int64_t n = PyArray_DIM(w, 0), k = PyArray_DIM(w, 1);
     npy_intp dims[2] = {n, k};
-    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, to_bf16 ? NPY_UINT16 : NPY_FLOAT32);
     if (out == NULL) {
         Py_DECREF(w);
         return NULL;
@@ -65,10 +65,11 @@ static PyObject *quantize_roundtrip(PyObject *self, PyObject *args)
     st = pyllm_qweight_init(&q, type, PyArray_DATA(w), PYLLM_SOURCE_F32, n, k);
     if (st == PYLLM_OK && lanes16)
         st = pyllm_qweight_to_lanes16(&q);
-    if (st == PYLLM_OK) {
+    if (st == PYLLM_OK && to_bf16)
+        pyllm_qweight_dequantize_bf16(&q, 0, n, PyArray_DATA(out));
+    else if (st == PYLLM_OK)
         pyllm_qweight_dequantize_f32(&q, 0, n, PyArray_DATA(out));
-        pyllm_qweight_release(&q);
-    }
+    pyllm_qweight_release(&q);
     Py_END_ALLOW_THREADS
     Py_DECREF(w);
     if (st != PYLLM_OK) {
@@ -240,10 +241,9 @@ static PyObject *gguf_qweight_roundtrip(PyObject *self, PyObject *args)
         st = pyllm_qweight_from_ggml(&w, type, view.buf, n, k);
         if (st == PYLLM_OK && lanes16)
             st = pyllm_qweight_to_lanes16(&w);
-        if (st == PYLLM_OK) {
+        if (st == PYLLM_OK)
             pyllm_qweight_dequantize_f32(&w, 0, n, PyArray_DATA(out));
-            pyllm_qweight_release(&w);
-        }
+        pyllm_qweight_release(&w);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&view);
@@ -258,8 +258,8 @@ static PyMethodDef quant_methods[] = {
     {"prefill_compute", prefill_compute, METH_NOARGS,
      "prefill_compute(): the element type low-precision prefill multiplies in here, 'bfloat16' or 'float32'."},
     {"quantize_roundtrip", quantize_roundtrip, METH_VARARGS,
-     "quantize_roundtrip(weights f32 [n, k], type, lanes16=False): the weights quantized to type (in the AVX-512 "
-     "kernels' lane order if asked) and dequantized to f32."},
+     "quantize_roundtrip(weights f32 [n, k], type, lanes16=False, bf16=False): the weights quantized to type (in "
+     "the AVX-512 kernels' lane order if asked) and dequantized to f32, or to bf16 bits (uint16) as prefill does."},
     {"linear", linear, METH_VARARGS,
      "linear(weights f32 [n, k], type, x f32 [m, k], bias=None, repeats=1, batch_invariant=False): x · Wᵀ "
      "(+ bias) with W packed as type, by the batch-invariant path when asked; with repeats > 1, (y, seconds per "
