@@ -93,28 +93,37 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
         const __mmask64 wmask = lanes == PYLLM_LANE_GROUP ? ~(__mmask64)0 : ((__mmask64)1 << (4 * lanes)) - 1;
         const uint8_t *wg = wrow + g * PYLLM_LANE_GROUP * block_bytes;
         const int64_t stride = 4 * lanes;
-        __m512i dot[QCOLS];
+        /* two chains of vpdpbusd per pair (even and odd steps, or low and high nibbles): one
+         * chain of 8 left a row's product latency-bound (Q8_0 read 1.3x slower than before) */
+        __m512i dot[QCOLS], dot2[QCOLS];
         const int8_t *xg[QCOLS];
         for (int c = 0; c < cols; c++) {
             dot[c] = _mm512_load_si512(a->corr + ((i + c) * a->groups + g) * PYLLM_LANE_GROUP);
+            dot2[c] = _mm512_setzero_si512();
             xg[c] = a->q + (i + c) * a->row_bytes + g * PYLLM_LANE_GROUP * PYLLM_QBLOCK;
         }
         if (q8) {
-            for (int s = 0; s < 8; s++) {
-                const __m512i wv = _mm512_maskz_loadu_epi8(wmask, wg + s * stride);
-                for (int c = 0; c < cols; c++)
-                    dot[c] = _mm512_dpbusd_epi32(dot[c], wv, _mm512_load_si512(xg[c] + s * 64));
+            for (int s = 0; s < 8; s += 2) {
+                const __m512i w0 = _mm512_maskz_loadu_epi8(wmask, wg + s * stride);
+                const __m512i w1 = _mm512_maskz_loadu_epi8(wmask, wg + (s + 1) * stride);
+                for (int c = 0; c < cols; c++) {
+                    dot[c] = _mm512_dpbusd_epi32(dot[c], w0, _mm512_load_si512(xg[c] + s * 64));
+                    dot2[c] = _mm512_dpbusd_epi32(dot2[c], w1, _mm512_load_si512(xg[c] + (s + 1) * 64));
+                }
             }
         } else {
             for (int s = 0; s < 4; s++) {
                 const __m512i raw = _mm512_maskz_loadu_epi8(wmask, wg + s * stride);
                 const __m512i lo = _mm512_and_si512(raw, low4);
                 const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
-                for (int c = 0; c < cols; c++)
-                    dot[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(dot[c], lo, _mm512_load_si512(xg[c] + s * 64)),
-                                                 hi, _mm512_load_si512(xg[c] + (s + 4) * 64));
+                for (int c = 0; c < cols; c++) {
+                    dot[c] = _mm512_dpbusd_epi32(dot[c], lo, _mm512_load_si512(xg[c] + s * 64));
+                    dot2[c] = _mm512_dpbusd_epi32(dot2[c], hi, _mm512_load_si512(xg[c] + (s + 4) * 64));
+                }
             }
         }
+        for (int c = 0; c < cols; c++)
+            dot[c] = _mm512_add_epi32(dot[c], dot2[c]);
         const int64_t b0 = r * nb + g * PYLLM_LANE_GROUP;
         const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smask, w->scales + b0));
         for (int c = 0; c < cols; c++) {
