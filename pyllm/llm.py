@@ -150,7 +150,27 @@ class LLM:
         cfg = cfg.copy().update(return_dict_in_generate=True)
         return model.generate_with(ids, cfg, attention_mask=mask, logits_processor=hooks.get("logits_processor"),
                                    stopping_criteria=criteria or None, streamer=streamer,
-                                   stop_strings=[])  # stops are handled above
+                                   stop_strings=[],  # stops are handled above
+                                   cache=self._prompt_cache(ids, cfg))
+
+    def _prompt_cache(self, ids, cfg):
+        """For one prompt (no beams, one sequence): a cache holding all but its last token, from
+        the longest prefix the prefix cache holds plus the rest computed here (and then kept), so
+        a prompt that repeats an earlier one's start (a chat's history, a few-shot context) is
+        computed once. None when there is no prefix cache or generation runs several rows."""
+        reuse = self._reuse()
+        prompt = ids[0].tolist()
+        if reuse is None or ids.shape[0] != 1 or cfg.num_beams > 1 or cfg.num_return_sequences > 1 or len(prompt) < 2:
+            return None
+        model = self.model
+        head = prompt[:-1]
+        done, cache = reuse.match(model, head, len(head))
+        if done < len(head):
+            if cache is None:
+                cache = model.new_cache(1, len(head))
+            model([head[done:]], cache=cache, logits_to_keep=1)
+            reuse.insert(model, head, cache)
+        return cache
 
     def _texts(self, out, width, stops):
         texts = []

@@ -134,7 +134,7 @@ TABLE = {
         "input_ids": [1, 2], "config": generation.resolve(e["model"], None, {"max_new_tokens": 2}), **kw}), {
         "input_ids": ["hello", [[1, 2], [3]], [1.5]], "config": [5, {"max_new_tokens": 2}, None],
         "attention_mask": [[[1]], "x"], "logits_processor": [5, [5]], "stopping_criteria": [5, [5]],
-        "streamer": [5, "x"], "stop_strings": [5, [5]], "tokenizer": [5, "x"]}),
+        "streamer": [5, "x"], "stop_strings": [5, [5]], "tokenizer": [5, "x"], "cache": [5, "x"]}),
     "Model.loglikelihood": (lambda e: lambda **kw: e["model"].loglikelihood(**{"requests": [([1, 2], [3])], **kw}), {
         "requests": ["x", [("a", "b")], [([1],)], [([1], [500])], [], [([], [1])], 5],
         "batch_size": BAD_POSITIVE, "max_length": [0, 10 ** 9, "x"], "progress": BAD_PROGRESS}),

@@ -363,3 +363,58 @@ def test_lm_eval_backend_prefix_cache_argument_and_greedy_generation(llama_dir):
     cold = _testing.decoder_tokens_run() - before
     assert warm < cold * 2 // 3, (warm, cold)
     on.prefix_cache._check()
+
+
+def test_generate_starts_from_the_cached_prompt(llama_dir):
+    """LLM.generate / chat reuse the cached start of a prompt (bit for bit with batch_invariant):
+    the same texts and log-probabilities as with the cache off, fewer tokens computed the second
+    time; batches and beams run without it; a cache that does not fit is refused by name."""
+    on = pyllm.LLM(llama_dir, n_threads=1, batch_invariant=True)
+    off = pyllm.LLM(llama_dir, n_threads=1, batch_invariant=True, prefix_cache=False)
+    options = {"max_new_tokens": 8, "do_sample": False, "output_logprobs": True}
+    prompts = [CONTEXT, CONTEXT + " Answer: Rome.", CONTEXT]
+    computed = []
+    for prompt in prompts:
+        ids, mask = on._encode_prompts([prompt])
+        cfg, stops, hooks, eos = on._prepare(options)
+        before = _testing.decoder_tokens_run()
+        ours = on._run(ids, mask, cfg, stops, hooks, eos)
+        computed.append(_testing.decoder_tokens_run() - before)
+        theirs = off._run(ids, mask, *off._prepare(options))
+        assert np.array_equal(ours.sequences, theirs.sequences)
+        assert same_bits(ours.logprobs, theirs.logprobs)
+    length = len(on.tokenizer.encode(CONTEXT))
+    assert computed[2] < computed[0] - (length - 3)  # the whole prompt but its last token was cached
+    assert on.generate(CONTEXT, max_new_tokens=5, do_sample=True, seed=3) == \
+        off.generate(CONTEXT, max_new_tokens=5, do_sample=True, seed=3)
+    assert on.generate([CONTEXT, "Other"], max_new_tokens=4) == off.generate([CONTEXT, "Other"], max_new_tokens=4)
+    assert on.generate(CONTEXT, max_new_tokens=4, num_beams=2) == off.generate(CONTEXT, max_new_tokens=4, num_beams=2)
+    model = on.model
+    ids = np.array(on.tokenizer.encode(CONTEXT))
+    cfg = pyllm.generation.resolve(model, None, {"max_new_tokens": 2})
+    full = model.new_cache(1, len(ids))
+    model([ids], cache=full)
+    with pytest.raises(ValueError, match="cache must be one row holding fewer tokens than the prompt"):
+        model.generate_with(ids, cfg, cache=full)
+    with pytest.raises(ValueError, match="cache must belong to this model"):
+        model.generate_with(ids, cfg, cache=off.model.new_cache(1, 4))
+    on.prefix_cache._check()
+    on.close()
+    off.close()
+
+
+def test_every_failing_call_leaves_the_cached_path_consistent(llama_dir):
+    """tests/test_fault_injection.py's sweep over the cached path: each allocation or oneDNN call
+    of a generate and a loglikelihood made to fail in turn (from an empty cache) raises
+    MemoryError, leaves the cache consistent, and the same call then gives the clean results
+    bit for bit (batch_invariant), whatever the failed run left cached."""
+    from test_fault_injection import sweep
+    with pyllm.LLM(llama_dir, n_threads=1, batch_invariant=True) as llm:
+        def action(_):
+            out = (llm.generate(CONTEXT, max_new_tokens=4), llm.loglikelihood(PAIRS, batch_size=2))
+            llm.prefix_cache._check()
+            return out
+
+        calls = sweep("any", llm.prefix_cache.clear, action, stride=7)
+        assert calls > 20
+        assert len(llm.prefix_cache) > 0

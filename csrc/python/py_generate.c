@@ -16,6 +16,7 @@
 #include "python/py_args.h"
 #include "python/py_generate.h"
 #include "python/py_memory.h"
+#include "python/py_model.h"
 
 /* ---- options from Python ------------------------------------------------------------------ */
 
@@ -338,9 +339,9 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
                              "logit_bias", "eos_token_ids", "pad_token_id", "seed", "logits_processor",
                              "stopping_criteria", "on_tokens", "output_logprobs", "top_logprobs",
                              "logprobs_processed", "num_beams", "num_return_sequences", "length_penalty",
-                             "early_stopping", "output_scores", "output_logits", NULL};
+                             "early_stopping", "output_scores", "output_logits", "cache", NULL};
     PyObject *ids_obj, *mask_obj = Py_None, *bad_obj = Py_None, *bias_obj = Py_None, *eos_obj = Py_None;
-    PyObject *process_obj = Py_None, *stop_obj = Py_None, *tokens_obj = Py_None;
+    PyObject *process_obj = Py_None, *stop_obj = Py_None, *tokens_obj = Py_None, *cache_obj = Py_None;
     PyObject *max_new_obj = NULL, *top_k_obj = NULL, *ngram_obj = NULL, *min_new_obj = NULL, *pad_obj = NULL,
              *top_n_obj = NULL;
     int64_t max_new = 20, top_k = 0, ngram = 0, min_new = 0, pad = 0, top_n = 0;
@@ -349,12 +350,12 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
     long long num_beams = 1, num_return = 1;
     double temperature = 1.0, top_p = 1.0, min_p = 0.0, typical_p = 1.0, repetition = 1.0, frequency = 0.0,
            presence = 0.0, length_penalty = 1.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOpdOddddddOOOOOOKOOOpOpLLdipp:generate", kwlist, &ids_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOpdOddddddOOOOOOKOOOpOpLLdippO:generate", kwlist, &ids_obj,
                                      &mask_obj, &max_new_obj, &do_sample, &temperature, &top_k_obj, &top_p, &min_p,
                                      &typical_p, &repetition, &frequency, &presence, &ngram_obj, &min_new_obj,
                                      &bad_obj, &bias_obj, &eos_obj, &pad_obj, &seed, &process_obj, &stop_obj,
                                      &tokens_obj, &output_logprobs, &top_n_obj, &processed, &num_beams, &num_return,
-                                     &length_penalty, &early_stopping, &output_scores, &output_logits))
+                                     &length_penalty, &early_stopping, &output_scores, &output_logits, &cache_obj))
         return NULL;
     if (num_beams < 1 || num_beams > 4096 || num_return < 1 || num_return > num_beams) {
         PyErr_Format(PyExc_ValueError, "num_beams must be in [1, 4096] and num_return_sequences in [1, num_beams], "
@@ -397,7 +398,7 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
     processor_buffers buffers;
     PyArrayObject *ids = NULL, *mask = NULL;
     PyObject *out = NULL, *counts = NULL, *logprobs = NULL, *top_ids = NULL, *top_values = NULL, *result = NULL;
-    PyObject *scores = NULL, *raw_logits = NULL, *seq_scores = NULL, *beam_indices = NULL;
+    PyObject *scores = NULL, *raw_logits = NULL, *seq_scores = NULL, *beam_indices = NULL, *claimed = NULL;
     if (processor_params_from(bias_obj, repetition, frequency, presence, ngram, bad_obj, min_new, eos_obj,
                               &opt.processors, &buffers) < 0)
         goto done;
@@ -443,6 +444,26 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
     }
     if (pyllm_check_kv_cache_fits(&model->config, cache_rows, capacity) < 0)
         goto done;
+    /* A one-row cache holding the prompt's first tokens (pyllm/prefix_cache.py): generation starts
+     * from a copy of it. Read-claimed for the call. */
+    const pyllm_kv_cache *start = NULL;
+    if (cache_obj != Py_None) {
+        if ((start = pyllm_kv_cache_of(cache_obj, model)) == NULL)
+            goto done;
+        if (start->batch != 1 || batch != 1 || beams || start->used >= prompt_len || start->length[0] != start->used) {
+            PyErr_Format(PyExc_ValueError, "cache must be one row holding fewer tokens than the prompt, for one prompt "
+                         "without beams; got %lld rows of %lld tokens, %lld prompts of %lld and num_beams=%lld",
+                         (long long)start->batch, (long long)start->used, (long long)batch, (long long)prompt_len,
+                         num_beams);
+            goto done;
+        }
+        if (start->used == 0)
+            start = NULL;
+        else if (pyllm_kv_cache_claim(cache_obj, 0) < 0)
+            goto done;
+        else
+            claimed = cache_obj;
+    }
     hooks.batch = batch;
     {
         npy_intp seq_dims[2] = {out_rows, prompt_len + max_new}, count_dims[1] = {out_rows};
@@ -495,7 +516,8 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
     Py_BEGIN_ALLOW_THREADS
     PyThread_acquire_lock(lock, WAIT_LOCK);
     model->n_threads = n_threads;
-    st = pyllm_kv_cache_init(&cache, model, cache_rows, capacity);
+    st = start ? pyllm_kv_cache_take(&cache, start, 0, start->used, capacity)
+               : pyllm_kv_cache_init(&cache, model, cache_rows, capacity);
     if (st == PYLLM_OK) {
         if (beams) {
             st = pyllm_beam_search(model, &cache, tok, m, batch, prompt_len, &opt, &beam, &beam_out);
@@ -545,6 +567,8 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
     }
 
 done:
+    if (claimed != NULL)
+        pyllm_kv_cache_unclaim(claimed, 0);
     buffers_release(&buffers);
     Py_XDECREF(ids);
     Py_XDECREF(mask);

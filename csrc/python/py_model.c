@@ -592,6 +592,20 @@ int pyllm_kv_cache_claim(PyObject *cache, int write)
 
 void pyllm_kv_cache_unclaim(PyObject *cache, int write) { cache_unclaim((KVCacheObject *)cache, write); }
 
+const pyllm_kv_cache *pyllm_kv_cache_of(PyObject *cache, const pyllm_decoder *model)
+{
+    if (!PyObject_TypeCheck(cache, &KVCacheType)) {
+        PyErr_Format(PyExc_TypeError, "cache must be a KVCache from model.new_cache(), got %s", Py_TYPE(cache)->tp_name);
+        return NULL;
+    }
+    KVCacheObject *c = (KVCacheObject *)cache;
+    if (!c->ready || &c->owner->model != model) {
+        PyErr_SetString(PyExc_ValueError, "cache must belong to this model: this one was made by another");
+        return NULL;
+    }
+    return &c->cache;
+}
+
 static KVCacheObject *cache_wrap(DecoderObject *owner)
 {
     KVCacheObject *c = PyObject_New(KVCacheObject, &KVCacheType);
