@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from . import _checks, generation, hub, scoring, templates, text_pairs
+from . import _checks, checkpoint, generation, hub, lora, scoring, templates, text_pairs
 from .prefix_cache import prefix_cache_argument
 from ._args import check_bool
 from .dtypes import dtype_argument
@@ -42,6 +42,8 @@ class LLM:
     what neither sets comes from the model's generation_config.json. Also accepted:
     ``stop_strings`` (a string or list), ``logits_processor`` and ``stopping_criteria`` hooks.
     Calls from several threads are served one generation step at a time by the model's lock.
+    ``adapters``: PEFT LoRA adapter directories merged at load (see Model.from_pretrained); the
+    tokenizer then comes from the last adapter directory that holds one (docs/lora.md).
 
     prefix_cache: the computed KV of recent prompts and contexts is kept, and a later call that
     starts with the same tokens computes only the rest (pyllm.PrefixCache, docs/prefix-cache.md):
@@ -50,7 +52,8 @@ class LLM:
     ones bit for bit with batch_invariant=True, else to float rounding."""
 
     def __init__(self, model_dir=None, dtype=None, n_threads=None, n_ctx=None, batch_invariant=False, progress=None,
-                 torch_dtype=None, revision=None, filename=None, local_files_only=False, prefix_cache=True):
+                 torch_dtype=None, revision=None, filename=None, local_files_only=False, adapters=None,
+                 prefix_cache=True):
         self._model = None
         # Checked first: a bad value fails before the weights load.
         self.prefix_cache = prefix_cache_argument(prefix_cache)
@@ -61,11 +64,23 @@ class LLM:
         model_dir = _checks.path_argument("model_dir", model_dir)
         dtype = dtype_argument(dtype, torch_dtype)
         _checks.optional_str("filename", filename, "a file name inside the repo or directory")
+        adapters = lora.adapter_paths(adapters)
         # A Hub id is fetched once for both loaders (tokenizer and model files in one snapshot).
         path = hub.resolve(model_dir, "llm", revision, filename, local_files_only)
-        self.tokenizer = Tokenizer.from_pretrained(path)
-        self._model = Model.from_pretrained(path, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
-                                            batch_invariant=batch_invariant, progress=progress)
+        if adapters:
+            # The model first: the adapters say whether the vocabulary, and so the tokenizer, changed.
+            self._model = Model.from_pretrained(path, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
+                                                batch_invariant=batch_invariant, progress=progress, adapters=adapters)
+            try:
+                resized = self._model.config["vocab_size"] != checkpoint.load_config(path)["vocab_size"]
+                self.tokenizer = Tokenizer.from_pretrained(lora.tokenizer_dir(path, adapters, resized))
+            except BaseException:
+                self.close()
+                raise
+        else:
+            self.tokenizer = Tokenizer.from_pretrained(path)
+            self._model = Model.from_pretrained(path, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
+                                                batch_invariant=batch_invariant, progress=progress)
         self.model_dir = model_dir
 
     # -- life cycle -----------------------------------------------------------------------

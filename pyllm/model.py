@@ -12,7 +12,8 @@ import re
 
 import numpy as np
 
-from . import _checks, _core, architectures, checkpoint, file_kinds, generation, gguf_model, hub, limits, memory, scoring
+from . import (_checks, _core, architectures, checkpoint, file_kinds, generation, gguf_model, hub, limits, lora, memory,
+               scoring)
 from ._args import check_bool
 from ._inputs import as_ids, as_mask
 from ._progress import progress_bar
@@ -93,6 +94,7 @@ class Model:
         self.config = config
         self.spec = spec  # the pyllm.architectures.DecoderSpec the C core runs, with the run settings
         self.generation_config = generation_config
+        self.adapters = ()  # the PEFT adapter directories merged at load (from_pretrained's adapters=)
 
     @classmethod
     def from_arrays(cls, config, weights, dtype=FLOAT32_DEFAULT, n_threads=None, n_ctx=None, generation_config=None,
@@ -158,7 +160,7 @@ class Model:
     @classmethod
     def from_pretrained(cls, model_dir, dtype=None, n_threads=None, n_ctx=None, lm_head_dtype=None,
                         progress=None, batch_invariant=False, kv_dtype=None, torch_dtype=None, revision=None,
-                        filename=None, local_files_only=False):
+                        filename=None, local_files_only=False, adapters=None):
         """Load a Hugging Face model directory: config.json, generation_config.json (optional)
         and model.safetensors or its sharded index, weights stored as f32, f16 or bf16, packed
         as dtype (None: float32), the KV cache in kv_dtype (see from_arrays) — or a GGUF file
@@ -175,12 +177,22 @@ class Model:
         huggingface_hub (``pip install "pyllm[hub]"``) fetches the files read here into its
         cache, at ``revision`` (a branch, tag or commit; None: the default branch), from the cache
         alone with ``local_files_only=True`` or HF_HUB_OFFLINE=1 (see pyllm.hub). ``filename``
-        picks a GGUF file in a repo (or a directory) that holds several."""
+        picks a GGUF file in a repo (or a directory) that holds several.
+
+        adapters: a PEFT LoRA adapter directory or a list of them (adapter_config.json +
+        adapter_model.safetensors), merged in order into the float32 weights before they are
+        packed as dtype, equal to peft's merge_and_unload() (see pyllm.lora and docs/lora.md);
+        a Hugging Face directory only. ``model.adapters`` lists the paths merged."""
         model_dir = _checks.path_argument("model_dir", model_dir)
+        adapter_paths = lora.adapter_paths(adapters)
         dtype = dtype_argument(dtype, torch_dtype)
         _checks.optional_str("filename", filename, "a file name inside the repo or directory")
         _check_loader_options(dtype, n_threads, batch_invariant, kv_dtype)  # before anything is fetched
         model_dir = hub.resolve(model_dir, "model", revision, filename, local_files_only)
+        if adapter_paths and (os.path.isfile(model_dir) or gguf_model.is_gguf(model_dir)):
+            raise ValueError(f"adapters= needs a Hugging Face model directory (config.json + safetensors) to merge "
+                             f"into, got the file {model_dir!r}: merge the adapter into the Hugging Face model, then "
+                             "convert that (pyllm convert)")
         if os.path.isfile(model_dir) and file_kinds.expect(
                 model_dir, {file_kinds.GGUF, file_kinds.LLAMA2C_CHECKPOINT},
                 "a model directory, GGUF file or llama2.c checkpoint") == file_kinds.LLAMA2C_CHECKPOINT:
@@ -193,13 +205,16 @@ class Model:
         if dtype is None:
             dtype = "float32"
         config = checkpoint.load_config(model_dir)
+        config_path = os.path.join(os.fspath(model_dir), checkpoint.CONFIG_NAME)
+        adapters = [lora.read(path) for path in adapter_paths]  # every adapter checked before the base is read
+        tied = architectures.spec_from_hf(config, n_ctx, source=config_path)["tie_word_embeddings"]
+        config = lora.merged_config(config, adapters, tied)
         # Checked before the weights are mapped: every key the loaders read (errors name the file
         # and the key), the run options, the memory the weights need, generation_config.json.
-        config_path = os.path.join(os.fspath(model_dir), checkpoint.CONFIG_NAME)
         spec = architectures.spec_from_hf(config, n_ctx, source=config_path)
         dtype = resolve_dtype(dtype, config)
         _check_run_options(n_threads, None, batch_invariant)
-        memory.check_weights(spec, dtype, lm_head_dtype)
+        memory.check_weights(spec, dtype, lm_head_dtype, lora.merged_bytes(adapters))
         resolve_kv_dtype(kv_dtype, dtype)  # a bad kv_dtype fails before the weights are mapped
         generation_config = checkpoint.load_generation_config(model_dir)
         try:
@@ -208,9 +223,13 @@ class Model:
             path = os.path.join(os.fspath(model_dir), checkpoint.GENERATION_CONFIG_NAME)
             raise ValueError(f"{path}: {e}") from None
         weights = checkpoint.load_weights(model_dir, bf16="bits")
-        return cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
-                               generation_config=generation_config, lm_head_dtype=lm_head_dtype,
-                               progress=progress, batch_invariant=batch_invariant, kv_dtype=kv_dtype)
+        if adapters:
+            weights = lora.merge(weights, adapters, tied)
+        model = cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
+                                generation_config=generation_config, lm_head_dtype=lm_head_dtype,
+                                progress=progress, batch_invariant=batch_invariant, kv_dtype=kv_dtype)
+        model.adapters = tuple(adapter_paths)
+        return model
 
     @classmethod
     def _from_llama2c(cls, path, dtype, n_threads, n_ctx, lm_head_dtype, progress, batch_invariant, kv_dtype):

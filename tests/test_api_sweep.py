@@ -62,6 +62,9 @@ OPTIONS = {
     "max_tokens": [5],  # a name transformers does not use either: refused with the accepted names
 }
 
+# PEFT LoRA adapters merged at load (pyllm.lora): Model.from_pretrained and LLM.
+ADAPTERS = {"adapters": [5, [5], "/nonexistent/adapter", [b"/nonexistent/adapter"], {"a": 1}]}
+
 # The Hub loaders' extra parameters (pyllm.hub).
 HUB = {"revision": [5, 1.5], "filename": [5, 1.5], "local_files_only": BAD_BOOL}
 
@@ -78,7 +81,7 @@ TABLE = {
     "LLM.__init__": (lambda e: lambda **kw: pyllm.LLM(**{"model_dir": e["dir"], **kw}), {
         "model_dir": [5, 1.5], "dtype": [5, "float33"], "n_threads": BAD_POSITIVE, "n_ctx": BAD_POSITIVE,
         "batch_invariant": BAD_BOOL, "progress": BAD_PROGRESS, "torch_dtype": [5, "float33"],
-        "prefix_cache": ["yes", -1, 1.5, 0], **HUB}),
+        "prefix_cache": ["yes", -1, 1.5, 0], **HUB, **ADAPTERS}),
     "LLM.chat": (lambda e: lambda **kw: e["llm"].chat(**{"messages": MESSAGES, "template": "vicuna",
                                                           "max_new_tokens": 2, **kw}),
                  {"messages": BAD_MESSAGES, "template": [5, "vicunaa"], "**options": OPTIONS}),
@@ -124,7 +127,7 @@ TABLE = {
     "Model.from_pretrained": (lambda e: lambda **kw: pyllm.Model.from_pretrained(**{"model_dir": e["dir"], **kw}), {
         "model_dir": [5, 1.5], "dtype": [5, "float33"], "n_threads": BAD_POSITIVE, "n_ctx": BAD_POSITIVE,
         "lm_head_dtype": [5, "float33"], "progress": BAD_PROGRESS, "batch_invariant": BAD_BOOL,
-        "kv_dtype": [5, "int8"], "torch_dtype": [5, "float33"], **HUB}),
+        "kv_dtype": [5, "int8"], "torch_dtype": [5, "float33"], **HUB, **ADAPTERS}),
     "Model.generate": (lambda e: lambda **kw: e["model"].generate(**{"input_ids": [1, 2], "max_new_tokens": 2,
                                                                      **kw}), {
         "input_ids": ["hello", [[1, 2], [3]], [1.5], [-1], []], "generation_config": [5, "greedy"],
