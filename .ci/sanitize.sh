@@ -57,7 +57,8 @@ export PYTHONPATH="$work${PYTHONPATH:+:$PYTHONPATH}"  # the sanitized pyllm wins
 default=(fault_injection threads tokenizer_bounds tokenizer_json_parity tokenizer_json_bad_input
          tokenizer_sentencepiece tokenizer_gguf tokenizer_llama2c tokenizer_stream dtypes bad_input
          bloom_parity generate generate_batch sampling gguf_dequant gguf_model model_inputs bloom_inputs
-         generation_options chat checkpoint llama2c model_stories gguf_reader beam_search)
+         generation_options chat checkpoint llama2c model_stories gguf_reader beam_search activations
+         speculative)
 default=("${default[@]/#/tests/test_}")
 default=("${default[@]/%/.py}")
 tests=(${SANITIZE_TESTS:-${default[@]}})

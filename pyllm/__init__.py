@@ -10,10 +10,12 @@ _load_onednn()
 from . import _core  # noqa: E402
 from .generation import GenerateOutput, GenerationConfig  # noqa: E402
 from .model import Model  # noqa: E402
+from .interventions import Intervention  # noqa: E402
 from .tokenizer import AddedToken, Tokenizer  # noqa: E402
 from . import scoring  # noqa: E402  (pyllm.scoring.perplexity and friends)
 from . import templates  # noqa: E402  (chat formats: pyllm.templates.ALPACA, VICUNA)
 from .llm import LLM  # noqa: E402
+from .prefix_cache import PrefixCache  # noqa: E402
 from .default_model import default_model_path  # noqa: E402
 
 __version__ = "0.1.0"
@@ -24,4 +26,5 @@ def onednn_version() -> str:
     return _core.onednn_version()
 
 
-__all__ = ["__version__", "onednn_version", "default_model_path", "LLM", "Model", "Tokenizer", "AddedToken", "GenerationConfig", "GenerateOutput"]
+__all__ = ["__version__", "onednn_version", "default_model_path", "LLM", "Model", "Tokenizer", "AddedToken",
+           "GenerationConfig", "GenerateOutput", "Intervention", "PrefixCache"]

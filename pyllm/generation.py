@@ -63,6 +63,9 @@ _DEFAULTS = {
     "output_scores": False,
     "output_logits": False,
     "stop_strings": None,
+    "prompt_lookup_num_tokens": None,
+    "max_matching_ngram_size": None,
+    "num_assistant_tokens": 20,
 
     "seed": None,
     "frequency_penalty": 0.0,
@@ -71,6 +74,10 @@ _DEFAULTS = {
     "output_logprobs": False,
     "top_logprobs": 0,
     "logprobs_processed": False,
+    "speculative": "auto",
+    "regex": None,
+    "json_schema": None,
+    "grammar": None,
 }
 _DEFAULT_MAX_NEW_TOKENS = 20
 
@@ -173,6 +180,17 @@ def _check_early_stopping(v):
     raise _bad("early_stopping", v, 'True, False or "never"')
 
 
+def _check_speculative(v):
+    if v not in ("auto", "always"):
+        raise _bad("speculative", v, '"auto" or "always"')
+    return v
+
+
+def _check_constraint(name, v):
+    from . import constrained  # llguidance is imported only when a constraint is given
+    return getattr(constrained, f"check_{name}")(v)
+
+
 def _check_stop_strings(v):
     from .stop_strings import check_stop_strings
     return check_stop_strings(v)
@@ -207,6 +225,10 @@ _CHECKS = {
     "output_scores": lambda v: _check_bool("output_scores", v),
     "output_logits": lambda v: _check_bool("output_logits", v),
     "stop_strings": lambda v: _check_stop_strings(v) or None,
+    "prompt_lookup_num_tokens": lambda v: _check_int("prompt_lookup_num_tokens", v, 1, True, 256),
+    "max_matching_ngram_size": lambda v: _check_int("max_matching_ngram_size", v, 1, True, _limits.MAX_TOKENS),
+    "num_assistant_tokens": lambda v: _check_int("num_assistant_tokens", 20 if v is None else v, 1, high=256),
+    "speculative": lambda v: _check_speculative(v),
     "seed": lambda v: _check_seed(v),
     "frequency_penalty": lambda v: _check_float("frequency_penalty", 0.0 if v is None else v, _math.isfinite,
                                                 "a finite number"),
@@ -216,6 +238,9 @@ _CHECKS = {
     "output_logprobs": lambda v: _check_bool("output_logprobs", v),
     "top_logprobs": lambda v: _check_int("top_logprobs", 0 if v is None else v, 0, high=_limits.MAX_VOCAB),
     "logprobs_processed": lambda v: _check_bool("logprobs_processed", v),
+    "regex": lambda v: _check_constraint("regex", v),
+    "json_schema": lambda v: _check_constraint("json_schema", v),
+    "grammar": lambda v: _check_constraint("grammar", v),
 }
 
 
@@ -266,7 +291,23 @@ class GenerationConfig:
       GenerateOutput always has the chosen tokens' log-probabilities);
     - ``logprobs_processed`` (False): those log-probabilities are ``log_softmax`` of the raw model
       logits by default; True takes them from the scores the token was chosen from (after every
-      processor, the user's ``logits_processor`` and, when sampling, the warpers).
+      processor, the user's ``logits_processor`` and, when sampling, the warpers);
+    - ``regex``, ``json_schema``, ``grammar`` (None; one at a time, needs ``tokenizer=`` and
+      ``pip install "pyllm[constrained]"``): each row's new text must match the regular
+      expression whole, be an instance of the JSON schema (a dict or its JSON text; written
+      without free whitespace unless the schema's ``"x-guidance"`` says otherwise), or derive
+      from the Lark or GBNF grammar. llguidance masks every step's scores to the tokens that keep
+      the text on track (after every other processor, before the warpers); an end token is
+      allowed wherever the text could end, and a row ends as soon as its text can take nothing
+      more.
+      Not with beam search or speculative decoding. See docs/constrained.md.
+
+    - ``prompt_lookup_num_tokens`` (None: off), ``max_matching_ngram_size`` (None: 2): speculative
+      decoding drafting from the text so far (transformers' prompt lookup); with
+      ``assistant_model=`` given to generate, ``num_assistant_tokens`` (20) drafts per round from
+      that model; ``speculative`` ("auto": a row stops speculating when its acceptance rate so
+      far makes it slower than plain decoding, from costs measured once per model; "always").
+      See docs/speculative.md.
 
     Penalties and n-gram / bad-word matching see each row's own tokens: its prompt without the
     padding, then what it generated.
@@ -395,11 +436,16 @@ class GenerateOutput:
     - ``beam_indices`` (beam search): int64 [rows, steps], the running beam (prompt * num_beams +
       beam) each step extended, -1 past the hypothesis's end.
 
+    Speculative decoding (``prompt_lookup_num_tokens`` or ``assistant_model``) adds, per row (int64):
+    ``num_draft_tokens`` (tokens drafted), ``num_accepted_tokens`` (drafts the model kept),
+    ``speculation_stopped_at`` (new tokens when automatic mode turned speculation off, -1 never),
+    and ``acceptance_rate`` (all rows' accepted / drafted; NaN when nothing was drafted).
+
     For 1-D input the row axis is dropped, as for the plain return value (``scores`` and
     ``logits`` keep theirs)."""
 
     def __init__(self, sequences, num_new_tokens, logprobs=None, top_logprob_ids=None, top_logprobs=None,
-                 scores=None, logits=None, sequences_scores=None, beam_indices=None):
+                 scores=None, logits=None, sequences_scores=None, beam_indices=None, speculation=None):
         self.sequences = sequences
         self.num_new_tokens = num_new_tokens
         self.logprobs = logprobs
@@ -409,6 +455,18 @@ class GenerateOutput:
         self.logits = logits
         self.sequences_scores = sequences_scores
         self.beam_indices = beam_indices
+        drafted, accepted, stopped = speculation if speculation is not None else (None, None, None)
+        self.num_draft_tokens = drafted
+        self.num_accepted_tokens = accepted
+        self.speculation_stopped_at = stopped
+
+    @property
+    def acceptance_rate(self):
+        """Accepted / drafted tokens over all rows (None without speculation, NaN if none drafted)."""
+        if self.num_draft_tokens is None:
+            return None
+        drafted = int(_np.sum(self.num_draft_tokens))
+        return float(_np.sum(self.num_accepted_tokens)) / drafted if drafted else float("nan")
 
     def __getitem__(self, key):
         return getattr(self, key)
@@ -445,8 +503,9 @@ def processor_hook(fns):
     return process
 
 
-def stopping_hook(fns, batch):
-    """One callable for the C loop: a row stops when any of the user's criteria says so."""
+def stopping_hook(fns, batch, on_done=None):
+    """One callable for the C loop: a row stops when any of the user's criteria says so.
+    on_done(input_ids, done) then hears the rows the criteria ended at this step."""
     def stop(input_ids, scores):
         done = _np.zeros(batch, dtype=bool)
         for fn in fns:
@@ -455,6 +514,8 @@ def stopping_hook(fns, batch):
                 raise ValueError(f"stopping_criteria {getattr(fn, '__name__', fn)!s} must return a bool or a bool "
                                  f"array of shape ({batch},), got {out.dtype} of shape {out.shape}")
             done |= out
+        if on_done is not None:
+            on_done(input_ids, done)
         return done
     return stop
 
@@ -504,6 +565,9 @@ def resolve(model, generation_config=None, options=None):
     elif cfg.num_return_sequences > 1 and not cfg.do_sample:
         raise ValueError(f"generation option num_return_sequences={cfg.num_return_sequences} needs do_sample=True "
                          "or num_beams >= num_return_sequences: greedy decoding would return identical rows")
+    if any(cfg.get(name) is not None for name in ("regex", "json_schema", "grammar")):
+        from . import constrained
+        constrained.requested(cfg)  # one constraint at a time, and not with beam search
     return cfg.update(eos_token_id=eos, pad_token_id=int(pad))
 
 

@@ -12,13 +12,15 @@ import re
 
 import numpy as np
 
-from . import _checks, _core, architectures, checkpoint, file_kinds, generation, gguf_model, hub, limits, memory, scoring
+from . import (_checks, _core, architectures, checkpoint, constrained, file_kinds, generation, gguf_model, hub,
+               limits, lora, memory, scoring, speculative)
 from ._args import check_bool
 from ._inputs import as_ids, as_mask
 from ._progress import progress_bar
 from .dtypes import (DTYPES, DTYPE_NAMES, FLOAT32_DEFAULT, KV_DTYPES, dtype_argument, resolve_dtype,
                      resolve_kv_dtype, resolve_lm_head_dtype)
 from .generation import GenerationConfig
+from .interventions import compile_interventions
 from .model_summary import model_repr, parameter_count
 
 
@@ -93,6 +95,7 @@ class Model:
         self.config = config
         self.spec = spec  # the pyllm.architectures.DecoderSpec the C core runs, with the run settings
         self.generation_config = generation_config
+        self.adapters = ()  # the PEFT adapter directories merged at load (from_pretrained's adapters=)
 
     @classmethod
     def from_arrays(cls, config, weights, dtype=FLOAT32_DEFAULT, n_threads=None, n_ctx=None, generation_config=None,
@@ -158,7 +161,7 @@ class Model:
     @classmethod
     def from_pretrained(cls, model_dir, dtype=None, n_threads=None, n_ctx=None, lm_head_dtype=None,
                         progress=None, batch_invariant=False, kv_dtype=None, torch_dtype=None, revision=None,
-                        filename=None, local_files_only=False):
+                        filename=None, local_files_only=False, adapters=None):
         """Load a Hugging Face model directory: config.json, generation_config.json (optional)
         and model.safetensors or its sharded index, weights stored as f32, f16 or bf16, packed
         as dtype (None: float32), the KV cache in kv_dtype (see from_arrays) — or a GGUF file
@@ -175,12 +178,22 @@ class Model:
         huggingface_hub (``pip install "pyllm[hub]"``) fetches the files read here into its
         cache, at ``revision`` (a branch, tag or commit; None: the default branch), from the cache
         alone with ``local_files_only=True`` or HF_HUB_OFFLINE=1 (see pyllm.hub). ``filename``
-        picks a GGUF file in a repo (or a directory) that holds several."""
+        picks a GGUF file in a repo (or a directory) that holds several.
+
+        adapters: a PEFT LoRA adapter directory or a list of them (adapter_config.json +
+        adapter_model.safetensors), merged in order into the float32 weights before they are
+        packed as dtype, equal to peft's merge_and_unload() (see pyllm.lora and docs/lora.md);
+        a Hugging Face directory only. ``model.adapters`` lists the paths merged."""
         model_dir = _checks.path_argument("model_dir", model_dir)
+        adapter_paths = lora.adapter_paths(adapters)
         dtype = dtype_argument(dtype, torch_dtype)
         _checks.optional_str("filename", filename, "a file name inside the repo or directory")
         _check_loader_options(dtype, n_threads, batch_invariant, kv_dtype)  # before anything is fetched
         model_dir = hub.resolve(model_dir, "model", revision, filename, local_files_only)
+        if adapter_paths and (os.path.isfile(model_dir) or gguf_model.is_gguf(model_dir)):
+            raise ValueError(f"adapters= needs a Hugging Face model directory (config.json + safetensors) to merge "
+                             f"into, got the file {model_dir!r}: merge the adapter into the Hugging Face model, then "
+                             "convert that (pyllm convert)")
         if os.path.isfile(model_dir) and file_kinds.expect(
                 model_dir, {file_kinds.GGUF, file_kinds.LLAMA2C_CHECKPOINT},
                 "a model directory, GGUF file or llama2.c checkpoint") == file_kinds.LLAMA2C_CHECKPOINT:
@@ -193,13 +206,16 @@ class Model:
         if dtype is None:
             dtype = "float32"
         config = checkpoint.load_config(model_dir)
+        config_path = os.path.join(os.fspath(model_dir), checkpoint.CONFIG_NAME)
+        adapters = [lora.read(path) for path in adapter_paths]  # every adapter checked before the base is read
+        tied = architectures.spec_from_hf(config, n_ctx, source=config_path)["tie_word_embeddings"]
+        config = lora.merged_config(config, adapters, tied)
         # Checked before the weights are mapped: every key the loaders read (errors name the file
         # and the key), the run options, the memory the weights need, generation_config.json.
-        config_path = os.path.join(os.fspath(model_dir), checkpoint.CONFIG_NAME)
         spec = architectures.spec_from_hf(config, n_ctx, source=config_path)
         dtype = resolve_dtype(dtype, config)
         _check_run_options(n_threads, None, batch_invariant)
-        memory.check_weights(spec, dtype, lm_head_dtype)
+        memory.check_weights(spec, dtype, lm_head_dtype, lora.merged_bytes(adapters))
         resolve_kv_dtype(kv_dtype, dtype)  # a bad kv_dtype fails before the weights are mapped
         generation_config = checkpoint.load_generation_config(model_dir)
         try:
@@ -208,9 +224,13 @@ class Model:
             path = os.path.join(os.fspath(model_dir), checkpoint.GENERATION_CONFIG_NAME)
             raise ValueError(f"{path}: {e}") from None
         weights = checkpoint.load_weights(model_dir, bf16="bits")
-        return cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
-                               generation_config=generation_config, lm_head_dtype=lm_head_dtype,
-                               progress=progress, batch_invariant=batch_invariant, kv_dtype=kv_dtype)
+        if adapters:
+            weights = lora.merge(weights, adapters, tied)
+        model = cls.from_arrays(config, weights, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx,
+                                generation_config=generation_config, lm_head_dtype=lm_head_dtype,
+                                progress=progress, batch_invariant=batch_invariant, kv_dtype=kv_dtype)
+        model.adapters = tuple(adapter_paths)
+        return model
 
     @classmethod
     def _from_llama2c(cls, path, dtype, n_threads, n_ctx, lm_head_dtype, progress, batch_invariant, kv_dtype):
@@ -299,6 +319,18 @@ class Model:
     def n_threads(self, value):
         self._decoder.n_threads = value
 
+    @property
+    def speculation_costs(self):
+        """Seconds of this model's calls, as automatic speculative decoding weighs them: ``step``
+        (one token), ``verify_fixed`` + n * ``verify_per_token`` (n tokens at once). Measured
+        once, before the first call that needs them (never during one), so a seed gives the same
+        tokens on every call; set a dict of the three to pin them (reproducible across loads)."""
+        return dict(speculative.costs(self))
+
+    @speculation_costs.setter
+    def speculation_costs(self, value):
+        self._speculation_costs = speculative.check_costs(value)
+
     def close(self):
         """Free the packed weights. Later calls raise RuntimeError; calls already running (on
         other threads, or the one whose hook calls close) finish normally, and the last of them to
@@ -316,7 +348,8 @@ class Model:
         n rows that continue it differently."""
         return self._decoder.new_cache(batch_size, self.n_ctx if capacity is None else capacity)
 
-    def __call__(self, input_ids, attention_mask=None, cache=None, logits_to_keep=0, output_hidden_states=False):
+    def __call__(self, input_ids, attention_mask=None, cache=None, logits_to_keep=0, output_hidden_states=False,
+                 output_attentions=False, interventions=None):
         """float32 logits [batch, seq, vocab] ([seq, vocab] for 1-D input_ids).
 
         attention_mask (1 = token, 0 = left padding) gives positions cumsum(mask) - 1. With a
@@ -326,13 +359,27 @@ class Model:
         logits_to_keep=k > 0 returns only the last k positions' logits ([batch, k, vocab]); the
         lm_head runs only for those. output_hidden_states=True returns (logits, hidden_states),
         hidden_states a tuple of num_hidden_layers + 1 float32 arrays [batch, seq, hidden] as
-        transformers gives them: the embeddings, each layer's output, the last after the final norm."""
+        transformers gives them: the embeddings, each layer's output, the last after the final norm.
+
+        output_attentions=True adds attentions, a tuple of num_hidden_layers float32 arrays
+        [batch, heads, seq, k_len] of attention probabilities as transformers' eager attention
+        gives them; k_len = the cached tokens (padding slots included) + seq. A padding slot gets
+        0; a padding query that sees no real token gets 1 / k_len everywhere (as transformers).
+        The result is then (logits, attentions),
+        or (logits, hidden_states, attentions) with output_hidden_states=True.
+
+        interventions: a pyllm.Intervention or a list of them (see pyllm.interventions), applied
+        in order to this call's tokens; with a cache, positions continue the cached rows."""
         output_hidden_states = check_bool("output_hidden_states", output_hidden_states)
+        output_attentions = check_bool("output_attentions", output_attentions)
         if cache is not None and not isinstance(cache, _core.KVCache):
             raise TypeError(f"cache must come from model.new_cache(), got {type(cache).__name__}")
         if not limits.is_int(logits_to_keep) or logits_to_keep < 0:
             raise ValueError(f"logits_to_keep must be an integer >= 0 (0 = every position), got {logits_to_keep!r}")
         logits_to_keep = min(int(logits_to_keep), limits.MAX_CONTEXT)  # more than the tokens given keeps them all
+        if cache is not None and not isinstance(cache, _core.KVCache):
+            raise TypeError(f"cache must be a KVCache from model.new_cache() holding the prompt's first tokens, or "
+                            f"None, got {type(cache).__name__}")
         ids, was_1d = as_ids(input_ids, self.vocab_size)
         batch, seq = ids.shape
         if attention_mask is not None and cache is not None:
@@ -352,15 +399,50 @@ class Model:
                               memory.forward_output_bytes(self.spec, batch, seq, keep, output_hidden_states),
                               f"a forward call of {batch:,} x {seq:,} tokens", new_cache=cache is None,
                               threads=self.n_threads)
+        reach = int(seq + (0 if cache is None else max(cache.lengths)))
+        compiled = compile_interventions(interventions, self.spec, reach)
+        if output_attentions and (cache is None or cache.used + seq <= cache.capacity):
+            used = 0 if cache is None else cache.used
+            memory.check_call(self.spec, batch, seq, seq if cache is None else cache.capacity,
+                              4 * self.spec["num_hidden_layers"] * batch * self.spec["num_attention_heads"] * seq
+                              * (used + seq), f"the attentions of {batch:,} x {seq:,} tokens",
+                              new_cache=cache is None, threads=self.n_threads)
         if cache is None:
             cache = self._decoder.new_cache(batch, seq)
-        out = self._decoder.forward(cache, ids, mask, True, int(logits_to_keep), bool(output_hidden_states))
-        if not output_hidden_states:
+        out = self._decoder.forward(cache, ids, mask, True, int(logits_to_keep), bool(output_hidden_states),
+                                    bool(output_attentions), compiled)
+        if not (output_hidden_states or output_attentions):
             return out[0] if was_1d else out
-        logits, states = out
-        if was_1d:
-            return logits[0], tuple(state[0] for state in states)
-        return logits, tuple(states)
+        logits, states, attentions = out
+        row = (lambda a: a[0]) if was_1d else (lambda a: a)
+        result = [row(logits)]
+        if output_hidden_states:
+            result.append(tuple(row(state) for state in states))
+        if output_attentions:
+            result.append(tuple(row(layer) for layer in attentions))
+        return tuple(result)
+
+    def unembed(self, hidden):
+        """Logits of hidden states: the final norm then the lm_head, as transformers'
+        ``lm_head(model.norm(h))`` (BLOOM: ``lm_head(ln_f(h))``). hidden: float array
+        [..., hidden_size]; returns float32 [..., vocab]. With output_hidden_states=True this is
+        the logit lens: ``model.unembed(hidden_states[i])`` reads layer i's residual stream as
+        next-token logits."""
+        try:
+            array = np.asarray(hidden)
+        except (TypeError, ValueError):
+            array = np.asarray(None)
+        if array.dtype.kind not in "fiu":
+            raise TypeError(f"hidden must be a float array [..., hidden_size], got dtype {array.dtype}")
+        width = self.spec["hidden_size"]
+        if array.ndim == 0 or array.shape[-1] != width:
+            raise ValueError(f"hidden must have hidden_size={width} values in its last axis, got shape {array.shape}")
+        lead = array.shape[:-1]
+        rows = int(np.prod(lead, dtype=np.int64))
+        if rows == 0:
+            return np.zeros(lead + (self.vocab_size,), np.float32)
+        flat = np.ascontiguousarray(array.reshape(rows, width), dtype=np.float32)
+        return self._decoder.unembed(flat).reshape(lead + (self.vocab_size,))
 
     def loglikelihood(self, requests, batch_size=8, max_length=None, progress=None):
         """[(sum log p(continuation | context), is_greedy)] for (context_ids, continuation_ids)
@@ -376,7 +458,9 @@ class Model:
                                              batch_size=batch_size, progress=progress)
 
     def generate(self, input_ids, generation_config=None, attention_mask=None, logits_processor=None,
-                 stopping_criteria=None, streamer=None, stop_strings=None, tokenizer=None, **options):
+                 stopping_criteria=None, streamer=None, stop_strings=None, tokenizer=None, assistant_model=None,
+                 interventions=None,
+                 **options):
         """Prompt + generated token ids (int64), Hugging Face style: [rows, prompt + new] for 2-D
         input, 1-D for 1-D input (one row). Rows of a left-padded batch (attention_mask) run as one
         batch and end on their own (an end token, a stopping criterion, the length); ended rows
@@ -404,6 +488,8 @@ class Model:
         - ``stop_strings`` (with ``tokenizer=``): a string or list of strings; a row ends on the
           token that completes one in its decoded new text (across token boundaries, as
           transformers' StopStringCriteria); the returned ids include that token.
+        - ``regex``, ``json_schema`` or ``grammar`` (with ``tokenizer=``; pyllm.constrained, on
+          llguidance): each row's new text matches the constraint; see GenerationConfig.
 
         An exception raised by a hook propagates; KeyboardInterrupt (Ctrl-C) stops within one
         step; a MemoryError (memory ran out) leaves the model as it was. The model stays usable
@@ -418,17 +504,32 @@ class Model:
         ``num_return_sequences`` best hypotheses, best first, padded with pad_token_id past their
         end; the GenerateOutput adds ``beam_indices`` and, with ``output_scores``,
         ``sequences_scores``. Every beam of every prompt runs in one decoder call per step, the KV
-        cache rows following the beams. It takes no ``do_sample``, hooks, streamer, stop_strings
-        or log-probabilities (ValueError)."""
+        cache rows following the beams. It takes no ``do_sample``, hooks, streamer, stop_strings,
+        log-probabilities or interventions (ValueError).
+
+        Speculative decoding (``prompt_lookup_num_tokens``, or ``assistant_model``: a smaller
+        Model with this vocabulary; see docs/speculative.md) gives the same greedy tokens and the
+        same sampling distribution; it takes no hooks, streamer, stop_strings, beams or
+        interventions, and adds its draft and acceptance counts to the GenerateOutput.
+
+        ``interventions``: a pyllm.Intervention or a list of them (pyllm.interventions), applied
+        to the prompt and to every generated token at their positions (positions run on from the
+        prompt's real tokens: the first new token of a row with n real prompt tokens is at n)."""
         config = generation.resolve(self, generation_config, options)
         return self.generate_with(input_ids, config, attention_mask, logits_processor, stopping_criteria, streamer,
-                                  stop_strings, tokenizer)
+                                  stop_strings, tokenizer, assistant_model, interventions)
 
     def generate_with(self, input_ids, config, attention_mask=None, logits_processor=None, stopping_criteria=None,
-                      streamer=None, stop_strings=None, tokenizer=None):
+                      streamer=None, stop_strings=None, tokenizer=None, assistant_model=None, interventions=None,
+                      cache=None):
         """generate() with a config already resolved by :func:`pyllm.generation.resolve` (the
         model's defaults, a generation_config and options merged once, end and pad tokens filled
-        in): nothing is merged again. Same hooks and return values as generate()."""
+        in): nothing is merged again. Same hooks and return values as generate().
+
+        cache: a one-row KVCache of this model already holding the prompt's first tokens (fewer
+        than the prompt, no padding; e.g. from pyllm.PrefixCache), for one prompt without beams
+        or num_return_sequences: those tokens are not computed again (the cache is only read).
+        That it holds this prompt's tokens is the caller's promise, as transformers' past_key_values."""
         from .stop_strings import StopStringCriteria, check_stop_strings
 
         if not isinstance(config, generation.GenerationConfig):
@@ -438,6 +539,15 @@ class Model:
         stop_strings = check_stop_strings(stop_strings) if stop_strings is not None else (cfg.stop_strings or [])
         if stop_strings and tokenizer is None:
             raise ValueError("stop_strings needs the tokenizer to decode the new tokens: pass tokenizer=")
+        # (option, value) of regex= / json_schema= / grammar=, or None; refused with speculation
+        constraint = constrained.requested(cfg, assistant_model)
+        if constraint is not None and tokenizer is None:
+            raise ValueError(f"generation option {constraint[0]} needs the tokenizer (the bytes each token stands "
+                             "for): pass tokenizer=")
+        speculating = speculative.requested(cfg, assistant_model)
+        if speculating:
+            assistant_model = speculative.check_call(cfg, self, assistant_model, logits_processor, stopping_criteria,
+                                                     streamer, stop_strings)
         ids, was_1d = as_ids(input_ids, self.vocab_size)
         mask = as_mask(attention_mask, ids.shape)
         max_new = generation.max_new_tokens(cfg, ids.shape[1])
@@ -447,11 +557,19 @@ class Model:
                       or stop_strings):
             raise ValueError(f"num_beams={cfg.num_beams}: beam search takes no logits_processor, stopping_criteria, "
                              "streamer or stop_strings (pass num_beams=1 to use them)")
+        # a listed position past the last token generation can reach is refused
+        compiled = compile_interventions(interventions, self.spec, int(ids.shape[1] + max_new))
+        if beams and compiled is not None:
+            raise ValueError(f"num_beams={cfg.num_beams}: beam search takes no interventions (pass num_beams=1 to "
+                             "use them)")
+        if speculating and compiled is not None:
+            raise ValueError("interventions are not supported with speculative decoding (prompt_lookup_num_tokens, "
+                             "assistant_model): pass one or the other")
         # after the option checks (a tokenizer matters only to stop strings, which are checked first)
         if tokenizer is not None and not (callable(getattr(tokenizer, "decode", None))
                                           and callable(getattr(tokenizer, "stream_decoder", None))):
-            raise TypeError(f"tokenizer must be a pyllm.Tokenizer (it decodes new tokens for stop_strings) or None, "
-                            f"got {type(tokenizer).__name__}")
+            raise TypeError(f"tokenizer must be a pyllm.Tokenizer (it decodes new tokens for stop_strings and "
+                            f"constraints) or None, got {type(tokenizer).__name__}")
         # A GenerateOutput always carries the chosen tokens' log-probabilities (one log-softmax per row
         # and step, small next to the forward pass), except for beam search.
         want_logprobs = not beams and (cfg.output_logprobs or cfg.top_logprobs > 0 or cfg.return_dict_in_generate)
@@ -476,19 +594,25 @@ class Model:
         criteria = generation.callables(stopping_criteria, "stopping_criteria")
         if stop_strings:
             criteria.append(StopStringCriteria(tokenizer, stop_strings, batch, cfg.eos_token_id))
+        if constraint is not None:  # its mask last (nothing after it can allow a banned token)
+            constraint = constrained.Constraint(*constraint, tokenizer, self.vocab_size, batch, cfg.eos_token_id)
+            processors.append(constraint.process)
+            criteria.insert(0, constraint.stop)
         if streamer is not None and not (callable(getattr(streamer, "put", None))
                                          and callable(getattr(streamer, "end", None))):
             raise TypeError(f"streamer must have put() and end() methods, got {type(streamer).__name__}")
         if streamer is not None:  # as transformers does: the prompt first, then each step's tokens
             streamer.put(ids.astype(np.int64))
+        spec_options = speculative.core_options(cfg, self, assistant_model) if speculating else {}
         try:
             (sequences, counts, logprobs, top_ids, top_values, scores, logits, sequences_scores,
-             beam_indices) = self._decoder.generate(
+             beam_indices, speculation) = self._decoder.generate(
                 ids, attention_mask=mask, max_new_tokens=int(max_new), seed=seed,
                 logits_processor=generation.processor_hook(processors) if processors else None,
-                stopping_criteria=generation.stopping_hook(criteria, batch) if criteria else None,
+                stopping_criteria=(generation.stopping_hook(criteria, batch, constraint and constraint.ended)
+                                   if criteria else None),
                 on_tokens=streamer.put if streamer is not None else None, output_logprobs=want_logprobs,
-                **generation.core_options(cfg))
+                interventions=compiled, cache=cache, **generation.core_options(cfg), **spec_options)
         finally:
             if streamer is not None:  # ended on failure too: a consumer waiting for more must not hang
                 streamer.end()
@@ -496,10 +620,11 @@ class Model:
         if not (want_logprobs or cfg.return_dict_in_generate):
             return sequences[0] if was_1d and n == 1 else sequences
         out = generation.GenerateOutput(sequences, counts, logprobs, top_ids, top_values, scores, logits,
-                                        sequences_scores if cfg.output_scores else None, beam_indices)
+                                        sequences_scores if cfg.output_scores else None, beam_indices, speculation)
         if was_1d and n == 1:
             for name in ("sequences", "num_new_tokens", "logprobs", "top_logprob_ids", "top_logprobs",
-                         "sequences_scores", "beam_indices"):
+                         "sequences_scores", "beam_indices", "num_draft_tokens", "num_accepted_tokens",
+                         "speculation_stopped_at"):
                 value = getattr(out, name)
                 setattr(out, name, None if value is None else value[0])
         return out

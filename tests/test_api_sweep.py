@@ -59,11 +59,27 @@ OPTIONS = {
     "early_stopping": ["yes", 2],
     "output_scores": BAD_BOOL,
     "output_logits": BAD_BOOL,
+    "prompt_lookup_num_tokens": [0, "x", 1.5, 257],
+    "max_matching_ngram_size": [0, "x", 1.5],
+    "num_assistant_tokens": [0, "x", 257],
+    "speculative": ["sometimes", 1, True],
     "max_tokens": [5],  # a name transformers does not use either: refused with the accepted names
+    # constrained decoding (pyllm.constrained; the bad texts are llguidance's to refuse)
+    "regex": [5, b"a+", "(ab"],
+    "json_schema": [5, [1], "{not json", {"type": "foo"}],
+    "grammar": [5, "start: missing_rule"],
 }
+
+# PEFT LoRA adapters merged at load (pyllm.lora): Model.from_pretrained and LLM.
+ADAPTERS = {"adapters": [5, [5], "/nonexistent/adapter", [b"/nonexistent/adapter"], {"a": 1}]}
 
 # The Hub loaders' extra parameters (pyllm.hub).
 HUB = {"revision": [5, 1.5], "filename": [5, 1.5], "local_files_only": BAD_BOOL}
+
+# Bad interventions= (pyllm.Intervention lists) for the model's calls: not a list of them, and an
+# intervention that cannot apply to the test model (2 layers of width 64, positions reached).
+BAD_INTERVENTIONS = [5, "x", [5], [pyllm.Intervention(7, add=np.ones(64))], [pyllm.Intervention(0, add=np.ones(8))],
+                     [pyllm.Intervention(0, positions=[500], add=np.ones(64))]]
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 BAD_MESSAGES = ["hi", [{"role": "user"}], [{"role": 5, "content": "x"}], [5]]
@@ -77,7 +93,8 @@ TABLE = {
     # pyllm.LLM
     "LLM.__init__": (lambda e: lambda **kw: pyllm.LLM(**{"model_dir": e["dir"], **kw}), {
         "model_dir": [5, 1.5], "dtype": [5, "float33"], "n_threads": BAD_POSITIVE, "n_ctx": BAD_POSITIVE,
-        "batch_invariant": BAD_BOOL, "progress": BAD_PROGRESS, "torch_dtype": [5, "float33"], **HUB}),
+        "batch_invariant": BAD_BOOL, "progress": BAD_PROGRESS, "torch_dtype": [5, "float33"],
+        "prefix_cache": ["yes", -1, 1.5, 0], **HUB, **ADAPTERS}),
     "LLM.chat": (lambda e: lambda **kw: e["llm"].chat(**{"messages": MESSAGES, "template": "vicuna",
                                                           "max_new_tokens": 2, **kw}),
                  {"messages": BAD_MESSAGES, "template": [5, "vicunaa"], "**options": OPTIONS}),
@@ -108,7 +125,14 @@ TABLE = {
     "Model.__call__": (lambda e: lambda **kw: e["model"](**{"input_ids": [1, 2, 3], **kw}), {
         "input_ids": ["hello", [[1, 2], [3]], [1.5], [-1], [[[1]]], [], [10 ** 6]],
         "attention_mask": [[[1, 1]], [0.5, 1, 1], [2, 1, 1], "x"], "cache": ["x", 5],
-        "logits_to_keep": [-1, "1", 1.5], "output_hidden_states": BAD_BOOL}),
+        "logits_to_keep": [-1, "1", 1.5], "output_hidden_states": BAD_BOOL, "output_attentions": BAD_BOOL,
+        "interventions": BAD_INTERVENTIONS}),
+    "Model.unembed": (lambda e: lambda **kw: e["model"].unembed(**{"hidden": np.zeros(64, np.float32), **kw}), {
+        "hidden": ["x", np.zeros((2, 5)), np.zeros(64, bool), 1.5]}),
+    "Intervention.__init__": (lambda e: lambda **kw: pyllm.Intervention(**{"layer": 0, "add": np.ones(64), **kw}), {
+        "layer": [-1, "0", 1.5, True], "site": ["mlp", 5], "positions": [-1, [1, 1], [], "x", [1.5]],
+        "add": ["x", np.ones((1, 1, 4)), [np.nan], np.ones((2, 64))], "replace": [np.ones(64), "x"]}),
+    "Intervention.key": (None, {}),
     "Model.close": (None, {}),
     "Model.from_arrays": (lambda e: lambda **kw: pyllm.Model.from_arrays(**{
         "config": e["config"], "weights": e["weights"], **kw}), {
@@ -123,17 +147,20 @@ TABLE = {
     "Model.from_pretrained": (lambda e: lambda **kw: pyllm.Model.from_pretrained(**{"model_dir": e["dir"], **kw}), {
         "model_dir": [5, 1.5], "dtype": [5, "float33"], "n_threads": BAD_POSITIVE, "n_ctx": BAD_POSITIVE,
         "lm_head_dtype": [5, "float33"], "progress": BAD_PROGRESS, "batch_invariant": BAD_BOOL,
-        "kv_dtype": [5, "int8"], "torch_dtype": [5, "float33"], **HUB}),
+        "kv_dtype": [5, "int8"], "torch_dtype": [5, "float33"], **HUB, **ADAPTERS}),
     "Model.generate": (lambda e: lambda **kw: e["model"].generate(**{"input_ids": [1, 2], "max_new_tokens": 2,
                                                                      **kw}), {
         "input_ids": ["hello", [[1, 2], [3]], [1.5], [-1], []], "generation_config": [5, "greedy"],
         "attention_mask": [[[1]], [0.5, 1], "x"], "logits_processor": [5, [5]], "stopping_criteria": [5, [5]],
-        "streamer": [5, "x"], "stop_strings": [5, [5]], "tokenizer": [5, "x"], "**options": OPTIONS}),
+        "streamer": [5, "x"], "stop_strings": [5, [5]], "tokenizer": [5, "x"], "assistant_model": [5, "x"],
+        "interventions": BAD_INTERVENTIONS,
+        "**options": OPTIONS}),
     "Model.generate_with": (lambda e: lambda **kw: e["model"].generate_with(**{
         "input_ids": [1, 2], "config": generation.resolve(e["model"], None, {"max_new_tokens": 2}), **kw}), {
         "input_ids": ["hello", [[1, 2], [3]], [1.5]], "config": [5, {"max_new_tokens": 2}, None],
         "attention_mask": [[[1]], "x"], "logits_processor": [5, [5]], "stopping_criteria": [5, [5]],
-        "streamer": [5, "x"], "stop_strings": [5, [5]], "tokenizer": [5, "x"]}),
+        "streamer": [5, "x"], "stop_strings": [5, [5]], "tokenizer": [5, "x"], "assistant_model": [5, "x"],
+        "interventions": BAD_INTERVENTIONS, "cache": [5, "x"]}),
     "Model.loglikelihood": (lambda e: lambda **kw: e["model"].loglikelihood(**{"requests": [([1, 2], [3])], **kw}), {
         "requests": ["x", [("a", "b")], [([1],)], [([1], [500])], [], [([], [1])], 5],
         "batch_size": BAD_POSITIVE, "max_length": [0, 10 ** 9, "x"], "progress": BAD_PROGRESS}),
@@ -216,11 +243,16 @@ TABLE = {
     "GenerationConfig.merged": (lambda e: pyllm.GenerationConfig().merged, {"other": [5, "x"]}),
     "GenerateOutput.__init__": (lambda e: pyllm.GenerateOutput, {
         "sequences": None, "num_new_tokens": None, "logprobs": None, "top_logprob_ids": None, "top_logprobs": None,
-        "scores": None, "logits": None, "sequences_scores": None, "beam_indices": None}),
+        "scores": None, "logits": None, "sequences_scores": None, "beam_indices": None, "speculation": None}),
     # KV caches (model.new_cache())
     "KVCache.copy": (None, {}),
     "KVCache.repeat": (lambda e: lambda **kw: e["model"].new_cache().repeat(*kw.values()), {
         "batch_size": [0, -1, "2", 1.5]}),
+    "KVCache.take": (lambda e: lambda **kw: _filled_cache(e["model"]).take(**{"tokens": 2, **kw}), {
+        "tokens": [0, 4, "2", 1.5], "row": [-1, 1, "0"], "capacity": [1, 10 ** 9, "x"]}),
+    # pyllm.PrefixCache
+    "PrefixCache.__init__": (lambda e: pyllm.PrefixCache, {"max_bytes": [0, -1, "1", 1.5, True]}),
+    "PrefixCache.clear": (None, {}),
     # pyllm.scoring
     "scoring.loglikelihood": (lambda e: lambda **kw: scoring.loglikelihood(**{
         "model": e["model"], "requests": [([1], [2])], **kw}), {
@@ -240,6 +272,13 @@ TABLE = {
 }
 
 # Parameters with no bad-value row, and why. (None in TABLE means: see here.)
+def _filled_cache(model):
+    """A one-row cache holding three tokens."""
+    cache = model.new_cache()
+    model([[1, 2, 3]], cache=cache)
+    return cache
+
+
 EXEMPT = {
     "Model.__init__": "built by Model.from_pretrained / from_arrays / from_gguf; only `decoder` is checked, "
                       "to refuse direct construction",

@@ -380,7 +380,17 @@ static void place_token(pyllm_decoder *m, const pyllm_kv_cache *cache, void *key
     }
 }
 
-static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int64_t l, int64_t n_new)
+/* The call's interventions at (layer l, site) on x[batch * n_new][hidden] (none: one test). */
+static void intervene(const pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t l, pyllm_site site, float *x,
+                      int64_t n_new)
+{
+    if (cache->interventions != NULL)
+        pyllm_interventions_apply(cache->interventions, l, site, x, cache->batch * n_new, n_new, m->work.positions,
+                                  cache->valid + cache->used, cache->capacity);
+}
+
+/* probs: NULL, or this layer's [batch][n_heads][n_new][used + n_new] attention probabilities. */
+static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int64_t l, int64_t n_new, float *probs)
 {
     const pyllm_decoder_config *c = &m->config;
     pyllm_workspace *w = &m->work;
@@ -411,15 +421,18 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
         .head_dim = hd, .capacity = cache->capacity, .start = cache->used,
         .scale = (float)(1.0 / sqrt((double)hd)),
         .alibi_slopes = m->alibi_slopes, .key_position = cache->position, .kv_type = cache->type,
+        .probs = probs, .probs_len = cache->used + n_new,
     };
     pyllm_attention(&shape, w->q, keys, values, cache->valid, w->attn, w->scores);
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->o, w->attn, w->h, total));
+    intervene(m, cache, l, PYLLM_SITE_ATTN_OUT, w->h, n_new);
     add_inplace(w->x, w->h, total * c->hidden_size);
     return PYLLM_OK;
 }
 
-static pyllm_status mlp_block(pyllm_decoder *m, int64_t l, int64_t total)
+static pyllm_status mlp_block(pyllm_decoder *m, const pyllm_kv_cache *cache, int64_t l, int64_t n_new)
 {
+    const int64_t total = cache->batch * n_new;
     const pyllm_decoder_config *c = &m->config;
     pyllm_workspace *w = &m->work;
     pyllm_decoder_layer *layer = &m->layers[l];
@@ -440,6 +453,7 @@ static pyllm_status mlp_block(pyllm_decoder *m, int64_t l, int64_t total)
         break;
     }
     PYLLM_TRY(pyllm_linear_forward(&m->matmul, &layer->down, w->gate, w->h, total));
+    intervene(m, cache, l, PYLLM_SITE_MLP_OUT, w->h, n_new);
     add_inplace(w->x, w->h, total * c->hidden_size);
     return PYLLM_OK;
 }
@@ -507,6 +521,8 @@ pyllm_status pyllm_decoder_forward_outputs(pyllm_decoder *m, pyllm_kv_cache *cac
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
             return pyllm_error(PYLLM_ERR_VALUE, "token id %d at position %lld is out of range [0, %lld)",
                                (int)tokens[i], (long long)i, (long long)c->vocab_size);
+    if (cache->interventions != NULL)
+        PYLLM_TRY(pyllm_interventions_check(cache->interventions, c->n_layers, d));
     atomic_fetch_add(&tokens_run, total);
     PYLLM_TRY(reserve_buffers(m, cache, n_new));
     pyllm_workspace *w = &m->work;
@@ -526,8 +542,12 @@ pyllm_status pyllm_decoder_forward_outputs(pyllm_decoder *m, pyllm_kv_cache *cac
     for (int64_t l = 0; l < c->n_layers; l++) {
         if (hidden != NULL)
             memcpy(hidden + l * total * d, w->x, state_bytes);
-        PYLLM_TRY(attention_block(m, cache, l, n_new));
-        PYLLM_TRY(mlp_block(m, l, total));
+        float *probs = NULL;
+        if (out->attentions != NULL)
+            probs = out->attentions + l * total * c->n_heads * (cache->used + n_new);
+        PYLLM_TRY(attention_block(m, cache, l, n_new, probs));
+        PYLLM_TRY(mlp_block(m, cache, l, n_new));
+        intervene(m, cache, l, PYLLM_SITE_RESIDUAL, w->x, n_new);
     }
     float *normalized = NULL;
     if (hidden != NULL) {
@@ -553,4 +573,12 @@ pyllm_status pyllm_decoder_forward(pyllm_decoder *m, pyllm_kv_cache *cache, cons
 {
     pyllm_forward_outputs out = {.logits = logits, .logits_to_keep = all_positions ? 0 : 1};
     return pyllm_decoder_forward_outputs(m, cache, tokens, mask, n_new, &out);
+}
+
+pyllm_status pyllm_decoder_unembed(pyllm_decoder *m, const float *hidden, int64_t rows, float *normalized,
+                                   float *logits)
+{
+    omp_set_num_threads(threads_for(m, rows));
+    PYLLM_TRY(normalize(m, hidden, m->final_norm, m->final_norm_bias, normalized, rows));
+    return pyllm_linear_forward(&m->matmul, &m->lm_head, normalized, logits, rows);
 }

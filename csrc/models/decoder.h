@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "models/interventions.h"
 #include "ops/attention.h"
 #include "ops/matmul.h"
 #include "ops/rope.h"
@@ -121,6 +122,9 @@ typedef struct {
     uint8_t *valid;            /* [batch][capacity] */
     int32_t *position;         /* [batch][capacity]: the token's position (ALiBi's distance) */
     int64_t *length;           /* [batch]: real (unpadded) tokens so far = next position */
+    /* Applied to every token a forward pass appends (models/interventions.h), or NULL: set by the
+     * caller that holds the cache for the length of its call (a generation, a model call). */
+    const pyllm_intervention_list *interventions;
 } pyllm_kv_cache;
 
 /* Layers a model may have: per-layer tables are sized from it before any weight is read
@@ -152,6 +156,12 @@ pyllm_status pyllm_kv_cache_copy(pyllm_kv_cache *dst, const pyllm_kv_cache *src)
  * prompt prefix computed once, continued differently by every row. */
 pyllm_status pyllm_kv_cache_repeat(pyllm_kv_cache *dst, const pyllm_kv_cache *src, int64_t batch);
 
+/* dst (uninitialised) becomes a one-row cache of `capacity` slots holding the first `tokens` real
+ * tokens of src's row `row` (padding dropped) in its first slots: a computed prefix kept apart
+ * from the call that made it (pyllm/prefix_cache.py), or continued with more room. */
+pyllm_status pyllm_kv_cache_take(pyllm_kv_cache *dst, const pyllm_kv_cache *src, int64_t row, int64_t tokens,
+                                 int64_t capacity);
+
 /* Keep only rows[0..n) (increasing) of the cache, in that order, as rows 0..n-1
  * (kv_cache.c). The buffers keep their size; cache->batch becomes n. */
 pyllm_status pyllm_kv_cache_keep_rows(pyllm_kv_cache *c, const int64_t *rows, int64_t n);
@@ -164,6 +174,10 @@ size_t pyllm_kv_cache_gather_scratch_bytes(const pyllm_kv_cache *c, int64_t rows
  * filled slots move, through `scratch` (pyllm_kv_cache_gather_scratch_bytes(c, n) bytes); cache->batch
  * becomes n. */
 pyllm_status pyllm_kv_cache_gather_rows(pyllm_kv_cache *c, const int64_t *rows, int64_t n, void *scratch);
+
+/* Drop the last n filled positions of every row (0 <= n <= used): speculative decoding's
+ * rollback of rejected draft tokens (kv_cache.c). */
+pyllm_status pyllm_kv_cache_truncate(pyllm_kv_cache *c, int64_t n);
 
 /* Make the workspace big enough for calls of up to `tokens` new tokens per row over `cache`,
  * and create the matmul primitives for calls of exactly that many. */
@@ -189,9 +203,18 @@ typedef struct {
     int64_t logits_to_keep; /* keep; 0 = every new token */
     float *hidden_states;   /* [n_layers + 1][batch][n_new][hidden]: each layer's input (the
                                embeddings first), then the final norm's output, as transformers */
+    float *attentions;      /* [n_layers][batch][n_heads][n_new][used + n_new]: each layer's
+                               attention probabilities over the cache's slots (0 for a padding
+                               slot; 1 / (used + n_new) everywhere for a padding query that
+                               sees no slot, as transformers' eager attention) */
 } pyllm_forward_outputs;
 
 pyllm_status pyllm_decoder_forward_outputs(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *tokens,
                                            const uint8_t *mask, int64_t n_new, const pyllm_forward_outputs *out);
+
+/* logits[rows, vocab] of hidden[rows, hidden_size]: the final norm, then the lm_head (the logit
+ * lens). normalized: rows x hidden_size floats of scratch. */
+pyllm_status pyllm_decoder_unembed(pyllm_decoder *m, const float *hidden, int64_t rows, float *normalized,
+                                   float *logits);
 
 #endif

@@ -102,8 +102,8 @@ static kernels kernels_for(pyllm_isa isa)
  * heads side by side), so left padding (zeros before the first real slot) leaves its bits
  * unchanged. A query that sees no valid slot (padding) is left as is: the values pass reads
  * valid slots only, and there are none. */
-static void softmax_pass(const pyllm_attn_pass *p, kernels k, const int32_t *key_position, const float *slopes,
-                         float scale)
+static int softmax_pass(const pyllm_attn_pass *p, kernels k, const int32_t *key_position, const float *slopes,
+                        float scale)
 {
     const int64_t n = p->n_slots;
     float max = -INFINITY;
@@ -119,7 +119,7 @@ static void softmax_pass(const pyllm_attn_pass *p, kernels k, const int32_t *key
                 max = s[j];
         }
         if (max == -INFINITY)
-            return; /* the same for every head of the pass */
+            return 0; /* the same for every head of the pass */
         k.exp(s, n, max);
     }
     float sum[PYLLM_ATTN_MAX_HEADS] = {0.0f};
@@ -131,6 +131,25 @@ static void softmax_pass(const pyllm_attn_pass *p, kernels k, const int32_t *key
         const float inv_sum = 1.0f / sum[h];
         for (int64_t j = 0; j < n; j++)
             s[j] *= inv_sum;
+    }
+    return 1;
+}
+
+/* The pass's weights into the caller's probabilities of query t of row b (zeros past the slots
+ * the query sees). A query that sees no slot (left padding) gets 1/probs_len everywhere, what
+ * transformers' eager softmax makes of a row masked whole. */
+static void copy_probs(const pyllm_attention_shape *s, const pyllm_attn_pass *p, int normalized, int64_t b,
+                       int64_t h0, int64_t t)
+{
+    for (int64_t h = 0; h < p->heads; h++) {
+        float *dst = s->probs + ((b * s->n_heads + h0 + h) * s->n_new + t) * s->probs_len;
+        int64_t j = 0;
+        if (normalized)
+            for (; j < p->n_slots; j++)
+                dst[j] = p->scores[h * p->n_slots + j];
+        const float rest = normalized ? 0.0f : 1.0f / (float)s->probs_len;
+        for (; j < s->probs_len; j++)
+            dst[j] = rest;
     }
 }
 
@@ -185,8 +204,10 @@ static void attend_task(const pyllm_attention_shape *s, const work_split *w, ker
         .out = out + row * q_stride + h0 * hd,
     };
     k.scores(&p);
-    softmax_pass(&p, k, s->key_position + b * s->capacity, s->alibi_slopes != NULL ? s->alibi_slopes + h0 : NULL,
-                 s->scale);
+    const int normalized = softmax_pass(&p, k, s->key_position + b * s->capacity,
+                                        s->alibi_slopes != NULL ? s->alibi_slopes + h0 : NULL, s->scale);
+    if (s->probs != NULL)
+        copy_probs(s, &p, normalized, b, h0, t);
     k.values(&p);
 }
 

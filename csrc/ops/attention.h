@@ -35,6 +35,10 @@ typedef struct {
     const float *alibi_slopes;  /* [n_heads]: score += slope · key position; NULL for none */
     const int32_t *key_position;/* [batch][capacity]: each slot's position (read with ALiBi) */
     pyllm_kv_type kv_type;      /* of k_cache and v_cache */
+    float *probs;               /* NULL, or [batch][n_heads][n_new][probs_len]: the softmax weights
+                                   of every query over slots 0..probs_len-1 (probs_len = start +
+                                   n_new; 0 for a slot it cannot see) */
+    int64_t probs_len;
 } pyllm_attention_shape;
 
 /* The query heads attention handles in one pass over a KV head's keys and values (at most a

@@ -3,19 +3,27 @@
  * (registered in pyllm._core._testing), which run the C processors on given scores so tests can
  * hold them against transformers' own classes.
  *
+ * With prompt_lookup_num_tokens > 0 or an assistant Decoder, the speculative loop
+ * (generate/speculative.h) runs instead, holding both models' locks.
+ *
  * pyllm/model.py and pyllm/generation.py validate options and shape the hooks; this file
  * converts them, releases the GIL for the loop and takes it back only when a hook is given. */
 #include "python/common.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "generate/beam.h"
 #include "generate/generate.h"
 #include "generate/processors.h"
+#include "generate/speculative.h"
 #include "python/py_args.h"
+#include "python/py_model.h"
 #include "python/py_generate.h"
+#include "python/py_interventions.h"
 #include "python/py_memory.h"
+#include "python/py_model.h"
 
 /* ---- options from Python ------------------------------------------------------------------ */
 
@@ -338,24 +346,38 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
                              "logit_bias", "eos_token_ids", "pad_token_id", "seed", "logits_processor",
                              "stopping_criteria", "on_tokens", "output_logprobs", "top_logprobs",
                              "logprobs_processed", "num_beams", "num_return_sequences", "length_penalty",
-                             "early_stopping", "output_scores", "output_logits", NULL};
+                             "early_stopping", "output_scores", "output_logits", "prompt_lookup_num_tokens",
+                             "max_matching_ngram_size", "assistant", "num_assistant_tokens", "speculative_costs",
+                             "interventions", "cache", NULL};
     PyObject *ids_obj, *mask_obj = Py_None, *bad_obj = Py_None, *bias_obj = Py_None, *eos_obj = Py_None;
-    PyObject *process_obj = Py_None, *stop_obj = Py_None, *tokens_obj = Py_None;
+    PyObject *process_obj = Py_None, *stop_obj = Py_None, *tokens_obj = Py_None, *cache_obj = Py_None;
+    PyObject *assistant_obj = Py_None, *costs_obj = Py_None;
+    long long lookup_tokens = 0, max_ngram = 2, assistant_tokens = 20;
     PyObject *max_new_obj = NULL, *top_k_obj = NULL, *ngram_obj = NULL, *min_new_obj = NULL, *pad_obj = NULL,
-             *top_n_obj = NULL;
+             *top_n_obj = NULL, *interventions_obj = Py_None;
     int64_t max_new = 20, top_k = 0, ngram = 0, min_new = 0, pad = 0, top_n = 0;
     unsigned long long seed = 0;
     int do_sample = 0, output_logprobs = 0, processed = 0, early_stopping = 0, output_scores = 0, output_logits = 0;
     long long num_beams = 1, num_return = 1;
     double temperature = 1.0, top_p = 1.0, min_p = 0.0, typical_p = 1.0, repetition = 1.0, frequency = 0.0,
            presence = 0.0, length_penalty = 1.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOpdOddddddOOOOOOKOOOpOpLLdipp:generate", kwlist, &ids_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOpdOddddddOOOOOOKOOOpOpLLdippLLOLOOO:generate", kwlist, &ids_obj,
                                      &mask_obj, &max_new_obj, &do_sample, &temperature, &top_k_obj, &top_p, &min_p,
                                      &typical_p, &repetition, &frequency, &presence, &ngram_obj, &min_new_obj,
                                      &bad_obj, &bias_obj, &eos_obj, &pad_obj, &seed, &process_obj, &stop_obj,
                                      &tokens_obj, &output_logprobs, &top_n_obj, &processed, &num_beams, &num_return,
-                                     &length_penalty, &early_stopping, &output_scores, &output_logits))
+                                     &length_penalty, &early_stopping, &output_scores, &output_logits,
+                                     &lookup_tokens, &max_ngram, &assistant_obj, &assistant_tokens, &costs_obj,
+                                     &interventions_obj, &cache_obj))
         return NULL;
+    const pyllm_intervention_list *interventions;
+    if (pyllm_interventions_of(interventions_obj, &interventions) < 0)
+        return NULL;
+    if (interventions != NULL && (lookup_tokens > 0 || assistant_obj != Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "interventions are not supported with speculative decoding "
+                                          "(prompt_lookup_num_tokens, assistant_model): pass one or the other");
+        return NULL;
+    }
     if (num_beams < 1 || num_beams > 4096 || num_return < 1 || num_return > num_beams) {
         PyErr_Format(PyExc_ValueError, "num_beams must be in [1, 4096] and num_return_sequences in [1, num_beams], "
                      "got %lld and %lld", num_beams, num_return);
@@ -367,6 +389,27 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
         return NULL;
     }
     const int beams = num_beams > 1;
+    /* Speculative decoding: prompt lookup, or a draft model (which wins when both are given). */
+    pyllm_speculation spec = {.num_tokens = assistant_obj != Py_None ? assistant_tokens : lookup_tokens,
+                              .max_ngram = max_ngram > INT32_MAX ? INT32_MAX : (int32_t)max_ngram};
+    const int speculative = assistant_obj != Py_None || lookup_tokens > 0;
+    if (speculative && (spec.num_tokens < 1 || spec.num_tokens > 256 || max_ngram < 1)) {
+        PyErr_Format(PyExc_ValueError, "%s must be in [1, 256] and max_matching_ngram_size >= 1, got %lld and %lld",
+                     assistant_obj != Py_None ? "num_assistant_tokens" : "prompt_lookup_num_tokens",
+                     (long long)spec.num_tokens, max_ngram);
+        return NULL;
+    }
+    if (speculative && beams) {
+        PyErr_Format(PyExc_ValueError, "speculative decoding (prompt_lookup_num_tokens or assistant_model) does not "
+                     "run with num_beams=%lld: pass num_beams=1", num_beams);
+        return NULL;
+    }
+    if (speculative && costs_obj != Py_None) {
+        if (!PyArg_ParseTuple(costs_obj, "ddd;speculative_costs must be (verify_fixed, verify_per_token, draft_step)",
+                              &spec.verify_fixed, &spec.verify_per_token, &spec.draft_step))
+            return NULL;
+        spec.automatic = 1;
+    }
     const int64_t vocab = model->config.vocab_size;
     /* Each int named in its error, never wrapped; the context check below bounds max_new_tokens. */
     if (pyllm_arg_int64(max_new_obj, "max_new_tokens", 0, INT64_MAX, &max_new) < 0 ||
@@ -397,7 +440,10 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
     processor_buffers buffers;
     PyArrayObject *ids = NULL, *mask = NULL;
     PyObject *out = NULL, *counts = NULL, *logprobs = NULL, *top_ids = NULL, *top_values = NULL, *result = NULL;
-    PyObject *scores = NULL, *raw_logits = NULL, *seq_scores = NULL, *beam_indices = NULL;
+    PyObject *scores = NULL, *raw_logits = NULL, *seq_scores = NULL, *beam_indices = NULL, *claimed = NULL;
+    PyObject *drafted = NULL, *accepted = NULL, *stopped_at = NULL, *assistant_claimed = NULL;
+    PyThread_type_lock assistant_lock = NULL;
+    int assistant_threads = 1;
     if (processor_params_from(bias_obj, repetition, frequency, presence, ngram, bad_obj, min_new, eos_obj,
                               &opt.processors, &buffers) < 0)
         goto done;
@@ -443,6 +489,31 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
     }
     if (pyllm_check_kv_cache_fits(&model->config, cache_rows, capacity) < 0)
         goto done;
+    /* A one-row cache holding the prompt's first tokens (pyllm/prefix_cache.py): generation starts
+     * from a copy of it. Read-claimed for the call. */
+    const pyllm_kv_cache *start = NULL;
+    if (cache_obj != Py_None) {
+        if ((start = pyllm_kv_cache_of(cache_obj, model)) == NULL)
+            goto done;
+        if (start->batch != 1 || batch != 1 || beams || start->used >= prompt_len || start->length[0] != start->used) {
+            PyErr_Format(PyExc_ValueError, "cache must be one row holding fewer tokens than the prompt, for one prompt "
+                         "without beams; got %lld rows of %lld tokens, %lld prompts of %lld and num_beams=%lld",
+                         (long long)start->batch, (long long)start->used, (long long)batch, (long long)prompt_len,
+                         num_beams);
+            goto done;
+        }
+        if (speculative) { /* speculation makes caches of its own */
+            PyErr_SetString(PyExc_ValueError, "cache= does not run with speculative decoding "
+                                              "(prompt_lookup_num_tokens, assistant_model): pass one or the other");
+            goto done;
+        }
+        if (start->used == 0)
+            start = NULL;
+        else if (pyllm_kv_cache_claim(cache_obj, 0) < 0)
+            goto done;
+        else
+            claimed = cache_obj;
+    }
     hooks.batch = batch;
     {
         npy_intp seq_dims[2] = {out_rows, prompt_len + max_new}, count_dims[1] = {out_rows};
@@ -472,6 +543,13 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
                 goto done;
             opt.raw_logits = PyArray_DATA((PyArrayObject *)raw_logits);
         }
+        if (speculative) {
+            drafted = pyllm_new_array(1, count_dims, NPY_INT64, 1);
+            accepted = pyllm_new_array(1, count_dims, NPY_INT64, 1);
+            stopped_at = pyllm_new_array(1, count_dims, NPY_INT64, 1);
+            if (drafted == NULL || accepted == NULL || stopped_at == NULL)
+                goto done;
+        }
         if (beams) {
             npy_intp score_dim[1] = {out_rows};
             seq_scores = pyllm_new_array(1, score_dim, NPY_FLOAT32, 1);
@@ -492,11 +570,43 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
         .sequences = sequences,
         .sequence_scores = seq_scores ? PyArray_DATA((PyArrayObject *)seq_scores) : NULL,
         .beam_indices = beam_indices ? PyArray_DATA((PyArrayObject *)beam_indices) : NULL};
+    pyllm_speculation_counts spec_counts = {0};
+    if (assistant_obj != Py_None) {
+        if (pyllm_decoder_claim(assistant_obj, &spec.assistant, &assistant_lock, &assistant_threads) < 0)
+            goto done;
+        assistant_claimed = assistant_obj;
+        if (spec.assistant == model) /* a model drafting for itself: one lock */
+            assistant_lock = NULL;
+    }
+    if (speculative)
+        spec_counts = (pyllm_speculation_counts){PyArray_DATA((PyArrayObject *)drafted),
+                                                 PyArray_DATA((PyArrayObject *)accepted),
+                                                 PyArray_DATA((PyArrayObject *)stopped_at)};
     Py_BEGIN_ALLOW_THREADS
+    /* Two models' locks in address order: threads drafting with each other's model cannot
+     * deadlock. */
+    const int assistant_first = assistant_lock != NULL && (uintptr_t)assistant_lock < (uintptr_t)lock;
+    if (assistant_first)
+        PyThread_acquire_lock(assistant_lock, WAIT_LOCK);
     PyThread_acquire_lock(lock, WAIT_LOCK);
+    if (assistant_lock != NULL) {
+        if (!assistant_first)
+            PyThread_acquire_lock(assistant_lock, WAIT_LOCK);
+        spec.assistant->n_threads = assistant_threads;
+    }
     model->n_threads = n_threads;
-    st = pyllm_kv_cache_init(&cache, model, cache_rows, capacity);
-    if (st == PYLLM_OK) {
+    if (speculative) {
+        st = pyllm_speculative_generate(model, &spec, tok, m, batch, prompt_len, &opt, sequences, &steps, new_count,
+                                        &spec_counts);
+        steps_run = steps;
+        if (assistant_lock != NULL)
+            PyThread_release_lock(assistant_lock);
+    } else {
+        st = start ? pyllm_kv_cache_take(&cache, start, 0, start->used, capacity)
+                   : pyllm_kv_cache_init(&cache, model, cache_rows, capacity);
+    }
+    if (!speculative && st == PYLLM_OK) {
+        cache.interventions = interventions; /* every token of the prompt and of the steps */
         if (beams) {
             st = pyllm_beam_search(model, &cache, tok, m, batch, prompt_len, &opt, &beam, &beam_out);
             steps = beam_out.n_steps;
@@ -526,25 +636,29 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
         }
     {
         /* Scores and logits: [steps_run, rows, vocab] (the steps the decoder took). */
-        PyObject *parts[9] = {first_columns(out, prompt_len + steps, 2), Py_NewRef(counts),
+        PyObject *spec_parts = speculative ? PyTuple_Pack(3, drafted, accepted, stopped_at) : Py_NewRef(Py_None);
+        PyObject *parts[10] = {first_columns(out, prompt_len + steps, 2), Py_NewRef(counts),
                               logprobs ? first_columns(logprobs, steps, 2) : Py_NewRef(Py_None),
                               top_ids ? first_columns(top_ids, steps, 3) : Py_NewRef(Py_None),
                               top_values ? first_columns(top_values, steps, 3) : Py_NewRef(Py_None),
                               scores ? PySequence_GetSlice(scores, 0, steps_run) : Py_NewRef(Py_None),
                               raw_logits ? PySequence_GetSlice(raw_logits, 0, steps_run) : Py_NewRef(Py_None),
                               seq_scores ? Py_NewRef(seq_scores) : Py_NewRef(Py_None),
-                              beam_indices ? first_columns(beam_indices, steps, 2) : Py_NewRef(Py_None)};
+                              beam_indices ? first_columns(beam_indices, steps, 2) : Py_NewRef(Py_None),
+                              spec_parts};
         int ok = 1;
-        for (int i = 0; i < 9; i++)
+        for (int i = 0; i < 10; i++)
             ok &= parts[i] != NULL;
         if (ok)
-            result = PyTuple_Pack(9, parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], parts[6], parts[7],
-                                  parts[8]);
-        for (int i = 0; i < 9; i++)
+            result = PyTuple_Pack(10, parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], parts[6], parts[7],
+                                  parts[8], parts[9]);
+        for (int i = 0; i < 10; i++)
             Py_XDECREF(parts[i]);
     }
 
 done:
+    if (claimed != NULL)
+        pyllm_kv_cache_unclaim(claimed, 0);
     buffers_release(&buffers);
     Py_XDECREF(ids);
     Py_XDECREF(mask);
@@ -557,6 +671,11 @@ done:
     Py_XDECREF(raw_logits);
     Py_XDECREF(seq_scores);
     Py_XDECREF(beam_indices);
+    Py_XDECREF(drafted);
+    Py_XDECREF(accepted);
+    Py_XDECREF(stopped_at);
+    if (assistant_claimed != NULL)
+        pyllm_decoder_unclaim(assistant_claimed);
     return result;
 }
 

@@ -20,10 +20,12 @@
 #include "core/alloc.h"
 #include "python/py_args.h"
 #include "python/py_generate.h"
+#include "python/py_interventions.h"
 #include "python/py_memory.h"
 #include "python/py_model.h"
 #include "models/decoder.h"
 #include "ops/quant_gguf.h"
+#include "generate/speculative.h"
 
 typedef struct {
     PyObject_HEAD
@@ -541,6 +543,46 @@ static void call_end(DecoderObject *m)
         free_weights(m);
 }
 
+int pyllm_decoder_claim(PyObject *obj, pyllm_decoder **model, PyThread_type_lock *lock, int *n_threads)
+{
+    if (!PyObject_TypeCheck(obj, &DecoderType)) {
+        PyErr_Format(PyExc_TypeError, "expected a pyllm._core.Decoder, got %.200s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    DecoderObject *d = (DecoderObject *)obj;
+    if (call_begin(d) < 0)
+        return -1;
+    *model = &d->model;
+    *lock = d->lock;
+    *n_threads = d->n_threads;
+    return 0;
+}
+
+void pyllm_decoder_unclaim(PyObject *obj)
+{
+    call_end((DecoderObject *)obj);
+}
+
+/* Decoder.measure_call(n_tokens): seconds of an n_tokens call (speculation's costs). */
+static PyObject *decoder_measure_call(DecoderObject *self, PyObject *arg)
+{
+    int64_t n;
+    if (pyllm_arg_int64(arg, "n_tokens", 1, 256, &n) < 0 || call_begin(self) < 0)
+        return NULL;
+    double seconds = 0.0;
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    PyThread_acquire_lock(self->lock, WAIT_LOCK);
+    self->model.n_threads = self->n_threads;
+    st = pyllm_speculative_measure(&self->model, n, &seconds);
+    PyThread_release_lock(self->lock);
+    Py_END_ALLOW_THREADS
+    call_end(self);
+    if (st != PYLLM_OK)
+        return pyllm_raise(st);
+    return PyFloat_FromDouble(seconds);
+}
+
 static PyObject *decoder_close(DecoderObject *self, PyObject *unused)
 {
     (void)unused;
@@ -591,6 +633,20 @@ int pyllm_kv_cache_claim(PyObject *cache, int write)
 }
 
 void pyllm_kv_cache_unclaim(PyObject *cache, int write) { cache_unclaim((KVCacheObject *)cache, write); }
+
+const pyllm_kv_cache *pyllm_kv_cache_of(PyObject *cache, const pyllm_decoder *model)
+{
+    if (!PyObject_TypeCheck(cache, &KVCacheType)) {
+        PyErr_Format(PyExc_TypeError, "cache must be a KVCache from model.new_cache(), got %s", Py_TYPE(cache)->tp_name);
+        return NULL;
+    }
+    KVCacheObject *c = (KVCacheObject *)cache;
+    if (!c->ready || &c->owner->model != model) {
+        PyErr_SetString(PyExc_ValueError, "cache must belong to this model: this one was made by another");
+        return NULL;
+    }
+    return &c->cache;
+}
 
 static KVCacheObject *cache_wrap(DecoderObject *owner)
 {
@@ -668,21 +724,30 @@ static int tokens_and_mask(PyObject *ids_obj, PyObject *mask_obj, int64_t batch,
     return 0;
 }
 
+/* What a forward call asks for besides its logits. */
+typedef struct {
+    int all_positions, output_hidden_states, output_attentions;
+    int64_t keep;
+    const pyllm_intervention_list *interventions;
+} forward_request;
+
 static PyObject *forward_claimed(DecoderObject *self, KVCacheObject *cache, PyObject *ids_obj, PyObject *mask_obj,
-                                 int all_positions, int64_t keep, int output_hidden_states);
+                                 forward_request req);
 
 static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"cache", "input_ids", "attention_mask", "all_positions", "logits_to_keep",
-                             "output_hidden_states", NULL};
+                             "output_hidden_states", "output_attentions", "interventions", NULL};
     KVCacheObject *cache;
-    PyObject *ids_obj, *mask_obj = Py_None;
-    int all_positions = 1, output_hidden_states = 0;
+    PyObject *ids_obj, *mask_obj = Py_None, *interventions_obj = Py_None;
+    forward_request req = {.all_positions = 1};
     PyObject *keep_obj = NULL;
     int64_t keep = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O|OpOp:forward", kwlist, &KVCacheType, &cache, &ids_obj,
-                                     &mask_obj, &all_positions, &keep_obj, &output_hidden_states) ||
-        pyllm_arg_int64(keep_obj, "logits_to_keep", INT64_MIN, INT64_MAX, &keep) < 0)
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O|OpOppO:forward", kwlist, &KVCacheType, &cache, &ids_obj,
+                                     &mask_obj, &req.all_positions, &keep_obj, &req.output_hidden_states,
+                                     &req.output_attentions, &interventions_obj) ||
+        pyllm_arg_int64(keep_obj, "logits_to_keep", INT64_MIN, INT64_MAX, &keep) < 0 ||
+        pyllm_interventions_of(interventions_obj, &req.interventions) < 0)
         return NULL;
     if (cache->owner != self || !cache->ready) {
         PyErr_SetString(PyExc_ValueError, "this cache belongs to another model");
@@ -698,7 +763,8 @@ static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *
         call_end(self);
         return NULL;
     }
-    PyObject *result = forward_claimed(self, cache, ids_obj, mask_obj, all_positions, keep, output_hidden_states);
+    req.keep = keep;
+    PyObject *result = forward_claimed(self, cache, ids_obj, mask_obj, req);
     cache_unclaim(cache, 1);
     call_end(self);
     return result;
@@ -706,8 +772,10 @@ static PyObject *decoder_forward(DecoderObject *self, PyObject *args, PyObject *
 
 /* Decoder.forward once the model and the cache are claimed. */
 static PyObject *forward_claimed(DecoderObject *self, KVCacheObject *cache, PyObject *ids_obj, PyObject *mask_obj,
-                                 int all_positions, int64_t keep, int output_hidden_states)
+                                 forward_request req)
 {
+    const int all_positions = req.all_positions, output_hidden_states = req.output_hidden_states;
+    int64_t keep = req.keep;
     PyArrayObject *ids, *mask;
     if (tokens_and_mask(ids_obj, mask_obj, cache->cache.batch, &ids, &mask) < 0)
         return NULL;
@@ -721,11 +789,16 @@ static PyObject *forward_claimed(DecoderObject *self, KVCacheObject *cache, PyOb
     npy_intp dims[3] = {batch, all_positions ? keep : vocab, vocab};
     npy_intp state_dims[4] = {c->n_layers + 1, batch, n, c->hidden_size};
     PyArrayObject *logits = (PyArrayObject *)pyllm_new_array(all_positions ? 3 : 2, dims, NPY_FLOAT32, 0);
-    PyArrayObject *states = NULL;
+    /* k_len covers the cached slots before the new tokens, as transformers' attentions with a cache */
+    npy_intp attn_dims[5] = {c->n_layers, batch, c->n_heads, n, cache->cache.used + n};
+    PyArrayObject *states = NULL, *attentions = NULL;
     if (logits != NULL && output_hidden_states)
         states = (PyArrayObject *)pyllm_new_array(4, state_dims, NPY_FLOAT32, 0);
-    if (logits == NULL || (output_hidden_states && states == NULL)) {
+    if (logits != NULL && req.output_attentions)
+        attentions = (PyArrayObject *)pyllm_new_array(5, attn_dims, NPY_FLOAT32, 0);
+    if (logits == NULL || (output_hidden_states && states == NULL) || (req.output_attentions && attentions == NULL)) {
         Py_XDECREF(logits);
+        Py_XDECREF(states);
         Py_DECREF(ids);
         Py_XDECREF(mask);
         return NULL;
@@ -737,12 +810,15 @@ static PyObject *forward_claimed(DecoderObject *self, KVCacheObject *cache, PyOb
         .logits = PyArray_DATA(logits),
         .logits_to_keep = keep,
         .hidden_states = states ? PyArray_DATA(states) : NULL,
+        .attentions = attentions ? PyArray_DATA(attentions) : NULL,
     };
     const int n_threads = self->n_threads;
     Py_BEGIN_ALLOW_THREADS
     lock_model(self);
     self->model.n_threads = n_threads;
+    cache->cache.interventions = req.interventions; /* for this call only: the cache is claimed */
     st = pyllm_decoder_forward_outputs(&self->model, &cache->cache, tok, m, n, &out);
+    cache->cache.interventions = NULL;
     PyThread_release_lock(self->lock);
     Py_END_ALLOW_THREADS
     Py_DECREF(ids);
@@ -750,14 +826,59 @@ static PyObject *forward_claimed(DecoderObject *self, KVCacheObject *cache, PyOb
     if (st != PYLLM_OK) {
         Py_DECREF(logits);
         Py_XDECREF(states);
+        Py_XDECREF(attentions);
         return pyllm_raise(st);
     }
-    if (states == NULL)
+    if (states == NULL && attentions == NULL)
         return (PyObject *)logits;
-    PyObject *pair = PyTuple_Pack(2, (PyObject *)logits, (PyObject *)states);
+    /* (logits, hidden_states, attentions), None for what was not asked */
+    PyObject *result = PyTuple_Pack(3, (PyObject *)logits, states ? (PyObject *)states : Py_None,
+                                    attentions ? (PyObject *)attentions : Py_None);
     Py_DECREF(logits);
-    Py_DECREF(states);
-    return pair;
+    Py_XDECREF(states);
+    Py_XDECREF(attentions);
+    return result;
+}
+
+/* Decoder.unembed(hidden): float32 [rows, hidden_size] -> logits [rows, vocab]. */
+static PyObject *decoder_unembed(DecoderObject *self, PyObject *arg)
+{
+    const pyllm_decoder_config *c = &self->model.config;
+    PyArrayObject *h = (PyArrayObject *)PyArray_FROMANY(arg, NPY_FLOAT32, 2, 2, NPY_ARRAY_IN_ARRAY);
+    if (h == NULL)
+        return NULL;
+    const int64_t rows = PyArray_DIM(h, 0);
+    if (PyArray_DIM(h, 1) != c->hidden_size || rows < 1) {
+        PyErr_Format(PyExc_ValueError, "hidden must be [rows >= 1, hidden_size=%lld], got [%lld, %lld]",
+                     (long long)c->hidden_size, (long long)rows, (long long)PyArray_DIM(h, 1));
+        Py_DECREF(h);
+        return NULL;
+    }
+    npy_intp dims[2] = {rows, c->vocab_size}, norm_dims[2] = {rows, c->hidden_size};
+    PyArrayObject *logits = (PyArrayObject *)pyllm_new_array(2, dims, NPY_FLOAT32, 0);
+    PyArrayObject *normalized = logits ? (PyArrayObject *)pyllm_new_array(2, norm_dims, NPY_FLOAT32, 0) : NULL;
+    if (normalized == NULL || call_begin(self) < 0) {
+        Py_XDECREF(logits);
+        Py_XDECREF(normalized);
+        Py_DECREF(h);
+        return NULL;
+    }
+    pyllm_status st;
+    const int n_threads = self->n_threads;
+    Py_BEGIN_ALLOW_THREADS
+    lock_model(self);
+    self->model.n_threads = n_threads;
+    st = pyllm_decoder_unembed(&self->model, PyArray_DATA(h), rows, PyArray_DATA(normalized), PyArray_DATA(logits));
+    PyThread_release_lock(self->lock);
+    Py_END_ALLOW_THREADS
+    call_end(self);
+    Py_DECREF(h);
+    Py_DECREF(normalized);
+    if (st != PYLLM_OK) {
+        Py_DECREF(logits);
+        return pyllm_raise(st);
+    }
+    return (PyObject *)logits;
 }
 
 static PyObject *decoder_generate(DecoderObject *self, PyObject *args, PyObject *kwds)
@@ -833,9 +954,14 @@ static PyMethodDef decoder_methods[] = {
      "output_hidden_states=False): logits of the new tokens (int32 [batch, n]; mask uint8), appended to "
      "the cache; [batch, keep, vocab] for the last logits_to_keep (0 = all); with output_hidden_states, "
      "(logits, float32 [n_layers + 1, batch, n, hidden])."},
+    {"unembed", (PyCFunction)decoder_unembed, METH_O,
+     "unembed(hidden): logits [rows, vocab] of float32 hidden states [rows, hidden_size] (final norm, lm_head)."},
     {"generate", (PyCFunction)(void (*)(void))decoder_generate, METH_VARARGS | METH_KEYWORDS,
      "generate(input_ids, *, attention_mask=None, **options): (sequences, new_counts, logprobs, top_ids, "
      "top_logprobs, scores, logits, sequences_scores, beam_indices); see csrc/python/py_generate.c."},
+    {"measure_call", (PyCFunction)decoder_measure_call, METH_O,
+     "measure_call(n_tokens): seconds of one call of n_tokens new tokens behind a short context, the fastest of a "
+     "few (the costs automatic speculative decoding weighs)."},
     {"close", (PyCFunction)decoder_close, METH_NOARGS,
      "close(): free the weights. New calls raise RuntimeError at once; calls already running (on other threads, "
      "or the one whose hook called close) finish normally, and the last of them frees the weights."},
@@ -935,6 +1061,63 @@ static PyObject *cache_repeat(KVCacheObject *self, PyObject *arg)
     return (PyObject *)c;
 }
 
+static int cache_settled(KVCacheObject *self);
+
+static PyObject *cache_take(KVCacheObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"tokens", "row", "capacity", NULL};
+    PyObject *tokens_obj = NULL, *row_obj = NULL, *capacity_obj = NULL;
+    int64_t tokens = 0, row = 0, capacity = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OO:take", kwlist, &tokens_obj, &row_obj, &capacity_obj) ||
+        pyllm_arg_int64(tokens_obj, "tokens", INT64_MIN, INT64_MAX, &tokens) < 0 ||
+        pyllm_arg_int64(row_obj, "row", INT64_MIN, INT64_MAX, &row) < 0 ||
+        (capacity_obj != Py_None && pyllm_arg_int64(capacity_obj, "capacity", INT64_MIN, INT64_MAX, &capacity) < 0))
+        return NULL;
+    if (capacity_obj == NULL || capacity_obj == Py_None)
+        capacity = tokens;
+    if (cache_settled(self) < 0)
+        return NULL;
+    if (row < 0 || row >= self->cache.batch) {
+        PyErr_Format(PyExc_ValueError, "row must be a row index in [0, %lld), got %lld", (long long)self->cache.batch,
+                     (long long)row);
+        return NULL;
+    }
+    if (tokens < 1 || tokens > self->cache.length[row]) {
+        PyErr_Format(PyExc_ValueError, "tokens must be between 1 and the row's %lld cached tokens, got %lld",
+                     (long long)self->cache.length[row], (long long)tokens);
+        return NULL;
+    }
+    if (capacity < tokens || capacity > self->owner->model.config.n_ctx) {
+        PyErr_Format(PyExc_ValueError, "capacity must be between tokens (%lld) and n_ctx (%lld), got %lld",
+                     (long long)tokens, (long long)self->owner->model.config.n_ctx, (long long)capacity);
+        return NULL;
+    }
+    if (call_begin(self->owner) < 0)
+        return NULL;
+    if (pyllm_check_kv_cache_fits(&self->owner->model.config, 1, capacity) < 0 || cache_claim(self, 0) < 0) {
+        call_end(self->owner);
+        return NULL;
+    }
+    KVCacheObject *c = cache_wrap(self->owner);
+    if (c == NULL) {
+        cache_unclaim(self, 0);
+        call_end(self->owner);
+        return NULL;
+    }
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pyllm_kv_cache_take(&c->cache, &self->cache, row, tokens, capacity);
+    Py_END_ALLOW_THREADS
+    cache_unclaim(self, 0);
+    call_end(self->owner);
+    if (st != PYLLM_OK) {
+        Py_DECREF(c);
+        return pyllm_raise(st);
+    }
+    c->ready = 1;
+    return (PyObject *)c;
+}
+
 /* The fill of a cache changes during a call that appends to it: RuntimeError then. */
 static int cache_settled(KVCacheObject *self)
 {
@@ -1002,6 +1185,9 @@ static PyMethodDef cache_methods[] = {
     {"copy", (PyCFunction)cache_copy, METH_NOARGS, "An independent copy of this cache."},
     {"repeat", (PyCFunction)cache_repeat, METH_O,
      "repeat(batch_size): a new cache of batch_size rows, each a copy of this one-row cache."},
+    {"take", (PyCFunction)(void (*)(void))cache_take, METH_VARARGS | METH_KEYWORDS,
+     "take(tokens, row=0, capacity=None): a new one-row cache holding the first `tokens` real tokens of row `row` "
+     "(padding dropped), with room for `capacity` (default: tokens) to continue it."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1036,7 +1222,7 @@ static PyMethodDef model_functions[] = {
 int pyllm_register_model(PyObject *module)
 {
     if (PyType_Ready(&DecoderType) < 0 || PyType_Ready(&KVCacheType) < 0 ||
-        PyModule_AddFunctions(module, model_functions) < 0 ||
+        PyModule_AddFunctions(module, model_functions) < 0 || pyllm_register_interventions(module) < 0 ||
         PyModule_AddIntConstant(module, "MAX_LAYERS", PYLLM_MAX_LAYERS) < 0 ||
         PyModule_AddIntConstant(module, "MAX_THREADS", PYLLM_MAX_THREADS) < 0)
         return -1;

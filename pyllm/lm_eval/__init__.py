@@ -38,6 +38,7 @@ except ImportError as e:
 
 import pyllm
 from pyllm import hub, scoring, text_pairs
+from pyllm.prefix_cache import prefix_cache_argument
 
 __all__ = ["PyllmLM"]
 
@@ -93,10 +94,14 @@ class PyllmLM(TemplateLM):
 
     def __init__(self, pretrained, dtype="float32", n_threads=None, n_ctx=None, max_length=None,
                  tokenizer=None, add_bos_token=None, prefix_token_id=None, seed=1234,
-                 batch_size=1, max_batch_size=64, device=None, batch_invariant=False, revision=None, **kwargs):
+                 batch_size=1, max_batch_size=64, device=None, batch_invariant=False, revision=None,
+                 prefix_cache=True, **kwargs):
         super().__init__()
         if kwargs:
             raise ValueError(f"unknown model_args for the pyllm backend: {', '.join(sorted(kwargs))}")
+        # prefix_cache=false turns it off, a number of bytes bounds it (pyllm.PrefixCache).
+        self.prefix_cache = prefix_cache_argument(prefix_cache)
+        self._prefix_key = None  # what else changes the KV (interventions), as pyllm.LLM's
         # A local directory, or a Hub id fetched (only the files pyllm reads) into huggingface_hub's
         # cache, as Model.from_pretrained resolves it; revision= as for lm-eval's hf backend.
         name = pretrained
@@ -195,6 +200,9 @@ class PyllmLM(TemplateLM):
 
     # -- scoring ------------------------------------------------------------------------------
 
+    def _reuse(self):
+        return scoring.Reuse(self.prefix_cache, self._prefix_key) if self.prefix_cache is not None else None
+
     def loglikelihood(self, requests, disable_tqdm=False):
         """(context, continuation) strings to ids by pyllm.text_pairs (lm-eval's _encode_pair and
         empty-context rule, the same function pyllm.LLM.loglikelihood uses), then scored."""
@@ -209,8 +217,9 @@ class PyllmLM(TemplateLM):
         pairs = [(context, continuation) for _, context, continuation in requests]
         if not pairs:
             return []
-        results = scoring.loglikelihood(self.model, pairs, batch_size=override_bs or self.batch_size,
-                                        max_length=self.max_length, progress=False if disable_tqdm else None)
+        results = scoring._loglikelihood(self.model, pairs, batch_size=override_bs or self.batch_size,
+                                         max_length=self.max_length, progress=False if disable_tqdm else None,
+                                         reuse=self._reuse())
         for (request, _, _), answer in zip(requests, results):
             if request is not None:
                 self.cache_hook.add_partial("loglikelihood", request, answer)
@@ -222,8 +231,8 @@ class PyllmLM(TemplateLM):
             own = text_pairs.rolling_pairs(self.tok, string, self.prefix_token_id, self.max_length, self.add_bos_token)
             windows.extend(own)
             counts.append(len(own))
-        scores = scoring.loglikelihood(self.model, windows, batch_size=self.batch_size, max_length=self.max_length,
-                                       progress=False if disable_tqdm else None) if windows else []
+        scores = scoring._loglikelihood(self.model, windows, batch_size=self.batch_size, max_length=self.max_length,
+                                        progress=False if disable_tqdm else None, reuse=self._reuse()) if windows else []
         totals, start = [], 0
         for req, count in zip(requests, counts):
             total = sum(score for score, _ in scores[start:start + count])
@@ -242,10 +251,17 @@ class PyllmLM(TemplateLM):
 
     def _greedy(self, context, max_gen_toks, until, eos_ids):
         """Greedy tokens one step at a time over a KV cache, stopping at EOS, at a stop string in
-        the decoded text (lm-eval cuts the text there anyway), or after max_gen_toks."""
+        the decoded text (lm-eval cuts the text there anyway), or after max_gen_toks. The context
+        starts after the longest prefix of it the prefix cache holds, and is kept there."""
         model = self.model
-        cache = model.new_cache(1, len(context) + max_gen_toks)
-        logits = model([context], cache=cache, logits_to_keep=1)[:, -1]
+        capacity = len(context) + max_gen_toks
+        reuse = self._reuse()
+        done, cache = reuse.match(model, context, capacity, limit=len(context) - 1) if reuse else (0, None)
+        if cache is None:
+            cache = model.new_cache(1, capacity)
+        logits = model([context[done:]], cache=cache, logits_to_keep=1)[:, -1]
+        if reuse is not None:
+            reuse.insert(model, context, cache)
         generated = []
         for step in range(max_gen_toks):
             token = int(np.argmax(logits[0]))
