@@ -1,7 +1,9 @@
 /* GGUF tensor data: the input's first byte picks a ggml type pyllm reads, the second a row
  * length, and the rest is whole blocks of that type. They are dequantized to float32 (every
- * type), and the Q8_0/Q4_0/Q4_1 ones are also taken into pyllm's own layout as they are and
- * dequantized from there: both ways must give the same floats, bit for bit (NaN for NaN). */
+ * type), and the Q8_0/Q4_0/Q4_1 ones are also taken into pyllm's own layouts as they are (the
+ * plain one, and the AVX-512 kernels' lane order: rows of up to 20 blocks make whole and short
+ * groups of 16) and dequantized from there: every way must give the same floats, bit for bit
+ * (NaN for NaN). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     const int type = TYPES[data[0] % (sizeof TYPES / sizeof TYPES[0])];
-    const int blocks_per_row = 1 + data[1] % 4;
+    const int blocks_per_row = 1 + data[1] % 20;
     int64_t elems;
     size_t bytes;
     if (!pyllm_ggml_block_info(type, &elems, &bytes))
@@ -49,17 +51,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (pyllm_ggml_dequantize(type, src, n, out) != PYLLM_OK)
         abort();
     if (pyllm_ggml_native_weight_type(type) >= 0) {
-        pyllm_qweight w;
-        if (pyllm_qweight_from_ggml(&w, type, src, rows, k) != PYLLM_OK)
-            abort();
-        pyllm_qweight_dequantize_f32(&w, 0, rows, again);
-        for (int64_t i = 0; i < n; i++)
-            if (!same_float(out[i], again[i])) {
-                fprintf(stderr, "type %d element %lld: %a from the blocks, %a from pyllm's layout\n", type,
-                        (long long)i, out[i], again[i]);
+        for (int lanes16 = 0; lanes16 < 2; lanes16++) {
+            pyllm_qweight w;
+            if (pyllm_qweight_from_ggml(&w, type, src, rows, k) != PYLLM_OK)
                 abort();
-            }
-        pyllm_qweight_release(&w);
+            if (lanes16 && pyllm_qweight_to_lanes16(&w) != PYLLM_OK)
+                abort();
+            pyllm_qweight_dequantize_f32(&w, 0, rows, again);
+            for (int64_t i = 0; i < n; i++)
+                if (!same_float(out[i], again[i])) {
+                    fprintf(stderr, "type %d element %lld: %a from the blocks, %a from pyllm's layout (lanes16 %d)\n",
+                            type, (long long)i, out[i], again[i], lanes16);
+                    abort();
+                }
+            pyllm_qweight_release(&w);
+        }
     }
     /* a count that is not whole blocks is refused, not read */
     if (elems > 1 && pyllm_ggml_dequantize(type, src, elems - 1, out) == PYLLM_OK)

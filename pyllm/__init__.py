@@ -15,6 +15,7 @@ from .tokenizer import AddedToken, Tokenizer  # noqa: E402
 from . import scoring  # noqa: E402  (pyllm.scoring.perplexity and friends)
 from . import templates  # noqa: E402  (chat formats: pyllm.templates.ALPACA, VICUNA)
 from .llm import LLM  # noqa: E402
+from .prefix_cache import PrefixCache  # noqa: E402
 from .default_model import default_model_path  # noqa: E402
 
 __version__ = "0.1.0"
@@ -25,4 +26,5 @@ def onednn_version() -> str:
     return _core.onednn_version()
 
 
-__all__ = ["__version__", "onednn_version", "default_model_path", "LLM", "Model", "Tokenizer", "AddedToken", "GenerationConfig", "GenerateOutput", "Intervention"]
+__all__ = ["__version__", "onednn_version", "default_model_path", "LLM", "Model", "Tokenizer", "AddedToken",
+           "GenerationConfig", "GenerateOutput", "Intervention", "PrefixCache"]

@@ -12,6 +12,7 @@ import threading
 import numpy as np
 
 from . import _checks, checkpoint, generation, hub, lora, scoring, templates, text_pairs
+from .prefix_cache import prefix_cache_argument
 from ._args import check_bool
 from .dtypes import dtype_argument
 from .default_model import default_model_path
@@ -43,10 +44,22 @@ class LLM:
     ``regex``, ``json_schema`` or ``grammar`` (constrained output, pyllm.constrained).
     Calls from several threads are served one generation step at a time by the model's lock.
     ``adapters``: PEFT LoRA adapter directories merged at load (see Model.from_pretrained); the
-    tokenizer then comes from the last adapter directory that holds one (docs/lora.md)."""
+    tokenizer then comes from the last adapter directory that holds one (docs/lora.md).
+
+    prefix_cache: the computed KV of recent prompts and contexts is kept, and a later call that
+    starts with the same tokens computes only the rest (pyllm.PrefixCache, docs/prefix-cache.md):
+    True (default: up to pyllm.prefix_cache.DEFAULT_MAX_BYTES), a number of bytes, a PrefixCache
+    to share between LLMs and lm-eval backends, or False / None (off). Results equal the uncached
+    ones bit for bit with batch_invariant=True, else to float rounding."""
 
     def __init__(self, model_dir=None, dtype=None, n_threads=None, n_ctx=None, batch_invariant=False, progress=None,
-                 torch_dtype=None, revision=None, filename=None, local_files_only=False, adapters=None):
+                 torch_dtype=None, revision=None, filename=None, local_files_only=False, adapters=None,
+                 prefix_cache=True):
+        self._model = None
+        # Checked first: a bad value fails before the weights load.
+        self.prefix_cache = prefix_cache_argument(prefix_cache)
+        # What else changes the KV than the model (interventions): part of every prefix-cache key.
+        self._prefix_key = None
         if model_dir is None:
             model_dir = default_model_path()
         model_dir = _checks.path_argument("model_dir", model_dir)
@@ -84,6 +97,8 @@ class LLM:
         them; see Model.close)."""
         model, self._model = self._model, None
         if model is not None:
+            if self.prefix_cache is not None:
+                self.prefix_cache._drop_model(model)
             model.close()
 
     @property
@@ -100,6 +115,10 @@ class LLM:
     def __repr__(self):
         state = "closed" if self.closed else f"n_ctx={self._model.n_ctx}"
         return f"LLM({self.model_dir!r}, {state})"
+
+    def _reuse(self):
+        """The prefix cache with this LLM's key, for scoring.* (None when off)."""
+        return scoring.Reuse(self.prefix_cache, self._prefix_key) if self.prefix_cache is not None else None
 
     # -- shared preparation ------------------------------------------------------------------
 
@@ -150,7 +169,30 @@ class LLM:
                                    stopping_criteria=criteria or None, streamer=streamer,
                                    stop_strings=[],  # stops are handled above
                                    assistant_model=hooks.get("assistant_model"),
-                                   tokenizer=self.tokenizer)  # for regex= / json_schema= / grammar=
+                                   tokenizer=self.tokenizer,  # for regex= / json_schema= / grammar=
+                                   cache=self._prompt_cache(ids, cfg, hooks.get("assistant_model")))
+
+    def _prompt_cache(self, ids, cfg, assistant_model=None):
+        """For one prompt (no beams, one sequence): a cache holding all but its last token, from
+        the longest prefix the prefix cache holds plus the rest computed here (and then kept), so
+        a prompt that repeats an earlier one's start (a chat's history, a few-shot context) is
+        computed once. None when there is no prefix cache, generation runs several rows, or
+        speculative decoding runs (it makes caches of its own)."""
+        reuse = self._reuse()
+        prompt = ids[0].tolist()
+        if reuse is None or ids.shape[0] != 1 or cfg.num_beams > 1 or cfg.num_return_sequences > 1 or len(prompt) < 2:
+            return None
+        if assistant_model is not None or cfg.prompt_lookup_num_tokens:
+            return None
+        model = self.model
+        head = prompt[:-1]
+        done, cache = reuse.match(model, head, len(head))
+        if done < len(head):
+            if cache is None:
+                cache = model.new_cache(1, len(head))
+            model([head[done:]], cache=cache, logits_to_keep=1)
+            reuse.insert(model, head, cache)
+        return cache
 
     def _texts(self, out, width, stops):
         texts = []
@@ -311,8 +353,8 @@ class LLM:
         requests = text_pairs.check_pairs(requests)
         prefix = text_pairs.prefix_token_id(self.tokenizer)
         pairs = text_pairs.encode_pairs(self.tokenizer, requests, prefix)
-        return scoring.loglikelihood(self.model, pairs, batch_size=batch_size, max_length=max_length,
-                                     progress=progress)
+        return scoring._loglikelihood(self.model, pairs, batch_size=batch_size, max_length=max_length,
+                                      progress=progress, reuse=self._reuse())
 
     def loglikelihood_rolling(self, texts, batch_size=8, max_length=None, progress=None):
         """The total log-likelihood of every token of each text (a list of str gives a list of
@@ -336,8 +378,8 @@ class LLM:
             own = text_pairs.rolling_pairs(self.tokenizer, text, prefix, max_length)
             windows.extend(own)
             counts.append(len(own))
-        scores = scoring.loglikelihood(self.model, windows, batch_size=batch_size, max_length=max_length,
-                                       progress=progress) if windows else []
+        scores = scoring._loglikelihood(self.model, windows, batch_size=batch_size, max_length=max_length,
+                                        progress=progress, reuse=self._reuse()) if windows else []
         totals, start = [], 0
         for count in counts:
             totals.append(math.fsum(score for score, _ in scores[start:start + count]))

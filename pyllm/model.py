@@ -377,6 +377,9 @@ class Model:
         if not limits.is_int(logits_to_keep) or logits_to_keep < 0:
             raise ValueError(f"logits_to_keep must be an integer >= 0 (0 = every position), got {logits_to_keep!r}")
         logits_to_keep = min(int(logits_to_keep), limits.MAX_CONTEXT)  # more than the tokens given keeps them all
+        if cache is not None and not isinstance(cache, _core.KVCache):
+            raise TypeError(f"cache must be a KVCache from model.new_cache() holding the prompt's first tokens, or "
+                            f"None, got {type(cache).__name__}")
         ids, was_1d = as_ids(input_ids, self.vocab_size)
         batch, seq = ids.shape
         if attention_mask is not None and cache is not None:
@@ -517,10 +520,16 @@ class Model:
                                   stop_strings, tokenizer, assistant_model, interventions)
 
     def generate_with(self, input_ids, config, attention_mask=None, logits_processor=None, stopping_criteria=None,
-                      streamer=None, stop_strings=None, tokenizer=None, assistant_model=None, interventions=None):
+                      streamer=None, stop_strings=None, tokenizer=None, assistant_model=None, interventions=None,
+                      cache=None):
         """generate() with a config already resolved by :func:`pyllm.generation.resolve` (the
         model's defaults, a generation_config and options merged once, end and pad tokens filled
-        in): nothing is merged again. Same hooks and return values as generate()."""
+        in): nothing is merged again. Same hooks and return values as generate().
+
+        cache: a one-row KVCache of this model already holding the prompt's first tokens (fewer
+        than the prompt, no padding; e.g. from pyllm.PrefixCache), for one prompt without beams
+        or num_return_sequences: those tokens are not computed again (the cache is only read).
+        That it holds this prompt's tokens is the caller's promise, as transformers' past_key_values."""
         from .stop_strings import StopStringCriteria, check_stop_strings
 
         if not isinstance(config, generation.GenerationConfig):
@@ -603,7 +612,7 @@ class Model:
                 stopping_criteria=(generation.stopping_hook(criteria, batch, constraint and constraint.ended)
                                    if criteria else None),
                 on_tokens=streamer.put if streamer is not None else None, output_logprobs=want_logprobs,
-                interventions=compiled, **generation.core_options(cfg), **spec_options)
+                interventions=compiled, cache=cache, **generation.core_options(cfg), **spec_options)
         finally:
             if streamer is not None:  # ended on failure too: a consumer waiting for more must not hang
                 streamer.end()

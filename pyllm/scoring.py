@@ -91,16 +91,23 @@ def _score(logits, continuation):
     return float(logprobs.sum()), bool(greedy.all())
 
 
-def _score_shared_context(model, context, continuations, batch_size, vocab):
-    """Scores of several continuations of one context: context[:-1] runs once, its KV cache is
-    repeated for a batch of continuations, each fed [context[-1]] + continuation[:-1]
-    (right-padded, the padding masked)."""
+def _score_shared_context(model, context, continuations, batch_size, vocab, reuse=None):
+    """Scores of several continuations of one context: context[:-1] runs once (after the longest
+    prefix of it the prefix cache holds, which then keeps it), its KV cache is repeated for a
+    batch of continuations, each fed [context[-1]] + continuation[:-1] (right-padded, the
+    padding masked)."""
     prefix = context[:-1]
     longest = max(len(c) for c in continuations)
     shared = None
     if prefix:
-        shared = model.new_cache(1, len(prefix) + longest)
-        model([prefix], cache=shared, logits_to_keep=1)
+        capacity = len(prefix) + longest
+        done, shared = reuse.match(model, prefix, capacity) if reuse is not None else (0, None)
+        if shared is None:
+            shared = model.new_cache(1, capacity)
+        if done < len(prefix):
+            model([prefix[done:]], cache=shared, logits_to_keep=1)
+            if reuse is not None:
+                reuse.insert(model, prefix, shared)
     scores = []
     rows = max(1, min(batch_size, LOGITS_BUDGET // (longest * vocab)))
     for start in range(0, len(continuations), rows):
@@ -116,6 +123,18 @@ def _score_shared_context(model, context, continuations, batch_size, vocab):
         logits = model(ids, attention_mask=mask, cache=cache)
         scores.extend(_score(logits[row, :len(cont)], cont) for row, cont in enumerate(chunk))
     return scores
+
+
+def _score_after_cached(model, context, continuation, reuse):
+    """One pair whose context starts with a prefix the prefix cache holds: only the rest of
+    (context + continuation)[:-1] runs, then all of it is kept for later requests."""
+    fed = (context + continuation)[:-1]
+    done, cache = reuse.match(model, fed, len(fed), limit=len(context) - 1)
+    if cache is None:  # evicted since it was looked up (by another thread)
+        cache = model.new_cache(1, len(fed))
+    logits = model([fed[done:]], cache=cache, logits_to_keep=len(continuation))
+    reuse.insert(model, fed, cache)
+    return _score(logits[0], continuation)
 
 
 def _score_in_pieces(model, vocab, context, continuation):
@@ -135,9 +154,10 @@ def _score_in_pieces(model, vocab, context, continuation):
     return total, greedy
 
 
-def _score_batch(model, pairs):
+def _score_batch(model, pairs, reuse=None):
     """Scores of (context, continuation) pairs with distinct contexts in one left-padded batch;
-    the lm_head runs only for the last (longest continuation) positions."""
+    the lm_head runs only for the last (longest continuation) positions. With a prefix cache,
+    every row's tokens are kept for later requests."""
     inputs = [(ctx + cont)[:-1] for ctx, cont in pairs]
     width = max(len(x) for x in inputs)
     keep = max(len(cont) for _, cont in pairs)
@@ -148,7 +168,33 @@ def _score_batch(model, pairs):
         mask[row, width - len(fed):] = 1
     cache = model.new_cache(len(pairs), width)
     logits = model(ids, attention_mask=None if mask.all() else mask, cache=cache, logits_to_keep=keep)
-    return [_score(logits[row, keep - len(cont):], cont) for row, (_, cont) in enumerate(pairs)]
+    scores = [_score(logits[row, keep - len(cont):], cont) for row, (_, cont) in enumerate(pairs)]
+    if reuse is not None:
+        for row, fed in enumerate(inputs):
+            reuse.insert(model, fed, cache, row)
+    return scores
+
+
+class Reuse:
+    """A prefix cache (pyllm.prefix_cache.PrefixCache) with the extra key of the calls using it
+    (what else changes the KV, e.g. interventions)."""
+
+    # A pair of the distinct-context batch leaves the batch for a run of its own only when the
+    # cache holds at least this many of its tokens: a shared BOS alone is not worth it.
+    MIN_SINGLE = 16
+
+    def __init__(self, prefix_cache, extra_key=None):
+        self.prefix_cache, self.extra_key = prefix_cache, extra_key
+
+    def match(self, model, tokens, capacity, limit=None, minimum=1):
+        return self.prefix_cache._match(model, tokens, capacity, limit=limit, extra_key=self.extra_key,
+                                        minimum=minimum)
+
+    def cached_length(self, model, tokens, limit=None):
+        return self.prefix_cache._cached_length(model, tokens, limit=limit, extra_key=self.extra_key)
+
+    def insert(self, model, tokens, cache, row=0):
+        self.prefix_cache._insert(model, tokens, cache, row=row, extra_key=self.extra_key)
 
 
 def loglikelihood(model, requests, batch_size=8, max_length=None, progress=None):
@@ -159,6 +205,11 @@ def loglikelihood(model, requests, batch_size=8, max_length=None, progress=None)
     continuation is truncated from the left, as lm-evaluation-harness's hf backend does; the
     context must hold at least one token (lm-eval gives BOS/EOS for an empty one) and the
     continuation at least one and at most max_length."""
+    return _loglikelihood(model, requests, batch_size, max_length, progress)
+
+
+def _loglikelihood(model, requests, batch_size=8, max_length=None, progress=None, reuse=None):
+    """loglikelihood, reusing and filling the prefix cache of ``reuse`` (a Reuse) when given."""
     _check_model(model)
     if isinstance(requests, (str, bytes)) or not hasattr(requests, "__len__"):
         raise TypeError(f"requests must be a list of (context_ids, continuation_ids) pairs, got "
@@ -195,7 +246,7 @@ def loglikelihood(model, requests, batch_size=8, max_length=None, progress=None)
         singles = []  # (context, (index, continuation)), their logits within the budget together
 
         def flush():
-            scores = _score_batch(model, [(ctx, cont) for ctx, (_, cont) in singles])
+            scores = _score_batch(model, [(ctx, cont) for ctx, (_, cont) in singles], reuse)
             for (_, (index, _)), score in zip(singles, scores):
                 results[index] = score
             bar.update(len(singles))
@@ -212,12 +263,17 @@ def loglikelihood(model, requests, batch_size=8, max_length=None, progress=None)
                 results[index] = _score_in_pieces(model, vocab, context, continuation)
                 bar.update(1)
             members = [m for m in members if len(m[1]) * vocab <= LOGITS_BUDGET]
-            if len(members) == 1:
+            if len(members) == 1 and reuse is not None and \
+                    reuse.cached_length(model, context, limit=len(context) - 1) >= Reuse.MIN_SINGLE:
+                index, continuation = members[0]
+                results[index] = _score_after_cached(model, context, continuation, reuse)
+                bar.update(1)
+            elif len(members) == 1:
                 if singles and not fits((context, members[0])):
                     flush()
                 singles.append((context, members[0]))
             elif members:
-                scores = _score_shared_context(model, context, [c for _, c in members], batch_size, vocab)
+                scores = _score_shared_context(model, context, [c for _, c in members], batch_size, vocab, reuse)
                 for (index, _), score in zip(members, scores):
                     results[index] = score
                 bar.update(len(members))

@@ -127,7 +127,8 @@ TABLE = {
     # pyllm.LLM
     "LLM.__init__": (lambda e: lambda **kw: pyllm.LLM(**{"model_dir": e["dir"], **kw}), {
         "model_dir": [5, 1.5], "dtype": [5, "float33"], "n_threads": BAD_POSITIVE, "n_ctx": BAD_POSITIVE,
-        "batch_invariant": BAD_BOOL, "progress": BAD_PROGRESS, "torch_dtype": [5, "float33"], **HUB, **ADAPTERS}),
+        "batch_invariant": BAD_BOOL, "progress": BAD_PROGRESS, "torch_dtype": [5, "float33"],
+        "prefix_cache": ["yes", -1, 1.5, 0], **HUB, **ADAPTERS}),
     "LLM.chat": (lambda e: lambda **kw: e["llm"].chat(**{"messages": MESSAGES, "template": "vicuna",
                                                           "max_new_tokens": 2, **kw}),
                  {"messages": BAD_MESSAGES, "template": [5, "vicunaa"], "**options": OPTIONS}),
@@ -193,7 +194,7 @@ TABLE = {
         "input_ids": ["hello", [[1, 2], [3]], [1.5]], "config": [5, {"max_new_tokens": 2}, None],
         "attention_mask": [[[1]], "x"], "logits_processor": [5, [5]], "stopping_criteria": [5, [5]],
         "streamer": [5, "x"], "stop_strings": [5, [5]], "tokenizer": [5, "x"], "assistant_model": [5, "x"],
-        "interventions": BAD_INTERVENTIONS}),
+        "interventions": BAD_INTERVENTIONS, "cache": [5, "x"]}),
     "Model.loglikelihood": (lambda e: lambda **kw: e["model"].loglikelihood(**{"requests": [([1, 2], [3])], **kw}), {
         "requests": ["x", [("a", "b")], [([1],)], [([1], [500])], [], [([], [1])], 5],
         "batch_size": BAD_POSITIVE, "max_length": [0, 10 ** 9, "x"], "progress": BAD_PROGRESS}),
@@ -281,6 +282,11 @@ TABLE = {
     "KVCache.copy": (None, {}),
     "KVCache.repeat": (lambda e: lambda **kw: e["model"].new_cache().repeat(*kw.values()), {
         "batch_size": [0, -1, "2", 1.5]}),
+    "KVCache.take": (lambda e: lambda **kw: _filled_cache(e["model"]).take(**{"tokens": 2, **kw}), {
+        "tokens": [0, 4, "2", 1.5], "row": [-1, 1, "0"], "capacity": [1, 10 ** 9, "x"]}),
+    # pyllm.PrefixCache
+    "PrefixCache.__init__": (lambda e: pyllm.PrefixCache, {"max_bytes": [0, -1, "1", 1.5, True]}),
+    "PrefixCache.clear": (None, {}),
     # pyllm.scoring
     "scoring.loglikelihood": (lambda e: lambda **kw: scoring.loglikelihood(**{
         "model": e["model"], "requests": [([1], [2])], **kw}), {
@@ -300,6 +306,13 @@ TABLE = {
 }
 
 # Parameters with no bad-value row, and why. (None in TABLE means: see here.)
+def _filled_cache(model):
+    """A one-row cache holding three tokens."""
+    cache = model.new_cache()
+    model([[1, 2, 3]], cache=cache)
+    return cache
+
+
 EXEMPT = {
     "Model.__init__": "built by Model.from_pretrained / from_arrays / from_gguf; only `decoder` is checked, "
                       "to refuse direct construction",

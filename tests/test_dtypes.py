@@ -34,27 +34,47 @@ def _weights(rng, n, k):
     return w
 
 
+# lanes16: the AVX-512 kernels' lane order (ops/quant.h), with whole groups of 16 blocks and a
+# shorter last group (k = 544: 16 + 1 blocks; 96: 3)
+@pytest.mark.parametrize("lanes16", [False, True], ids=["plain", "lanes16"])
 @pytest.mark.parametrize("name", ["q8_0", "q4_0", "q4_1", "bfloat16"])
-@pytest.mark.parametrize("shape", [(7, 32), (37, 96), (16, 2048)])
-def test_quantization_equals_gguf_bit_for_bit(name, shape):
+@pytest.mark.parametrize("shape", [(7, 32), (37, 96), (5, 544), (16, 2048)])
+def test_quantization_equals_gguf_bit_for_bit(name, shape, lanes16):
     rng = np.random.default_rng(sum(shape))
     w = _weights(rng, *shape)
     kind = BLOCK_TYPES.get(name, GGML.BF16)
     ref = gguf_quants.dequantize(gguf_quants.quantize(w, kind), kind)
-    ours = pyllm._testing.quantize_roundtrip(w, name)
+    ours = pyllm._testing.quantize_roundtrip(w, name, lanes16)
     assert ours.shape == w.shape
     assert np.array_equal(ours.view(np.uint32), ref.view(np.uint32)), f"{name}: differs from gguf's reference"
 
 
 @pytest.mark.parametrize("name", ["q8_0", "q4_0", "q4_1"])
-def test_partial_block_is_padded_with_zeros(name):
+@pytest.mark.parametrize("shape", [(7, 32), (9, 100), (5, 544), (16, 2048)])
+def test_prefill_bf16_tiles_equal_in_both_layouts(name, shape):
+    """Prefill dequantizes weight tiles to bf16 (ops/quant_lanes_avx512.c for the lane order):
+    the same bits as the plain layout's, which are the f32 values rounded to nearest even."""
+    rng = np.random.default_rng(sum(shape) + len(name))
+    w = _weights(rng, *shape)
+    f32 = pyllm._testing.quantize_roundtrip(w, name)
+    rounded = ((f32.view(np.uint32).astype(np.uint64) + 0x7FFF + ((f32.view(np.uint32) >> 16) & 1)) >> 16)
+    plain = pyllm._testing.quantize_roundtrip(w, name, False, True)
+    assert plain.dtype == np.uint16
+    assert np.array_equal(plain, rounded.astype(np.uint16))
+    if pyllm._core.kernel_isa() == "avx512":
+        assert np.array_equal(pyllm._testing.quantize_roundtrip(w, name, True, True), plain)
+
+
+@pytest.mark.parametrize("lanes16", [False, True], ids=["plain", "lanes16"])
+@pytest.mark.parametrize("name", ["q8_0", "q4_0", "q4_1"])
+def test_partial_block_is_padded_with_zeros(name, lanes16):
     """k = 100 is not a multiple of 32: the last block is quantized as if zero-padded to 128."""
     rng = np.random.default_rng(3)
     w = _weights(rng, 9, 100)
     padded = np.zeros((9, 128), np.float32)
     padded[:, :100] = w
     ref = gguf_quants.dequantize(gguf_quants.quantize(padded, BLOCK_TYPES[name]), BLOCK_TYPES[name])[:, :100]
-    ours = pyllm._testing.quantize_roundtrip(w, name)
+    ours = pyllm._testing.quantize_roundtrip(w, name, lanes16)
     assert np.array_equal(ours.view(np.uint32), np.ascontiguousarray(ref).view(np.uint32))
 
 
@@ -94,7 +114,7 @@ def _check_kernels():
     rng = np.random.default_rng(0)
     worst = 0.0
     for n, k in [(37, 96), (64, 64), (130, 200), (256, 576), (33, 2048), (5, 40)]:
-        for m in [1, 2, 3, 8, 9, 40]:
+        for m in [1, 2, 3, 5, 7, 8, 9, 40]:
             for name in ["bfloat16", "q8_0", "q4_0", "q4_1"]:
                 w = _weights(rng, n, k)
                 x = rng.standard_normal((m, k)).astype(np.float32)

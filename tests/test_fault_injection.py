@@ -110,7 +110,9 @@ def models(stories):
 
 @pytest.fixture(scope="module")
 def llm(gguf_path):
-    with pyllm.LLM(gguf_path) as llm:
+    # Without the prefix cache: with it a repeated call skips the cached prompt, so the runs of a
+    # sweep would not make the same calls (tests/test_prefix_cache.py sweeps the cached path).
+    with pyllm.LLM(gguf_path, prefix_cache=False) as llm:
         yield llm
 
 
@@ -329,7 +331,7 @@ def test_llm_generate_and_chat(llm, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_bloom_llm(bloom_dir, kind):
-    with pyllm.LLM(bloom_dir, dtype="bfloat16") as bloom:
+    with pyllm.LLM(bloom_dir, dtype="bfloat16", prefix_cache=False) as bloom:
         sweep(kind, lambda: None, lambda _: bloom.generate(["Hello world", "The cat sat"], max_new_tokens=10))
         sweep(kind, lambda: None, lambda _: list(bloom.stream("The cat sat on", max_new_tokens=10)))
 

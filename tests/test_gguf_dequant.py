@@ -50,18 +50,20 @@ def test_dequantize_uses_every_bit_of_a_block():
         assert base.std() > 0
 
 
+@pytest.mark.parametrize("lanes16", [False, True], ids=["plain", "lanes16"])
 @pytest.mark.parametrize("qtype", [GGML.Q8_0, GGML.Q4_0, GGML.Q4_1], ids=lambda t: t.name)
-def test_blocks_into_pyllm_layout_without_requantizing(qtype):
+def test_blocks_into_pyllm_layout_without_requantizing(qtype, lanes16):
+    """Both layouts: the plain one and the AVX-512 kernels' lane order (whole and short groups)."""
     rng = np.random.default_rng(int(qtype))
-    for rows, k in [(1, 32), (5, 96), (33, 2048)]:
+    for rows, k in [(1, 32), (5, 96), (3, 544), (33, 2048)]:
         raw = random_tensor_bytes(rng, qtype, rows, k)
         ref = gguf_quants.dequantize(raw, qtype)
-        ours = pyllm._testing.gguf_qweight_roundtrip(int(qtype), raw, rows, k)
+        ours = pyllm._testing.gguf_qweight_roundtrip(int(qtype), raw, rows, k, lanes16)
         assert np.array_equal(_bits(ours), _bits(ref)), f"{qtype.name} [{rows}, {k}]"
     # and blocks the gguf package quantized from real-looking weights
     w = rng.standard_normal((16, 256)).astype(np.float32) * rng.uniform(0.01, 3, (16, 1)).astype(np.float32)
     q = gguf_quants.quantize(w, qtype)
-    assert np.array_equal(_bits(pyllm._testing.gguf_qweight_roundtrip(int(qtype), q, 16, 256)),
+    assert np.array_equal(_bits(pyllm._testing.gguf_qweight_roundtrip(int(qtype), q, 16, 256, lanes16)),
                           _bits(gguf_quants.dequantize(q, qtype)))
 
 

@@ -177,7 +177,10 @@ static pyllm_status run(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *
     PYLLM_TRY(pyllm_decoder_reserve(m, cache, 1));
     if (proc->n_eos > 0 || hooks->stop != NULL)
         PYLLM_TRY(pyllm_decoder_reserve_fewer_rows(m, batch));
-    PYLLM_TRY(pyllm_decoder_forward(m, cache, prompt, mask, prompt_len, s->logits, 0));
+    /* A cache given with the prompt's first tokens (one row, pyllm_generate checks): feed the rest. */
+    const int64_t cached = cache->used;
+    PYLLM_TRY(pyllm_decoder_forward(m, cache, prompt + cached, mask ? mask + cached : NULL, prompt_len - cached,
+                                    s->logits, 0));
     int64_t slots = batch;
     for (int64_t step = 0;; step++) {
         const int64_t column = prompt_len + step;
@@ -265,8 +268,10 @@ pyllm_status pyllm_generate(pyllm_decoder *m, pyllm_kv_cache *cache, const int32
     if (opt->logprobs != NULL && (opt->top_n < 0 || opt->top_n > m->config.vocab_size))
         return pyllm_error(PYLLM_ERR_VALUE, "top_logprobs must be in [0, %lld], got %d",
                            (long long)m->config.vocab_size, (int)opt->top_n);
-    if (cache->used != 0)
-        return pyllm_error(PYLLM_ERR_VALUE, "generation needs an empty KV cache");
+    if (cache->used != 0 && (cache->batch != 1 || cache->used >= prompt_len || cache->length[0] != cache->used))
+        return pyllm_error(PYLLM_ERR_VALUE, "generation needs an empty KV cache, or one row holding fewer tokens than "
+                           "the prompt (its first ones, no padding), got %lld rows of %lld slots for a prompt of %lld",
+                           (long long)cache->batch, (long long)cache->used, (long long)prompt_len);
     if (prompt_len + opt->max_new_tokens - 1 > cache->capacity)
         return pyllm_error(PYLLM_ERR_VALUE,
                            "prompt of %lld tokens plus max_new_tokens=%lld exceeds the context of %lld tokens "

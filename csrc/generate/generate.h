@@ -54,7 +54,8 @@ typedef struct {
 } pyllm_generate_options;
 
 /* prompt[batch, prompt_len] (mask as in pyllm_decoder_forward, NULL = all real) runs through an
- * empty cache of that batch. sequences[batch, prompt_len + max_new_tokens] receives the prompt
+ * empty cache of that batch, or (batch 1) a cache already holding the prompt's first cache->used
+ * tokens, which are then not computed again (pyllm/prefix_cache.py). sequences[batch, prompt_len + max_new_tokens] receives the prompt
  * then the new tokens; *n_steps the number of steps taken (new columns filled); new_count[batch]
  * (may be NULL) each row's new tokens before it ended, its end token included. */
 pyllm_status pyllm_generate(pyllm_decoder *m, pyllm_kv_cache *cache, const int32_t *prompt, const uint8_t *mask,

@@ -156,6 +156,12 @@ pyllm_status pyllm_kv_cache_copy(pyllm_kv_cache *dst, const pyllm_kv_cache *src)
  * prompt prefix computed once, continued differently by every row. */
 pyllm_status pyllm_kv_cache_repeat(pyllm_kv_cache *dst, const pyllm_kv_cache *src, int64_t batch);
 
+/* dst (uninitialised) becomes a one-row cache of `capacity` slots holding the first `tokens` real
+ * tokens of src's row `row` (padding dropped) in its first slots: a computed prefix kept apart
+ * from the call that made it (pyllm/prefix_cache.py), or continued with more room. */
+pyllm_status pyllm_kv_cache_take(pyllm_kv_cache *dst, const pyllm_kv_cache *src, int64_t row, int64_t tokens,
+                                 int64_t capacity);
+
 /* Keep only rows[0..n) (increasing) of the cache, in that order, as rows 0..n-1
  * (kv_cache.c). The buffers keep their size; cache->batch becomes n. */
 pyllm_status pyllm_kv_cache_keep_rows(pyllm_kv_cache *c, const int64_t *rows, int64_t n);

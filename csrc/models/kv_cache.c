@@ -282,3 +282,76 @@ pyllm_status pyllm_kv_cache_truncate(pyllm_kv_cache *c, int64_t n)
     c->used -= n;
     return PYLLM_OK;
 }
+
+/* Copy slots [from, from + n) of one row of src to slots [to, to + n) of dst's row 0, every layer:
+ * keys are runs over slots per value, values runs of head_dim per slot per head. */
+static void copy_slots(pyllm_kv_cache *dst, const pyllm_kv_cache *src, int64_t row, int64_t from, int64_t to,
+                       int64_t n)
+{
+    const size_t e = pyllm_kv_type_bytes(src->type);
+    const size_t src_row = (size_t)(src->capacity * src->kv_width) * e, dst_row = (size_t)(dst->capacity * dst->kv_width) * e;
+    const int64_t heads = src->kv_width / src->head_dim;
+    const size_t hd = (size_t)src->head_dim * e;
+    for (int64_t l = 0; l < src->n_layers; l++) {
+        const char *sk = (const char *)src->keys + (size_t)(l * src->batch + row) * src_row;
+        const char *sv = (const char *)src->values + (size_t)(l * src->batch + row) * src_row;
+        char *dk = (char *)dst->keys + (size_t)l * dst_row, *dv = (char *)dst->values + (size_t)l * dst_row;
+        for (int64_t i = 0; i < src->kv_width; i++)
+            memcpy(dk + ((size_t)i * (size_t)dst->capacity + (size_t)to) * e,
+                   sk + ((size_t)i * (size_t)src->capacity + (size_t)from) * e, (size_t)n * e);
+        for (int64_t h = 0; h < heads; h++)
+            memcpy(dv + ((size_t)h * (size_t)dst->capacity + (size_t)to) * hd,
+                   sv + ((size_t)h * (size_t)src->capacity + (size_t)from) * hd, (size_t)n * hd);
+    }
+}
+
+pyllm_status pyllm_kv_cache_take(pyllm_kv_cache *dst, const pyllm_kv_cache *src, int64_t row, int64_t tokens,
+                                 int64_t capacity)
+{
+    memset(dst, 0, sizeof *dst);
+    if (row < 0 || row >= src->batch)
+        return pyllm_error(PYLLM_ERR_VALUE, "row must be an index below %lld, got %lld", (long long)src->batch,
+                           (long long)row);
+    if (tokens < 1 || tokens > src->length[row])
+        return pyllm_error(PYLLM_ERR_VALUE, "tokens must be between 1 and the row's %lld cached tokens, got %lld",
+                           (long long)src->length[row], (long long)tokens);
+    if (capacity < tokens)
+        return pyllm_error(PYLLM_ERR_VALUE, "capacity must be at least tokens (%lld), got %lld", (long long)tokens,
+                           (long long)capacity);
+    cache_sizes s;
+    PYLLM_TRY(sizes_of(src->n_layers, src->kv_width, src->type, 1, capacity, &s));
+    *dst = *src;
+    dst->interventions = NULL; /* set by each call that uses the copy, as for any cache */
+    dst->batch = dst->max_batch = 1;
+    dst->capacity = capacity;
+    dst->keys = pyllm_alloc_big(s.kv);
+    dst->values = pyllm_alloc_big(s.kv);
+    dst->valid = pyllm_calloc_lazy(s.slots, 1);
+    dst->position = pyllm_calloc_lazy(s.slots, sizeof(int32_t));
+    dst->length = pyllm_calloc_lazy(1, sizeof(int64_t));
+    if (dst->keys == NULL || dst->values == NULL || dst->valid == NULL || dst->position == NULL ||
+        dst->length == NULL) {
+        pyllm_kv_cache_release(dst);
+        return PYLLM_ERR_MEMORY;
+    }
+    /* The row's real tokens in slot order (padding skipped), packed from slot 0, a run of
+     * consecutive real slots at a time (a left-padded row is one run). */
+    const uint8_t *valid = src->valid + row * src->capacity;
+    const int32_t *position = src->position + row * src->capacity;
+    int64_t taken = 0;
+    for (int64_t slot = 0; slot < src->used && taken < tokens; slot++) {
+        if (!valid[slot])
+            continue;
+        int64_t end = slot;
+        while (end < src->used && valid[end] && taken + (end - slot) < tokens)
+            end++;
+        copy_slots(dst, src, row, slot, taken, end - slot);
+        memcpy(dst->position + taken, position + slot, sizeof(int32_t) * (size_t)(end - slot));
+        memset(dst->valid + taken, 1, (size_t)(end - slot));
+        taken += end - slot;
+        slot = end - 1;
+    }
+    dst->used = taken;
+    dst->length[0] = taken;
+    return PYLLM_OK;
+}

@@ -65,7 +65,7 @@ static int64_t group_blocks_for(const pyllm_qweight *w, pyllm_isa isa)
 {
     if (isa != PYLLM_ISA_AVX512 || w->type == PYLLM_WEIGHT_BF16)
         return 1;
-    return w->type == PYLLM_WEIGHT_Q8_0 ? 2 : 4;
+    return PYLLM_LANE_GROUP;
 }
 
 
@@ -127,8 +127,8 @@ static inline void quantize_block(const float *x, int64_t n, int8_t *q, float *d
 
 /* Prepare units [u0, u1) of the activations: a unit is one group of group_blocks blocks of one row
  * (block types), or BF16_UNIT values of one row (bf16), so the threads can share the work; each
- * unit is prepared the same whoever does it. The block types' AVX-512 layout (interleaved Q4
- * groups, corr) is pyllm_gemv_prepare_avx512's; this one serves bf16 everywhere and the block
+ * unit is prepared the same whoever does it. The block types' AVX-512 layout (lane order,
+ * corr) is pyllm_gemv_prepare_avx512's; this one serves bf16 everywhere and the block
  * types on AVX2 and plain C. Cloned per ISA so the rounding and conversions inline. */
 #define BF16_UNIT 256
 __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -159,11 +159,10 @@ void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, pyllm_gemv_act *
 }
 
 /* The preparation of units [u0, u1): vectorised for the block types on AVX-512. */
-static void prepare(const pyllm_qweight *w, const float *x, int interleave, int avx512, pyllm_gemv_act *a,
-                    int64_t u0, int64_t u1)
+static void prepare(const pyllm_qweight *w, const float *x, int avx512, pyllm_gemv_act *a, int64_t u0, int64_t u1)
 {
     if (avx512 && w->type != PYLLM_WEIGHT_BF16)
-        pyllm_gemv_prepare_avx512(w, x, interleave, a, u0, u1);
+        pyllm_gemv_prepare_avx512(w, x, a, u0, u1);
     else
         pyllm_gemv_prepare(w, x, a, u0, u1);
 }
@@ -199,7 +198,6 @@ void pyllm_gemv_many(const pyllm_gemv_out *outs, int count, const float *x, int6
     pyllm_gemv_act a;
     layout(w, m, isa, scratch, &a);
     const int avx512 = isa == PYLLM_ISA_AVX512;
-    const int interleave = avx512 && (w->type == PYLLM_WEIGHT_Q4_0 || w->type == PYLLM_WEIGHT_Q4_1);
     const pyllm_gemv_rows_fn rows = isa == PYLLM_ISA_AVX512 ? pyllm_gemv_rows_avx512
                                     : isa == PYLLM_ISA_AVX2 ? pyllm_gemv_rows_avx2
                                                             : pyllm_gemv_rows_generic;
@@ -214,14 +212,14 @@ void pyllm_gemv_many(const pyllm_gemv_out *outs, int count, const float *x, int6
         {
             int64_t u0, u1, r0, r1;
             pyllm_thread_share(units, 1, &u0, &u1);
-            prepare(w, x, interleave, avx512, &a, u0, u1);
+            prepare(w, x, avx512, &a, u0, u1);
 #pragma omp barrier
             pyllm_thread_share(n, 4, &r0, &r1);
             if (r0 < r1)
                 rows_of_outputs(rows, outs, count, &a, r0, r1);
         }
     } else {
-        prepare(w, x, interleave, avx512, &a, 0, units);
+        prepare(w, x, avx512, &a, 0, units);
         rows_of_outputs(rows, outs, count, &a, 0, n);
     }
 }

@@ -149,6 +149,12 @@ static pyllm_status f32_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, co
     return st;
 }
 
+/* Block-type weights in the layout the decode kernels read: lane order for AVX-512's. */
+static pyllm_status kernel_layout(pyllm_qweight *w)
+{
+    return pyllm_gemv_isa() == PYLLM_ISA_AVX512 ? pyllm_qweight_to_lanes16(w) : PYLLM_OK;
+}
+
 /* The packed types from ggml blocks: Q8_0/Q4_0/Q4_1 blocks into the same type are taken as they
  * are (their values unchanged: no re-quantizing); every other pair goes through float32, one
  * matrix at a time. */
@@ -160,6 +166,8 @@ static pyllm_status ggml_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, p
     if (pyllm_ggml_native_weight_type(ggml) == (int)type) {
         start_linear(lin, ctx, type, n, k);
         pyllm_status st = pyllm_qweight_from_ggml(&lin->q, ggml, weight, n, k);
+        if (st == PYLLM_OK)
+            st = kernel_layout(&lin->q);
         if (st == PYLLM_OK)
             st = copy_bias(lin, bias);
         if (st != PYLLM_OK)
@@ -185,6 +193,8 @@ pyllm_status pyllm_linear_init(pyllm_linear *lin, pyllm_matmul_ctx *ctx, pyllm_w
         return ggml_linear_init(lin, ctx, type, weight, src_type, bias, n, k);
     start_linear(lin, ctx, type, n, k);
     pyllm_status st = pyllm_qweight_init(&lin->q, type, weight, src_type, n, k);
+    if (st == PYLLM_OK)
+        st = kernel_layout(&lin->q);
     if (st == PYLLM_OK)
         st = copy_bias(lin, bias);
     if (st != PYLLM_OK)

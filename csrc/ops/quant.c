@@ -175,6 +175,83 @@ static inline void quantize_q4_1(const float *x, uint8_t *q, uint16_t *scale, ui
         q[j] = (uint8_t)(q4_level((x[j] - min) * id + 0.5f) | (q4_level((x[j + 16] - min) * id + 0.5f) << 4));
 }
 
+/* ---- block placement --------------------------------------------------------------------- */
+
+/* Where block b of row r starts in the plain layout, or its lane group starts in the lane order
+ * (with the group's block count and b's lane). */
+static uint8_t *block_place(const pyllm_qweight *w, int64_t r, int64_t b, int64_t *lanes, int64_t *lane)
+{
+    const int64_t bytes = pyllm_qblock_bytes(w->type), nb = w->blocks;
+    uint8_t *row = (uint8_t *)w->quants + r * nb * bytes;
+    if (!w->lanes16)
+        return row + b * bytes;
+    const int64_t g = b / PYLLM_LANE_GROUP, left = nb - g * PYLLM_LANE_GROUP;
+    *lanes = left < PYLLM_LANE_GROUP ? left : PYLLM_LANE_GROUP;
+    *lane = b % PYLLM_LANE_GROUP;
+    return row + g * PYLLM_LANE_GROUP * bytes;
+}
+
+/* The lane order moves 4 bytes at a time; Q8_0's are flipped to unsigned (q + 128) on the way in
+ * and back on the way out. */
+static uint32_t lane_flip(const pyllm_qweight *w) { return w->type == PYLLM_WEIGHT_Q8_0 ? 0x80808080u : 0u; }
+
+void pyllm_qblock_store(pyllm_qweight *w, int64_t r, int64_t b, const uint8_t *bytes)
+{
+    const int64_t size = pyllm_qblock_bytes(w->type);
+    int64_t lanes = 0, lane = 0;
+    uint8_t *at = block_place(w, r, b, &lanes, &lane);
+    if (!w->lanes16) {
+        memcpy(at, bytes, (size_t)size);
+        return;
+    }
+    const uint32_t flip = lane_flip(w);
+    for (int64_t s = 0; s < size / 4; s++) {
+        uint32_t v;
+        memcpy(&v, bytes + 4 * s, 4);
+        v ^= flip;
+        memcpy(at + (s * lanes + lane) * 4, &v, 4);
+    }
+}
+
+void pyllm_qblock_load(const pyllm_qweight *w, int64_t r, int64_t b, uint8_t *bytes)
+{
+    const int64_t size = pyllm_qblock_bytes(w->type);
+    int64_t lanes = 0, lane = 0;
+    const uint8_t *at = block_place(w, r, b, &lanes, &lane);
+    if (!w->lanes16) {
+        memcpy(bytes, at, (size_t)size);
+        return;
+    }
+    const uint32_t flip = lane_flip(w);
+    for (int64_t s = 0; s < size / 4; s++) {
+        uint32_t v;
+        memcpy(&v, at + (s * lanes + lane) * 4, 4);
+        v ^= flip;
+        memcpy(bytes + 4 * s, &v, 4);
+    }
+}
+
+pyllm_status pyllm_qweight_to_lanes16(pyllm_qweight *w)
+{
+    if (w->type == PYLLM_WEIGHT_BF16 || w->lanes16)
+        return PYLLM_OK;
+    const size_t row_bytes = (size_t)(w->blocks * pyllm_qblock_bytes(w->type));
+    const int threads = omp_get_max_threads();
+    uint8_t *rows = pyllm_alloc(row_bytes * (size_t)threads);
+    if (rows == NULL)
+        return PYLLM_ERR_MEMORY;
+    w->lanes16 = 1;
+#pragma omp parallel for schedule(static) num_threads(threads) if (w->n * w->k > 65536)
+    for (int64_t r = 0; r < w->n; r++) {
+        uint8_t *plain = rows + row_bytes * (size_t)omp_get_thread_num();
+        memcpy(plain, (uint8_t *)w->quants + row_bytes * (size_t)r, row_bytes);
+        for (int64_t b = 0; b < w->blocks; b++)
+            pyllm_qblock_store(w, r, b, plain + b * pyllm_qblock_bytes(w->type));
+    }
+    pyllm_free(rows);
+    return PYLLM_OK;
+}
+
 /* One row: row holds blocks * 32 floats, zero past k. Cloned per ISA: loading a 7B model
  * quantizes 6.5 billion weights. */
 __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -183,20 +260,21 @@ static void quantize_row(pyllm_qweight *w, int64_t r, const float *row)
     const int64_t nb = w->blocks;
     for (int64_t b = 0; b < nb; b++) {
         const float *x = row + b * PYLLM_QBLOCK;
+        uint8_t q[PYLLM_QBLOCK];
         switch (w->type) {
         case PYLLM_WEIGHT_Q8_0:
-            quantize_q8_0(x, (int8_t *)w->quants + (r * nb + b) * PYLLM_QBLOCK, &w->scales[r * nb + b]);
+            quantize_q8_0(x, (int8_t *)q, &w->scales[r * nb + b]);
             break;
         case PYLLM_WEIGHT_Q4_0:
-            quantize_q4_0(x, (uint8_t *)w->quants + (r * nb + b) * 16, &w->scales[r * nb + b]);
+            quantize_q4_0(x, q, &w->scales[r * nb + b]);
             break;
         case PYLLM_WEIGHT_Q4_1:
-            quantize_q4_1(x, (uint8_t *)w->quants + (r * nb + b) * 16, &w->scales[r * nb + b],
-                          &w->mins[r * nb + b]);
+            quantize_q4_1(x, q, &w->scales[r * nb + b], &w->mins[r * nb + b]);
             break;
         default:
             break;
         }
+        pyllm_qblock_store(w, r, b, q);
     }
 }
 
@@ -286,12 +364,14 @@ static void dequantize_span(const pyllm_qweight *w, int64_t r, int64_t j0, int64
         const float d = pyllm_f16_to_f32(w->scales[r * nb + b]);
         const int64_t left = j0 + n - b * PYLLM_QBLOCK, count = left < PYLLM_QBLOCK ? left : PYLLM_QBLOCK;
         float block[PYLLM_QBLOCK];
+        uint8_t bytes[PYLLM_QBLOCK];
+        pyllm_qblock_load(w, r, b, bytes);
         if (w->type == PYLLM_WEIGHT_Q8_0) {
-            const int8_t *q = (const int8_t *)w->quants + (r * nb + b) * PYLLM_QBLOCK;
+            const int8_t *q = (const int8_t *)bytes;
             for (int j = 0; j < PYLLM_QBLOCK; j++)
                 block[j] = (float)q[j] * d;
         } else {
-            const uint8_t *q = (const uint8_t *)w->quants + (r * nb + b) * 16;
+            const uint8_t *q = bytes;
             if (w->type == PYLLM_WEIGHT_Q4_0) { /* no "+ 0": it would turn ggml's -0.0 into +0.0 */
                 for (int j = 0; j < 16; j++) {
                     block[j] = d * (float)((q[j] & 0x0f) - 8);
@@ -335,6 +415,12 @@ void pyllm_qweight_dequantize_bf16(const pyllm_qweight *w, int64_t row0, int64_t
     const int64_t k = w->k;
     if (w->type == PYLLM_WEIGHT_BF16) {
         memcpy(out, (const uint16_t *)w->quants + row0 * k, sizeof(uint16_t) * (size_t)(rows * k));
+        return;
+    }
+    if (w->lanes16) {
+#pragma omp parallel for schedule(static) if (rows * k > 65536)
+        for (int64_t r = 0; r < rows; r++)
+            pyllm_lanes16_dequantize_row_bf16(w, row0 + r, out + r * k);
         return;
     }
 #pragma omp parallel if (rows * k > 65536)

@@ -10,7 +10,15 @@
  *   Q8_0: quants = int8 [n][blocks * 32], scales = f16 [n][blocks]          w = d * q
  *   Q4_0: quants = uint8 [n][blocks * 16], scales = f16 [n][blocks]         w = d * (q - 8)
  *   Q4_1: as Q4_0 plus mins = f16 [n][blocks]                                w = d * q + m
- * A Q4 block's byte j holds element j in its low nibble and element j + 16 in its high one. */
+ * A Q4 block's byte j holds element j in its low nibble and element j + 16 in its high one.
+ *
+ * Where the AVX-512 kernels run (pyllm_qweight_to_lanes16 sets `lanes16`), a row's block bytes
+ * are stored lane by lane instead, for VNNI: the row's blocks form groups of 16 (the last group
+ * holds the rest, L <= 16 blocks), and a group's bytes run [step][block of the group][4 bytes],
+ * step s holding bytes 4s..4s+3 of each block. One 64-byte load then puts 4 bytes of 16 blocks in
+ * the 16 lanes of vpdpbusd, so a lane accumulates one whole block and its scale applies once per
+ * block, not once per 4 bytes. Q8_0 bytes are stored there as unsigned q + 128 (the operand
+ * vpdpbusd takes). pyllm_qblock_store/load move a block in and out of either layout. */
 #ifndef PYLLM_OPS_QUANT_H
 #define PYLLM_OPS_QUANT_H
 
@@ -52,11 +60,29 @@ typedef enum {
 typedef struct {
     pyllm_weight_type type; /* never F32: float32 weights are oneDNN's (ops/matmul.c) */
     int64_t n, k, blocks;   /* blocks = ceil(k / 32) for the block types, 0 for BF16 */
+    int lanes16;            /* block bytes in the AVX-512 kernels' lane order (see above) */
     void *quants;
     uint16_t *scales, *mins; /* f16; mins only for Q4_1 */
 } pyllm_qweight;
 
 const char *pyllm_weight_type_name(pyllm_weight_type type);
+
+#define PYLLM_LANE_GROUP 16 /* blocks per lane group */
+
+/* Quant bytes of one block: 32 (Q8_0) or 16 (Q4). */
+static inline int64_t pyllm_qblock_bytes(pyllm_weight_type type) { return type == PYLLM_WEIGHT_Q8_0 ? 32 : 16; }
+
+/* Block b of row r, as ggml stores its quants (bytes = pyllm_qblock_bytes), into w's layout and out. */
+void pyllm_qblock_store(pyllm_qweight *w, int64_t r, int64_t b, const uint8_t *bytes);
+void pyllm_qblock_load(const pyllm_qweight *w, int64_t r, int64_t b, uint8_t *bytes);
+
+/* Row r of a lane-order matrix as bf16 [k] (ops/quant_lanes_avx512.c; AVX-512 only). */
+void pyllm_lanes16_dequantize_row_bf16(const pyllm_qweight *w, int64_t r, uint16_t *out);
+
+/* Rewrite a block-type matrix packed in the plain layout (as pyllm_qweight_init and
+ * pyllm_qweight_from_ggml pack it) into the lane order, in place (a row's bytes of scratch per
+ * thread): the layer code does this where the AVX-512 kernels run. */
+pyllm_status pyllm_qweight_to_lanes16(pyllm_qweight *w);
 
 /* Bytes a [n, k] matrix takes in the given type (what pyllm_qweight_init allocates). */
 size_t pyllm_weight_bytes(pyllm_weight_type type, int64_t n, int64_t k);

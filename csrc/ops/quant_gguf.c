@@ -253,7 +253,6 @@ pyllm_status pyllm_qweight_from_ggml(pyllm_qweight *w, int type, const void *src
         return PYLLM_ERR_MEMORY;
     }
     const uint8_t *s = src;
-    uint8_t *quants = w->quants;
     /* the same bytes, split: ggml's nibble order (element j low, j + 16 high) is ours too */
 #pragma omp parallel for schedule(static) if (total > 4096)
     for (int64_t i = 0; i < (int64_t)total; i++) {
@@ -261,7 +260,7 @@ pyllm_status pyllm_qweight_from_ggml(pyllm_qweight *w, int type, const void *src
         memcpy(&w->scales[i], b + scale_at, 2);
         if (min_at)
             memcpy(&w->mins[i], b + min_at, 2);
-        memcpy(quants + (size_t)i * quant_bytes, b + quants_at, quant_bytes);
+        pyllm_qblock_store(w, i / nb, i % nb, b + quants_at);
     }
     return PYLLM_OK;
 }

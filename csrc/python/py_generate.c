@@ -23,6 +23,7 @@
 #include "python/py_generate.h"
 #include "python/py_interventions.h"
 #include "python/py_memory.h"
+#include "python/py_model.h"
 
 /* ---- options from Python ------------------------------------------------------------------ */
 
@@ -347,9 +348,9 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
                              "logprobs_processed", "num_beams", "num_return_sequences", "length_penalty",
                              "early_stopping", "output_scores", "output_logits", "prompt_lookup_num_tokens",
                              "max_matching_ngram_size", "assistant", "num_assistant_tokens", "speculative_costs",
-                             "interventions", NULL};
+                             "interventions", "cache", NULL};
     PyObject *ids_obj, *mask_obj = Py_None, *bad_obj = Py_None, *bias_obj = Py_None, *eos_obj = Py_None;
-    PyObject *process_obj = Py_None, *stop_obj = Py_None, *tokens_obj = Py_None;
+    PyObject *process_obj = Py_None, *stop_obj = Py_None, *tokens_obj = Py_None, *cache_obj = Py_None;
     PyObject *assistant_obj = Py_None, *costs_obj = Py_None;
     long long lookup_tokens = 0, max_ngram = 2, assistant_tokens = 20;
     PyObject *max_new_obj = NULL, *top_k_obj = NULL, *ngram_obj = NULL, *min_new_obj = NULL, *pad_obj = NULL,
@@ -360,14 +361,14 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
     long long num_beams = 1, num_return = 1;
     double temperature = 1.0, top_p = 1.0, min_p = 0.0, typical_p = 1.0, repetition = 1.0, frequency = 0.0,
            presence = 0.0, length_penalty = 1.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOpdOddddddOOOOOOKOOOpOpLLdippLLOLOO:generate", kwlist, &ids_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOpdOddddddOOOOOOKOOOpOpLLdippLLOLOOO:generate", kwlist, &ids_obj,
                                      &mask_obj, &max_new_obj, &do_sample, &temperature, &top_k_obj, &top_p, &min_p,
                                      &typical_p, &repetition, &frequency, &presence, &ngram_obj, &min_new_obj,
                                      &bad_obj, &bias_obj, &eos_obj, &pad_obj, &seed, &process_obj, &stop_obj,
                                      &tokens_obj, &output_logprobs, &top_n_obj, &processed, &num_beams, &num_return,
                                      &length_penalty, &early_stopping, &output_scores, &output_logits,
                                      &lookup_tokens, &max_ngram, &assistant_obj, &assistant_tokens, &costs_obj,
-                                     &interventions_obj))
+                                     &interventions_obj, &cache_obj))
         return NULL;
     const pyllm_intervention_list *interventions;
     if (pyllm_interventions_of(interventions_obj, &interventions) < 0)
@@ -439,7 +440,7 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
     processor_buffers buffers;
     PyArrayObject *ids = NULL, *mask = NULL;
     PyObject *out = NULL, *counts = NULL, *logprobs = NULL, *top_ids = NULL, *top_values = NULL, *result = NULL;
-    PyObject *scores = NULL, *raw_logits = NULL, *seq_scores = NULL, *beam_indices = NULL;
+    PyObject *scores = NULL, *raw_logits = NULL, *seq_scores = NULL, *beam_indices = NULL, *claimed = NULL;
     PyObject *drafted = NULL, *accepted = NULL, *stopped_at = NULL, *assistant_claimed = NULL;
     PyThread_type_lock assistant_lock = NULL;
     int assistant_threads = 1;
@@ -488,6 +489,31 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
     }
     if (pyllm_check_kv_cache_fits(&model->config, cache_rows, capacity) < 0)
         goto done;
+    /* A one-row cache holding the prompt's first tokens (pyllm/prefix_cache.py): generation starts
+     * from a copy of it. Read-claimed for the call. */
+    const pyllm_kv_cache *start = NULL;
+    if (cache_obj != Py_None) {
+        if ((start = pyllm_kv_cache_of(cache_obj, model)) == NULL)
+            goto done;
+        if (start->batch != 1 || batch != 1 || beams || start->used >= prompt_len || start->length[0] != start->used) {
+            PyErr_Format(PyExc_ValueError, "cache must be one row holding fewer tokens than the prompt, for one prompt "
+                         "without beams; got %lld rows of %lld tokens, %lld prompts of %lld and num_beams=%lld",
+                         (long long)start->batch, (long long)start->used, (long long)batch, (long long)prompt_len,
+                         num_beams);
+            goto done;
+        }
+        if (speculative) { /* speculation makes caches of its own */
+            PyErr_SetString(PyExc_ValueError, "cache= does not run with speculative decoding "
+                                              "(prompt_lookup_num_tokens, assistant_model): pass one or the other");
+            goto done;
+        }
+        if (start->used == 0)
+            start = NULL;
+        else if (pyllm_kv_cache_claim(cache_obj, 0) < 0)
+            goto done;
+        else
+            claimed = cache_obj;
+    }
     hooks.batch = batch;
     {
         npy_intp seq_dims[2] = {out_rows, prompt_len + max_new}, count_dims[1] = {out_rows};
@@ -575,8 +601,10 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
         steps_run = steps;
         if (assistant_lock != NULL)
             PyThread_release_lock(assistant_lock);
-    } else
-        st = pyllm_kv_cache_init(&cache, model, cache_rows, capacity);
+    } else {
+        st = start ? pyllm_kv_cache_take(&cache, start, 0, start->used, capacity)
+                   : pyllm_kv_cache_init(&cache, model, cache_rows, capacity);
+    }
     if (!speculative && st == PYLLM_OK) {
         cache.interventions = interventions; /* every token of the prompt and of the steps */
         if (beams) {
@@ -629,6 +657,8 @@ PyObject *pyllm_generate_call(pyllm_decoder *model, PyThread_type_lock lock, int
     }
 
 done:
+    if (claimed != NULL)
+        pyllm_kv_cache_unclaim(claimed, 0);
     buffers_release(&buffers);
     Py_XDECREF(ids);
     Py_XDECREF(mask);

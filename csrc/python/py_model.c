@@ -634,6 +634,20 @@ int pyllm_kv_cache_claim(PyObject *cache, int write)
 
 void pyllm_kv_cache_unclaim(PyObject *cache, int write) { cache_unclaim((KVCacheObject *)cache, write); }
 
+const pyllm_kv_cache *pyllm_kv_cache_of(PyObject *cache, const pyllm_decoder *model)
+{
+    if (!PyObject_TypeCheck(cache, &KVCacheType)) {
+        PyErr_Format(PyExc_TypeError, "cache must be a KVCache from model.new_cache(), got %s", Py_TYPE(cache)->tp_name);
+        return NULL;
+    }
+    KVCacheObject *c = (KVCacheObject *)cache;
+    if (!c->ready || &c->owner->model != model) {
+        PyErr_SetString(PyExc_ValueError, "cache must belong to this model: this one was made by another");
+        return NULL;
+    }
+    return &c->cache;
+}
+
 static KVCacheObject *cache_wrap(DecoderObject *owner)
 {
     KVCacheObject *c = PyObject_New(KVCacheObject, &KVCacheType);
@@ -1047,6 +1061,63 @@ static PyObject *cache_repeat(KVCacheObject *self, PyObject *arg)
     return (PyObject *)c;
 }
 
+static int cache_settled(KVCacheObject *self);
+
+static PyObject *cache_take(KVCacheObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"tokens", "row", "capacity", NULL};
+    PyObject *tokens_obj = NULL, *row_obj = NULL, *capacity_obj = NULL;
+    int64_t tokens = 0, row = 0, capacity = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OO:take", kwlist, &tokens_obj, &row_obj, &capacity_obj) ||
+        pyllm_arg_int64(tokens_obj, "tokens", INT64_MIN, INT64_MAX, &tokens) < 0 ||
+        pyllm_arg_int64(row_obj, "row", INT64_MIN, INT64_MAX, &row) < 0 ||
+        (capacity_obj != Py_None && pyllm_arg_int64(capacity_obj, "capacity", INT64_MIN, INT64_MAX, &capacity) < 0))
+        return NULL;
+    if (capacity_obj == NULL || capacity_obj == Py_None)
+        capacity = tokens;
+    if (cache_settled(self) < 0)
+        return NULL;
+    if (row < 0 || row >= self->cache.batch) {
+        PyErr_Format(PyExc_ValueError, "row must be a row index in [0, %lld), got %lld", (long long)self->cache.batch,
+                     (long long)row);
+        return NULL;
+    }
+    if (tokens < 1 || tokens > self->cache.length[row]) {
+        PyErr_Format(PyExc_ValueError, "tokens must be between 1 and the row's %lld cached tokens, got %lld",
+                     (long long)self->cache.length[row], (long long)tokens);
+        return NULL;
+    }
+    if (capacity < tokens || capacity > self->owner->model.config.n_ctx) {
+        PyErr_Format(PyExc_ValueError, "capacity must be between tokens (%lld) and n_ctx (%lld), got %lld",
+                     (long long)tokens, (long long)self->owner->model.config.n_ctx, (long long)capacity);
+        return NULL;
+    }
+    if (call_begin(self->owner) < 0)
+        return NULL;
+    if (pyllm_check_kv_cache_fits(&self->owner->model.config, 1, capacity) < 0 || cache_claim(self, 0) < 0) {
+        call_end(self->owner);
+        return NULL;
+    }
+    KVCacheObject *c = cache_wrap(self->owner);
+    if (c == NULL) {
+        cache_unclaim(self, 0);
+        call_end(self->owner);
+        return NULL;
+    }
+    pyllm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = pyllm_kv_cache_take(&c->cache, &self->cache, row, tokens, capacity);
+    Py_END_ALLOW_THREADS
+    cache_unclaim(self, 0);
+    call_end(self->owner);
+    if (st != PYLLM_OK) {
+        Py_DECREF(c);
+        return pyllm_raise(st);
+    }
+    c->ready = 1;
+    return (PyObject *)c;
+}
+
 /* The fill of a cache changes during a call that appends to it: RuntimeError then. */
 static int cache_settled(KVCacheObject *self)
 {
@@ -1114,6 +1185,9 @@ static PyMethodDef cache_methods[] = {
     {"copy", (PyCFunction)cache_copy, METH_NOARGS, "An independent copy of this cache."},
     {"repeat", (PyCFunction)cache_repeat, METH_O,
      "repeat(batch_size): a new cache of batch_size rows, each a copy of this one-row cache."},
+    {"take", (PyCFunction)(void (*)(void))cache_take, METH_VARARGS | METH_KEYWORDS,
+     "take(tokens, row=0, capacity=None): a new one-row cache holding the first `tokens` real tokens of row `row` "
+     "(padding dropped), with room for `capacity` (default: tokens) to continue it."},
     {NULL, NULL, 0, NULL},
 };
 

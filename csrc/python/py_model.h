@@ -19,4 +19,8 @@ void pyllm_kv_cache_unclaim(PyObject *cache, int write);
 int pyllm_decoder_claim(PyObject *obj, pyllm_decoder **model, PyThread_type_lock *lock, int *n_threads);
 void pyllm_decoder_unclaim(PyObject *obj);
 
+/* The keys and values of a _core.KVCache made for `model`; NULL with TypeError for another
+ * object, ValueError for another model's cache. Borrowed: valid while the object lives. */
+const pyllm_kv_cache *pyllm_kv_cache_of(PyObject *cache, const pyllm_decoder *model);
+
 #endif

@@ -41,7 +41,9 @@ static PyObject *quantize_roundtrip(PyObject *self, PyObject *args)
     PyObject *obj;
     const char *type_name;
     pyllm_weight_type type;
-    if (!PyArg_ParseTuple(args, "Os:quantize_roundtrip", &obj, &type_name) || parse_type(type_name, &type) < 0)
+    int lanes16 = 0, to_bf16 = 0;
+    if (!PyArg_ParseTuple(args, "Os|pp:quantize_roundtrip", &obj, &type_name, &lanes16, &to_bf16) ||
+        parse_type(type_name, &type) < 0)
         return NULL;
     if (type == PYLLM_WEIGHT_F32) {
         PyErr_SetString(PyExc_ValueError, "float32 is not quantized");
@@ -52,7 +54,7 @@ static PyObject *quantize_roundtrip(PyObject *self, PyObject *args)
         return NULL;
     const int64_t n = PyArray_DIM(w, 0), k = PyArray_DIM(w, 1);
     npy_intp dims[2] = {n, k};
-    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, to_bf16 ? NPY_UINT16 : NPY_FLOAT32);
     if (out == NULL) {
         Py_DECREF(w);
         return NULL;
@@ -61,10 +63,13 @@ static PyObject *quantize_roundtrip(PyObject *self, PyObject *args)
     pyllm_status st;
     Py_BEGIN_ALLOW_THREADS
     st = pyllm_qweight_init(&q, type, PyArray_DATA(w), PYLLM_SOURCE_F32, n, k);
-    if (st == PYLLM_OK) {
+    if (st == PYLLM_OK && lanes16)
+        st = pyllm_qweight_to_lanes16(&q);
+    if (st == PYLLM_OK && to_bf16)
+        pyllm_qweight_dequantize_bf16(&q, 0, n, PyArray_DATA(out));
+    else if (st == PYLLM_OK)
         pyllm_qweight_dequantize_f32(&q, 0, n, PyArray_DATA(out));
-        pyllm_qweight_release(&q);
-    }
+    pyllm_qweight_release(&q);
     Py_END_ALLOW_THREADS
     Py_DECREF(w);
     if (st != PYLLM_OK) {
@@ -217,7 +222,8 @@ static PyObject *gguf_qweight_roundtrip(PyObject *self, PyObject *args)
     PyObject *obj;
     int type;
     long long n, k;
-    if (!PyArg_ParseTuple(args, "iOLL:gguf_qweight_roundtrip", &type, &obj, &n, &k))
+    int lanes16 = 0;
+    if (!PyArg_ParseTuple(args, "iOLL|p:gguf_qweight_roundtrip", &type, &obj, &n, &k, &lanes16))
         return NULL;
     if (n < 1 || k < 1) {
         PyErr_SetString(PyExc_ValueError, "n and k must be positive");
@@ -233,10 +239,11 @@ static PyObject *gguf_qweight_roundtrip(PyObject *self, PyObject *args)
         Py_BEGIN_ALLOW_THREADS
         pyllm_qweight w;
         st = pyllm_qweight_from_ggml(&w, type, view.buf, n, k);
-        if (st == PYLLM_OK) {
+        if (st == PYLLM_OK && lanes16)
+            st = pyllm_qweight_to_lanes16(&w);
+        if (st == PYLLM_OK)
             pyllm_qweight_dequantize_f32(&w, 0, n, PyArray_DATA(out));
-            pyllm_qweight_release(&w);
-        }
+        pyllm_qweight_release(&w);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&view);
@@ -251,14 +258,16 @@ static PyMethodDef quant_methods[] = {
     {"prefill_compute", prefill_compute, METH_NOARGS,
      "prefill_compute(): the element type low-precision prefill multiplies in here, 'bfloat16' or 'float32'."},
     {"quantize_roundtrip", quantize_roundtrip, METH_VARARGS,
-     "quantize_roundtrip(weights f32 [n, k], type): the weights quantized to type and dequantized to f32."},
+     "quantize_roundtrip(weights f32 [n, k], type, lanes16=False, bf16=False): the weights quantized to type (in "
+     "the AVX-512 kernels' lane order if asked) and dequantized to f32, or to bf16 bits (uint16) as prefill does."},
     {"linear", linear, METH_VARARGS,
      "linear(weights f32 [n, k], type, x f32 [m, k], bias=None, repeats=1, batch_invariant=False): x · Wᵀ "
      "(+ bias) with W packed as type, by the batch-invariant path when asked; with repeats > 1, (y, seconds per "
      "call) over repeats - 1 timed calls after a warm one."},
     {"gguf_qweight_roundtrip", gguf_qweight_roundtrip, METH_VARARGS,
-     "gguf_qweight_roundtrip(ggml_type, buffer, n, k) -> float32 [n, k]: a Q8_0/Q4_0/Q4_1 GGUF matrix taken "
-     "into pyllm's weight layout without re-quantizing, then dequantized by pyllm's own code."},
+     "gguf_qweight_roundtrip(ggml_type, buffer, n, k, lanes16=False) -> float32 [n, k]: a Q8_0/Q4_0/Q4_1 GGUF "
+     "matrix taken into pyllm's weight layout (the lane order if asked) without re-quantizing, then dequantized "
+     "by pyllm's own code."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -38,6 +38,7 @@ except ImportError as e:
 
 import pyllm
 from pyllm import hub, scoring, text_pairs
+from pyllm.prefix_cache import prefix_cache_argument
 
 __all__ = ["PyllmLM"]
 
@@ -93,18 +94,22 @@ class PyllmLM(TemplateLM):
 
     def __init__(self, pretrained, dtype="float32", n_threads=None, n_ctx=None, max_length=None,
                  tokenizer=None, add_bos_token=None, prefix_token_id=None, seed=1234,
-                 batch_size=1, max_batch_size=64, device=None, batch_invariant=False, revision=None, ray_actors=None,
-                 **kwargs):
+                 batch_size=1, max_batch_size=64, device=None, batch_invariant=False, revision=None,
+                 prefix_cache=True, ray_actors=None, **kwargs):
         super().__init__()
         if kwargs:
             raise ValueError(f"unknown model_args for the pyllm backend: {', '.join(sorted(kwargs))}")
         ray_actors = _positive_int("ray_actors", ray_actors)
         # The arguments each Ray actor builds its own single-process backend from (the model path as
         # given: a Hub id is resolved on each node); 1 thread per actor unless n_threads says.
-        worker_args = dict(pretrained=pretrained, dtype=dtype, n_threads=_positive_int("n_threads", n_threads) or 1, n_ctx=n_ctx,
-                           max_length=max_length, tokenizer=tokenizer, add_bos_token=add_bos_token,
+        worker_args = dict(pretrained=pretrained, dtype=dtype, n_threads=_positive_int("n_threads", n_threads) or 1,
+                           n_ctx=n_ctx, max_length=max_length, tokenizer=tokenizer, add_bos_token=add_bos_token,
                            prefix_token_id=prefix_token_id, seed=seed, batch_size=batch_size,
-                           max_batch_size=max_batch_size, batch_invariant=batch_invariant, revision=revision)
+                           max_batch_size=max_batch_size, batch_invariant=batch_invariant, revision=revision,
+                           prefix_cache=prefix_cache)
+        # prefix_cache=false turns it off, a number of bytes bounds it (pyllm.PrefixCache).
+        self.prefix_cache = prefix_cache_argument(prefix_cache)
+        self._prefix_key = None  # what else changes the KV (interventions), as pyllm.LLM's
         # A local directory, or a Hub id fetched (only the files pyllm reads) into huggingface_hub's
         # cache, as Model.from_pretrained resolves it; revision= as for lm-eval's hf backend.
         name = pretrained
@@ -213,6 +218,9 @@ class PyllmLM(TemplateLM):
 
     # -- scoring ------------------------------------------------------------------------------
 
+    def _reuse(self):
+        return scoring.Reuse(self.prefix_cache, self._prefix_key) if self.prefix_cache is not None else None
+
     def loglikelihood(self, requests, disable_tqdm=False):
         """(context, continuation) strings to ids by pyllm.text_pairs (lm-eval's _encode_pair and
         empty-context rule, the same function pyllm.LLM.loglikelihood uses), then scored."""
@@ -237,8 +245,8 @@ class PyllmLM(TemplateLM):
         """scoring.loglikelihood of token pairs, here or spread over the Ray actors (in order)."""
         if self._actors is not None:
             return self._actors.map("score", pairs, (batch_size, self.max_length), "loglikelihood", progress)
-        return scoring.loglikelihood(self.model, pairs, batch_size=batch_size, max_length=self.max_length,
-                                     progress=progress)
+        return scoring._loglikelihood(self.model, pairs, batch_size=batch_size, max_length=self.max_length,
+                                      progress=progress, reuse=self._reuse())
 
     def loglikelihood_rolling(self, requests, disable_tqdm=False):
         windows, counts = [], []
@@ -265,10 +273,17 @@ class PyllmLM(TemplateLM):
 
     def _greedy(self, context, max_gen_toks, until, eos_ids):
         """Greedy tokens one step at a time over a KV cache, stopping at EOS, at a stop string in
-        the decoded text (lm-eval cuts the text there anyway), or after max_gen_toks."""
+        the decoded text (lm-eval cuts the text there anyway), or after max_gen_toks. The context
+        starts after the longest prefix of it the prefix cache holds, and is kept there."""
         model = self.model
-        cache = model.new_cache(1, len(context) + max_gen_toks)
-        logits = model([context], cache=cache, logits_to_keep=1)[:, -1]
+        capacity = len(context) + max_gen_toks
+        reuse = self._reuse()
+        done, cache = reuse.match(model, context, capacity, limit=len(context) - 1) if reuse else (0, None)
+        if cache is None:
+            cache = model.new_cache(1, capacity)
+        logits = model([context[done:]], cache=cache, logits_to_keep=1)[:, -1]
+        if reuse is not None:
+            reuse.insert(model, context, cache)
         generated = []
         for step in range(max_gen_toks):
             token = int(np.argmax(logits[0]))

@@ -37,8 +37,8 @@ class LMWorker:
                                     f"{context.get_node_id()} ({ray.util.get_node_ip_address()}): {e}") from None
 
     def score(self, pairs, batch_size, max_length):
-        return scoring.loglikelihood(self.lm.model, pairs, batch_size=batch_size, max_length=max_length,
-                                     progress=False)
+        assert max_length == self.lm.max_length, (max_length, self.lm.max_length)  # built from the same args
+        return self.lm._score(pairs, batch_size, False)  # with this actor's own prefix cache
 
     def generate(self, jobs):
         return [self.lm._generate_tokens(*job) for job in jobs]
