@@ -13,7 +13,10 @@ import inspect
 import numpy as np
 import pytest
 
+from unittest import mock
+
 import pyllm
+import pyllm.ray
 from pyllm import generation, scoring
 from llama_reference import make_config, make_pair, state_arrays
 from llm_models import write_llama
@@ -84,11 +87,42 @@ BAD_INTERVENTIONS = [5, "x", [5], [pyllm.Intervention(7, add=np.ones(64))], [pyl
 MESSAGES = [{"role": "user", "content": "Hi"}]
 BAD_MESSAGES = ["hi", [{"role": "user"}], [{"role": 5, "content": "x"}], [5]]
 
+
+
+def _no_ray(fn):
+    """A pyllm.ray call whose arguments must fail before Ray is reached: reading the data (which
+    would start a Ray) raises AssertionError instead, so an argument let through fails the row."""
+    def call(**kw):
+        reached = AssertionError("pyllm.ray reached Ray with a bad argument")
+        with mock.patch("ray.data.from_items", side_effect=reached), \
+                mock.patch("ray.data.read_json", side_effect=reached), \
+                mock.patch("ray.data.read_parquet", side_effect=reached):
+            return fn(**kw)
+    return call
+
+
+# pyllm.ray's actor-pool and model arguments, shared by its three calls.
+RAY_POOL = {"model": [5, 1.5], "concurrency": BAD_POSITIVE, "num_cpus": [0, -1, "2"], "batch_size": BAD_POSITIVE,
+            "dtype": [5, "float33"], "n_threads": BAD_POSITIVE, "n_ctx": BAD_POSITIVE, "batch_invariant": BAD_BOOL,
+            "resources": [5, {"node_a": "x"}]}
 # name -> (how to call it: fn(env) -> a callable taking keyword arguments, {parameter: [bad values]}).
 # A "**options" row is checked against OPTIONS; a callable without parameters has (None, {}).
 # env holds the fixtures.
 TABLE = {
     "onednn_version": (None, {}),
+    # pyllm.ray (bad arguments fail before Ray starts)
+    "ray.generate": (lambda e: _no_ray(lambda **kw: pyllm.ray.generate(**{"data": ["Hi"], "model": e["dir"], **kw})), {
+        "data": [5, [], "prompts.txt"], "seed": ["x", 1.5, True], **RAY_POOL,
+        "**generation_options": {**OPTIONS, "num_return_sequences": [0, "x", 2], "assistant_model": [5]}}),
+    "ray.loglikelihood": (lambda e: _no_ray(lambda **kw: pyllm.ray.loglikelihood(**{
+        "data": [("Hi", " there")], "model": e["dir"], **kw})), {
+        "data": [5, [], "pairs.csv", [("Hi",)]], "score_batch_size": BAD_POSITIVE, "max_length": [0, "x", 1.5],
+        **RAY_POOL}),
+    "ray.loglikelihood_rolling": (lambda e: _no_ray(lambda **kw: pyllm.ray.loglikelihood_rolling(**{
+        "data": ["Hi there"], "model": e["dir"], **kw})), {
+        "data": [5, [], "texts.txt"], "score_batch_size": BAD_POSITIVE, "max_length": [0, "x", 1.5], **RAY_POOL}),
+    "ray.row_seed": (lambda e: lambda **kw: pyllm.ray.row_seed(**{"seed": 1, "row_id": 0, **kw}), {
+        "seed": ["x", 1.5, True], "row_id": [1.5, None, True, b"x"]}),
     "default_model_path": (None, {}),
     # pyllm.LLM
     "LLM.__init__": (lambda e: lambda **kw: pyllm.LLM(**{"model_dir": e["dir"], **kw}), {
@@ -338,6 +372,8 @@ def public_api(env):
             api[f"{cls_name}.{method}"] = getattr(cls, method)
     for name in scoring.__all__:
         api[f"scoring.{name}"] = getattr(scoring, name)
+    for name in pyllm.ray.__all__:
+        api[f"ray.{name}"] = getattr(pyllm.ray, name)
     return api
 
 

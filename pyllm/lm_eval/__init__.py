@@ -95,10 +95,18 @@ class PyllmLM(TemplateLM):
     def __init__(self, pretrained, dtype="float32", n_threads=None, n_ctx=None, max_length=None,
                  tokenizer=None, add_bos_token=None, prefix_token_id=None, seed=1234,
                  batch_size=1, max_batch_size=64, device=None, batch_invariant=False, revision=None,
-                 prefix_cache=True, **kwargs):
+                 prefix_cache=True, ray_actors=None, **kwargs):
         super().__init__()
         if kwargs:
             raise ValueError(f"unknown model_args for the pyllm backend: {', '.join(sorted(kwargs))}")
+        ray_actors = _positive_int("ray_actors", ray_actors)
+        # The arguments each Ray actor builds its own single-process backend from (the model path as
+        # given: a Hub id is resolved on each node); 1 thread per actor unless n_threads says.
+        worker_args = dict(pretrained=pretrained, dtype=dtype, n_threads=_positive_int("n_threads", n_threads) or 1,
+                           n_ctx=n_ctx, max_length=max_length, tokenizer=tokenizer, add_bos_token=add_bos_token,
+                           prefix_token_id=prefix_token_id, seed=seed, batch_size=batch_size,
+                           max_batch_size=max_batch_size, batch_invariant=batch_invariant, revision=revision,
+                           prefix_cache=prefix_cache)
         # prefix_cache=false turns it off, a number of bytes bounds it (pyllm.PrefixCache).
         self.prefix_cache = prefix_cache_argument(prefix_cache)
         self._prefix_key = None  # what else changes the KV (interventions), as pyllm.LLM's
@@ -123,12 +131,14 @@ class PyllmLM(TemplateLM):
             n_ctx = self._max_length
         if dtype in (None, "auto"):
             dtype = "float32"
-        # batch_invariant=true: scores that do not move with batch_size (pyllm.Model.from_arrays).
-        self.model = pyllm.Model.from_pretrained(pretrained, dtype=dtype, n_threads=_positive_int("n_threads", n_threads),
-                                                 n_ctx=_positive_int("n_ctx", n_ctx),
-                                                 batch_invariant=bool(_optional_bool("batch_invariant", batch_invariant)))
-        if self.model.n_ctx < self._max_length:
-            raise ValueError(f"max_length={self._max_length} exceeds the model's n_ctx={self.model.n_ctx}")
+        self._actors = None
+        if ray_actors is not None:
+            # Requests are spread over actors that each load the model; this process only tokenizes.
+            from .ray_actors import ActorPool
+            self.model = None
+            self._actors = ActorPool(ray_actors, worker_args)
+        else:
+            self._load_model(pretrained, dtype, n_threads, n_ctx, batch_invariant)
         self.tok = pyllm.Tokenizer.from_pretrained(tokenizer_dir)
         self.add_bos_token = _optional_bool("add_bos_token", add_bos_token)
         self.custom_prefix_token_id = None
@@ -136,6 +146,14 @@ class PyllmLM(TemplateLM):
             self.custom_prefix_token_id = _positive_int("prefix_token_id", int(prefix_token_id) + 1) - 1
         self.seed = int(seed)
         self.pretrained = os.fspath(name)  # as given: a Hub id names the model in results
+
+    def _load_model(self, pretrained, dtype, n_threads, n_ctx, batch_invariant):
+        # batch_invariant=true: scores that do not move with batch_size (pyllm.Model.from_arrays).
+        self.model = pyllm.Model.from_pretrained(pretrained, dtype=dtype, n_threads=_positive_int("n_threads", n_threads),
+                                                 n_ctx=_positive_int("n_ctx", n_ctx),
+                                                 batch_invariant=bool(_optional_bool("batch_invariant", batch_invariant)))
+        if self.model.n_ctx < self._max_length:
+            raise ValueError(f"max_length={self._max_length} exceeds the model's n_ctx={self.model.n_ctx}")
 
     @staticmethod
     def _parse_batch_size(batch_size, max_batch_size):
@@ -217,13 +235,18 @@ class PyllmLM(TemplateLM):
         pairs = [(context, continuation) for _, context, continuation in requests]
         if not pairs:
             return []
-        results = scoring._loglikelihood(self.model, pairs, batch_size=override_bs or self.batch_size,
-                                         max_length=self.max_length, progress=False if disable_tqdm else None,
-                                         reuse=self._reuse())
+        results = self._score(pairs, override_bs or self.batch_size, False if disable_tqdm else None)
         for (request, _, _), answer in zip(requests, results):
             if request is not None:
                 self.cache_hook.add_partial("loglikelihood", request, answer)
         return results
+
+    def _score(self, pairs, batch_size, progress):
+        """scoring.loglikelihood of token pairs, here or spread over the Ray actors (in order)."""
+        if self._actors is not None:
+            return self._actors.map("score", pairs, (batch_size, self.max_length), "loglikelihood", progress)
+        return scoring._loglikelihood(self.model, pairs, batch_size=batch_size, max_length=self.max_length,
+                                      progress=progress, reuse=self._reuse())
 
     def loglikelihood_rolling(self, requests, disable_tqdm=False):
         windows, counts = [], []
@@ -231,8 +254,7 @@ class PyllmLM(TemplateLM):
             own = text_pairs.rolling_pairs(self.tok, string, self.prefix_token_id, self.max_length, self.add_bos_token)
             windows.extend(own)
             counts.append(len(own))
-        scores = scoring._loglikelihood(self.model, windows, batch_size=self.batch_size, max_length=self.max_length,
-                                        progress=False if disable_tqdm else None, reuse=self._reuse()) if windows else []
+        scores = self._score(windows, self.batch_size, False if disable_tqdm else None) if windows else []
         totals, start = [], 0
         for req, count in zip(requests, counts):
             total = sum(score for score, _ in scores[start:start + count])
@@ -286,38 +308,51 @@ class PyllmLM(TemplateLM):
                 break
         return generated
 
+    def _generate_tokens(self, ids, max_gen_toks, until, kwargs, seed):
+        """The generated tokens of one request, greedy or sampled as its kwargs say (the sampling
+        defaults from this model's generation_config.json)."""
+        eos_ids = self._eos_ids()
+        if kwargs.get("do_sample"):
+            generation_config = self.model.generation_config
+            top_k = kwargs.get("top_k", generation_config.get("top_k", 50))
+            top_p = kwargs.get("top_p", generation_config.get("top_p", 1.0))
+            return self._sampled(ids, max_gen_toks, float(kwargs.get("temperature", 1.0)), int(top_k or 0),
+                                 float(top_p), seed, eos_ids)
+        return self._greedy(ids, max_gen_toks, until, eos_ids)
+
     def generate_until(self, requests, disable_tqdm=False):
         eos_text = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
-        eos_ids = self._eos_ids()
-        bar = scoring._progress_bar(len(requests), "generate_until", False if disable_tqdm else None)
+        jobs = []
+        for index, (context, gen_kwargs) in enumerate(req.args for req in requests):
+            if not isinstance(gen_kwargs, dict):
+                raise TypeError(f"generation kwargs must be a dict, got {type(gen_kwargs).__name__}")
+            kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
+            until = handle_stop_sequences(kwargs.pop("until", None), eos=eos_text)
+            max_gen_toks = int(kwargs.pop("max_gen_toks"))
+            max_ctx_len = self.max_length - max_gen_toks
+            if max_ctx_len <= 0:
+                raise ValueError(f"max_gen_toks={max_gen_toks} must be less than max_length={self.max_length}")
+            add_special = False if has_bos_prefix(context, self.tok_decode([self.prefix_token_id], False)) \
+                else (True if self.add_bos_token is None else self.add_bos_token)
+            ids = self.tok.encode(context, add_special_tokens=add_special)[-max_ctx_len:]
+            if not ids:
+                ids = [self.prefix_token_id]
+            jobs.append((ids, max_gen_toks, until, kwargs, self.seed + index))
+        progress = False if disable_tqdm else None
+        if self._actors is not None:
+            generated = self._actors.map("generate", jobs, (), "generate_until", progress)
+        else:
+            bar = scoring._progress_bar(len(jobs), "generate_until", progress)
+            generated = []
+            try:
+                for job in jobs:
+                    generated.append(self._generate_tokens(*job))
+                    bar.update(1)
+            finally:
+                bar.close()
         results = []
-        try:
-            for index, (context, gen_kwargs) in enumerate(req.args for req in requests):
-                if not isinstance(gen_kwargs, dict):
-                    raise TypeError(f"generation kwargs must be a dict, got {type(gen_kwargs).__name__}")
-                kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
-                until = handle_stop_sequences(kwargs.pop("until", None), eos=eos_text)
-                max_gen_toks = int(kwargs.pop("max_gen_toks"))
-                max_ctx_len = self.max_length - max_gen_toks
-                if max_ctx_len <= 0:
-                    raise ValueError(f"max_gen_toks={max_gen_toks} must be less than max_length={self.max_length}")
-                add_special = False if has_bos_prefix(context, self.tok_decode([self.prefix_token_id], False)) \
-                    else (True if self.add_bos_token is None else self.add_bos_token)
-                ids = self.tok.encode(context, add_special_tokens=add_special)[-max_ctx_len:]
-                if not ids:
-                    ids = [self.prefix_token_id]
-                if kwargs.get("do_sample"):
-                    generation_config = self.model.generation_config
-                    top_k = kwargs.get("top_k", generation_config.get("top_k", 50))
-                    top_p = kwargs.get("top_p", generation_config.get("top_p", 1.0))
-                    tokens = self._sampled(ids, max_gen_toks, float(kwargs.get("temperature", 1.0)),
-                                           int(top_k or 0), float(top_p), self.seed + index, eos_ids)
-                else:
-                    tokens = self._greedy(ids, max_gen_toks, until, eos_ids)
-                text = postprocess_generated_text(self.tok_decode(tokens, skip_special_tokens=True), until, None)
-                results.append(text)
-                self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
-                bar.update(1)
-        finally:
-            bar.close()
+        for (context, gen_kwargs), tokens, job in zip((req.args for req in requests), generated, jobs):
+            text = postprocess_generated_text(self.tok_decode(tokens, skip_special_tokens=True), job[2], None)
+            results.append(text)
+            self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
         return results
