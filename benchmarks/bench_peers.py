@@ -559,11 +559,18 @@ def worker(job):
 
     timed([p_decode[:16]], 2)  # warm-up: first-call allocations, lazy initialisation
     prefill = min(timed([p_prefill], 1) for _ in range(2))
-    first = min(timed([p_decode], 1) for _ in range(2))
-    full = timed([p_decode], job["new"])
+    # decode = the time past the first token; on a noisy host a slow first-token run can leave
+    # nothing (or a few microseconds) past it, which would read as an absurd rate: measured again
+    # then, and left out (None, not in the medians) if it stays so.
+    decode_tps = None
+    for _ in range(3):
+        first = min(timed([p_decode], 1) for _ in range(2))
+        full = timed([p_decode], job["new"])
+        if full - first > 0.1 * full:
+            decode_tps = (job["new"] - 1) / (full - first)
+            break
     result = {"status": "ok", "load_s": load_s, "rss_load_mb": rss_load, "tokens": list(tokens),
-              "prefill_tps": job["prefill"] / prefill,
-              "decode_tps": (job["new"] - 1) / max(full - first, 1e-9)}
+              "prefill_tps": job["prefill"] / prefill, "decode_tps": decode_tps}
     if job["batch_new"] > 0:
         result["batch_tps"] = job["batch"] * job["batch_new"] / timed(batch, job["batch_new"])
     result["peak_rss_mb"] = peak_rss_mb()
@@ -796,7 +803,8 @@ def run(args):
 
 
 def fmt_result(r):
-    s = f"load {r['load_s']:.1f} s, prefill {r['prefill_tps']:.0f}, decode {r['decode_tps']:.1f}"
+    decode = "unmeasured" if r["decode_tps"] is None else f"{r['decode_tps']:.1f}"
+    s = f"load {r['load_s']:.1f} s, prefill {r['prefill_tps']:.0f}, decode {decode}"
     if "batch_tps" in r:
         s += f", batch-8 {r['batch_tps']:.1f}"
     return s + f" tok/s, peak RSS {r['peak_rss_mb']:.0f} MB, probe {r['bandwidth']:.1f} GB/s"
@@ -838,7 +846,7 @@ def summarize(args, results, pairs, notes, probes):
                         prefill=median([r["prefill_tps"] for r in rs]),
                         decode=median([r["decode_tps"] for r in rs]),
                         roofline=median([r["decode_tps"] / (r["bandwidth"] * 1e9 / per_token) for r in rs
-                                         if r["bandwidth"] == r["bandwidth"]]),
+                                         if r["bandwidth"] == r["bandwidth"] and r["decode_tps"] is not None]),
                         batch=median([r.get("batch_tps") for r in rs]),
                         load=median([r["load_s"] for r in rs]),
                         rss=median([r["peak_rss_mb"] for r in rs]),
@@ -846,7 +854,7 @@ def summarize(args, results, pairs, notes, probes):
                         f"{min(agreement(r['tokens'], reference) for r in rs)}/{len(reference)}")
                 ps = pairs.get(key, [])
                 if ps:
-                    row["ratio"] = {m: median([a[m] / b[m] for a, b in ps if m in a and m in b])
+                    row["ratio"] = {m: median([a[m] / b[m] for a, b in ps if a.get(m) and b.get(m)])
                                     for m in ("prefill_tps", "decode_tps", "batch_tps")}
                 rows.append(row)
     return rows, probes
