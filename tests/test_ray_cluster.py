@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import REPO, child_environment
+from conftest import child_environment
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "ray_cluster", "in_namespace.sh")
@@ -53,7 +53,9 @@ def cluster_run(data_dir):
                temp, SUITE]
     try:
         try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=REPO)
+            # cwd outside the checkout: `python -m pytest` puts the cwd first on sys.path, and a
+            # checkout's pyllm/ (unbuilt where pyllm was pip-installed) would shadow the installed one
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=temp)
         except subprocess.TimeoutExpired as e:
             _fail(f"the cluster run took more than {TIMEOUT} s (its namespace and every Ray process in it are gone)",
                   (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or ""))
