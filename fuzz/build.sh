@@ -14,7 +14,8 @@ CC="${CC:-clang}"
 mode="${1:-fuzz}"
 
 # The C core's files the harnesses reach: no CPython, no oneDNN.
-core_sources=(csrc/core/alloc.c csrc/core/error.c csrc/core/faults.c csrc/tokenizers/*.c csrc/ops/quant.c csrc/ops/quant_gguf.c)
+core_sources=(csrc/core/alloc.c csrc/core/error.c csrc/core/faults.c csrc/tokenizers/*.c csrc/ops/quant.c csrc/ops/quant_gguf.c
+              csrc/ops/quant_lanes_avx512.c)
 harnesses=(regex sentencepiece llama2c_tokenizer merges tokenizer_text gguf_blocks)
 common=(-std=c11 -g -Wall -Wextra -Werror -Wno-unknown-pragmas -D_GNU_SOURCE -Icsrc -Ifuzz -Ifuzz/include)
 
@@ -28,7 +29,11 @@ build_c() { # out_dir, compile flags..., then the link flags after "--"
     local objs=()
     for src in "${core_sources[@]}" fuzz/fuzz_tokenizer_checks.c; do
         local obj="$out/obj/$(echo "$src" | tr / _).o"
-        "$CC" "${common[@]}" "${cflags[@]}" -c "$src" -o "$obj" &
+        # clang ignores "#pragma GCC target": a kernel file's instruction sets become its -m flags
+        # (its code runs only where the CPU has them, as in the extension)
+        local isa
+        isa=$(sed -n 's/^#pragma GCC target("\(.*\)")/\1/p' "$src" | head -1)
+        "$CC" "${common[@]}" "${cflags[@]}" ${isa:+-m${isa//,/ -m}} -c "$src" -o "$obj" &
         objs+=("$obj")
     done
     wait
