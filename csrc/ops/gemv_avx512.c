@@ -2,7 +2,7 @@
  * stream of weight bytes, which the hardware prefetchers follow. Four rows at a time (sharing each
  * load of the activations) made four streams, each a page or so long, that the prefetchers kept
  * losing: one thread read a 16384 x 8192 matrix from DRAM at 7.6 GB/s (Q4_0), 10.6 (Q8_0) and 14.9
- * (bf16) with four rows, 19.5, 20.9 and 20.3 GB/s with one (software prefetch did not help). Each
+ * (bf16) with four rows, 19.5, 20.9 and 20.3 GB/s with one (software prefetch did not help them). Each
  * weight load serves a tile of activation rows instead (batched decode, prefill). bf16 weights
  * meet bf16 activations in vdpbf16ps; the block types meet 8-bit activations in vpdpbusd
  * (unsigned x signed bytes, 16 int32 lanes of 4 products each), with the weights in the lane
@@ -23,48 +23,82 @@
 
 #define COLS 4  /* activation rows per bf16 tile */
 #define QCOLS 4 /* activation rows per block-type tile */
+/* Software prefetch into L2, this many bytes ahead of the weight loads. The hardware prefetchers
+ * alone keep one weight stream at the memory wall only while the core has little to do per byte:
+ * with 2 to 8 activation rows, the time stalled on DRAM added to the time computing instead of
+ * hiding it (one thread, bf16 at m = 4: 14 GB/s against 30 at m = 1). 4 KB ahead into L2
+ * (prefetcht1) took batch-8 bf16 from 6.6 to 4.0 ms per 32000 x 2048 matrix and Q8_0 from 3.8
+ * to 2.5, Q4_0 at m = 1 too (1.3x of the probe against 1.0x), while bf16 and Q8_0 at m = 1 read
+ * slower with it (prefetches into L1, or 1 or 2 KB ahead, helped less). */
+#define PREFETCH_BYTES 4096
 
-/* Weight row r against activation rows i..i+cols-1: each load of a weight vector serves `cols`
- * activation rows (prefill, batched decode). Each pair has two accumulators, for the even and the
- * odd 32-element chunks of k (one chain of vdpbf16ps per pair left them latency-bound: 4 chains
- * for up to 4 x 32 x 32 products a step), added at the end. Every pair's accumulators see the same
- * dot products in the same order whatever the tile, so a pair's result never depends on m. */
+/* 64 columns from j of a bf16 tile: the even chunk into acc[.][0], the odd one into acc[.][1]. */
+static inline __attribute__((always_inline)) void bf16_step(const uint16_t *wr, int64_t k, const uint16_t *x,
+                                                              const int rows, const int cols, int64_t j,
+                                                              __mmask32 mask0, __mmask32 mask1, __m512 acc[2][2][COLS])
+{
+    for (int h = 0; h < 2; h++) {
+        const int64_t jj = j + 32 * h;
+        const __mmask32 mask = h == 0 ? mask0 : mask1;
+        __m512bh wv[2];
+        for (int q = 0; q < rows; q++) {
+            if (cols > 1)
+                _mm_prefetch((const char *)(wr + q * k + jj) + PREFETCH_BYTES, _MM_HINT_T1);
+            wv[q] = (__m512bh)_mm512_maskz_loadu_epi16(mask, wr + q * k + jj);
+        }
+        for (int c = 0; c < cols; c++) {
+            const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + c * k + jj);
+            for (int q = 0; q < rows; q++)
+                acc[q][h][c] = _mm512_dpbf16_ps(acc[q][h][c], wv[q], xv);
+        }
+    }
+}
+
+/* Weight rows r..r+rows-1 (rows 1 or 2) against activation rows i..i+cols-1: each load of a
+ * weight vector serves `cols` activation rows (prefill, batched decode), each load of activations
+ * `rows` weight rows (one load of x per vdpbf16ps left a tile of 4 bound by the loads of x, which
+ * at m = 8 no longer fit in L1 beside the streaming weights: 2 x 4 tiles ran batch-8 decode
+ * 1.5x faster). Each pair has two accumulators, for the even and the odd 32-element chunks of k
+ * (one chain of vdpbf16ps per pair left them latency-bound: 4 chains for up to 4 x 32 x 32
+ * products a step), added at the end. Every pair's accumulators see the same dot products in the
+ * same order whatever the tile, so a pair's result never depends on m. */
 static inline __attribute__((always_inline)) void bf16_tile(const pyllm_qweight *w, const pyllm_gemv_act *a,
-                                                              int64_t r, int64_t i, const int cols, float *y,
-                                                              int64_t ldy)
+                                                              int64_t r, const int rows, int64_t i, const int cols,
+                                                              float *y, int64_t ldy)
 {
     const int64_t k = w->k;
     const uint16_t *wr = (const uint16_t *)w->quants + r * k;
     const uint16_t *x = a->bf16 + i * k;
-    __m512 acc[2][COLS];
+    __m512 acc[2][2][COLS];
     for (int h = 0; h < 2; h++)
-        for (int c = 0; c < cols; c++)
-            acc[h][c] = _mm512_setzero_ps();
-    for (int64_t j = 0; j < k; j += 64) {
-        for (int h = 0; h < 2; h++) {
-            const int64_t jj = j + 32 * h, left = k - jj;
-            const __mmask32 mask = left >= 32 ? 0xffffffffu : left <= 0 ? 0u : (1u << left) - 1;
-            const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, wr + jj);
+        for (int q = 0; q < rows; q++)
             for (int c = 0; c < cols; c++)
-                acc[h][c] = _mm512_dpbf16_ps(acc[h][c], wv, (__m512bh)_mm512_maskz_loadu_epi16(mask, x + c * k + jj));
-        }
+                acc[q][h][c] = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 64 <= k; j += 64)
+        bf16_step(wr, k, x, rows, cols, j, 0xffffffffu, 0xffffffffu, acc);
+    if (j < k) { /* the row's end: masked loads (zeros past it) */
+        const int64_t left = k - j;
+        bf16_step(wr, k, x, rows, cols, j, left >= 32 ? 0xffffffffu : (1u << left) - 1,
+                  left <= 32 ? 0u : left >= 64 ? 0xffffffffu : (1u << (left - 32)) - 1, acc);
     }
-    for (int c = 0; c < cols; c++)
-        y[(i + c) * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][c], acc[1][c]));
+    for (int q = 0; q < rows; q++)
+        for (int c = 0; c < cols; c++)
+            y[(i + c) * ldy + r + q] = _mm512_reduce_add_ps(_mm512_add_ps(acc[q][0][c], acc[q][1][c]));
 }
 
-/* Weight row r against every activation row: tiles of COLS, then one tile of the rest (so the row
- * is read from cache once per tile, not once per leftover activation row). */
+/* Weight rows r..r+rows-1 against every activation row: tiles of COLS, then one tile of the rest
+ * (so the rows are read from cache once per tile, not once per leftover activation row). */
 static inline __attribute__((always_inline)) void bf16_rows(const pyllm_qweight *w, const pyllm_gemv_act *a,
-                                                              int64_t r, float *y, int64_t ldy)
+                                                              int64_t r, const int rows, float *y, int64_t ldy)
 {
     int64_t i = 0;
     for (; i + COLS <= a->m; i += COLS)
-        bf16_tile(w, a, r, i, COLS, y, ldy);
+        bf16_tile(w, a, r, rows, i, COLS, y, ldy);
     switch (a->m - i) {
-    case 3: bf16_tile(w, a, r, i, 3, y, ldy); break;
-    case 2: bf16_tile(w, a, r, i, 2, y, ldy); break;
-    case 1: bf16_tile(w, a, r, i, 1, y, ldy); break;
+    case 3: bf16_tile(w, a, r, rows, i, 3, y, ldy); break;
+    case 2: bf16_tile(w, a, r, rows, i, 2, y, ldy); break;
+    case 1: bf16_tile(w, a, r, rows, i, 1, y, ldy); break;
     default: break;
     }
 }
@@ -81,6 +115,8 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
 {
     const int64_t nb = w->blocks, padded = a->groups * PYLLM_LANE_GROUP;
     const int q8 = type == PYLLM_WEIGHT_Q8_0, q4_1 = type == PYLLM_WEIGHT_Q4_1;
+    /* weights prefetched ahead, but for Q8_0 at one activation row (see PREFETCH_BYTES) */
+    const int prefetch = cols >= (q8 ? 2 : 1);
     const int64_t block_bytes = q8 ? 32 : 16;
     const uint8_t *wrow = (const uint8_t *)w->quants + r * nb * block_bytes;
     const __m512i low4 = _mm512_set1_epi8(0x0f);
@@ -104,6 +140,10 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
         }
         if (q8) {
             for (int s = 0; s < 8; s += 2) {
+                if (prefetch) {
+                    _mm_prefetch((const char *)(wg + s * stride + PREFETCH_BYTES), _MM_HINT_T1);
+                    _mm_prefetch((const char *)(wg + (s + 1) * stride + PREFETCH_BYTES), _MM_HINT_T1);
+                }
                 const __m512i w0 = _mm512_maskz_loadu_epi8(wmask, wg + s * stride);
                 const __m512i w1 = _mm512_maskz_loadu_epi8(wmask, wg + (s + 1) * stride);
                 for (int c = 0; c < cols; c++) {
@@ -113,6 +153,8 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
             }
         } else {
             for (int s = 0; s < 4; s++) {
+                if (prefetch)
+                    _mm_prefetch((const char *)(wg + s * stride + PREFETCH_BYTES), _MM_HINT_T1);
                 const __m512i raw = _mm512_maskz_loadu_epi8(wmask, wg + s * stride);
                 const __m512i lo = _mm512_and_si512(raw, low4);
                 const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
@@ -164,8 +206,14 @@ void pyllm_gemv_rows_avx512(const pyllm_qweight *w, const pyllm_gemv_act *a, int
 {
     int64_t r = row0;
     if (w->type == PYLLM_WEIGHT_BF16) {
+        /* up to 4 activation rows: a single stream of weight bytes (see the top; two streams made
+         * m = 2 1.4x slower on one thread); more: weight rows in pairs, so that each load of x
+         * serves two of them (m = 8: 1.5x faster) */
+        if (a->m > COLS)
+            for (; r + 2 <= row1; r += 2)
+                bf16_rows(w, a, r, 2, y, ldy);
         for (; r < row1; r++)
-            bf16_rows(w, a, r, y, ldy);
+            bf16_rows(w, a, r, 1, y, ldy);
         return;
     }
     switch (w->type) {
