@@ -11,8 +11,10 @@ with 2 threads everywhere and every measurement in its own subprocess (so peak R
 - prefill tok/s: a 512-token prompt to its first new token;
 - decode tok/s at batch 1: 128 new tokens after a 128-token prompt, the first token's time
   (prefill) taken out: 127 / (t(128 new) - t(1 new));
-- batch-8 tok/s: 8 prompts of 128 tokens, 128 new tokens each, generated tokens / wall time
-  (llama-cpp-python has no batched generation: its 8 sequential calls);
+- batch-8 decode tok/s: 8 prompts of 128 tokens, 128 new tokens each, the first token's time
+  (the 8 prefills) taken out as for batch 1: 8 x 127 / (t(128 new) - t(1 new)); beside it the
+  end-to-end figure, 8 x 128 / t(128 new), prefills included (llama-cpp-python has no batched
+  generation: its 8 sequential calls, in both);
 - load time and peak RSS (VmHWM) of the process.
 
 pyllm and each peer run alternately (A B A B) and the table gives the median of the per-pair
@@ -571,8 +573,14 @@ def worker(job):
             break
     result = {"status": "ok", "load_s": load_s, "rss_load_mb": rss_load, "tokens": list(tokens),
               "prefill_tps": job["prefill"] / prefill, "decode_tps": decode_tps}
-    if job["batch_new"] > 0:
-        result["batch_tps"] = job["batch"] * job["batch_new"] / timed(batch, job["batch_new"])
+    if job["batch_new"] > 1:
+        # batch decode as batch-1 decode: the time past the first token (here the prompts' 8
+        # prefills, which would otherwise dominate it), and the end-to-end rate beside it
+        first = min(timed(batch, 1) for _ in range(2))
+        full = timed(batch, job["batch_new"])
+        result["batch_e2e_tps"] = job["batch"] * job["batch_new"] / full
+        result["batch_tps"] = (job["batch"] * (job["batch_new"] - 1) / (full - first)
+                               if full - first > 0.1 * full else None)
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
@@ -806,7 +814,8 @@ def fmt_result(r):
     decode = "unmeasured" if r["decode_tps"] is None else f"{r['decode_tps']:.1f}"
     s = f"load {r['load_s']:.1f} s, prefill {r['prefill_tps']:.0f}, decode {decode}"
     if "batch_tps" in r:
-        s += f", batch-8 {r['batch_tps']:.1f}"
+        batch = "unmeasured" if r["batch_tps"] is None else f"{r['batch_tps']:.1f}"
+        s += f", batch-8 decode {batch} (end to end {r['batch_e2e_tps']:.1f})"
     return s + f" tok/s, peak RSS {r['peak_rss_mb']:.0f} MB, probe {r['bandwidth']:.1f} GB/s"
 
 
@@ -848,6 +857,7 @@ def summarize(args, results, pairs, notes, probes):
                         roofline=median([r["decode_tps"] / (r["bandwidth"] * 1e9 / per_token) for r in rs
                                          if r["bandwidth"] == r["bandwidth"] and r["decode_tps"] is not None]),
                         batch=median([r.get("batch_tps") for r in rs]),
+                        batch_e2e=median([r.get("batch_e2e_tps") for r in rs]),
                         load=median([r["load_s"] for r in rs]),
                         rss=median([r["peak_rss_mb"] for r in rs]),
                         agree=None if not reference else
@@ -885,10 +895,11 @@ def markdown(args, rows, probes):
              f"bandwidth probe (read loop, {args.threads} threads, 1 GB, best of 5, before each pair): {bw}. "
              f"Random weights; prefill = {args.prefill}-token prompt to its first token; decode = batch 1, "
              f"{args.new} new tokens after {args.prompt}; batch-8 = {args.batch} x {args.batch_new} new tokens after "
-             f"{args.prompt} each, generated tokens "
-             f"per second (llama.cpp: 8 sequential calls); {args.rounds} alternating round(s), medians. "
+             f"{args.prompt} each, generated tokens per second past the first token (decode), and all of them "
+             f"over the whole call (end to end, the {args.batch} prefills included; llama.cpp: "
+             f"{args.batch} sequential calls); {args.rounds} alternating round(s), medians. "
              f"Roofline % = decode / (probe / bytes read per token). Ratio = median over pairs of "
-             f"pyllm / peer at the matched precision (prefill / decode / batch-8). Greedy = leading new tokens "
+             f"pyllm / peer at the matched precision (prefill / decode / batch-8 decode). Greedy = leading new tokens "
              f"equal to the f32 reference's (pyllm float32, else transformers float32).",
              "",
              f"Command: `python benchmarks/bench_peers.py {' '.join(sys.argv[1:])}`".rstrip(),
@@ -901,18 +912,20 @@ def markdown(args, rows, probes):
         if not srows:
             continue
         lines += [f"## {shape}: {SHAPES[shape][1]}", "",
-                  "| engine | precision | prefill tok/s | decode tok/s | roofline % | batch-8 tok/s | load s "
-                  "| peak RSS MB | greedy | pyllm / peer (prefill / decode / batch-8) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| engine | precision | prefill tok/s | decode tok/s | roofline % | batch-8 decode tok/s "
+                  "| batch-8 end to end tok/s | load s | peak RSS MB | greedy "
+                  "| pyllm / peer (prefill / decode / batch-8 decode) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in srows:
             if not r["runs"]:
-                lines.append(f"| {r['engine']} | {r['precision']} | {r['note']} | | | | | | | |")
+                lines.append(f"| {r['engine']} | {r['precision']} | {r['note']} | | | | | | | | |")
                 continue
             ratio = r.get("ratio")
             ratio_s = " / ".join("–" if ratio[m] is None else f"{ratio[m]:.2f}x"
                                  for m in ("prefill_tps", "decode_tps", "batch_tps")) if ratio else ""
             lines.append(f"| {r['engine']} | {r['precision']} | {num(r['prefill'])} | {num(r['decode'], 1)} | "
                          f"{num(None if r['roofline'] is None else 100 * r['roofline'])} | {num(r['batch'], 1)} | "
+                         f"{num(r['batch_e2e'], 1)} | "
                          f"{num(r['load'], 1)} | {num(r['rss'])} | {r['agree'] or '–'} | {ratio_s} |")
         lines.append("")
     return "\n".join(lines)
@@ -944,8 +957,9 @@ def plot(rows, path):
     if not shapes:
         return False
     engines = [e for e in ENGINES if any(r["engine"] == e and r["runs"] for r in rows)]
-    metrics = [("decode", "decode tok/s, batch 1"), ("prefill", "prefill tok/s, 512 tokens")]
-    fig, axes = plt.subplots(len(shapes), len(metrics), figsize=(12, 3.8 * len(shapes)), squeeze=False)
+    metrics = [("decode", "decode tok/s, batch 1"), ("prefill", "prefill tok/s, 512 tokens"),
+               ("batch", "batch-8 decode tok/s")]
+    fig, axes = plt.subplots(len(shapes), len(metrics), figsize=(17, 3.8 * len(shapes)), squeeze=False)
     width = 0.8 / max(len(engines), 1)
     for i, shape in enumerate(shapes):
         for j, (metric, title) in enumerate(metrics):
@@ -954,7 +968,8 @@ def plot(rows, path):
                 xs, ys = [], []
                 for c, cls in enumerate(CLASSES):
                     for r in rows:
-                        if r["shape"] == shape and r["engine"] == engine and r["class"] == cls and r["runs"]:
+                        if r["shape"] == shape and r["engine"] == engine and r["class"] == cls and r["runs"] \
+                                and r.get(metric) is not None:
                             xs.append(c + (k - (len(engines) - 1) / 2) * width)
                             ys.append(r[metric])
                 if xs:

@@ -103,26 +103,29 @@ static inline __attribute__((always_inline)) void bf16_rows(const pyllm_qweight 
     }
 }
 
-/* Weight row r (lane order, ops/quant.h) against activation rows i..i+cols-1 (prepared in the same
- * lane order). Per lane group each lane of a pair's int32 accumulator collects one whole block:
- * it starts at the pair's correction (-offset · Σ x of the block), takes 8 vpdpbusd steps (Q8_0:
- * 8 x 4 bytes; Q4: 4 x 4 bytes, low and high nibbles), then becomes a float, scaled by its block's
- * d_w · d_x in one multiply-add. Each weight load serves every activation row of the tile, and a
- * pair's operations never depend on the tile, so its result never depends on m. */
+/* Weight rows r..r+rows-1 (rows 1 or 2; lane order, ops/quant.h) against activation rows
+ * i..i+cols-1 (prepared in the same lane order). Per lane group each lane of a pair's int32
+ * accumulator collects one whole block: it starts at the pair's correction (-offset · Σ x of the
+ * block), takes 8 vpdpbusd steps (Q8_0: 8 x 4 bytes; Q4: 4 x 4 bytes, low and high nibbles), then
+ * becomes a float, scaled by its block's d_w · d_x in one multiply-add. Each weight load serves
+ * every activation row of the tile, each load of activations every weight row (with one row, the
+ * loads of x, one per vpdpbusd, bounded the product at about 200 GMAC/s in cache), and a pair's
+ * operations never depend on the tile, so its result never depends on m. */
 static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight *w, const pyllm_gemv_act *a,
-                                                               int64_t r, int64_t i, const int cols, float *y,
-                                                               int64_t ldy, const pyllm_weight_type type)
+                                                               int64_t r, const int rows, int64_t i, const int cols,
+                                                               float *y, int64_t ldy, const pyllm_weight_type type)
 {
     const int64_t nb = w->blocks, padded = a->groups * PYLLM_LANE_GROUP;
     const int q8 = type == PYLLM_WEIGHT_Q8_0, q4_1 = type == PYLLM_WEIGHT_Q4_1;
     /* weights prefetched ahead, but for Q8_0 at one activation row (see PREFETCH_BYTES) */
     const int prefetch = cols >= (q8 ? 2 : 1);
-    const int64_t block_bytes = q8 ? 32 : 16;
-    const uint8_t *wrow = (const uint8_t *)w->quants + r * nb * block_bytes;
+    const int64_t block_bytes = q8 ? 32 : 16, row_bytes = nb * block_bytes;
+    const uint8_t *wrow = (const uint8_t *)w->quants + r * row_bytes;
     const __m512i low4 = _mm512_set1_epi8(0x0f);
-    __m512 acc[QCOLS], acc_min[QCOLS];
-    for (int c = 0; c < cols; c++)
-        acc[c] = acc_min[c] = _mm512_setzero_ps();
+    __m512 acc[2][QCOLS], acc_min[2][QCOLS];
+    for (int q = 0; q < rows; q++)
+        for (int c = 0; c < cols; c++)
+            acc[q][c] = acc_min[q][c] = _mm512_setzero_ps();
     for (int64_t g = 0; g < a->groups; g++) {
         const int64_t lanes = nb - g * PYLLM_LANE_GROUP < PYLLM_LANE_GROUP ? nb - g * PYLLM_LANE_GROUP : PYLLM_LANE_GROUP;
         const __mmask16 smask = (__mmask16)((1u << lanes) - 1);
@@ -131,74 +134,103 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
         const int64_t stride = 4 * lanes;
         /* two chains of vpdpbusd per pair (even and odd steps, or low and high nibbles): one
          * chain of 8 left a row's product latency-bound (Q8_0 read 1.3x slower than before) */
-        __m512i dot[QCOLS], dot2[QCOLS];
+        __m512i dot[2][QCOLS], dot2[2][QCOLS];
         const int8_t *xg[QCOLS];
         for (int c = 0; c < cols; c++) {
-            dot[c] = _mm512_load_si512(a->corr + ((i + c) * a->groups + g) * PYLLM_LANE_GROUP);
-            dot2[c] = _mm512_setzero_si512();
+            const __m512i corr = _mm512_load_si512(a->corr + ((i + c) * a->groups + g) * PYLLM_LANE_GROUP);
+            for (int q = 0; q < rows; q++) {
+                dot[q][c] = corr;
+                dot2[q][c] = _mm512_setzero_si512();
+            }
             xg[c] = a->q + (i + c) * a->row_bytes + g * PYLLM_LANE_GROUP * PYLLM_QBLOCK;
         }
         if (q8) {
             for (int s = 0; s < 8; s += 2) {
-                if (prefetch) {
-                    _mm_prefetch((const char *)(wg + s * stride + PREFETCH_BYTES), _MM_HINT_T1);
-                    _mm_prefetch((const char *)(wg + (s + 1) * stride + PREFETCH_BYTES), _MM_HINT_T1);
+                __m512i w0[2], w1[2];
+                for (int q = 0; q < rows; q++) {
+                    const uint8_t *wq = wg + q * row_bytes;
+                    if (prefetch) {
+                        _mm_prefetch((const char *)(wq + s * stride + PREFETCH_BYTES), _MM_HINT_T1);
+                        _mm_prefetch((const char *)(wq + (s + 1) * stride + PREFETCH_BYTES), _MM_HINT_T1);
+                    }
+                    w0[q] = _mm512_maskz_loadu_epi8(wmask, wq + s * stride);
+                    w1[q] = _mm512_maskz_loadu_epi8(wmask, wq + (s + 1) * stride);
                 }
-                const __m512i w0 = _mm512_maskz_loadu_epi8(wmask, wg + s * stride);
-                const __m512i w1 = _mm512_maskz_loadu_epi8(wmask, wg + (s + 1) * stride);
                 for (int c = 0; c < cols; c++) {
-                    dot[c] = _mm512_dpbusd_epi32(dot[c], w0, _mm512_load_si512(xg[c] + s * 64));
-                    dot2[c] = _mm512_dpbusd_epi32(dot2[c], w1, _mm512_load_si512(xg[c] + (s + 1) * 64));
+                    const __m512i x0 = _mm512_load_si512(xg[c] + s * 64), x1 = _mm512_load_si512(xg[c] + (s + 1) * 64);
+                    for (int q = 0; q < rows; q++) {
+                        dot[q][c] = _mm512_dpbusd_epi32(dot[q][c], w0[q], x0);
+                        dot2[q][c] = _mm512_dpbusd_epi32(dot2[q][c], w1[q], x1);
+                    }
                 }
             }
         } else {
             for (int s = 0; s < 4; s++) {
-                if (prefetch)
-                    _mm_prefetch((const char *)(wg + s * stride + PREFETCH_BYTES), _MM_HINT_T1);
-                const __m512i raw = _mm512_maskz_loadu_epi8(wmask, wg + s * stride);
-                const __m512i lo = _mm512_and_si512(raw, low4);
-                const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+                __m512i lo[2], hi[2];
+                for (int q = 0; q < rows; q++) {
+                    const uint8_t *wq = wg + q * row_bytes;
+                    if (prefetch)
+                        _mm_prefetch((const char *)(wq + s * stride + PREFETCH_BYTES), _MM_HINT_T1);
+                    const __m512i raw = _mm512_maskz_loadu_epi8(wmask, wq + s * stride);
+                    lo[q] = _mm512_and_si512(raw, low4);
+                    hi[q] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+                }
                 for (int c = 0; c < cols; c++) {
-                    dot[c] = _mm512_dpbusd_epi32(dot[c], lo, _mm512_load_si512(xg[c] + s * 64));
-                    dot2[c] = _mm512_dpbusd_epi32(dot2[c], hi, _mm512_load_si512(xg[c] + (s + 4) * 64));
+                    const __m512i x0 = _mm512_load_si512(xg[c] + s * 64), x1 = _mm512_load_si512(xg[c] + (s + 4) * 64);
+                    for (int q = 0; q < rows; q++) {
+                        dot[q][c] = _mm512_dpbusd_epi32(dot[q][c], lo[q], x0);
+                        dot2[q][c] = _mm512_dpbusd_epi32(dot2[q][c], hi[q], x1);
+                    }
                 }
             }
         }
-        for (int c = 0; c < cols; c++)
-            dot[c] = _mm512_add_epi32(dot[c], dot2[c]);
-        const int64_t b0 = r * nb + g * PYLLM_LANE_GROUP;
-        const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smask, w->scales + b0));
-        for (int c = 0; c < cols; c++) {
-            const __m512 dx = _mm512_loadu_ps(a->d + (i + c) * padded + g * PYLLM_LANE_GROUP);
-            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[c]), _mm512_mul_ps(dw, dx), acc[c]);
-            if (q4_1) {
-                const __m512 mins = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smask, w->mins + b0));
-                const __m512 sx = _mm512_mul_ps(dx, _mm512_cvtepi32_ps(_mm512_loadu_si512(a->qsum + (i + c) * padded + g * PYLLM_LANE_GROUP)));
-                acc_min[c] = _mm512_fmadd_ps(mins, sx, acc_min[c]);
+        for (int q = 0; q < rows; q++) {
+            const int64_t b0 = (r + q) * nb + g * PYLLM_LANE_GROUP;
+            const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smask, w->scales + b0));
+            for (int c = 0; c < cols; c++) {
+                const __m512 dx = _mm512_loadu_ps(a->d + (i + c) * padded + g * PYLLM_LANE_GROUP);
+                const __m512i d = _mm512_add_epi32(dot[q][c], dot2[q][c]);
+                acc[q][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dw, dx), acc[q][c]);
+                if (q4_1) {
+                    const __m512 mins = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smask, w->mins + b0));
+                    const __m512 sx = _mm512_mul_ps(dx, _mm512_cvtepi32_ps(_mm512_loadu_si512(a->qsum + (i + c) * padded + g * PYLLM_LANE_GROUP)));
+                    acc_min[q][c] = _mm512_fmadd_ps(mins, sx, acc_min[q][c]);
+                }
             }
         }
     }
-    for (int c = 0; c < cols; c++)
-        y[(i + c) * ldy + r] = _mm512_reduce_add_ps(acc[c]) + (q4_1 ? _mm512_reduce_add_ps(acc_min[c]) : 0.0f);
+    for (int q = 0; q < rows; q++)
+        for (int c = 0; c < cols; c++)
+            y[(i + c) * ldy + r + q] = _mm512_reduce_add_ps(acc[q][c]) + (q4_1 ? _mm512_reduce_add_ps(acc_min[q][c]) : 0.0f);
+}
+
+/* Weight rows r..r+rows-1 against every activation row, QCOLS at a time, then one tile of the rest. */
+static inline __attribute__((always_inline)) void block_rows(const pyllm_qweight *w, const pyllm_gemv_act *a,
+                                                               int64_t r, const int rows, float *y, int64_t ldy,
+                                                               const pyllm_weight_type type)
+{
+    int64_t i = 0;
+    for (; i + QCOLS <= a->m; i += QCOLS)
+        block_tile(w, a, r, rows, i, QCOLS, y, ldy, type);
+    switch (a->m - i) {
+    case 3: block_tile(w, a, r, rows, i, 3, y, ldy, type); break;
+    case 2: block_tile(w, a, r, rows, i, 2, y, ldy, type); break;
+    case 1: block_tile(w, a, r, rows, i, 1, y, ldy, type); break;
+    default: break;
+    }
 }
 
 /* One instance per block type, so that its sizes are constants in the loops (a runtime type
- * left an integer division and the type tests in the innermost loop). Each weight row against
- * every activation row, QCOLS at a time, then one tile of the rest. */
+ * left an integer division and the type tests in the innermost loop). Weight rows in pairs past
+ * QCOLS activation rows (as bf16's), else one at a time: a single stream. */
 static void block_rows_of(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t r, int64_t row1, float *y,
                           int64_t ldy, const pyllm_weight_type type)
 {
-    for (; r < row1; r++) {
-        int64_t i = 0;
-        for (; i + QCOLS <= a->m; i += QCOLS)
-            block_tile(w, a, r, i, QCOLS, y, ldy, type);
-        switch (a->m - i) {
-        case 3: block_tile(w, a, r, i, 3, y, ldy, type); break;
-        case 2: block_tile(w, a, r, i, 2, y, ldy, type); break;
-        case 1: block_tile(w, a, r, i, 1, y, ldy, type); break;
-        default: break;
-        }
-    }
+    if (a->m > QCOLS)
+        for (; r + 2 <= row1; r += 2)
+            block_rows(w, a, r, 2, y, ldy, type);
+    for (; r < row1; r++)
+        block_rows(w, a, r, 1, y, ldy, type);
 }
 
 void pyllm_gemv_rows_avx512(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t row0, int64_t row1,
