@@ -186,14 +186,24 @@ def _check_speculative(v):
     return v
 
 
+def _value_error(check, v):
+    """check(v), for an option checked by another module's function: a wrong type there is a
+    TypeError, which a generation option reports as a bad value (ValueError), as every other
+    option does (a generation_config.json with "stop_strings": 5 is a bad file, not a bad call)."""
+    try:
+        return check(v)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
+
+
 def _check_constraint(name, v):
     from . import constrained  # llguidance is imported only when a constraint is given
-    return getattr(constrained, f"check_{name}")(v)
+    return _value_error(getattr(constrained, f"check_{name}"), v)
 
 
 def _check_stop_strings(v):
     from .stop_strings import check_stop_strings
-    return check_stop_strings(v)
+    return _value_error(check_stop_strings, v)
 
 
 _CHECKS = {

@@ -563,3 +563,7 @@ def test_generation_config_tolerates_published_quirks():
     assert cfg.extra == {"pad_token_id": -1, "use_cache": True} and cfg.get("use_cache") is True
     with pytest.raises(ValueError, match="temperature"):
         pyllm.GenerationConfig.from_dict({"temperature": "hot"})
+    # a generation_config.json with a wrong type (found by fuzz/py_config.py): a bad file, ValueError
+    for bad in (5, ["ok", 5]):
+        with pytest.raises(ValueError, match="stop_strings"):
+            pyllm.GenerationConfig.from_dict({"stop_strings": bad})
