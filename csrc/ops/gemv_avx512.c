@@ -28,8 +28,8 @@
  * with 2 to 8 activation rows, the time stalled on DRAM added to the time computing instead of
  * hiding it (one thread, bf16 at m = 4: 14 GB/s against 30 at m = 1). 4 KB ahead into L2
  * (prefetcht1) took batch-8 bf16 from 6.6 to 4.0 ms per 32000 x 2048 matrix and Q8_0 from 3.8
- * to 2.5, Q4_0 at m = 1 too (1.3x of the probe against 1.0x), while bf16 and Q8_0 at m = 1 read
- * slower with it (prefetches into L1, or 1 or 2 KB ahead, helped less). */
+ * to 2.5, Q4_0 at m = 1 too (alternating processes: 0.92-1.46x of the probe against
+ * 0.90-1.13x without), while bf16 and Q8_0 at m = 1 read slower with it (prefetches into L1, or 1 or 2 KB ahead, helped less). */
 #define PREFETCH_BYTES 4096
 
 /* 64 columns from j of a bf16 tile: the even chunk into acc[.][0], the odd one into acc[.][1]. */
@@ -56,9 +56,8 @@ static inline __attribute__((always_inline)) void bf16_step(const uint16_t *wr, 
 
 /* Weight rows r..r+rows-1 (rows 1 or 2) against activation rows i..i+cols-1: each load of a
  * weight vector serves `cols` activation rows (prefill, batched decode), each load of activations
- * `rows` weight rows (one load of x per vdpbf16ps left a tile of 4 bound by the loads of x, which
- * at m = 8 no longer fit in L1 beside the streaming weights: 2 x 4 tiles ran batch-8 decode
- * 1.5x faster). Each pair has two accumulators, for the even and the odd 32-element chunks of k
+ * `rows` weight rows (with one row, a load of x per vdpbf16ps: 2 x 4 tiles took a 32000 x 2048
+ * matrix at m = 8 from 8.6 to 6.9 ms, before the prefetch above). Each pair has two accumulators, for the even and the odd 32-element chunks of k
  * (one chain of vdpbf16ps per pair left them latency-bound: 4 chains for up to 4 x 32 x 32
  * products a step), added at the end. Every pair's accumulators see the same dot products in the
  * same order whatever the tile, so a pair's result never depends on m. */
@@ -77,10 +76,10 @@ static inline __attribute__((always_inline)) void bf16_tile(const pyllm_qweight 
     int64_t j = 0;
     for (; j + 64 <= k; j += 64)
         bf16_step(wr, k, x, rows, cols, j, 0xffffffffu, 0xffffffffu, acc);
-    if (j < k) { /* the row's end: masked loads (zeros past it) */
+    if (j < k) { /* the row's end, 1 to 63 values: masked loads (zeros past it) */
         const int64_t left = k - j;
         bf16_step(wr, k, x, rows, cols, j, left >= 32 ? 0xffffffffu : (1u << left) - 1,
-                  left <= 32 ? 0u : left >= 64 ? 0xffffffffu : (1u << (left - 32)) - 1, acc);
+                  left <= 32 ? 0u : (1u << (left - 32)) - 1, acc);
     }
     for (int q = 0; q < rows; q++)
         for (int c = 0; c < cols; c++)
@@ -239,8 +238,8 @@ void pyllm_gemv_rows_avx512(const pyllm_qweight *w, const pyllm_gemv_act *a, int
     int64_t r = row0;
     if (w->type == PYLLM_WEIGHT_BF16) {
         /* up to 4 activation rows: a single stream of weight bytes (see the top; two streams made
-         * m = 2 1.4x slower on one thread); more: weight rows in pairs, so that each load of x
-         * serves two of them (m = 8: 1.5x faster) */
+         * m = 2 1.5x slower on one thread); more: weight rows in pairs, so that each load of x
+         * serves two of them (see bf16_tile) */
         if (a->m > COLS)
             for (; r + 2 <= row1; r += 2)
                 bf16_rows(w, a, r, 2, y, ldy);
