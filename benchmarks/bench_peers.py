@@ -559,28 +559,28 @@ def worker(job):
         tokens[:] = [int(t) for t in out[0][:16]]
         return dt
 
+    def past_first(rows, n_new, attempts):
+        """(tokens per second past the first token, seconds of the whole call): the first token's
+        time (the prompts' prefill) taken out. On a noisy host a slow first-token run can leave
+        nothing (or a few microseconds) past it, which would read as an absurd rate: measured
+        again then, up to `attempts` times, and None (not in the medians) if it stays so."""
+        for _ in range(attempts):
+            first = min(timed(rows, 1) for _ in range(2))
+            full = timed(rows, n_new)
+            if full - first > 0.1 * full:
+                return len(rows) * (n_new - 1) / (full - first), full
+        return None, full
+
     timed([p_decode[:16]], 2)  # warm-up: first-call allocations, lazy initialisation
     prefill = min(timed([p_prefill], 1) for _ in range(2))
-    # decode = the time past the first token; on a noisy host a slow first-token run can leave
-    # nothing (or a few microseconds) past it, which would read as an absurd rate: measured again
-    # then, and left out (None, not in the medians) if it stays so.
-    decode_tps = None
-    for _ in range(3):
-        first = min(timed([p_decode], 1) for _ in range(2))
-        full = timed([p_decode], job["new"])
-        if full - first > 0.1 * full:
-            decode_tps = (job["new"] - 1) / (full - first)
-            break
+    decode_tps, _ = past_first([p_decode], job["new"], 3)
     result = {"status": "ok", "load_s": load_s, "rss_load_mb": rss_load, "tokens": list(tokens),
               "prefill_tps": job["prefill"] / prefill, "decode_tps": decode_tps}
     if job["batch_new"] > 1:
-        # batch decode as batch-1 decode: the time past the first token (here the prompts' 8
-        # prefills, which would otherwise dominate it), and the end-to-end rate beside it
-        first = min(timed(batch, 1) for _ in range(2))
-        full = timed(batch, job["batch_new"])
+        # batch decode as batch-1 decode (here the first token's time is the 8 prefills, which
+        # would otherwise dominate it), and the end-to-end rate beside it
+        result["batch_tps"], full = past_first(batch, job["batch_new"], 1)
         result["batch_e2e_tps"] = job["batch"] * job["batch_new"] / full
-        result["batch_tps"] = (job["batch"] * (job["batch_new"] - 1) / (full - first)
-                               if full - first > 0.1 * full else None)
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
