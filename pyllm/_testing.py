@@ -5,7 +5,7 @@ from ._core import _testing as _impl
 
 linear = _impl.linear                          # x · Wᵀ (+ bias) with W packed as a weight type
 quantize_roundtrip = _impl.quantize_roundtrip  # weights quantized to a type and back to f32
-prefill_compute = _impl.prefill_compute        # 'bfloat16' or 'float32': low-precision prefill's products
+prefill_compute = _impl.prefill_compute        # (type) 'float32', 'bfloat16' or 'int8': prefill's products
 apply_processors = _impl.apply_processors      # the generation loop's logits processors on [batch, vocab]
 apply_warpers = _impl.apply_warpers            # the sampling warpers on [batch, vocab]
 gguf_qweight_roundtrip = _impl.gguf_qweight_roundtrip  # GGUF Q8_0/Q4_0/Q4_1 blocks into our layout and back

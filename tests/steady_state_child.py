@@ -19,7 +19,7 @@ import numpy as np
 
 import pyllm
 
-PROMPT = 12  # over 8 rows: every dtype's prefill runs oneDNN matmuls (decode kernels take <= 8)
+PROMPT = 12  # over 8 rows: prefill's products (oneDNN's GEMM but for int8/int4 on AVX-512)
 NEW_TOKENS = 40
 FIRST, LAST = 2, 32  # the steady window: steps after FIRST up to LAST
 PROBE_STEP = 10      # where the control run allocates and creates primitives on purpose
@@ -115,18 +115,20 @@ class AllocCounter:
         return counts, buf.value.decode(errors="replace")
 
 
-def run(label, model, counter, ids, probe=False, end_row=None, **options):
+def run(label, model, counter, ids, probe=None, end_row=None, **options):
     """Generate NEW_TOKENS tokens; in the stopping criterion (after step n) take the counts at
     FIRST (all before: prefill and the first steps) and at every step up to LAST, and end row
-    end_row (if given) at END_STEP."""
+    end_row (if given) at END_STEP. probe: a float32 model whose 10-token call at PROBE_STEP
+    creates matmul primitives on purpose (float32 whatever the dtype: int8 and int4 on AVX-512
+    call oneDNN not at all)."""
     result = {"before": None, "steps": [], "summaries": []}
     width = ids.shape[1]
 
     def at_step(input_ids, scores):
         n = input_ids.shape[1] - width
-        if probe and n == PROBE_STEP:
+        if probe is not None and n == PROBE_STEP:
             model.new_cache(1, 16)                 # allocates through the extension
-            model(np.arange(10, dtype=np.int64) + 7)  # a 10-token call: new matmul shapes
+            probe(np.arange(10, dtype=np.int64) + 7)  # a 10-token call: new matmul shapes
         if counter is not None and FIRST <= n <= LAST:
             counts, summary = counter.take()
             if n == FIRST:
@@ -174,7 +176,8 @@ def main():
         results[f"{name} batch"] = run(f"{name} batch", model, counter, batch, end_row=1, attention_mask=mask,
                                        pad_token_id=0, do_sample=False)
         if name == "llama":
-            results["llama control"] = run("llama control", model, counter, ids, probe=True, do_sample=False)
+            probe = llama("float32", np.random.default_rng(1))
+            results["llama control"] = run("llama control", model, counter, ids, probe=probe, do_sample=False)
     say("@@steady result " + json.dumps(results))
 
 

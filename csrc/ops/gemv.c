@@ -224,6 +224,66 @@ void pyllm_gemv_many(const pyllm_gemv_out *outs, int count, const float *x, int6
     }
 }
 
+/* Activation rows [i0, i0 + count) of a, as a call of count rows would have them. */
+static pyllm_gemv_act act_rows(const pyllm_gemv_act *a, int64_t i0, int64_t count)
+{
+    pyllm_gemv_act v = *a;
+    const int64_t padded_blocks = a->groups * a->group_blocks;
+    v.m = count;
+    if (a->bf16 != NULL)
+        v.bf16 = a->bf16 + i0 * a->k;
+    if (a->q != NULL) {
+        v.q = a->q + i0 * a->row_bytes;
+        v.d = a->d + i0 * padded_blocks;
+        v.qsum = a->qsum + i0 * padded_blocks;
+    }
+    if (a->corr != NULL)
+        v.corr = a->corr + i0 * a->groups * 16;
+    return v;
+}
+
+/* Cache blocking of pyllm_gemv_tiled: a thread's weight rows go TILE_BYTES at a time (they stay
+ * in its L2 while every activation chunk passes), the activations CHUNK_ROWS rows at a time (a
+ * chunk stays in L2 while a pair of weight rows, in L1, meets each of its rows). */
+#define TILE_BYTES (192 << 10)
+#define CHUNK_ROWS 64
+
+void pyllm_gemv_tiled(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,
+                      void *scratch)
+{
+    const pyllm_isa isa = pyllm_gemv_isa();
+    pyllm_gemv_act a;
+    layout(w, m, isa, scratch, &a);
+    const int avx512 = isa == PYLLM_ISA_AVX512;
+    const pyllm_gemv_rows_fn rows = isa == PYLLM_ISA_AVX512 ? pyllm_gemv_rows_avx512
+                                    : isa == PYLLM_ISA_AVX2 ? pyllm_gemv_rows_avx2
+                                                            : pyllm_gemv_rows_generic;
+    const int64_t units = prepare_units(&a, w), n = w->n;
+    const int64_t row_bytes = (int64_t)pyllm_weight_bytes(w->type, 1, w->k);
+    int64_t tile = TILE_BYTES / row_bytes / 4 * 4;
+    if (tile < 4)
+        tile = 4;
+#pragma omp parallel if (pyllm_parallel(n * w->k >= (1 << 16)))
+    {
+        int64_t u0, u1, r0, r1;
+        pyllm_thread_share(units, 1, &u0, &u1);
+        prepare(w, x, avx512, &a, u0, u1);
+#pragma omp barrier
+        pyllm_thread_share(n, 4, &r0, &r1);
+        for (int64_t t0 = r0; t0 < r1; t0 += tile) {
+            const int64_t t1 = r1 - t0 < tile ? r1 : t0 + tile;
+            for (int64_t i0 = 0; i0 < m; i0 += CHUNK_ROWS) {
+                const pyllm_gemv_act chunk = act_rows(&a, i0, m - i0 < CHUNK_ROWS ? m - i0 : CHUNK_ROWS);
+                rows(w, &chunk, t0, t1, y + i0 * ldy, ldy);
+            }
+            if (bias != NULL)
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = t0; j < t1; j++)
+                        y[i * ldy + j] += bias[j];
+        }
+    }
+}
+
 void pyllm_gemv(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,
                 void *scratch)
 {

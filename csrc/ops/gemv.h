@@ -35,6 +35,12 @@ size_t pyllm_gemv_scratch_bytes(const pyllm_qweight *w, int64_t m);
 void pyllm_gemv(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,
                 void *scratch);
 
+/* pyllm_gemv for any number of rows m (prefill): the same kernels and the same result for each
+ * (activation row, weight row) pair, blocked for the caches, so that the int8 dot products of
+ * the block types serve prefill too. scratch: pyllm_gemv_scratch_bytes(w, m). */
+void pyllm_gemv_tiled(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,
+                      void *scratch);
+
 /* One output of a shared-input call: y[i * ldy + j] = x[i] · W[j] (+ bias[j]). */
 typedef struct {
     const pyllm_qweight *w;

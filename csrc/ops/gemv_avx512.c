@@ -22,6 +22,7 @@
 #include "ops/gemv_kernels.h"
 
 #define COLS 4  /* activation rows per bf16 tile */
+#define BF16_ROWS 3 /* weight rows per bf16 tile, at most */
 #define QCOLS 4 /* activation rows per block-type tile */
 /* Software prefetch into L2, this many bytes ahead of the weight loads. The hardware prefetchers
  * alone keep one weight stream at the memory wall only while the core has little to do per byte:
@@ -35,12 +36,13 @@
 /* 64 columns from j of a bf16 tile: the even chunk into acc[.][0], the odd one into acc[.][1]. */
 static inline __attribute__((always_inline)) void bf16_step(const uint16_t *wr, int64_t k, const uint16_t *x,
                                                               const int rows, const int cols, int64_t j,
-                                                              __mmask32 mask0, __mmask32 mask1, __m512 acc[2][2][COLS])
+                                                              __mmask32 mask0, __mmask32 mask1,
+                                                              __m512 acc[BF16_ROWS][2][COLS])
 {
     for (int h = 0; h < 2; h++) {
         const int64_t jj = j + 32 * h;
         const __mmask32 mask = h == 0 ? mask0 : mask1;
-        __m512bh wv[2];
+        __m512bh wv[BF16_ROWS];
         for (int q = 0; q < rows; q++) {
             if (cols > 1)
                 _mm_prefetch((const char *)(wr + q * k + jj) + PREFETCH_BYTES, _MM_HINT_T1);
@@ -54,7 +56,7 @@ static inline __attribute__((always_inline)) void bf16_step(const uint16_t *wr, 
     }
 }
 
-/* Weight rows r..r+rows-1 (rows 1 or 2) against activation rows i..i+cols-1: each load of a
+/* Weight rows r..r+rows-1 (rows 1 to BF16_ROWS) against activation rows i..i+cols-1: each load of a
  * weight vector serves `cols` activation rows (prefill, batched decode), each load of activations
  * `rows` weight rows (with one row, a load of x per vdpbf16ps: 2 x 4 tiles took a 32000 x 2048
  * matrix at m = 8 from 8.6 to 6.9 ms, before the prefetch above). Each pair has two accumulators, for the even and the odd 32-element chunks of k
@@ -68,7 +70,7 @@ static inline __attribute__((always_inline)) void bf16_tile(const pyllm_qweight 
     const int64_t k = w->k;
     const uint16_t *wr = (const uint16_t *)w->quants + r * k;
     const uint16_t *x = a->bf16 + i * k;
-    __m512 acc[2][2][COLS];
+    __m512 acc[BF16_ROWS][2][COLS];
     for (int h = 0; h < 2; h++)
         for (int q = 0; q < rows; q++)
             for (int c = 0; c < cols; c++)
@@ -203,6 +205,60 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
             y[(i + c) * ldy + r + q] = _mm512_reduce_add_ps(acc[q][c]) + (q4_1 ? _mm512_reduce_add_ps(acc_min[q][c]) : 0.0f);
 }
 
+/* The prefill tile of Q8_0: WIDE_ROWS weight rows against WIDE_COLS activation rows, one int32
+ * chain per pair (integer sums are exact in any order, so each pair's result is block_tile's bit
+ * for bit). With the weights in cache (pyllm_gemv_tiled) the 2 x 4 tile spent a load per 1.3
+ * vpdpbusd and half an instruction per vpdpbusd on the scales; 3 x 4 does 1.7 and 0.4, and its 12
+ * chains hide vpdpbusd's latency: 472 -> 513 GOP/s on a 2048 x 2048 matrix at m = 512. Q4_0's
+ * version (each load split into two nibble vectors, or loaded twice) was 4% slower than 2 x 4. */
+#define WIDE_ROWS 3
+#define WIDE_COLS 4
+static inline __attribute__((always_inline)) void q8_tile_wide(const pyllm_qweight *w, const pyllm_gemv_act *a,
+                                                                 int64_t r, int64_t i, float *y, int64_t ldy)
+{
+    const int64_t nb = w->blocks, padded = a->groups * PYLLM_LANE_GROUP, row_bytes = nb * 32;
+    const uint8_t *wrow = (const uint8_t *)w->quants + r * row_bytes;
+    __m512 acc[WIDE_ROWS][WIDE_COLS];
+    for (int q = 0; q < WIDE_ROWS; q++)
+        for (int c = 0; c < WIDE_COLS; c++)
+            acc[q][c] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < a->groups; g++) {
+        const int64_t lanes = nb - g * PYLLM_LANE_GROUP < PYLLM_LANE_GROUP ? nb - g * PYLLM_LANE_GROUP : PYLLM_LANE_GROUP;
+        const __mmask16 smask = (__mmask16)((1u << lanes) - 1);
+        const __mmask64 wmask = lanes == PYLLM_LANE_GROUP ? ~(__mmask64)0 : ((__mmask64)1 << (4 * lanes)) - 1;
+        const uint8_t *wg = wrow + g * PYLLM_LANE_GROUP * 32;
+        const int64_t stride = 4 * lanes;
+        __m512i dot[WIDE_ROWS][WIDE_COLS];
+        const int8_t *xg[WIDE_COLS];
+        for (int c = 0; c < WIDE_COLS; c++) {
+            const __m512i corr = _mm512_load_si512(a->corr + ((i + c) * a->groups + g) * PYLLM_LANE_GROUP);
+            for (int q = 0; q < WIDE_ROWS; q++)
+                dot[q][c] = corr;
+            xg[c] = a->q + (i + c) * a->row_bytes + g * PYLLM_LANE_GROUP * PYLLM_QBLOCK;
+        }
+        for (int s = 0; s < 8; s++) {
+            __m512i wv[WIDE_ROWS];
+            for (int q = 0; q < WIDE_ROWS; q++)
+                wv[q] = _mm512_maskz_loadu_epi8(wmask, wg + q * row_bytes + s * stride);
+            for (int c = 0; c < WIDE_COLS; c++) {
+                const __m512i xv = _mm512_load_si512(xg[c] + s * 64);
+                for (int q = 0; q < WIDE_ROWS; q++)
+                    dot[q][c] = _mm512_dpbusd_epi32(dot[q][c], wv[q], xv);
+            }
+        }
+        for (int q = 0; q < WIDE_ROWS; q++) {
+            const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smask, w->scales + (r + q) * nb + g * PYLLM_LANE_GROUP));
+            for (int c = 0; c < WIDE_COLS; c++) {
+                const __m512 dx = _mm512_loadu_ps(a->d + (i + c) * padded + g * PYLLM_LANE_GROUP);
+                acc[q][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[q][c]), _mm512_mul_ps(dw, dx), acc[q][c]);
+            }
+        }
+    }
+    for (int q = 0; q < WIDE_ROWS; q++)
+        for (int c = 0; c < WIDE_COLS; c++)
+            y[(i + c) * ldy + r + q] = _mm512_reduce_add_ps(acc[q][c]);
+}
+
 /* Weight rows r..r+rows-1 against every activation row, QCOLS at a time, then one tile of the rest. */
 static inline __attribute__((always_inline)) void block_rows(const pyllm_qweight *w, const pyllm_gemv_act *a,
                                                                int64_t r, const int rows, float *y, int64_t ldy,
@@ -220,11 +276,22 @@ static inline __attribute__((always_inline)) void block_rows(const pyllm_qweight
 }
 
 /* One instance per block type, so that its sizes are constants in the loops (a runtime type
- * left an integer division and the type tests in the innermost loop). Weight rows in pairs past
- * QCOLS activation rows (as bf16's), else one at a time: a single stream. */
+ * left an integer division and the type tests in the innermost loop). Q8_0 past
+ * PYLLM_GEMV_WIDE_MIN_M activation rows (prefill): weight rows in threes (q8_tile_wide); the
+ * others past QCOLS rows: in pairs (as bf16's); else one at a time: a single stream. */
 static void block_rows_of(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t r, int64_t row1, float *y,
                           int64_t ldy, const pyllm_weight_type type)
 {
+    if (a->m > PYLLM_GEMV_WIDE_MIN_M && type == PYLLM_WEIGHT_Q8_0)
+        for (; r + WIDE_ROWS <= row1; r += WIDE_ROWS) {
+            int64_t i = 0;
+            for (; i + WIDE_COLS <= a->m; i += WIDE_COLS)
+                q8_tile_wide(w, a, r, i, y, ldy);
+            for (; i < a->m; i++) {
+                block_tile(w, a, r, 2, i, 1, y, ldy, type);
+                block_tile(w, a, r + 2, 1, i, 1, y, ldy, type);
+            }
+        }
     if (a->m > QCOLS)
         for (; r + 2 <= row1; r += 2)
             block_rows(w, a, r, 2, y, ldy, type);
@@ -238,8 +305,12 @@ void pyllm_gemv_rows_avx512(const pyllm_qweight *w, const pyllm_gemv_act *a, int
     int64_t r = row0;
     if (w->type == PYLLM_WEIGHT_BF16) {
         /* up to 4 activation rows: a single stream of weight bytes (see the top; two streams made
-         * m = 2 1.5x slower on one thread); more: weight rows in pairs, so that each load of x
-         * serves two of them (see bf16_tile) */
+         * m = 2 1.5x slower on one thread); more: weight rows in threes, so that each load of x
+         * serves three of them (see bf16_tile; threes over pairs: a 32000 x 2048 matrix at m = 8
+         * 6.4 -> 6.0 ms, 384 x 2048 in cache 250 -> 274-301 GFLOP/s, alternating builds) */
+        if (a->m > COLS)
+            for (; r + BF16_ROWS <= row1; r += BF16_ROWS)
+                bf16_rows(w, a, r, BF16_ROWS, y, ldy);
         if (a->m > COLS)
             for (; r + 2 <= row1; r += 2)
                 bf16_rows(w, a, r, 2, y, ldy);

@@ -97,6 +97,16 @@ static dnnl_status_t rows_pd(pyllm_matmul_ctx *ctx, dnnl_data_type_t dt, int64_t
 /* The decision of decide_prefill_type. */
 static int prefill_in_bf16(const pyllm_matmul_ctx *ctx) { return ctx->prefill_dt == dnnl_bf16; }
 
+/* Whether this layer's prefill runs the decode kernels' int8 dot products (pyllm_gemv_tiled):
+ * the block types on AVX-512 (VNNI). A 2048 x 5632 matrix at m = 512 took 23 ms there against
+ * 29-30 ms dequantized to bf16 tiles for oneDNN's GEMM (Q8_0 and Q4_0, alternating runs), the
+ * dequantization alone being 15% of the int8 prefill. AVX2 has no int8 dot product that keeps up
+ * with oneDNN's f32 GEMM. */
+static int prefill_in_int8(const pyllm_linear *lin)
+{
+    return lin->type != PYLLM_WEIGHT_BF16 && pyllm_gemv_isa() == PYLLM_ISA_AVX512;
+}
+
 /* Weight rows per prefill tile: about 1 MB, a multiple of 64 rows (whole matrices, which spare
  * the copy of each tile's product into y, measured no faster: 1,683-1,709 against 1,706-1,727
  * tok/s at int4). bf16 weights that the GEMM takes as they are are used in place, all rows at once. */
@@ -273,7 +283,7 @@ static size_t scratch_need(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64
 {
     if (lin->invariant)
         return pyllm_gemv_scratch_bytes(&lin->q, m < PYLLM_INVARIANT_PASS_M ? m : PYLLM_INVARIANT_PASS_M);
-    if (m <= PYLLM_GEMV_MAX_M)
+    if (m <= PYLLM_GEMV_MAX_M || prefill_in_int8(lin))
         return pyllm_gemv_scratch_bytes(&lin->q, m);
     const size_t element = prefill_in_bf16(ctx) ? 2 : 4, rows = (size_t)tile_rows(ctx, lin);
     const size_t src = prefill_in_bf16(ctx) ? pyllm_round64(element * (size_t)(m * lin->k)) : 0; /* f32: x itself */
@@ -300,7 +310,7 @@ pyllm_status pyllm_linear_prepare(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
     if (lin->type == PYLLM_WEIGHT_F32)
         return lin->invariant || m <= PYLLM_GEMV_MAX_M ? PYLLM_OK : lookup(ctx, dnnl_f32, m, lin->k, lin->n, lin->n, &e);
     PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
-    if (m <= PYLLM_GEMV_MAX_M || lin->invariant)
+    if (m <= PYLLM_GEMV_MAX_M || lin->invariant || prefill_in_int8(lin))
         return PYLLM_OK;
     const int64_t rows = tile_rows(ctx, lin);
     const dnnl_data_type_t dt = prefill_in_bf16(ctx) ? dnnl_bf16 : dnnl_f32;
@@ -384,7 +394,15 @@ static pyllm_status forward_tiles(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
     return PYLLM_OK;
 }
 
-int pyllm_matmul_prefill_in_bf16(pyllm_matmul_ctx *ctx) { return prefill_in_bf16(ctx); }
+const char *pyllm_matmul_prefill_compute(pyllm_matmul_ctx *ctx, pyllm_weight_type type)
+{
+    if (type == PYLLM_WEIGHT_F32)
+        return "float32";
+    const pyllm_linear probe = {.type = type};
+    if (prefill_in_int8(&probe))
+        return "int8";
+    return prefill_in_bf16(ctx) ? "bfloat16" : "float32";
+}
 
 /* Batch-invariant mode: one path for every m, each activation row computed on its own. */
 static pyllm_status forward_invariant(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x, float *y,
@@ -427,10 +445,13 @@ pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
         return forward_invariant(ctx, lin, x, y, m);
     if (lin->type == PYLLM_WEIGHT_F32)
         return forward_f32(ctx, lin, x, y, m);
-    if (m > PYLLM_GEMV_MAX_M)
+    if (m > PYLLM_GEMV_MAX_M && !prefill_in_int8(lin))
         return forward_tiles(ctx, lin, x, y, m);
     PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
-    pyllm_gemv(&lin->q, x, m, lin->bias, y, lin->n, ctx->scratch);
+    if (m > PYLLM_GEMV_MAX_M)
+        pyllm_gemv_tiled(&lin->q, x, m, lin->bias, y, lin->n, ctx->scratch);
+    else
+        pyllm_gemv(&lin->q, x, m, lin->bias, y, lin->n, ctx->scratch);
     return PYLLM_OK;
 }
 

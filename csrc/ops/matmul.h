@@ -7,9 +7,11 @@
  * place (its [k, n] operand with strides (1, k)).
  * Low-precision weights keep our own layout (ops/quant.h) and take two paths by M:
  *   - M <= PYLLM_GEMV_MAX_M (decode): our kernels (ops/gemv.h), a stream of the weight bytes;
- *   - larger M (prefill, big batches): oneDNN's bf16 GEMM, the activations rounded to bf16 and
- *     the weights dequantized to bf16 a tile of rows at a time (bf16 weights are used in place),
- *     f32 accumulation and output — or, on CPUs without AVX-512 BF16, the same in f32.
+ *   - larger M (prefill, big batches): on AVX-512, the block types run the same kernels blocked
+ *     for the caches (pyllm_gemv_tiled: int8 dot products, faster than dequantizing for a bf16
+ *     GEMM) and bf16 weights oneDNN's bf16 GEMM in place, the activations rounded to bf16; on
+ *     CPUs without AVX-512 BF16, oneDNN's f32 GEMM with the weights dequantized to f32 a tile of
+ *     rows at a time. f32 accumulation and output everywhere.
  * Primitives are created once per shape and kept in a small cache shared by every layer of a
  * model, and the scratch buffers are sized by pyllm_linear_prepare, so the token loop creates
  * and allocates nothing.
@@ -87,8 +89,10 @@ void pyllm_linear_release(pyllm_linear *lin);
  * creates and allocates nothing. */
 pyllm_status pyllm_linear_prepare(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64_t m);
 
-/* Whether low-precision prefill computes in bf16 on this CPU (else in f32). */
-int pyllm_matmul_prefill_in_bf16(pyllm_matmul_ctx *ctx);
+/* What prefill (m > PYLLM_GEMV_MAX_M, outside batch-invariant mode) multiplies in on this CPU for
+ * weights of this type: "float32", "bfloat16" (rounded activations against bf16 weights) or "int8"
+ * (the decode kernels' 8-bit activations against the blocks). */
+const char *pyllm_matmul_prefill_compute(pyllm_matmul_ctx *ctx, pyllm_weight_type type);
 
 /* y[m, n] = x[m, k] · Wᵀ + b. x and y are dense row-major f32 buffers that do not overlap. */
 pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, const float *x,

@@ -151,17 +151,20 @@ done:
     return result;
 }
 
-static PyObject *prefill_compute(PyObject *self, PyObject *unused)
+static PyObject *prefill_compute(PyObject *self, PyObject *args)
 {
     (void)self;
-    (void)unused;
+    const char *type_name;
+    pyllm_weight_type type;
+    if (!PyArg_ParseTuple(args, "s:prefill_compute", &type_name) || parse_type(type_name, &type) < 0)
+        return NULL;
     pyllm_matmul_ctx ctx;
     pyllm_status st = pyllm_matmul_ctx_init(&ctx);
     if (st != PYLLM_OK)
         return pyllm_raise(st);
-    const int bf16 = pyllm_matmul_prefill_in_bf16(&ctx);
+    PyObject *result = PyUnicode_FromString(pyllm_matmul_prefill_compute(&ctx, type));
     pyllm_matmul_ctx_release(&ctx);
-    return PyUnicode_FromString(bf16 ? "bfloat16" : "float32");
+    return result;
 }
 
 /* The bytes of a GGUF tensor (any buffer) of ggml type `type` holding n elements; checks the size. */
@@ -255,8 +258,9 @@ static PyObject *gguf_qweight_roundtrip(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef quant_methods[] = {
-    {"prefill_compute", prefill_compute, METH_NOARGS,
-     "prefill_compute(): the element type low-precision prefill multiplies in here, 'bfloat16' or 'float32'."},
+    {"prefill_compute", prefill_compute, METH_VARARGS,
+     "prefill_compute(type): what prefill multiplies in here for weights of that type, 'float32', 'bfloat16' or "
+     "'int8'."},
     {"quantize_roundtrip", quantize_roundtrip, METH_VARARGS,
      "quantize_roundtrip(weights f32 [n, k], type, lanes16=False, bf16=False): the weights quantized to type (in "
      "the AVX-512 kernels' lane order if asked) and dequantized to f32, or to bf16 bits (uint16) as prefill does."},
