@@ -205,19 +205,25 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
             y[(i + c) * ldy + r + q] = _mm512_reduce_add_ps(acc[q][c]) + (q4_1 ? _mm512_reduce_add_ps(acc_min[q][c]) : 0.0f);
 }
 
-/* The prefill tile of Q8_0: WIDE_ROWS weight rows against WIDE_COLS activation rows, one int32
- * chain per pair (integer sums are exact in any order, so each pair's result is block_tile's bit
- * for bit). With the weights in cache (pyllm_gemv_tiled) the 2 x 4 tile spent a load per 1.3
+/* The prefill tile of Q8_0 and Q4_0: WIDE_ROWS weight rows against WIDE_COLS activation rows, one
+ * int32 chain per pair (integer sums are exact in any order, so each pair's result is block_tile's
+ * bit for bit). With the weights in cache (pyllm_gemv_tiled) the 2 x 4 tile spent a load per 1.3
  * vpdpbusd and half an instruction per vpdpbusd on the scales; 3 x 4 does 1.7 and 0.4, and its 12
- * chains hide vpdpbusd's latency: 472 -> 513 GOP/s on a 2048 x 2048 matrix at m = 512. Q4_0's
- * version (each load split into two nibble vectors, or loaded twice) was 4% slower than 2 x 4. */
+ * chains hide vpdpbusd's latency: Q8_0 472 -> 513 GOP/s on a 2048 x 2048 matrix at m = 512. Q4_0
+ * loads each 64 bytes once and feeds both nibble vectors to the pair's one chain (loading twice,
+ * once per nibble, was 4% slower than 2 x 4): 517-520 -> 570-578 GOP/s there. Q4_1 (a second accumulator per pair for
+ * its minimum) keeps 2 x 4. */
 #define WIDE_ROWS 3
 #define WIDE_COLS 4
-static inline __attribute__((always_inline)) void q8_tile_wide(const pyllm_qweight *w, const pyllm_gemv_act *a,
-                                                                 int64_t r, int64_t i, float *y, int64_t ldy)
+static inline __attribute__((always_inline)) void block_tile_wide(const pyllm_qweight *w, const pyllm_gemv_act *a,
+                                                                 int64_t r, int64_t i, float *y, int64_t ldy,
+                                                                 const pyllm_weight_type type)
 {
-    const int64_t nb = w->blocks, padded = a->groups * PYLLM_LANE_GROUP, row_bytes = nb * 32;
+    const int q8 = type == PYLLM_WEIGHT_Q8_0;
+    const int64_t nb = w->blocks, padded = a->groups * PYLLM_LANE_GROUP, block_bytes = q8 ? 32 : 16;
+    const int64_t row_bytes = nb * block_bytes;
     const uint8_t *wrow = (const uint8_t *)w->quants + r * row_bytes;
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
     __m512 acc[WIDE_ROWS][WIDE_COLS];
     for (int q = 0; q < WIDE_ROWS; q++)
         for (int c = 0; c < WIDE_COLS; c++)
@@ -226,7 +232,7 @@ static inline __attribute__((always_inline)) void q8_tile_wide(const pyllm_qweig
         const int64_t lanes = nb - g * PYLLM_LANE_GROUP < PYLLM_LANE_GROUP ? nb - g * PYLLM_LANE_GROUP : PYLLM_LANE_GROUP;
         const __mmask16 smask = (__mmask16)((1u << lanes) - 1);
         const __mmask64 wmask = lanes == PYLLM_LANE_GROUP ? ~(__mmask64)0 : ((__mmask64)1 << (4 * lanes)) - 1;
-        const uint8_t *wg = wrow + g * PYLLM_LANE_GROUP * 32;
+        const uint8_t *wg = wrow + g * PYLLM_LANE_GROUP * block_bytes;
         const int64_t stride = 4 * lanes;
         __m512i dot[WIDE_ROWS][WIDE_COLS];
         const int8_t *xg[WIDE_COLS];
@@ -236,14 +242,30 @@ static inline __attribute__((always_inline)) void q8_tile_wide(const pyllm_qweig
                 dot[q][c] = corr;
             xg[c] = a->q + (i + c) * a->row_bytes + g * PYLLM_LANE_GROUP * PYLLM_QBLOCK;
         }
-        for (int s = 0; s < 8; s++) {
-            __m512i wv[WIDE_ROWS];
-            for (int q = 0; q < WIDE_ROWS; q++)
-                wv[q] = _mm512_maskz_loadu_epi8(wmask, wg + q * row_bytes + s * stride);
-            for (int c = 0; c < WIDE_COLS; c++) {
-                const __m512i xv = _mm512_load_si512(xg[c] + s * 64);
+        if (q8) {
+            for (int s = 0; s < 8; s++) {
+                __m512i wv[WIDE_ROWS];
                 for (int q = 0; q < WIDE_ROWS; q++)
-                    dot[q][c] = _mm512_dpbusd_epi32(dot[q][c], wv[q], xv);
+                    wv[q] = _mm512_maskz_loadu_epi8(wmask, wg + q * row_bytes + s * stride);
+                for (int c = 0; c < WIDE_COLS; c++) {
+                    const __m512i xv = _mm512_load_si512(xg[c] + s * 64);
+                    for (int q = 0; q < WIDE_ROWS; q++)
+                        dot[q][c] = _mm512_dpbusd_epi32(dot[q][c], wv[q], xv);
+                }
+            }
+        } else {
+            for (int s = 0; s < 4; s++) { /* one load: low nibbles meet step s of x, high ones s + 4 */
+                __m512i lo[WIDE_ROWS], hi[WIDE_ROWS];
+                for (int q = 0; q < WIDE_ROWS; q++) {
+                    const __m512i raw = _mm512_maskz_loadu_epi8(wmask, wg + q * row_bytes + s * stride);
+                    lo[q] = _mm512_and_si512(raw, low4);
+                    hi[q] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+                }
+                for (int c = 0; c < WIDE_COLS; c++) {
+                    const __m512i x0 = _mm512_load_si512(xg[c] + s * 64), x1 = _mm512_load_si512(xg[c] + (s + 4) * 64);
+                    for (int q = 0; q < WIDE_ROWS; q++)
+                        dot[q][c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(dot[q][c], lo[q], x0), hi[q], x1);
+                }
             }
         }
         for (int q = 0; q < WIDE_ROWS; q++) {
@@ -276,17 +298,17 @@ static inline __attribute__((always_inline)) void block_rows(const pyllm_qweight
 }
 
 /* One instance per block type, so that its sizes are constants in the loops (a runtime type
- * left an integer division and the type tests in the innermost loop). Q8_0 past
- * PYLLM_GEMV_WIDE_MIN_M activation rows (prefill): weight rows in threes (q8_tile_wide); the
- * others past QCOLS rows: in pairs (as bf16's); else one at a time: a single stream. */
+ * left an integer division and the type tests in the innermost loop). Q8_0 and Q4_0 past
+ * PYLLM_GEMV_WIDE_MIN_M activation rows (prefill): weight rows in threes (block_tile_wide); past
+ * QCOLS rows: in pairs (as bf16's); else one at a time: a single stream. */
 static void block_rows_of(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t r, int64_t row1, float *y,
                           int64_t ldy, const pyllm_weight_type type)
 {
-    if (a->m > PYLLM_GEMV_WIDE_MIN_M && type == PYLLM_WEIGHT_Q8_0)
+    if (a->m > PYLLM_GEMV_WIDE_MIN_M && type != PYLLM_WEIGHT_Q4_1)
         for (; r + WIDE_ROWS <= row1; r += WIDE_ROWS) {
             int64_t i = 0;
             for (; i + WIDE_COLS <= a->m; i += WIDE_COLS)
-                q8_tile_wide(w, a, r, i, y, ldy);
+                block_tile_wide(w, a, r, i, y, ldy, type);
             for (; i < a->m; i++) {
                 block_tile(w, a, r, 2, i, 1, y, ldy, type);
                 block_tile(w, a, r + 2, 1, i, 1, y, ldy, type);
