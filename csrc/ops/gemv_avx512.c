@@ -211,8 +211,8 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
  * vpdpbusd and half an instruction per vpdpbusd on the scales; 3 x 4 does 1.7 and 0.4, and its 12
  * chains hide vpdpbusd's latency: Q8_0 472 -> 513 GOP/s on a 2048 x 2048 matrix at m = 512. Q4_0
  * loads each 64 bytes once and feeds both nibble vectors to the pair's one chain (loading twice,
- * once per nibble, was 4% slower than 2 x 4): 517-520 -> 570-578 GOP/s there. Q4_1 (a second accumulator per pair for
- * its minimum) keeps 2 x 4. */
+ * once per nibble, was 4% slower than 2 x 4): 517-520 -> 570-578 GOP/s there. Q4_1 (a second
+ * accumulator per pair for its minimum) keeps 2 x 4. */
 #define WIDE_ROWS 3
 #define WIDE_COLS 4
 static inline __attribute__((always_inline)) void block_tile_wide(const pyllm_qweight *w, const pyllm_gemv_act *a,
