@@ -174,6 +174,13 @@ static int64_t prepare_units(const pyllm_gemv_act *a, const pyllm_qweight *w)
 
 /* ---- the product -------------------------------------------------------------------------- */
 
+static pyllm_gemv_rows_fn rows_kernel(pyllm_isa isa)
+{
+    return isa == PYLLM_ISA_AVX512 ? pyllm_gemv_rows_avx512
+           : isa == PYLLM_ISA_AVX2 ? pyllm_gemv_rows_avx2
+                                   : pyllm_gemv_rows_generic;
+}
+
 /* One thread's part of a shared-input call: rows [r0, r1) of the outputs laid end to end. */
 static void rows_of_outputs(pyllm_gemv_rows_fn rows, const pyllm_gemv_out *outs, int count, const pyllm_gemv_act *a,
                             int64_t r0, int64_t r1)
@@ -198,9 +205,7 @@ void pyllm_gemv_many(const pyllm_gemv_out *outs, int count, const float *x, int6
     pyllm_gemv_act a;
     layout(w, m, isa, scratch, &a);
     const int avx512 = isa == PYLLM_ISA_AVX512;
-    const pyllm_gemv_rows_fn rows = isa == PYLLM_ISA_AVX512 ? pyllm_gemv_rows_avx512
-                                    : isa == PYLLM_ISA_AVX2 ? pyllm_gemv_rows_avx2
-                                                            : pyllm_gemv_rows_generic;
+    const pyllm_gemv_rows_fn rows = rows_kernel(isa);
     int64_t n = 0;
     for (int o = 0; o < count; o++)
         n += outs[o].w->n;
@@ -255,9 +260,7 @@ void pyllm_gemv_tiled(const pyllm_qweight *w, const float *x, int64_t m, const f
     pyllm_gemv_act a;
     layout(w, m, isa, scratch, &a);
     const int avx512 = isa == PYLLM_ISA_AVX512;
-    const pyllm_gemv_rows_fn rows = isa == PYLLM_ISA_AVX512 ? pyllm_gemv_rows_avx512
-                                    : isa == PYLLM_ISA_AVX2 ? pyllm_gemv_rows_avx2
-                                                            : pyllm_gemv_rows_generic;
+    const pyllm_gemv_rows_fn rows = rows_kernel(isa);
     const int64_t units = prepare_units(&a, w), n = w->n;
     const int64_t row_bytes = (int64_t)pyllm_weight_bytes(w->type, 1, w->k);
     int64_t tile = TILE_BYTES / row_bytes / 4 * 4;

@@ -104,6 +104,22 @@ static inline __attribute__((always_inline)) void bf16_rows(const pyllm_qweight 
     }
 }
 
+/* Lane group g of a weight row of nb blocks (ops/quant.h), which may hold fewer than 16 lanes
+ * (blocks) at the row's end: the distance between its 64-byte weight loads (4 bytes per lane), the
+ * mask of its scales (one per lane) and the mask of each load. */
+typedef struct {
+    int64_t stride;
+    __mmask16 smask;
+    __mmask64 wmask;
+} lane_group;
+
+static inline __attribute__((always_inline)) lane_group group_of(int64_t nb, int64_t g)
+{
+    const int64_t lanes = nb - g * PYLLM_LANE_GROUP < PYLLM_LANE_GROUP ? nb - g * PYLLM_LANE_GROUP : PYLLM_LANE_GROUP;
+    return (lane_group){.stride = 4 * lanes, .smask = (__mmask16)((1u << lanes) - 1),
+                        .wmask = lanes == PYLLM_LANE_GROUP ? ~(__mmask64)0 : ((__mmask64)1 << (4 * lanes)) - 1};
+}
+
 /* Weight rows r..r+rows-1 (rows 1 or 2; lane order, ops/quant.h) against activation rows
  * i..i+cols-1 (prepared in the same lane order). Per lane group each lane of a pair's int32
  * accumulator collects one whole block: it starts at the pair's correction (-offset · Σ x of the
@@ -128,11 +144,8 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
         for (int c = 0; c < cols; c++)
             acc[q][c] = acc_min[q][c] = _mm512_setzero_ps();
     for (int64_t g = 0; g < a->groups; g++) {
-        const int64_t lanes = nb - g * PYLLM_LANE_GROUP < PYLLM_LANE_GROUP ? nb - g * PYLLM_LANE_GROUP : PYLLM_LANE_GROUP;
-        const __mmask16 smask = (__mmask16)((1u << lanes) - 1);
-        const __mmask64 wmask = lanes == PYLLM_LANE_GROUP ? ~(__mmask64)0 : ((__mmask64)1 << (4 * lanes)) - 1;
+        const lane_group lg = group_of(nb, g);
         const uint8_t *wg = wrow + g * PYLLM_LANE_GROUP * block_bytes;
-        const int64_t stride = 4 * lanes;
         /* two chains of vpdpbusd per pair (even and odd steps, or low and high nibbles): one
          * chain of 8 left a row's product latency-bound (Q8_0 read 1.3x slower than before) */
         __m512i dot[2][QCOLS], dot2[2][QCOLS];
@@ -151,11 +164,11 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
                 for (int q = 0; q < rows; q++) {
                     const uint8_t *wq = wg + q * row_bytes;
                     if (prefetch) {
-                        _mm_prefetch((const char *)(wq + s * stride + PREFETCH_BYTES), _MM_HINT_T1);
-                        _mm_prefetch((const char *)(wq + (s + 1) * stride + PREFETCH_BYTES), _MM_HINT_T1);
+                        _mm_prefetch((const char *)(wq + s * lg.stride + PREFETCH_BYTES), _MM_HINT_T1);
+                        _mm_prefetch((const char *)(wq + (s + 1) * lg.stride + PREFETCH_BYTES), _MM_HINT_T1);
                     }
-                    w0[q] = _mm512_maskz_loadu_epi8(wmask, wq + s * stride);
-                    w1[q] = _mm512_maskz_loadu_epi8(wmask, wq + (s + 1) * stride);
+                    w0[q] = _mm512_maskz_loadu_epi8(lg.wmask, wq + s * lg.stride);
+                    w1[q] = _mm512_maskz_loadu_epi8(lg.wmask, wq + (s + 1) * lg.stride);
                 }
                 for (int c = 0; c < cols; c++) {
                     const __m512i x0 = _mm512_load_si512(xg[c] + s * 64), x1 = _mm512_load_si512(xg[c] + (s + 1) * 64);
@@ -171,8 +184,8 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
                 for (int q = 0; q < rows; q++) {
                     const uint8_t *wq = wg + q * row_bytes;
                     if (prefetch)
-                        _mm_prefetch((const char *)(wq + s * stride + PREFETCH_BYTES), _MM_HINT_T1);
-                    const __m512i raw = _mm512_maskz_loadu_epi8(wmask, wq + s * stride);
+                        _mm_prefetch((const char *)(wq + s * lg.stride + PREFETCH_BYTES), _MM_HINT_T1);
+                    const __m512i raw = _mm512_maskz_loadu_epi8(lg.wmask, wq + s * lg.stride);
                     lo[q] = _mm512_and_si512(raw, low4);
                     hi[q] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
                 }
@@ -187,13 +200,13 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
         }
         for (int q = 0; q < rows; q++) {
             const int64_t b0 = (r + q) * nb + g * PYLLM_LANE_GROUP;
-            const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smask, w->scales + b0));
+            const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lg.smask, w->scales + b0));
             for (int c = 0; c < cols; c++) {
                 const __m512 dx = _mm512_loadu_ps(a->d + (i + c) * padded + g * PYLLM_LANE_GROUP);
                 const __m512i d = _mm512_add_epi32(dot[q][c], dot2[q][c]);
                 acc[q][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dw, dx), acc[q][c]);
                 if (q4_1) {
-                    const __m512 mins = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smask, w->mins + b0));
+                    const __m512 mins = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lg.smask, w->mins + b0));
                     const __m512 sx = _mm512_mul_ps(dx, _mm512_cvtepi32_ps(_mm512_loadu_si512(a->qsum + (i + c) * padded + g * PYLLM_LANE_GROUP)));
                     acc_min[q][c] = _mm512_fmadd_ps(mins, sx, acc_min[q][c]);
                 }
@@ -229,11 +242,8 @@ static inline __attribute__((always_inline)) void block_tile_wide(const pyllm_qw
         for (int c = 0; c < WIDE_COLS; c++)
             acc[q][c] = _mm512_setzero_ps();
     for (int64_t g = 0; g < a->groups; g++) {
-        const int64_t lanes = nb - g * PYLLM_LANE_GROUP < PYLLM_LANE_GROUP ? nb - g * PYLLM_LANE_GROUP : PYLLM_LANE_GROUP;
-        const __mmask16 smask = (__mmask16)((1u << lanes) - 1);
-        const __mmask64 wmask = lanes == PYLLM_LANE_GROUP ? ~(__mmask64)0 : ((__mmask64)1 << (4 * lanes)) - 1;
+        const lane_group lg = group_of(nb, g);
         const uint8_t *wg = wrow + g * PYLLM_LANE_GROUP * block_bytes;
-        const int64_t stride = 4 * lanes;
         __m512i dot[WIDE_ROWS][WIDE_COLS];
         const int8_t *xg[WIDE_COLS];
         for (int c = 0; c < WIDE_COLS; c++) {
@@ -246,7 +256,7 @@ static inline __attribute__((always_inline)) void block_tile_wide(const pyllm_qw
             for (int s = 0; s < 8; s++) {
                 __m512i wv[WIDE_ROWS];
                 for (int q = 0; q < WIDE_ROWS; q++)
-                    wv[q] = _mm512_maskz_loadu_epi8(wmask, wg + q * row_bytes + s * stride);
+                    wv[q] = _mm512_maskz_loadu_epi8(lg.wmask, wg + q * row_bytes + s * lg.stride);
                 for (int c = 0; c < WIDE_COLS; c++) {
                     const __m512i xv = _mm512_load_si512(xg[c] + s * 64);
                     for (int q = 0; q < WIDE_ROWS; q++)
@@ -257,7 +267,7 @@ static inline __attribute__((always_inline)) void block_tile_wide(const pyllm_qw
             for (int s = 0; s < 4; s++) { /* one load: low nibbles meet step s of x, high ones s + 4 */
                 __m512i lo[WIDE_ROWS], hi[WIDE_ROWS];
                 for (int q = 0; q < WIDE_ROWS; q++) {
-                    const __m512i raw = _mm512_maskz_loadu_epi8(wmask, wg + q * row_bytes + s * stride);
+                    const __m512i raw = _mm512_maskz_loadu_epi8(lg.wmask, wg + q * row_bytes + s * lg.stride);
                     lo[q] = _mm512_and_si512(raw, low4);
                     hi[q] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
                 }
@@ -269,7 +279,7 @@ static inline __attribute__((always_inline)) void block_tile_wide(const pyllm_qw
             }
         }
         for (int q = 0; q < WIDE_ROWS; q++) {
-            const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(smask, w->scales + (r + q) * nb + g * PYLLM_LANE_GROUP));
+            const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lg.smask, w->scales + (r + q) * nb + g * PYLLM_LANE_GROUP));
             for (int c = 0; c < WIDE_COLS; c++) {
                 const __m512 dx = _mm512_loadu_ps(a->d + (i + c) * padded + g * PYLLM_LANE_GROUP);
                 acc[q][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[q][c]), _mm512_mul_ps(dw, dx), acc[q][c]);
