@@ -192,9 +192,7 @@ static void rows_of_outputs(pyllm_gemv_rows_fn rows, const pyllm_gemv_out *outs,
             continue;
         rows(outs[o].w, a, lo, hi, outs[o].y, outs[o].ldy);
         if (outs[o].bias != NULL)
-            for (int64_t i = 0; i < a->m; i++)
-                for (int64_t j = lo; j < hi; j++)
-                    outs[o].y[i * outs[o].ldy + j] += outs[o].bias[j];
+            pyllm_add_bias(outs[o].y + lo, outs[o].ldy, outs[o].bias + lo, a->m, hi - lo);
     }
 }
 
@@ -280,9 +278,7 @@ void pyllm_gemv_tiled(const pyllm_qweight *w, const float *x, int64_t m, const f
                 rows(w, &chunk, t0, t1, y + i0 * ldy, ldy);
             }
             if (bias != NULL)
-                for (int64_t i = 0; i < m; i++)
-                    for (int64_t j = t0; j < t1; j++)
-                        y[i * ldy + j] += bias[j];
+                pyllm_add_bias(y + t0, ldy, bias + t0, m, t1 - t0);
         }
     }
 }

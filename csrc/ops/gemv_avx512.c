@@ -30,7 +30,8 @@
  * hiding it (one thread, bf16 at m = 4: 14 GB/s against 30 at m = 1). 4 KB ahead into L2
  * (prefetcht1) took batch-8 bf16 from 6.6 to 4.0 ms per 32000 x 2048 matrix and Q8_0 from 3.8
  * to 2.5, Q4_0 at m = 1 too (alternating processes: 0.92-1.46x of the probe against
- * 0.90-1.13x without), while bf16 and Q8_0 at m = 1 read slower with it (prefetches into L1, or 1 or 2 KB ahead, helped less). */
+ * 0.90-1.13x without), while bf16 and Q8_0 at m = 1 read slower with it (prefetches into L1, or
+ * 1 or 2 KB ahead, helped less). */
 #define PREFETCH_BYTES 4096
 
 /* 64 columns from j of a bf16 tile: the even chunk into acc[.][0], the odd one into acc[.][1]. */
@@ -59,7 +60,8 @@ static inline __attribute__((always_inline)) void bf16_step(const uint16_t *wr, 
 /* Weight rows r..r+rows-1 (rows 1 to BF16_ROWS) against activation rows i..i+cols-1: each load of a
  * weight vector serves `cols` activation rows (prefill, batched decode), each load of activations
  * `rows` weight rows (with one row, a load of x per vdpbf16ps: 2 x 4 tiles took a 32000 x 2048
- * matrix at m = 8 from 8.6 to 6.9 ms, before the prefetch above). Each pair has two accumulators, for the even and the odd 32-element chunks of k
+ * matrix at m = 8 from 8.6 to 6.9 ms, before the prefetch above). Each pair has two
+ * accumulators, for the even and the odd 32-element chunks of k
  * (one chain of vdpbf16ps per pair left them latency-bound: 4 chains for up to 4 x 32 x 32
  * products a step), added at the end. Every pair's accumulators see the same dot products in the
  * same order whatever the tile, so a pair's result never depends on m. */
@@ -228,6 +230,7 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
  * accumulator per pair for its minimum) keeps 2 x 4. */
 #define WIDE_ROWS 3
 #define WIDE_COLS 4
+#define WIDE_MIN_M 8 /* past these activation rows (prefill); batched decode keeps its tiles */
 static inline __attribute__((always_inline)) void block_tile_wide(const pyllm_qweight *w, const pyllm_gemv_act *a,
                                                                  int64_t r, int64_t i, float *y, int64_t ldy,
                                                                  const pyllm_weight_type type)
@@ -309,12 +312,12 @@ static inline __attribute__((always_inline)) void block_rows(const pyllm_qweight
 
 /* One instance per block type, so that its sizes are constants in the loops (a runtime type
  * left an integer division and the type tests in the innermost loop). Q8_0 and Q4_0 past
- * PYLLM_GEMV_WIDE_MIN_M activation rows (prefill): weight rows in threes (block_tile_wide); past
+ * WIDE_MIN_M activation rows (prefill): weight rows in threes (block_tile_wide); past
  * QCOLS rows: in pairs (as bf16's); else one at a time: a single stream. */
 static void block_rows_of(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t r, int64_t row1, float *y,
                           int64_t ldy, const pyllm_weight_type type)
 {
-    if (a->m > PYLLM_GEMV_WIDE_MIN_M && type != PYLLM_WEIGHT_Q4_1)
+    if (a->m > WIDE_MIN_M && type != PYLLM_WEIGHT_Q4_1)
         for (; r + WIDE_ROWS <= row1; r += WIDE_ROWS) {
             int64_t i = 0;
             for (; i + WIDE_COLS <= a->m; i += WIDE_COLS)
@@ -340,12 +343,12 @@ void pyllm_gemv_rows_avx512(const pyllm_qweight *w, const pyllm_gemv_act *a, int
          * m = 2 1.5x slower on one thread); more: weight rows in threes, so that each load of x
          * serves three of them (see bf16_tile; threes over pairs: a 32000 x 2048 matrix at m = 8
          * 6.4 -> 6.0 ms, 384 x 2048 in cache 250 -> 274-301 GFLOP/s, alternating builds) */
-        if (a->m > COLS)
+        if (a->m > COLS) {
             for (; r + BF16_ROWS <= row1; r += BF16_ROWS)
                 bf16_rows(w, a, r, BF16_ROWS, y, ldy);
-        if (a->m > COLS)
             for (; r + 2 <= row1; r += 2)
                 bf16_rows(w, a, r, 2, y, ldy);
+        }
         for (; r < row1; r++)
             bf16_rows(w, a, r, 1, y, ldy);
         return;

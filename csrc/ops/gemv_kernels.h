@@ -35,10 +35,6 @@ void pyllm_gemv_prepare(const pyllm_qweight *w, const float *x, pyllm_gemv_act *
 /* The block types for the AVX-512 kernel: q in the lane order, and a->corr filled. */
 void pyllm_gemv_prepare_avx512(const pyllm_qweight *w, const float *x, pyllm_gemv_act *a, int64_t u0, int64_t u1);
 
-/* Activation rows from which the AVX-512 block kernels take their prefill tile (gemv_avx512.c):
- * batched decode (at most 8 rows) keeps the single-stream tiles. */
-#define PYLLM_GEMV_WIDE_MIN_M 8
-
 /* y[i * ldy + j] for rows j in [row0, row1) of w and every activation row i. */
 typedef void (*pyllm_gemv_rows_fn)(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t row0, int64_t row1,
                                    float *y, int64_t ldy);

@@ -102,9 +102,9 @@ static int prefill_in_bf16(const pyllm_matmul_ctx *ctx) { return ctx->prefill_dt
  * 29-30 ms dequantized to bf16 tiles for oneDNN's GEMM (Q8_0 and Q4_0, alternating runs), the
  * dequantization alone being 15% of the int8 prefill. AVX2 has no int8 dot product that keeps up
  * with oneDNN's f32 GEMM. */
-static int prefill_in_int8(const pyllm_linear *lin)
+static int prefill_in_int8(pyllm_weight_type type)
 {
-    return lin->type != PYLLM_WEIGHT_BF16 && pyllm_gemv_isa() == PYLLM_ISA_AVX512;
+    return type != PYLLM_WEIGHT_BF16 && pyllm_gemv_isa() == PYLLM_ISA_AVX512;
 }
 
 /* Weight rows per prefill tile: about 1 MB, a multiple of 64 rows (whole matrices, which spare
@@ -283,7 +283,7 @@ static size_t scratch_need(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64
 {
     if (lin->invariant)
         return pyllm_gemv_scratch_bytes(&lin->q, m < PYLLM_INVARIANT_PASS_M ? m : PYLLM_INVARIANT_PASS_M);
-    if (m <= PYLLM_GEMV_MAX_M || prefill_in_int8(lin))
+    if (m <= PYLLM_GEMV_MAX_M || prefill_in_int8(lin->type))
         return pyllm_gemv_scratch_bytes(&lin->q, m);
     const size_t element = prefill_in_bf16(ctx) ? 2 : 4, rows = (size_t)tile_rows(ctx, lin);
     const size_t src = prefill_in_bf16(ctx) ? pyllm_round64(element * (size_t)(m * lin->k)) : 0; /* f32: x itself */
@@ -310,7 +310,7 @@ pyllm_status pyllm_linear_prepare(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
     if (lin->type == PYLLM_WEIGHT_F32)
         return lin->invariant || m <= PYLLM_GEMV_MAX_M ? PYLLM_OK : lookup(ctx, dnnl_f32, m, lin->k, lin->n, lin->n, &e);
     PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
-    if (m <= PYLLM_GEMV_MAX_M || lin->invariant || prefill_in_int8(lin))
+    if (m <= PYLLM_GEMV_MAX_M || lin->invariant || prefill_in_int8(lin->type))
         return PYLLM_OK;
     const int64_t rows = tile_rows(ctx, lin);
     const dnnl_data_type_t dt = prefill_in_bf16(ctx) ? dnnl_bf16 : dnnl_f32;
@@ -398,8 +398,7 @@ const char *pyllm_matmul_prefill_compute(pyllm_matmul_ctx *ctx, pyllm_weight_typ
 {
     if (type == PYLLM_WEIGHT_F32)
         return "float32";
-    const pyllm_linear probe = {.type = type};
-    if (prefill_in_int8(&probe))
+    if (prefill_in_int8(type))
         return "int8";
     return prefill_in_bf16(ctx) ? "bfloat16" : "float32";
 }
@@ -445,7 +444,7 @@ pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
         return forward_invariant(ctx, lin, x, y, m);
     if (lin->type == PYLLM_WEIGHT_F32)
         return forward_f32(ctx, lin, x, y, m);
-    if (m > PYLLM_GEMV_MAX_M && !prefill_in_int8(lin))
+    if (m > PYLLM_GEMV_MAX_M && !prefill_in_int8(lin->type))
         return forward_tiles(ctx, lin, x, y, m);
     PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
     if (m > PYLLM_GEMV_MAX_M)
