@@ -37,7 +37,7 @@
 /* 64 columns from j of a bf16 tile: the even chunk into acc[.][0], the odd one into acc[.][1]. */
 static inline __attribute__((always_inline)) void bf16_step(const uint16_t *wr, int64_t k, const uint16_t *x,
                                                               const int rows, const int cols, int64_t j,
-                                                              __mmask32 mask0, __mmask32 mask1,
+                                                              int64_t ahead, __mmask32 mask0, __mmask32 mask1,
                                                               __m512 acc[BF16_ROWS][2][COLS])
 {
     for (int h = 0; h < 2; h++) {
@@ -46,7 +46,7 @@ static inline __attribute__((always_inline)) void bf16_step(const uint16_t *wr, 
         __m512bh wv[BF16_ROWS];
         for (int q = 0; q < rows; q++) {
             if (cols > 1)
-                _mm_prefetch((const char *)(wr + q * k + jj) + PREFETCH_BYTES, _MM_HINT_T1);
+                _mm_prefetch((const char *)(wr + q * k + jj) + ahead, _MM_HINT_T1);
             wv[q] = (__m512bh)_mm512_maskz_loadu_epi16(mask, wr + q * k + jj);
         }
         for (int c = 0; c < cols; c++) {
@@ -70,6 +70,9 @@ static inline __attribute__((always_inline)) void bf16_tile(const pyllm_qweight 
                                                               float *y, int64_t ldy)
 {
     const int64_t k = w->k;
+    /* one weight row: PREFETCH_BYTES ahead; several: the next rows' same columns, so that DRAM
+     * keeps streaming while later tiles of activation rows compute from cache */
+    const int64_t ahead = rows > 1 ? (int64_t)sizeof(uint16_t) * rows * k : PREFETCH_BYTES;
     const uint16_t *wr = (const uint16_t *)w->quants + r * k;
     const uint16_t *x = a->bf16 + i * k;
     __m512 acc[BF16_ROWS][2][COLS];
@@ -79,10 +82,10 @@ static inline __attribute__((always_inline)) void bf16_tile(const pyllm_qweight 
                 acc[q][h][c] = _mm512_setzero_ps();
     int64_t j = 0;
     for (; j + 64 <= k; j += 64)
-        bf16_step(wr, k, x, rows, cols, j, 0xffffffffu, 0xffffffffu, acc);
+        bf16_step(wr, k, x, rows, cols, j, ahead, 0xffffffffu, 0xffffffffu, acc);
     if (j < k) { /* the row's end, 1 to 63 values: masked loads (zeros past it) */
         const int64_t left = k - j;
-        bf16_step(wr, k, x, rows, cols, j, left >= 32 ? 0xffffffffu : (1u << left) - 1,
+        bf16_step(wr, k, x, rows, cols, j, ahead, left >= 32 ? 0xffffffffu : (1u << left) - 1,
                   left <= 32 ? 0u : (1u << (left - 32)) - 1, acc);
     }
     for (int q = 0; q < rows; q++)
@@ -339,11 +342,14 @@ void pyllm_gemv_rows_avx512(const pyllm_qweight *w, const pyllm_gemv_act *a, int
 {
     int64_t r = row0;
     if (w->type == PYLLM_WEIGHT_BF16) {
-        /* up to 4 activation rows: a single stream of weight bytes (see the top; two streams made
-         * m = 2 1.5x slower on one thread); more: weight rows in threes, so that each load of x
-         * serves three of them (see bf16_tile; threes over pairs: a 32000 x 2048 matrix at m = 8
-         * 6.4 -> 6.0 ms, 384 x 2048 in cache 250 -> 274-301 GFLOP/s, alternating builds) */
-        if (a->m > COLS) {
+        /* one activation row: a single stream of weight bytes (see the top); more: weight rows in
+         * threes, so that each load of x serves three of them (see bf16_tile; threes over pairs:
+         * 384 x 2048 in cache 250 -> 274-301 GFLOP/s), each tile prefetching the next three rows
+         * (bf16_tile). A single stream with 4 KB prefetch left the second tile of 4 activation
+         * rows computing from cache while DRAM idled: 32000 x 2048 at m = 8 took 5.9 ms on two
+         * threads and 12 on one; with the next rows prefetched 3.6-3.9 and 6.6 (m = 2 to 4:
+         * 3.9-4.1 -> 3.8-4.0 ms, one thread 6.3-7.6 -> 6.0-6.6; alternating builds). */
+        if (a->m > 1) {
             for (; r + BF16_ROWS <= row1; r += BF16_ROWS)
                 bf16_rows(w, a, r, BF16_ROWS, y, ldy);
             for (; r + 2 <= row1; r += 2)
