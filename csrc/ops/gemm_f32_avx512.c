@@ -11,9 +11,13 @@
 #include "ops/gemm_f32_kernels.h"
 
 /* The FMAs of columns [j0, j1) of a tile, its accumulators in acc[rows][4] (kept in memory
- * between spans); j0 and j1 multiples of 16 but for a row's end, whose tail is a masked load. */
+ * between spans); j0 and j1 multiples of 16 but for a row's end, whose tail is a masked load.
+ * With `ahead` (floats), each weight load first prefetches into L2 the same column that many
+ * floats on: the next tile's rows, so that DRAM streams them while this tile computes (32000 x
+ * 2048 on two threads, alternating builds: m = 1 8.2-8.4 -> 7.2-7.6 ms, m = 4 9.1-9.5 -> 7.7-7.9,
+ * m = 8 10.3 -> 8.3; on one thread m = 1 12.1 -> 10.3, m = 8 18.7 -> 15.4). */
 static inline __attribute__((always_inline)) void span(const float *w, int64_t k, const float *x, const int rows,
-                                                       const int cols, int64_t j0, int64_t j1, __m512 *state)
+                                                       const int cols, int64_t j0, int64_t j1, int64_t ahead, __m512 *state)
 {
     __m512 acc[4][4];
     for (int r = 0; r < rows; r++)
@@ -25,6 +29,8 @@ static inline __attribute__((always_inline)) void span(const float *w, int64_t k
         for (int c = 0; c < cols; c++)
             xv[c] = _mm512_loadu_ps(x + c * k + j);
         for (int r = 0; r < rows; r++) {
+            if (ahead)
+                _mm_prefetch((const char *)(w + r * k + j + ahead), _MM_HINT_T1);
             const __m512 wv = _mm512_loadu_ps(w + r * k + j);
             for (int c = 0; c < cols; c++)
                 acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
@@ -60,12 +66,13 @@ static inline __attribute__((always_inline)) void tile(const float *w, int64_t k
     __m512 state[16];
     for (int i = 0; i < 16; i++)
         state[i] = _mm512_setzero_ps();
-    span(w, k, x, rows, cols, 0, k, state);
+    span(w, k, x, rows, cols, 0, k, rows * k, state);
     store(state, rows, cols, y, ldy);
 }
 
 /* 4 + c2 activation rows (5 to 8: batched decode) against `rows` weight rows, two tiles side by side
- * over spans of 256 columns, so the weight rows come from DRAM once and again from L1. */
+ * over spans of 256 columns, so the weight rows come from DRAM once and again from L1 (the first
+ * tile prefetches the next rows). */
 #define SPAN 256
 static inline __attribute__((always_inline)) void tile_pair(const float *w, int64_t k, const float *x, const int rows,
                                                             const int c2, float *y, int64_t ldy)
@@ -75,8 +82,8 @@ static inline __attribute__((always_inline)) void tile_pair(const float *w, int6
         state[0][i] = state[1][i] = _mm512_setzero_ps();
     for (int64_t j0 = 0; j0 < k; j0 += SPAN) {
         const int64_t j1 = k - j0 < SPAN ? k : j0 + SPAN;
-        span(w, k, x, rows, 4, j0, j1, state[0]);
-        span(w, k, x + 4 * k, rows, c2, j0, j1, state[1]);
+        span(w, k, x, rows, 4, j0, j1, rows * k, state[0]);
+        span(w, k, x + 4 * k, rows, c2, j0, j1, 0, state[1]);
     }
     store(state[0], rows, 4, y, ldy);
     store(state[1], rows, c2, y + 4 * ldy, ldy);
