@@ -317,7 +317,7 @@ def check_kv_cache(need_bytes, batch, capacity):
 
 # ---- what one call allocates on top of the weights and the KV cache ---------------------------
 
-_ATTN_MAX_HEADS = 8  # csrc/ops/attention_kernels.h PYLLM_ATTN_MAX_HEADS: query heads one pass scores
+_ATTN_ROWS_PER_PASS = 8  # csrc/ops/attention.c pyllm_attention_rows_per_pass: query rows one pass scores
 
 
 def workspace_bytes(config, tokens, batch, capacity, threads=None):
@@ -329,9 +329,8 @@ def workspace_bytes(config, tokens, batch, capacity, threads=None):
     heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
     qw, kvw = heads * hd, kv_heads * hd
     per_token = 2 * d + 2 * qw + 2 * kvw + 2 * ff + hd + 2  # x, h, q, k, v, attn, gate, up, cos, sin, position
-    per_pass = min(heads // kv_heads, _ATTN_MAX_HEADS)
     threads = _core.get_num_threads() if threads is None else threads
-    return 4 * (tokens * per_token + batch * (hd // 2 + 2) + threads * per_pass * capacity)
+    return 4 * (tokens * per_token + batch * (hd // 2 + 2) + threads * _ATTN_ROWS_PER_PASS * capacity)
 
 
 def check_call(config, batch, tokens, capacity, output_bytes, what, new_cache=True, threads=None):

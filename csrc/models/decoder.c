@@ -268,12 +268,11 @@ static pyllm_status reserve_buffers(pyllm_decoder *m, const pyllm_kv_cache *cach
     const int64_t th = threads > w->threads ? threads : w->threads;
     workspace_release(w);
     const int64_t qw = c->n_heads * c->head_dim, kvw = c->n_kv_heads * c->head_dim;
-    const int64_t heads_per_pass = pyllm_attention_heads_per_pass(c->n_heads, c->n_kv_heads);
     int ok = grow(&w->x, t * c->hidden_size) && grow(&w->h, t * c->hidden_size) && grow(&w->q, t * qw) &&
              grow(&w->k, t * kvw) && grow(&w->v, t * kvw) && grow(&w->attn, t * qw) &&
              grow(&w->gate, t * c->intermediate_size) && grow(&w->up, t * c->intermediate_size) &&
              grow(&w->cos_v, t * half) && grow(&w->sin_v, t * half) &&
-             grow(&w->inv_freq, b * half) && grow(&w->scores, th * heads_per_pass * cap);
+             grow(&w->inv_freq, b * half) && grow(&w->scores, th * pyllm_attention_rows_per_pass() * cap);
     w->positions = ok ? pyllm_alloc(sizeof(int64_t) * (size_t)t) : NULL;
     w->row_length = ok ? pyllm_alloc(sizeof(int64_t) * (size_t)b) : NULL;
     if (!ok || w->positions == NULL || w->row_length == NULL) {

@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 #include <omp.h>
 
 #include "core/threads.h"
@@ -72,11 +73,7 @@ void pyllm_kv_store(pyllm_kv_type type, void *buffer, int64_t index, float x)
     }
 }
 
-int64_t pyllm_attention_heads_per_pass(int64_t n_heads, int64_t n_kv_heads)
-{
-    const int64_t group = n_heads / n_kv_heads;
-    return group < PYLLM_ATTN_MAX_HEADS ? group : PYLLM_ATTN_MAX_HEADS;
-}
+int64_t pyllm_attention_rows_per_pass(void) { return PYLLM_ATTN_MAX_ROWS; }
 
 typedef struct {
     pyllm_attn_scores_fn scores;
@@ -97,106 +94,184 @@ static kernels kernels_for(pyllm_isa isa)
     return (kernels){pyllm_attn_scores_generic, pyllm_attn_exp_generic, pyllm_attn_values_generic};
 }
 
-/* The pass's raw scores become softmax weights over the valid slots (0 elsewhere); slopes: ALiBi's
- * per head of the pass, or NULL. Each head's sum runs over the slots in order, one at a time (the
- * heads side by side), so left padding (zeros before the first real slot) leaves its bits
- * unchanged. A query that sees no valid slot (padding) is left as is: the values pass reads
- * valid slots only, and there are none. */
-static int softmax_pass(const pyllm_attn_pass *p, kernels k, const int32_t *key_position, const float *slopes,
-                        float scale)
+#define SUM_LANES 16
+
+/* s[0] + ... + s[n-1] of a row whose first valid slot is `first` (those before it are 0): 16
+ * partial sums, lane l taking the slots first + l, first + l + 16, ... in order, then one fixed
+ * tree. Anchored at the first valid slot, so left padding leaves the bits unchanged; plain C, so
+ * every ISA gets the same bits (a single chain of adds, one slot at a time, made the softmax a
+ * third of the attention in a 512-token prefill). */
+static float sum_from(const float *s, int64_t first, int64_t n)
 {
-    const int64_t n = p->n_slots;
+    float part[SUM_LANES] = {0.0f};
+    int64_t j = first;
+    for (; j + SUM_LANES <= n; j += SUM_LANES)
+#pragma omp simd
+        for (int l = 0; l < SUM_LANES; l++)
+            part[l] += s[j + l];
+    for (int l = 0; j + l < n; l++)
+        part[l] += s[j + l];
+    for (int width = SUM_LANES / 2; width > 0; width /= 2)
+        for (int l = 0; l < width; l++)
+            part[l] += part[l + width];
+    return part[0];
+}
+
+/* The largest of s[0..n-1] (exact in any order: 16 lanes the compiler vectorizes). */
+static float max_of(const float *s, int64_t n)
+{
+    float part[SUM_LANES];
+    for (int l = 0; l < SUM_LANES; l++)
+        part[l] = -INFINITY;
+    int64_t j = 0;
+    for (; j + SUM_LANES <= n; j += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++)
+            part[l] = s[j + l] > part[l] ? s[j + l] : part[l];
     float max = -INFINITY;
-    for (int64_t h = 0; h < p->heads; h++) {
-        float *s = p->scores + h * n;
-        const float slope = slopes != NULL ? slopes[h] : 0.0f;
-        max = -INFINITY;
-#pragma omp simd reduction(max : max)
-        for (int64_t j = 0; j < n; j++) {
-            /* slope 0 (no ALiBi) adds exactly nothing. */
-            s[j] = p->valid[j] ? s[j] * scale + slope * (float)key_position[j] : -INFINITY;
-            if (s[j] > max)
-                max = s[j];
-        }
-        if (max == -INFINITY)
-            return 0; /* the same for every head of the pass */
-        k.exp(s, n, max);
-    }
-    float sum[PYLLM_ATTN_MAX_HEADS] = {0.0f};
+    for (; j < n; j++)
+        max = s[j] > max ? s[j] : max;
+    for (int l = 0; l < SUM_LANES; l++)
+        max = part[l] > max ? part[l] : max;
+    return max;
+}
+
+/* Which of a pass's slots are valid: none before `first`; past it all, unless `holes`. */
+typedef struct {
+    const uint8_t *valid;
+    int64_t first;
+    int holes;
+} slot_mask;
+
+static slot_mask mask_of(const uint8_t *valid, int64_t width)
+{
+    slot_mask m = {.valid = valid, .first = 0};
+    while (m.first < width && !valid[m.first])
+        m.first++;
+    m.holes = m.first < width && memchr(valid + m.first, 0, (size_t)(width - m.first)) != NULL;
+    return m;
+}
+
+/* One query row's raw scores (n slots) become softmax weights over the valid slots (0 elsewhere);
+ * slope: ALiBi's for the row's head, else 0. The sum (sum_from) leaves left padding's bits
+ * unchanged. A query that sees no valid slot (padding) is left as is and gets 0: the values pass
+ * reads valid slots only, and there are none. */
+static int softmax_row(float *s, int64_t n, const slot_mask *mask, kernels k, const int32_t *key_position,
+                       float slope, float scale)
+{
+    /* slope 0 (no ALiBi) adds exactly nothing; masking in a loop of its own lets this one vectorize */
     for (int64_t j = 0; j < n; j++)
-        for (int64_t h = 0; h < p->heads; h++)
-            sum[h] += p->scores[h * n + j];
-    for (int64_t h = 0; h < p->heads; h++) {
-        float *s = p->scores + h * n;
-        const float inv_sum = 1.0f / sum[h];
-        for (int64_t j = 0; j < n; j++)
-            s[j] *= inv_sum;
-    }
+        s[j] = s[j] * scale + slope * (float)key_position[j];
+    const int64_t first = mask->first < n ? mask->first : n;
+    for (int64_t j = 0; j < first; j++)
+        s[j] = -INFINITY;
+    if (mask->holes)
+        for (int64_t j = first; j < n; j++)
+            if (!mask->valid[j])
+                s[j] = -INFINITY;
+    const float max = max_of(s, n);
+    if (max == -INFINITY)
+        return 0;
+    k.exp(s, n, max);
+    const float inv_sum = 1.0f / sum_from(s, first, n);
+    for (int64_t j = 0; j < n; j++)
+        s[j] *= inv_sum;
     return 1;
 }
 
-/* The pass's weights into the caller's probabilities of query t of row b (zeros past the slots
- * the query sees). A query that sees no slot (left padding) gets 1/probs_len everywhere, what
- * transformers' eager softmax makes of a row masked whole. */
-static void copy_probs(const pyllm_attention_shape *s, const pyllm_attn_pass *p, int normalized, int64_t b,
-                       int64_t h0, int64_t t)
+/* Row r = token u · heads + head h of the pass, over the slots token u sees; normalized[u]:
+ * whether token u sees a valid slot (the same for all its heads). slopes: ALiBi's per head of the
+ * pass, or NULL. */
+static void softmax_pass(const pyllm_attn_pass *p, kernels k, const int32_t *key_position, const float *slopes,
+                         float scale, int normalized[PYLLM_ATTN_MAX_ROWS])
 {
-    for (int64_t h = 0; h < p->heads; h++) {
-        float *dst = s->probs + ((b * s->n_heads + h0 + h) * s->n_new + t) * s->probs_len;
-        int64_t j = 0;
-        if (normalized)
-            for (; j < p->n_slots; j++)
-                dst[j] = p->scores[h * p->n_slots + j];
-        const float rest = normalized ? 0.0f : 1.0f / (float)s->probs_len;
-        for (; j < s->probs_len; j++)
-            dst[j] = rest;
-    }
+    const int64_t width = pyllm_attn_width(p);
+    const slot_mask mask = mask_of(p->valid, width);
+    for (int64_t u = 0; u < p->tokens; u++)
+        for (int64_t h = 0; h < p->heads; h++)
+            normalized[u] = softmax_row(p->scores + (u * p->heads + h) * width, p->n_slots + u, &mask, k,
+                                        key_position, slopes != NULL ? slopes[h] : 0.0f, scale);
 }
 
-/* How the query heads of a group are split into passes over their KV head. */
+/* The pass's weights into the caller's probabilities of its queries t0.. of row b (zeros past the
+ * slots a query sees). A query that sees no slot (left padding) gets 1/probs_len everywhere, what
+ * transformers' eager softmax makes of a row masked whole. */
+static void copy_probs(const pyllm_attention_shape *s, const pyllm_attn_pass *p, const int *normalized, int64_t b,
+                       int64_t h0, int64_t t0)
+{
+    const int64_t width = pyllm_attn_width(p);
+    for (int64_t u = 0; u < p->tokens; u++)
+        for (int64_t h = 0; h < p->heads; h++) {
+            float *dst = s->probs + ((b * s->n_heads + h0 + h) * s->n_new + t0 + u) * s->probs_len;
+            const float *src = p->scores + (u * p->heads + h) * width;
+            int64_t j = 0;
+            if (normalized[u])
+                for (; j < p->n_slots + u; j++)
+                    dst[j] = src[j];
+            const float rest = normalized[u] ? 0.0f : 1.0f / (float)s->probs_len;
+            for (; j < s->probs_len; j++)
+                dst[j] = rest;
+        }
+}
+
+/* How the query heads of a group are split into passes over their KV head, and the new tokens
+ * into tiles of consecutive ones that a pass takes together. */
 typedef struct {
     int64_t passes, per_pass;   /* passes of up to per_pass heads each */
-    int64_t tasks;              /* batch * n_kv_heads * passes * n_new */
+    int64_t tokens, tiles;      /* tiles of up to `tokens` new tokens */
+    int64_t tasks;              /* batch * n_kv_heads * passes * tiles */
 } work_split;
 
 /* Whole groups (each KV head's keys and values read once for all its query heads) unless that
  * leaves threads idle: one row's decode over 4 KV heads is 4 tasks, fine for 2-4 threads, but a
- * single KV head (multi-query attention) would run on one thread. */
-static work_split split_work(const pyllm_attention_shape *s, int64_t threads)
+ * single KV head (multi-query attention) would run on one thread. With AVX-512, several new
+ * tokens fill a pass up to PYLLM_ATTN_MAX_ROWS rows (prefill), so that each load of a key or
+ * value serves that many rows even where a group is one head (BLOOM, LLaMA-7B) or four, as long
+ * as that leaves 4 tasks per thread for the dynamic schedule to balance. */
+static work_split split_work(const pyllm_attention_shape *s, int64_t threads, pyllm_isa isa)
 {
     const int64_t group = s->n_heads / s->n_kv_heads, base = s->batch * s->n_kv_heads * s->n_new;
-    const int64_t widest = pyllm_attention_heads_per_pass(s->n_heads, s->n_kv_heads);
+    const int64_t widest = group < PYLLM_ATTN_MAX_ROWS ? group : PYLLM_ATTN_MAX_ROWS;
     int64_t passes = (group + widest - 1) / widest;
     while (base * passes < threads && passes < group)
         passes++;
     work_split w;
     w.per_pass = (group + passes - 1) / passes;
     w.passes = (group + w.per_pass - 1) / w.per_pass;
-    w.tasks = base * w.passes;
+    w.tokens = isa == PYLLM_ISA_AVX512 ? PYLLM_ATTN_MAX_ROWS / w.per_pass : 1;
+    for (;; w.tokens--) {
+        w.tiles = (s->n_new + w.tokens - 1) / w.tokens;
+        w.tasks = s->batch * s->n_kv_heads * w.passes * w.tiles;
+        if (w.tokens == 1 || w.tasks >= 4 * threads)
+            break;
+    }
     return w;
 }
 
-/* One (row, KV head, pass of query heads, new token) of the call; scores: the thread's scratch. */
+/* One (row, KV head, pass of query heads, tile of new tokens) of the call; scores: the thread's
+ * scratch. */
 static void attend_task(const pyllm_attention_shape *s, const work_split *w, kernels k, const float *q,
                         const void *k_cache, const void *v_cache, const uint8_t *valid, float *out, float *scores,
                         int64_t task)
 {
     const int64_t hd = s->head_dim, group = s->n_heads / s->n_kv_heads, q_stride = s->n_heads * hd;
-    const int64_t t = task % s->n_new;
-    const int64_t pass = (task / s->n_new) % w->passes;
-    const int64_t kvh = (task / (s->n_new * w->passes)) % s->n_kv_heads;
-    const int64_t b = task / (s->n_new * w->passes * s->n_kv_heads);
+    const int64_t tile = task % w->tiles;
+    const int64_t pass = (task / w->tiles) % w->passes;
+    const int64_t kvh = (task / (w->tiles * w->passes)) % s->n_kv_heads;
+    const int64_t b = task / (w->tiles * w->passes * s->n_kv_heads);
     const int64_t first = pass * w->per_pass, rest = group - first;
     const int64_t h0 = kvh * group + first; /* query heads h0.. of this pass are consecutive */
+    const int64_t t0 = tile * w->tokens, tokens = s->n_new - t0 < w->tokens ? s->n_new - t0 : w->tokens;
     const size_t head_base = (size_t)((b * s->n_kv_heads + kvh) * s->capacity * hd) * pyllm_kv_type_bytes(s->kv_type);
-    const int64_t row = b * s->n_new + t;
+    const int64_t row = b * s->n_new + t0;
     pyllm_attn_pass p = {
         .heads = rest < w->per_pass ? rest : w->per_pass,
-        .n_slots = s->start + t + 1,
+        .tokens = tokens,
+        .n_slots = s->start + t0 + 1,
         .head_dim = hd,
         .capacity = s->capacity,
         .type = s->kv_type,
         .q = q + row * q_stride + h0 * hd,
+        .row_stride = q_stride,
         .keys_t = (const char *)k_cache + head_base,
         .values = (const char *)v_cache + head_base,
         .valid = valid + b * s->capacity,
@@ -204,19 +279,21 @@ static void attend_task(const pyllm_attention_shape *s, const work_split *w, ker
         .out = out + row * q_stride + h0 * hd,
     };
     k.scores(&p);
-    const int normalized = softmax_pass(&p, k, s->key_position + b * s->capacity,
-                                        s->alibi_slopes != NULL ? s->alibi_slopes + h0 : NULL, s->scale);
+    int normalized[PYLLM_ATTN_MAX_ROWS];
+    softmax_pass(&p, k, s->key_position + b * s->capacity, s->alibi_slopes != NULL ? s->alibi_slopes + h0 : NULL,
+                 s->scale, normalized);
     if (s->probs != NULL)
-        copy_probs(s, &p, normalized, b, h0, t);
+        copy_probs(s, &p, normalized, b, h0, t0);
     k.values(&p);
 }
 
 void pyllm_attention(const pyllm_attention_shape *s, const float *q, const void *k_cache, const void *v_cache,
                      const uint8_t *valid, float *out, float *scratch)
 {
-    const kernels k = kernels_for(pyllm_gemv_isa());
-    const work_split w = split_work(s, omp_get_max_threads());
-    const int64_t per_thread = pyllm_attention_heads_per_pass(s->n_heads, s->n_kv_heads) * s->capacity;
+    const pyllm_isa isa = pyllm_gemv_isa();
+    const kernels k = kernels_for(isa);
+    const work_split w = split_work(s, omp_get_max_threads(), isa);
+    const int64_t per_thread = pyllm_attention_rows_per_pass() * s->capacity;
     if (pyllm_parallel(w.tasks > 1)) {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int64_t task = 0; task < w.tasks; task++)

@@ -41,11 +41,11 @@ typedef struct {
     int64_t probs_len;
 } pyllm_attention_shape;
 
-/* The query heads attention handles in one pass over a KV head's keys and values (at most a
- * whole group): scratch must hold this many times capacity floats per thread. */
-int64_t pyllm_attention_heads_per_pass(int64_t n_heads, int64_t n_kv_heads);
+/* The query rows (new token, head) attention handles in one pass over a KV head's keys and
+ * values: scratch must hold this many times capacity floats per thread. */
+int64_t pyllm_attention_rows_per_pass(void);
 
-/* out[batch, n_new, n_heads * head_dim]. scratch holds pyllm_attention_heads_per_pass() x
+/* out[batch, n_new, n_heads * head_dim]. scratch holds pyllm_attention_rows_per_pass() x
  * capacity floats per OpenMP thread (omp_get_max_threads()). A query with no visible slot (a
  * padding token before any real one) gets zeros. */
 void pyllm_attention(const pyllm_attention_shape *s, const float *q, const void *k_cache, const void *v_cache,

@@ -43,7 +43,7 @@ INLINE float load1(pyllm_kv_type type, const void *base, int64_t at)
 INLINE void scores_block(const pyllm_attn_pass *p, const pyllm_kv_type type, const int H, const int NV, int64_t j)
 {
     const int64_t n = p->n_slots, hd = p->head_dim, cap = p->capacity;
-    __m256 acc[2][PYLLM_ATTN_MAX_HEADS];
+    __m256 acc[2][PYLLM_ATTN_MAX_ROWS];
     #pragma GCC unroll 16
     for (int v = 0; v < NV; v++)
         #pragma GCC unroll 16
@@ -92,7 +92,7 @@ INLINE void scores_kernel(const pyllm_attn_pass *p, const pyllm_kv_type type, co
 INLINE void values_block(const pyllm_attn_pass *p, const pyllm_kv_type type, const int H, const int DV, int64_t d)
 {
     const int64_t n = p->n_slots, hd = p->head_dim;
-    __m256 acc[2][PYLLM_ATTN_MAX_HEADS];
+    __m256 acc[2][PYLLM_ATTN_MAX_ROWS];
     #pragma GCC unroll 16
     for (int v = 0; v < DV; v++)
         #pragma GCC unroll 16
