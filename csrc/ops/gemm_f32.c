@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include "core/row_claims.h"
 #include "core/threads.h"
 #include "ops/gemm_f32_kernels.h"
 #include "ops/gemv.h"
@@ -29,14 +30,18 @@ void pyllm_gemm_f32(const float *w, int64_t n, int64_t k, const float *x, int64_
                                         : isa == PYLLM_ISA_AVX2 ? pyllm_gemm_f32_rows_avx2
                                                                 : pyllm_gemm_f32_rows_generic;
     if (pyllm_parallel(n * k >= (1 << 16))) {
-        /* Every thread an even, contiguous share of the weight rows, in fours (the tiles' unit);
-         * which thread computes a pair changes nothing in it. */
-#pragma omp parallel
+        /* The weight rows shared out as the threads go (core/row_claims.h), in fours (the tiles'
+         * unit), 128 KB of weights a claim while the activations take one pass (decode); past it
+         * (batch-invariant prefill) a thread's whole share at once, since each claim would read
+         * every pass again. Which thread computes a pair changes nothing in it. */
+        pyllm_row_claims claims;
+        const int threads = pyllm_claim_threads();
+        pyllm_claims_init(&claims, n, 4, m <= pass_rows(k) ? (INT64_C(128) << 10) / (4 * k) : n, threads);
+#pragma omp parallel num_threads(threads)
         {
-            int64_t r0, r1;
-            pyllm_thread_share(n, 4, &r0, &r1);
-            if (r0 < r1)
-                rows_by_pass(rows, w, n, k, x, m, r0, r1, y);
+            int64_t lo, hi;
+            while (pyllm_claim_next(&claims, &lo, &hi))
+                rows_by_pass(rows, w, n, k, x, m, lo, hi, y);
         }
     } else {
         rows_by_pass(rows, w, n, k, x, m, 0, n, y);

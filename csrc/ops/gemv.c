@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/row_claims.h"
 #include "core/threads.h"
 #include "ops/gemv_kernels.h"
 
@@ -181,6 +182,9 @@ static pyllm_gemv_rows_fn rows_kernel(pyllm_isa isa)
                                    : pyllm_gemv_rows_generic;
 }
 
+/* Weight bytes a thread takes at a time in decode (core/row_claims.h). */
+#define CLAIM_BYTES (128 << 10)
+
 /* One thread's part of a shared-input call: rows [r0, r1) of the outputs laid end to end. */
 static void rows_of_outputs(pyllm_gemv_rows_fn rows, const pyllm_gemv_out *outs, int count, const pyllm_gemv_act *a,
                             int64_t r0, int64_t r1)
@@ -209,17 +213,20 @@ void pyllm_gemv_many(const pyllm_gemv_out *outs, int count, const float *x, int6
         n += outs[o].w->n;
     const int64_t units = prepare_units(&a, w);
     if (pyllm_parallel(n * w->k >= (1 << 16))) {
-        /* One region: the threads prepare the activations together, then each takes an even,
-         * contiguous share of all the outputs' rows (in fours: the kernels' unit). */
-#pragma omp parallel
+        /* One region: the threads prepare the activations together, then share out all the
+         * outputs' rows (core/row_claims.h; in fours, the kernels' unit), CLAIM_BYTES of weights
+         * a claim. */
+        pyllm_row_claims claims;
+        const int threads = pyllm_claim_threads();
+        pyllm_claims_init(&claims, n, 4, CLAIM_BYTES / (int64_t)pyllm_weight_bytes(w->type, 1, w->k), threads);
+#pragma omp parallel num_threads(threads)
         {
-            int64_t u0, u1, r0, r1;
+            int64_t u0, u1, lo, hi;
             pyllm_thread_share(units, 1, &u0, &u1);
             prepare(w, x, avx512, &a, u0, u1);
 #pragma omp barrier
-            pyllm_thread_share(n, 4, &r0, &r1);
-            if (r0 < r1)
-                rows_of_outputs(rows, outs, count, &a, r0, r1);
+            while (pyllm_claim_next(&claims, &lo, &hi))
+                rows_of_outputs(rows, outs, count, &a, lo, hi);
         }
     } else {
         prepare(w, x, avx512, &a, 0, units);
