@@ -3,7 +3,7 @@ weight format or one logits-processor stage of the C core alone, to hold against
 They live in the C submodule pyllm._core._testing, off the shipped module's public surface."""
 from ._core import _testing as _impl
 
-linear = _impl.linear                          # x · Wᵀ (+ bias) with W packed as a weight type
+linear = _impl.linear  # x · Wᵀ (+ bias) with W packed as a weight type; repeats > 1: (y, seconds a call)
 quantize_roundtrip = _impl.quantize_roundtrip  # weights quantized to a type and back to f32
 prefill_compute = _impl.prefill_compute        # (type) 'float32', 'bfloat16' or 'int8': prefill's products
 apply_processors = _impl.apply_processors      # the generation loop's logits processors on [batch, vocab]
