@@ -4,6 +4,7 @@ They live in the C submodule pyllm._core._testing, off the shipped module's publ
 from ._core import _testing as _impl
 
 linear = _impl.linear  # x · Wᵀ (+ bias) with W packed as a weight type; repeats > 1: (y, seconds a call)
+set_claim_rows = _impl.set_claim_rows  # (rows) the decode products' rows per thread claim; 0: their own
 quantize_roundtrip = _impl.quantize_roundtrip  # weights quantized to a type and back to f32
 prefill_compute = _impl.prefill_compute        # (type) 'float32', 'bfloat16' or 'int8': prefill's products
 apply_processors = _impl.apply_processors      # the generation loop's logits processors on [batch, vocab]

@@ -32,7 +32,9 @@ typedef struct {
  * a multiple of unit). A share whose thread never comes is taken by the others. */
 static inline void pyllm_claims_init(pyllm_row_claims *c, int64_t n, int64_t unit, int64_t chunk, int threads)
 {
-    const int64_t units = (n + unit - 1) / unit;
+    const int64_t units = (n + unit - 1) / unit, forced = pyllm_claim_rows_override();
+    if (forced > 0)
+        chunk = forced;
     c->threads = threads;
     c->unit = unit;
     c->chunk = chunk < unit ? unit : (chunk + unit - 1) / unit * unit;

@@ -29,4 +29,10 @@ static inline void pyllm_thread_share(int64_t n, int64_t unit, int64_t *begin, i
     *end = u1 * unit < n ? u1 * unit : n;
 }
 
+/* Tests only (_testing.set_claim_rows): rows per claim of every product that shares its rows out
+ * as the threads go (core/row_claims.h) instead of its own choice, so that the stealing runs
+ * often; 0 restores the products' choice. */
+void pyllm_set_claim_rows(int64_t rows);
+int64_t pyllm_claim_rows_override(void);
+
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/threads.h"
 #include "ops/matmul.h"
 #include "ops/quant.h"
 #include "ops/quant_gguf.h"
@@ -257,6 +258,16 @@ static PyObject *gguf_qweight_roundtrip(PyObject *self, PyObject *args)
     return (PyObject *)out;
 }
 
+static PyObject *set_claim_rows(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    const long long rows = PyLong_AsLongLong(arg);
+    if (rows == -1 && PyErr_Occurred())
+        return NULL;
+    pyllm_set_claim_rows(rows);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef quant_methods[] = {
     {"prefill_compute", prefill_compute, METH_VARARGS,
      "prefill_compute(type): what prefill multiplies in here for weights of that type, 'float32', 'bfloat16' or "
@@ -268,6 +279,9 @@ static PyMethodDef quant_methods[] = {
      "linear(weights f32 [n, k], type, x f32 [m, k], bias=None, repeats=1, batch_invariant=False): x · Wᵀ "
      "(+ bias) with W packed as type, by the batch-invariant path when asked; with repeats > 1, (y, seconds per "
      "call) over repeats - 1 timed calls after a warm one."},
+    {"set_claim_rows", set_claim_rows, METH_O,
+     "set_claim_rows(rows): rows per claim of the decode products' thread sharing (0: their own), so that "
+     "tests see the stealing of core/row_claims.h run often."},
     {"gguf_qweight_roundtrip", gguf_qweight_roundtrip, METH_VARARGS,
      "gguf_qweight_roundtrip(ggml_type, buffer, n, k, lanes16=False) -> float32 [n, k]: a Q8_0/Q4_0/Q4_1 GGUF "
      "matrix taken into pyllm's weight layout (the lane order if asked) without re-quantizing, then dequantized "
