@@ -32,16 +32,16 @@ typedef struct {
  * a multiple of unit). A share whose thread never comes is taken by the others. */
 static inline void pyllm_claims_init(pyllm_row_claims *c, int64_t n, int64_t unit, int64_t chunk, int threads)
 {
-    const int64_t units = (n + unit - 1) / unit, forced = pyllm_claim_rows_override();
+    const int64_t forced = pyllm_claim_rows_override();
     if (forced > 0)
         chunk = forced;
     c->threads = threads;
     c->unit = unit;
     c->chunk = chunk < unit ? unit : (chunk + unit - 1) / unit * unit;
     for (int t = 0; t < threads; t++) {
-        const int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
-        const uint64_t front = (uint64_t)(u0 * unit), back = (uint64_t)(u1 * unit < n ? u1 * unit : n);
-        atomic_init(&c->share[t].range, front | back << 32);
+        int64_t front, back;
+        pyllm_share_of(n, unit, t, threads, &front, &back);
+        atomic_init(&c->share[t].range, (uint64_t)front | (uint64_t)back << 32);
     }
 }
 
@@ -66,8 +66,6 @@ static inline int pyllm_claim_from(pyllm_row_claims *c, int t, int from_back, in
             f = back - front > c->chunk ? front + c->chunk : back;
         else
             b = back - front > c->chunk ? (back - c->chunk) / c->unit * c->unit : front;
-        if (b < f)
-            b = f;
         const uint64_t next = (uint64_t)f | (uint64_t)b << 32;
         if (atomic_compare_exchange_weak_explicit(&s->range, &cur, next, memory_order_relaxed, memory_order_relaxed)) {
             *lo = from_back ? b : front;

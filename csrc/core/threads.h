@@ -18,15 +18,20 @@ static inline int pyllm_parallel(int big)
     return big && omp_get_max_threads() > 1;
 }
 
-/* Inside an OpenMP parallel region: the calling thread's even, contiguous share [*begin, *end) of
- * n rows, in whole units of `unit` rows (a kernel's tile), possibly empty. */
-static inline void pyllm_thread_share(int64_t n, int64_t unit, int64_t *begin, int64_t *end)
+/* Thread t's even, contiguous share [*begin, *end) of n rows among `threads`, in whole units of
+ * `unit` rows (a kernel's tile), possibly empty. */
+static inline void pyllm_share_of(int64_t n, int64_t unit, int64_t t, int64_t threads, int64_t *begin, int64_t *end)
 {
-    const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
     const int64_t units = (n + unit - 1) / unit;
     const int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
     *begin = u0 * unit;
     *end = u1 * unit < n ? u1 * unit : n;
+}
+
+/* Inside an OpenMP parallel region: the calling thread's share (pyllm_share_of). */
+static inline void pyllm_thread_share(int64_t n, int64_t unit, int64_t *begin, int64_t *end)
+{
+    pyllm_share_of(n, unit, omp_get_thread_num(), omp_get_num_threads(), begin, end);
 }
 
 /* Tests only (_testing.set_claim_rows): rows per claim of every product that shares its rows out
