@@ -16,6 +16,7 @@ fail_after = _impl.fail_after                  # ('alloc'|'dnnl'|'any', n): the 
 fault_count = _impl.fault_count                # calls of a kind since fail_after
 faults_injected = _impl.faults_injected        # failures injected since fail_after (0 or 1)
 clear_faults = _impl.clear_faults              # stop counting, no failure pending
+pool_stats = _impl.pool_stats  # the worker pool's counters: workers, jobs, entries, reduced
 hold_kv_cache = _impl.hold_kv_cache              # fn() while a KV cache is claimed as a forward claims it
 regex_find_all = _impl.regex_find_all  # the tokenizer regex engine's Split matches on raw bytes
 decoder_tokens_run = _impl.decoder_tokens_run  # rows x tokens every forward pass has taken in so far

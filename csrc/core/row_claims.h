@@ -1,8 +1,8 @@
-/* Rows of a product shared out among the threads of a parallel region as they go. Each thread
+/* Rows of a product shared out among the threads of a pool job (core/pool.h) as they go. Each thread
  * starts on its own even, contiguous share and takes it from the front a chunk at a time; a
  * thread done with its own then takes chunks from the back of the others'. While every thread is
  * busy each reads a single stream of weights (which the hardware prefetchers follow), and none
- * idles at the region's end while another, slowed by a neighbour process or by chance, still has
+ * idles at the job's end while another, slowed by a neighbour process or by chance, still has
  * rows to do: with even static shares, each of two decoding threads spent 6% of its time waiting
  * at barriers (perf, bf16 decode). Which thread computes a row changes nothing in it. */
 #ifndef PYLLM_CORE_ROW_CLAIMS_H
@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "core/pool.h"
 #include "core/threads.h"
 
 #define PYLLM_CLAIM_MAX_THREADS 64
@@ -27,7 +28,7 @@ typedef struct {
     int64_t unit;      /* claims start on multiples of it (a kernel's tile) */
 } pyllm_row_claims;
 
-/* Before the region, on one thread: n rows (< 2^32) in even shares for `threads` threads (at most
+/* Before the job, on its caller: n rows (< 2^32) in even shares for `threads` threads (at most
  * PYLLM_CLAIM_MAX_THREADS; see pyllm_claim_threads), claimed `chunk` rows at a time (rounded up to
  * a multiple of unit). A share whose thread never comes is taken by the others. */
 static inline void pyllm_claims_init(pyllm_row_claims *c, int64_t n, int64_t unit, int64_t chunk, int threads)
@@ -45,10 +46,10 @@ static inline void pyllm_claims_init(pyllm_row_claims *c, int64_t n, int64_t uni
     }
 }
 
-/* The team size to ask for: every thread OpenMP may give, up to PYLLM_CLAIM_MAX_THREADS. */
+/* The team size to ask for: every thread the pool may give, up to PYLLM_CLAIM_MAX_THREADS. */
 static inline int pyllm_claim_threads(void)
 {
-    const int t = omp_get_max_threads();
+    const int t = pyllm_pool_threads();
     return t < PYLLM_CLAIM_MAX_THREADS ? t : PYLLM_CLAIM_MAX_THREADS;
 }
 
@@ -75,10 +76,9 @@ static inline int pyllm_claim_from(pyllm_row_claims *c, int t, int from_back, in
     }
 }
 
-/* Inside the region: the calling thread's next rows [*lo, *hi), 0 once every share is done. */
-static inline int pyllm_claim_next(pyllm_row_claims *c, int64_t *lo, int64_t *hi)
+/* Inside the job: thread self's next rows [*lo, *hi), 0 once every share is done. */
+static inline int pyllm_claim_next(pyllm_row_claims *c, int self, int64_t *lo, int64_t *hi)
 {
-    const int self = omp_get_thread_num();
     if (self < c->threads && pyllm_claim_from(c, self, 0, lo, hi))
         return 1;
     for (int v = 1; v <= c->threads; v++)

@@ -1,5 +1,6 @@
-/* Thread count shared by our own OpenMP loops and oneDNN (the gomp build uses the same
- * OpenMP runtime, so one setting governs both). */
+/* Thread count shared by our own parallel loops (the worker pool's jobs, core/pool.h, and
+ * prefill's remaining OpenMP loops) and oneDNN: OpenMP's setting (omp_set_num_threads) is the
+ * one that governs all of them. */
 #ifndef PYLLM_CORE_THREADS_H
 #define PYLLM_CORE_THREADS_H
 
@@ -9,10 +10,11 @@
 int pyllm_get_num_threads(void);
 void pyllm_set_num_threads(int n);
 
-/* Whether a loop of ours should open an OpenMP parallel region: only when it is big enough
- * (`big`) and more than one thread may run. libgomp allocates and frees a team for every region
- * that runs on one thread, an `if (0)` clause included, which would put a malloc into every
- * decode step; so small loops run plainly, outside OpenMP. */
+/* Whether a loop of ours should run on several threads (a pool job, core/pool.h, or an OpenMP
+ * region in prefill's remaining ones): only when it is big enough (`big`) and more than one
+ * thread may run. libgomp allocates and frees a team for every region that runs on one thread,
+ * an `if (0)` clause included, which would put a malloc into every decode step; so small loops
+ * run plainly. */
 static inline int pyllm_parallel(int big)
 {
     return big && omp_get_max_threads() > 1;
@@ -26,12 +28,6 @@ static inline void pyllm_share_of(int64_t n, int64_t unit, int64_t t, int64_t th
     const int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
     *begin = u0 * unit;
     *end = u1 * unit < n ? u1 * unit : n;
-}
-
-/* Inside an OpenMP parallel region: the calling thread's share (pyllm_share_of). */
-static inline void pyllm_thread_share(int64_t n, int64_t unit, int64_t *begin, int64_t *end)
-{
-    pyllm_share_of(n, unit, omp_get_thread_num(), omp_get_num_threads(), begin, end);
 }
 
 /* Tests only (_testing.set_claim_rows): rows per claim of every product that shares its rows out

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/pool.h"
 #include "core/threads.h"
 #include "ops/activations.h"
 #include "ops/alibi.h"
@@ -303,16 +304,42 @@ static pyllm_status normalize(pyllm_decoder *m, const float *x, const float *wei
     return PYLLM_OK;
 }
 
+typedef struct {
+    float *x;
+    const float *y;
+} add_call;
+
+static void add_range(void *p, int64_t lo, int64_t hi, int self)
+{
+    (void)self;
+    const add_call *c = p;
+    for (int64_t i = lo; i < hi; i++)
+        c->x[i] += c->y[i];
+}
+
 static void add_inplace(float *x, const float *y, int64_t n)
 {
-    if (pyllm_parallel(n > 65536)) {
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; i++)
-            x[i] += y[i];
-    } else {
-        for (int64_t i = 0; i < n; i++)
-            x[i] += y[i];
-    }
+    add_call c = {x, y};
+    pyllm_pool_for(n, 16384, n > 65536, add_range, &c);
+}
+
+/* A loop over a call's new tokens, on the pool. */
+typedef struct {
+    pyllm_decoder *m;
+    pyllm_kv_cache *cache;
+    void *keys, *values;
+    int64_t n_new;
+} token_call;
+
+static void rope_angles_range(void *p, int64_t lo, int64_t hi, int self)
+{
+    (void)self;
+    const token_call *c = p;
+    pyllm_workspace *w = &c->m->work;
+    const int64_t half = c->m->config.head_dim / 2;
+    for (int64_t i = lo; i < hi; i++)
+        pyllm_rope_angles(&c->m->config.rope, w->inv_freq + (i / c->n_new) * half, w->positions[i],
+                          w->cos_v + i * half, w->sin_v + i * half);
 }
 
 /* Positions of the new tokens, slot validity, and each token's cos/sin. Leaves the cache's
@@ -345,17 +372,9 @@ static void prepare_positions(pyllm_decoder *m, pyllm_kv_cache *cache, const uin
     }
     if (m->config.arch.position != PYLLM_POSITION_ROPE)
         return;
+    token_call c = {.m = m, .cache = cache, .n_new = n_new};
     const int64_t total = cache->batch * n_new;
-    if (pyllm_parallel(total > 64)) {
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < total; i++)
-            pyllm_rope_angles(rope, w->inv_freq + (i / n_new) * half, w->positions[i], w->cos_v + i * half,
-                              w->sin_v + i * half);
-    } else {
-        for (int64_t i = 0; i < total; i++)
-            pyllm_rope_angles(rope, w->inv_freq + (i / n_new) * half, w->positions[i], w->cos_v + i * half,
-                              w->sin_v + i * half);
-    }
+    pyllm_pool_for(total, 64, total > 64, rope_angles_range, &c);
 }
 
 /* New token i of the call (row i / n_new): position its query and key (rotary: rotate them), then
@@ -377,6 +396,14 @@ static void place_token(pyllm_decoder *m, const pyllm_kv_cache *cache, void *key
         pyllm_kv_store_span(cache->type, keys, head + slot, cache->capacity, k, hd); /* keys: [head_dim][capacity] */
         pyllm_kv_store_span(cache->type, values, head + slot * hd, 1, v, hd);
     }
+}
+
+static void place_tokens(void *p, int64_t lo, int64_t hi, int self)
+{
+    (void)self;
+    const token_call *c = p;
+    for (int64_t i = lo; i < hi; i++)
+        place_token(c->m, c->cache, c->keys, c->values, c->n_new, i);
 }
 
 /* The call's interventions at (layer l, site) on x[batch * n_new][hidden] (none: one test). */
@@ -406,14 +433,8 @@ static pyllm_status attention_block(pyllm_decoder *m, pyllm_kv_cache *cache, int
     const size_t layer_bytes = (size_t)(cache->batch * cache->capacity * kvw) * pyllm_kv_type_bytes(cache->type);
     void *keys = (char *)cache->keys + (size_t)l * layer_bytes;
     void *values = (char *)cache->values + (size_t)l * layer_bytes;
-    if (pyllm_parallel(total > 1)) {
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < total; i++)
-            place_token(m, cache, keys, values, n_new, i);
-    } else {
-        for (int64_t i = 0; i < total; i++)
-            place_token(m, cache, keys, values, n_new, i);
-    }
+    token_call placing = {.m = m, .cache = cache, .keys = keys, .values = values, .n_new = n_new};
+    pyllm_pool_for(total, 4, total > 1, place_tokens, &placing);
 
     pyllm_attention_shape shape = {
         .batch = cache->batch, .n_new = n_new, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
@@ -481,10 +502,10 @@ static int64_t linear_work_per_token(const pyllm_decoder_config *c)
     return c->n_layers * (d * q + 2 * d * kv + q * d + mlp) + c->vocab_size * d;
 }
 
-/* Below this many multiply-adds a call runs on one thread: every OpenMP region (dozens per
- * token) costs a barrier, which dwarfs tiny layers and stalls outright when the host has
- * descheduled the other thread (stories260K decoded at 4,000 tok/s on one thread against
- * 18-114 on two while another process held a core). */
+/* Below this many multiply-adds a call runs on one thread: every parallel job (dozens per token)
+ * costs a hand-off between threads, which dwarfs tiny layers (with OpenMP's barriers, which also
+ * stalled outright when the host had descheduled the other thread, stories260K decoded at 4,000
+ * tok/s on one thread against 18-114 on two while another process held a core). */
 #define PYLLM_PARALLEL_WORK (INT64_C(1) << 22)
 
 static int threads_for(const pyllm_decoder *m, int64_t tokens)

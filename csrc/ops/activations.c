@@ -2,7 +2,7 @@
 
 #include <math.h>
 
-#include "core/threads.h"
+#include "core/pool.h"
 
 #include "ops/gemv.h"
 
@@ -27,18 +27,25 @@ static void silu_mul_any(float *gate, const float *up, int64_t n)
         silu_mul_span(gate, up, n);
 }
 
+/* Elements a claim of the threads takes (a multiple of the vector kernels' 16). */
+#define GRAIN 4096
+
+typedef struct {
+    float *x;
+    const float *up;
+} pair;
+
+static void silu_mul_range(void *p, int64_t lo, int64_t hi, int self)
+{
+    (void)self;
+    const pair *v = p;
+    silu_mul_any(v->x + lo, v->up + lo, hi - lo);
+}
+
 void pyllm_silu_mul(float *gate, const float *up, int64_t n)
 {
-    if (pyllm_parallel(n > 16384)) {
-#pragma omp parallel
-        {
-            int64_t i0, i1;
-            pyllm_thread_share(n, 16, &i0, &i1);
-            silu_mul_any(gate + i0, up + i0, i1 - i0);
-        }
-    } else {
-        silu_mul_any(gate, up, n);
-    }
+    pair v = {gate, up};
+    pyllm_pool_for(n, GRAIN, n > 16384, silu_mul_range, &v);
 }
 
 static inline float gelu_tanh(float v)
@@ -58,16 +65,13 @@ static void gelu_tanh_any(float *x, int64_t n)
         x[i] = gelu_tanh(x[i]);
 }
 
+static void gelu_tanh_range(void *p, int64_t lo, int64_t hi, int self)
+{
+    (void)self;
+    gelu_tanh_any((float *)p + lo, hi - lo);
+}
+
 void pyllm_gelu_tanh(float *x, int64_t n)
 {
-    if (pyllm_parallel(n > 16384)) {
-#pragma omp parallel
-        {
-            int64_t i0, i1;
-            pyllm_thread_share(n, 16, &i0, &i1);
-            gelu_tanh_any(x + i0, i1 - i0);
-        }
-    } else {
-        gelu_tanh_any(x, n);
-    }
+    pyllm_pool_for(n, GRAIN, n > 16384, gelu_tanh_range, x);
 }

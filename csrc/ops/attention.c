@@ -3,8 +3,8 @@
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
-#include <omp.h>
 
+#include "core/pool.h"
 #include "core/threads.h"
 #include "ops/attention_kernels.h"
 #include "ops/gemv.h"
@@ -287,20 +287,37 @@ static void attend_task(const pyllm_attention_shape *s, const work_split *w, ker
     k.values(&p);
 }
 
+typedef struct {
+    const pyllm_attention_shape *s;
+    const work_split *w;
+    kernels k;
+    const float *q;
+    const void *k_cache, *v_cache;
+    const uint8_t *valid;
+    float *out, *scratch;
+    int64_t per_thread;
+    pyllm_chunks tasks;
+} attention_job;
+
+static void attention_job_run(void *p, int self)
+{
+    attention_job *j = p;
+    int64_t lo, hi;
+    while (pyllm_chunks_next(&j->tasks, &lo, &hi))
+        for (int64_t task = lo; task < hi; task++)
+            attend_task(j->s, j->w, j->k, j->q, j->k_cache, j->v_cache, j->valid, j->out,
+                        j->scratch + (int64_t)self * j->per_thread, task);
+}
+
 void pyllm_attention(const pyllm_attention_shape *s, const float *q, const void *k_cache, const void *v_cache,
                      const uint8_t *valid, float *out, float *scratch)
 {
     const pyllm_isa isa = pyllm_gemv_isa();
-    const kernels k = kernels_for(isa);
-    const work_split w = split_work(s, omp_get_max_threads(), isa);
-    const int64_t per_thread = pyllm_attention_rows_per_pass() * s->capacity;
-    if (pyllm_parallel(w.tasks > 1)) {
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int64_t task = 0; task < w.tasks; task++)
-            attend_task(s, &w, k, q, k_cache, v_cache, valid, out,
-                        scratch + (int64_t)omp_get_thread_num() * per_thread, task);
-    } else {
-        for (int64_t task = 0; task < w.tasks; task++)
-            attend_task(s, &w, k, q, k_cache, v_cache, valid, out, scratch, task);
-    }
+    const int threads = pyllm_pool_threads();
+    const work_split w = split_work(s, threads, isa);
+    attention_job j = {.s = s, .w = &w, .k = kernels_for(isa), .q = q, .k_cache = k_cache, .v_cache = v_cache,
+                       .valid = valid, .out = out, .scratch = scratch,
+                       .per_thread = pyllm_attention_rows_per_pass() * s->capacity};
+    pyllm_chunks_init(&j.tasks, w.tasks, 1);
+    pyllm_pool_run(attention_job_run, &j, pyllm_parallel(w.tasks > 1) ? threads : 1);
 }

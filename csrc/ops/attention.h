@@ -46,7 +46,7 @@ typedef struct {
 int64_t pyllm_attention_rows_per_pass(void);
 
 /* out[batch, n_new, n_heads * head_dim]. scratch holds pyllm_attention_rows_per_pass() x
- * capacity floats per OpenMP thread (omp_get_max_threads()). A query with no visible slot (a
+ * capacity floats per thread (pyllm_pool_threads(), core/pool.h). A query with no visible slot (a
  * padding token before any real one) gets zeros. */
 void pyllm_attention(const pyllm_attention_shape *s, const float *q, const void *k_cache, const void *v_cache,
                      const uint8_t *valid, float *out, float *scratch);

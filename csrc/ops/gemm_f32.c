@@ -1,7 +1,5 @@
 #include "ops/gemm_f32.h"
 
-#include <omp.h>
-
 #include "core/row_claims.h"
 #include "core/threads.h"
 #include "ops/gemm_f32_kernels.h"
@@ -23,6 +21,22 @@ static void rows_by_pass(pyllm_gemm_f32_rows_fn rows, const float *w, int64_t n,
         rows(w, k, x + i * k, m - i < step ? m - i : step, r0, r1, y + i * n, n);
 }
 
+typedef struct {
+    pyllm_gemm_f32_rows_fn rows;
+    const float *w, *x;
+    int64_t n, k, m;
+    float *y;
+    pyllm_row_claims claims;
+} gemm_job;
+
+static void gemm_job_run(void *p, int self)
+{
+    gemm_job *j = p;
+    int64_t lo, hi;
+    while (pyllm_claim_next(&j->claims, self, &lo, &hi))
+        rows_by_pass(j->rows, j->w, j->n, j->k, j->x, j->m, lo, hi, j->y);
+}
+
 void pyllm_gemm_f32(const float *w, int64_t n, int64_t k, const float *x, int64_t m, const float *bias, float *y)
 {
     const pyllm_isa isa = pyllm_gemv_isa();
@@ -34,15 +48,10 @@ void pyllm_gemm_f32(const float *w, int64_t n, int64_t k, const float *x, int64_
          * unit), 128 KB of weights a claim while the activations take one pass (decode); past it
          * (batch-invariant prefill) a thread's whole share at once, since each claim would read
          * every pass again. Which thread computes a pair changes nothing in it. */
-        pyllm_row_claims claims;
         const int threads = pyllm_claim_threads();
-        pyllm_claims_init(&claims, n, 4, m <= pass_rows(k) ? (INT64_C(128) << 10) / (4 * k) : n, threads);
-#pragma omp parallel num_threads(threads)
-        {
-            int64_t lo, hi;
-            while (pyllm_claim_next(&claims, &lo, &hi))
-                rows_by_pass(rows, w, n, k, x, m, lo, hi, y);
-        }
+        gemm_job j = {.rows = rows, .w = w, .x = x, .n = n, .k = k, .m = m, .y = y};
+        pyllm_claims_init(&j.claims, n, 4, m <= pass_rows(k) ? (INT64_C(128) << 10) / (4 * k) : n, threads);
+        pyllm_pool_run(gemm_job_run, &j, threads);
     } else {
         rows_by_pass(rows, w, n, k, x, m, 0, n, y);
     }

@@ -2,12 +2,12 @@
 
 #include <cpuid.h>
 #include <math.h>
-#include <omp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/pool.h"
 #include "core/row_claims.h"
 #include "core/threads.h"
 #include "ops/gemv_kernels.h"
@@ -200,40 +200,6 @@ static void rows_of_outputs(pyllm_gemv_rows_fn rows, const pyllm_gemv_out *outs,
     }
 }
 
-void pyllm_gemv_many(const pyllm_gemv_out *outs, int count, const float *x, int64_t m, void *scratch)
-{
-    const pyllm_isa isa = pyllm_gemv_isa();
-    const pyllm_qweight *w = outs[0].w;
-    pyllm_gemv_act a;
-    layout(w, m, isa, scratch, &a);
-    const int avx512 = isa == PYLLM_ISA_AVX512;
-    const pyllm_gemv_rows_fn rows = rows_kernel(isa);
-    int64_t n = 0;
-    for (int o = 0; o < count; o++)
-        n += outs[o].w->n;
-    const int64_t units = prepare_units(&a, w);
-    if (pyllm_parallel(n * w->k >= (1 << 16))) {
-        /* One region: the threads prepare the activations together, then share out all the
-         * outputs' rows (core/row_claims.h; in fours, the kernels' unit), CLAIM_BYTES of weights
-         * a claim. */
-        pyllm_row_claims claims;
-        const int threads = pyllm_claim_threads();
-        pyllm_claims_init(&claims, n, 4, CLAIM_BYTES / (int64_t)pyllm_weight_bytes(w->type, 1, w->k), threads);
-#pragma omp parallel num_threads(threads)
-        {
-            int64_t u0, u1, lo, hi;
-            pyllm_thread_share(units, 1, &u0, &u1);
-            prepare(w, x, avx512, &a, u0, u1);
-#pragma omp barrier
-            while (pyllm_claim_next(&claims, &lo, &hi))
-                rows_of_outputs(rows, outs, count, &a, lo, hi);
-        }
-    } else {
-        prepare(w, x, avx512, &a, 0, units);
-        rows_of_outputs(rows, outs, count, &a, 0, n);
-    }
-}
-
 /* Activation rows [i0, i0 + count) of a, as a call of count rows would have them. */
 static pyllm_gemv_act act_rows(const pyllm_gemv_act *a, int64_t i0, int64_t count)
 {
@@ -252,42 +218,94 @@ static pyllm_gemv_act act_rows(const pyllm_gemv_act *a, int64_t i0, int64_t coun
     return v;
 }
 
-/* Cache blocking of pyllm_gemv_tiled: a thread's weight rows go TILE_BYTES at a time (they stay
- * in its L2 while every activation chunk passes), the activations CHUNK_ROWS rows at a time (a
- * chunk stays in L2 while a pair of weight rows, in L1, meets each of its rows). */
+/* Cache blocking of pyllm_gemv_tiled: a claim of weight rows is TILE_BYTES (they stay in the
+ * thread's L2 while every activation chunk passes), the activations go CHUNK_ROWS rows at a time
+ * (a chunk stays in L2 while a pair of weight rows, in L1, meets each of its rows). */
 #define TILE_BYTES (192 << 10)
 #define CHUNK_ROWS 64
+
+/* A product as a pool job (core/pool.h): the threads prepare the activations together (units
+ * claimed a few at a time), wait until all are done, then share out the weight rows of all the
+ * outputs (laid end to end) in claims (core/row_claims.h; in fours, the kernels' unit). */
+typedef struct {
+    const pyllm_gemv_out *outs;
+    int count;
+    const float *x;
+    pyllm_gemv_act *a;
+    int avx512;
+    int tiled; /* a claim meets the activations CHUNK_ROWS rows at a time (prefill) */
+    pyllm_gemv_rows_fn rows;
+    int64_t units;
+    pyllm_chunks prepare;
+    _Alignas(64) _Atomic int64_t prepared;
+    pyllm_row_claims claims;
+} product_job;
+
+static void product_rows(const product_job *j, int64_t lo, int64_t hi)
+{
+    if (!j->tiled) {
+        rows_of_outputs(j->rows, j->outs, j->count, j->a, lo, hi);
+        return;
+    }
+    const pyllm_gemv_out *o = &j->outs[0];
+    for (int64_t i0 = 0; i0 < j->a->m; i0 += CHUNK_ROWS) {
+        const pyllm_gemv_act chunk = act_rows(j->a, i0, j->a->m - i0 < CHUNK_ROWS ? j->a->m - i0 : CHUNK_ROWS);
+        j->rows(o->w, &chunk, lo, hi, o->y + i0 * o->ldy, o->ldy);
+    }
+    if (o->bias != NULL)
+        pyllm_add_bias(o->y + lo, o->ldy, o->bias + lo, j->a->m, hi - lo);
+}
+
+static void product_job_run(void *p, int self)
+{
+    product_job *j = p;
+    int64_t lo, hi;
+    while (pyllm_chunks_next(&j->prepare, &lo, &hi)) {
+        prepare(j->outs[0].w, j->x, j->avx512, j->a, lo, hi);
+        atomic_fetch_add_explicit(&j->prepared, hi - lo, memory_order_release);
+    }
+    pyllm_pool_await(&j->prepared, j->units);
+    while (pyllm_claim_next(&j->claims, self, &lo, &hi))
+        product_rows(j, lo, hi);
+}
+
+/* Runs the product of outs[0..count) (one input x of m rows) on the threads, claim_rows weight
+ * rows a claim. */
+static void run_product(const pyllm_gemv_out *outs, int count, const float *x, int64_t m, void *scratch, int tiled,
+                        int64_t (*claim_rows)(int64_t row_bytes))
+{
+    const pyllm_isa isa = pyllm_gemv_isa();
+    const pyllm_qweight *w = outs[0].w;
+    pyllm_gemv_act a;
+    layout(w, m, isa, scratch, &a);
+    int64_t n = 0;
+    for (int o = 0; o < count; o++)
+        n += outs[o].w->n;
+    const int threads = pyllm_parallel(n * w->k >= (1 << 16)) ? pyllm_claim_threads() : 1;
+    product_job j = {.outs = outs, .count = count, .x = x, .a = &a, .avx512 = isa == PYLLM_ISA_AVX512,
+                     .tiled = tiled, .rows = rows_kernel(isa), .units = prepare_units(&a, w)};
+    pyllm_chunks_init(&j.prepare, j.units, (j.units + 4 * threads - 1) / (4 * threads));
+    atomic_init(&j.prepared, 0);
+    pyllm_claims_init(&j.claims, n, 4, claim_rows((int64_t)pyllm_weight_bytes(w->type, 1, w->k)), threads);
+    pyllm_pool_run(product_job_run, &j, threads);
+}
+
+/* Decode: CLAIM_BYTES of weights a claim. */
+static int64_t decode_claim(int64_t row_bytes) { return CLAIM_BYTES / row_bytes; }
+
+/* Prefill: TILE_BYTES of weights a claim. */
+static int64_t tile_claim(int64_t row_bytes) { return TILE_BYTES / row_bytes; }
+
+void pyllm_gemv_many(const pyllm_gemv_out *outs, int count, const float *x, int64_t m, void *scratch)
+{
+    run_product(outs, count, x, m, scratch, 0, decode_claim);
+}
 
 void pyllm_gemv_tiled(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,
                       void *scratch)
 {
-    const pyllm_isa isa = pyllm_gemv_isa();
-    pyllm_gemv_act a;
-    layout(w, m, isa, scratch, &a);
-    const int avx512 = isa == PYLLM_ISA_AVX512;
-    const pyllm_gemv_rows_fn rows = rows_kernel(isa);
-    const int64_t units = prepare_units(&a, w), n = w->n;
-    const int64_t row_bytes = (int64_t)pyllm_weight_bytes(w->type, 1, w->k);
-    int64_t tile = TILE_BYTES / row_bytes / 4 * 4;
-    if (tile < 4)
-        tile = 4;
-#pragma omp parallel if (pyllm_parallel(n * w->k >= (1 << 16)))
-    {
-        int64_t u0, u1, r0, r1;
-        pyllm_thread_share(units, 1, &u0, &u1);
-        prepare(w, x, avx512, &a, u0, u1);
-#pragma omp barrier
-        pyllm_thread_share(n, 4, &r0, &r1);
-        for (int64_t t0 = r0; t0 < r1; t0 += tile) {
-            const int64_t t1 = r1 - t0 < tile ? r1 : t0 + tile;
-            for (int64_t i0 = 0; i0 < m; i0 += CHUNK_ROWS) {
-                const pyllm_gemv_act chunk = act_rows(&a, i0, m - i0 < CHUNK_ROWS ? m - i0 : CHUNK_ROWS);
-                rows(w, &chunk, t0, t1, y + i0 * ldy, ldy);
-            }
-            if (bias != NULL)
-                pyllm_add_bias(y + t0, ldy, bias + t0, m, t1 - t0);
-        }
-    }
+    const pyllm_gemv_out out = {.w = w, .bias = bias, .y = y, .ldy = ldy};
+    run_product(&out, 1, x, m, scratch, 1, tile_claim);
 }
 
 void pyllm_gemv(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,

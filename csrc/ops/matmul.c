@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/pool.h"
 #include "ops/dnnl_status.h"
 #include "core/threads.h"
 #include "ops/gemm_f32.h"
@@ -327,6 +328,7 @@ static pyllm_status run(pyllm_matmul_ctx *ctx, pyllm_matmul_entry *e, const void
     DNNL_TRY(dnnl_memory_set_data_handle(e->dst, y), "set the matmul output");
     DNNL_TRY(dnnl_memory_set_data_handle(e->weights, (void *)weights), "set the matmul weights");
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_DST, e->dst}, {DNNL_ARG_WEIGHTS, e->weights}};
+    pyllm_pool_rest(); /* oneDNN runs on OpenMP's threads: ours must not spin beside them */
     DNNL_TRY(dnnl_primitive_execute(e->primitive, ctx->stream, 3, args), "run a matmul");
     DNNL_TRY(dnnl_stream_wait(ctx->stream), "finish a matmul");
     return PYLLM_OK;

@@ -2,7 +2,7 @@
 
 #include <math.h>
 
-#include "core/threads.h"
+#include "core/pool.h"
 
 static void rms_norm_row(const float *xr, const float *weight, float *yr, int64_t dim, float eps)
 {
@@ -16,16 +16,31 @@ static void rms_norm_row(const float *xr, const float *weight, float *yr, int64_
         yr[i] = weight[i] * (xr[i] * inv);
 }
 
+typedef struct {
+    const float *x, *weight, *bias;
+    float *y;
+    int64_t dim;
+    float eps;
+} norm_call;
+
+static void rms_norm_rows(void *p, int64_t lo, int64_t hi, int self)
+{
+    (void)self;
+    const norm_call *c = p;
+    for (int64_t r = lo; r < hi; r++)
+        rms_norm_row(c->x + r * c->dim, c->weight, c->y + r * c->dim, c->dim, c->eps);
+}
+
+/* Rows a claim of the threads takes: about 16K values. */
+static int64_t grain_rows(int64_t dim)
+{
+    return dim >= 16384 ? 1 : 16384 / dim;
+}
+
 void pyllm_rms_norm(const float *x, const float *weight, float *y, int64_t rows, int64_t dim, float eps)
 {
-    if (pyllm_parallel(rows > 1)) {
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < rows; r++)
-            rms_norm_row(x + r * dim, weight, y + r * dim, dim, eps);
-    } else {
-        for (int64_t r = 0; r < rows; r++)
-            rms_norm_row(x + r * dim, weight, y + r * dim, dim, eps);
-    }
+    norm_call c = {.x = x, .weight = weight, .y = y, .dim = dim, .eps = eps};
+    pyllm_pool_for(rows, grain_rows(dim), rows > 1, rms_norm_rows, &c);
 }
 
 static void layer_norm_row(const float *xr, const float *weight, const float *bias, float *yr, int64_t dim,
@@ -47,15 +62,17 @@ static void layer_norm_row(const float *xr, const float *weight, const float *bi
         yr[i] = (xr[i] - m) * inv * weight[i] + bias[i];
 }
 
+static void layer_norm_rows(void *p, int64_t lo, int64_t hi, int self)
+{
+    (void)self;
+    const norm_call *c = p;
+    for (int64_t r = lo; r < hi; r++)
+        layer_norm_row(c->x + r * c->dim, c->weight, c->bias, c->y + r * c->dim, c->dim, c->eps);
+}
+
 void pyllm_layer_norm(const float *x, const float *weight, const float *bias, float *y, int64_t rows, int64_t dim,
                       float eps)
 {
-    if (pyllm_parallel(rows > 1)) {
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < rows; r++)
-            layer_norm_row(x + r * dim, weight, bias, y + r * dim, dim, eps);
-    } else {
-        for (int64_t r = 0; r < rows; r++)
-            layer_norm_row(x + r * dim, weight, bias, y + r * dim, dim, eps);
-    }
+    norm_call c = {.x = x, .weight = weight, .bias = bias, .y = y, .dim = dim, .eps = eps};
+    pyllm_pool_for(rows, grain_rows(dim), rows > 1, layer_norm_rows, &c);
 }

@@ -5,6 +5,9 @@
  *     is touched from several threads without any lock of ours;
  *   - every worker also generates on one shared model, taking a mutex as the Python binding
  *     takes the model's lock;
+ *   - every worker runs jobs on the worker pool (core/pool.h) with 3 threads, all at once: one
+ *     caller owns the pool's workers at a time, the others run their jobs alone; a job's items
+ *     and its two phases (pyllm_pool_await) must come out whole whoever ran them;
  *   - every worker encodes and decodes with three shared tokenizers (SentencePiece from a
  *     tokenizer.model, SentencePiece from a llama2.c file, byte-level merges BPE described by
  *     dump_merges.py) under the shared side of a readers-writer lock while another thread adds
@@ -21,6 +24,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/pool.h"
 #include "generate/generate.h"
 #include "models/decoder.h"
 #include "tokenizers/tokenizer.h"
@@ -160,6 +164,50 @@ static void generate(pyllm_decoder *m, int prompt, int sample, int64_t *out)
         die("generate: fewer steps than asked");
 }
 
+/* ---- the worker pool ----------------------------------------------------------------------- */
+
+#define POOL_JOBS 200
+#define POOL_ITEMS 1000
+
+/* Phase one writes item i's square, phase two (after every square is in) reads its neighbour's. */
+typedef struct {
+    pyllm_chunks first, second;
+    _Atomic int64_t done;
+    int64_t squares[POOL_ITEMS], sums[POOL_ITEMS];
+} pool_job;
+
+static void pool_job_run(void *p, int self)
+{
+    pool_job *j = p;
+    int64_t lo, hi;
+    (void)self;
+    while (pyllm_chunks_next(&j->first, &lo, &hi)) {
+        for (int64_t i = lo; i < hi; i++)
+            j->squares[i] = i * i;
+        atomic_fetch_add_explicit(&j->done, hi - lo, memory_order_release);
+    }
+    pyllm_pool_await(&j->done, POOL_ITEMS);
+    while (pyllm_chunks_next(&j->second, &lo, &hi))
+        for (int64_t i = lo; i < hi; i++)
+            j->sums[i] = j->squares[i] + j->squares[(i + 1) % POOL_ITEMS];
+}
+
+/* The number of wrong items over POOL_JOBS jobs. */
+static int pool_jobs(void)
+{
+    static _Thread_local pool_job j;
+    int wrong = 0;
+    for (int r = 0; r < POOL_JOBS; r++) {
+        pyllm_chunks_init(&j.first, POOL_ITEMS, 7 + r % 50);
+        pyllm_chunks_init(&j.second, POOL_ITEMS, 3 + r % 30);
+        atomic_init(&j.done, 0);
+        pyllm_pool_run(pool_job_run, &j, 3);
+        for (int64_t i = 0; i < POOL_ITEMS; i++)
+            wrong += j.sums[i] != i * i + ((i + 1) % POOL_ITEMS) * ((i + 1) % POOL_ITEMS);
+    }
+    return wrong;
+}
+
 /* ---- tokenizers ---------------------------------------------------------------------------- */
 
 static char *read_file(const char *path, size_t *len)
@@ -286,6 +334,7 @@ static void *work(void *arg)
     worker *w = arg;
     int64_t out[WIDTH];
     for (int r = 0; r < ROUNDS; r++) {
+        w->mismatches += pool_jobs();
         for (int p = 0; p < N_PROMPTS; p++) {
             const int sample = (p + r + w->index) & 1;
             generate(w->own, p, sample, out);
