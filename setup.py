@@ -56,9 +56,9 @@ def find_onednn():
     return os.path.dirname(os.path.dirname(os.path.dirname(header))), library
 
 
-def c_sources():
+def c_files(pattern):
     return sorted(os.path.relpath(p, HERE)
-                  for p in glob.glob(os.path.join(HERE, "csrc", "**", "*.c"), recursive=True))
+                  for p in glob.glob(os.path.join(HERE, "csrc", "**", pattern), recursive=True))
 
 
 include_dir, dnnl_library = find_onednn()
@@ -106,7 +106,8 @@ class BuildExt(build_ext):
 
 core = Extension(
     "pyllm._core",
-    sources=c_sources(),
+    sources=c_files("*.c"),
+    depends=c_files("*.h"),  # a header edited makes the next build_ext rebuild, not only a .c
     include_dirs=[os.path.join(HERE, "csrc"), include_dir, numpy.get_include()],
     extra_compile_args=cflags,
     extra_link_args=ldflags,
