@@ -217,6 +217,26 @@ static int start_workers(int wanted)
     return pool.workers;
 }
 
+static _Thread_local int openmp_phase; /* pyllm_pool_rest .. pyllm_pool_wake */
+
+void pyllm_pool_rest(void)
+{
+    openmp_phase = 1;
+    atomic_store_explicit(&pool.resting, 1, memory_order_relaxed);
+}
+
+void pyllm_pool_wake(void)
+{
+    openmp_phase = 0;
+}
+
+/* A job as an OpenMP region (pyllm_pool_rest): every thread of the team runs it. */
+static void run_on_openmp(pyllm_pool_fn fn, void *ctx, int threads)
+{
+#pragma omp parallel num_threads(threads)
+    fn(ctx, omp_get_thread_num());
+}
+
 /* One job's missed workers into the window; at the window's end, the sizing for the next while. */
 static void count_misses(int missed)
 {
@@ -245,6 +265,10 @@ void pyllm_pool_run(pyllm_pool_fn fn, void *ctx, int threads)
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     if (threads <= 1) {
         fn(ctx, 0);
+        return;
+    }
+    if (openmp_phase) {
+        run_on_openmp(fn, ctx, threads);
         return;
     }
     pthread_once(&once, init_once);
@@ -289,11 +313,6 @@ int pyllm_pool_threads(void)
 {
     const int t = omp_get_max_threads();
     return t < PYLLM_POOL_MAX_THREADS ? t : PYLLM_POOL_MAX_THREADS;
-}
-
-void pyllm_pool_rest(void)
-{
-    atomic_store_explicit(&pool.resting, 1, memory_order_relaxed);
 }
 
 void pyllm_pool_stats(int *workers, int64_t *jobs, int64_t *entries, int *reduced)

@@ -34,9 +34,14 @@ void pyllm_pool_run(pyllm_pool_fn fn, void *ctx, int threads);
  * n_threads sets), so one setting governs our loops and oneDNN's. */
 int pyllm_pool_threads(void);
 
-/* Tells spinning workers to sleep now: the caller is about to run a long piece of work on other
- * threads (oneDNN's OpenMP team), which our spinning would slow. */
+/* The calling thread is about to run oneDNN (prefill's GEMMs, on OpenMP's threads): our spinning
+ * workers sleep now, so as not to slow it, and until pyllm_pool_wake this thread's jobs run as
+ * OpenMP regions, whose threads come out of the GEMMs awake, where ours would first have to be
+ * woken (prefill ran 5% slower with every job waking a sleeping worker). */
 void pyllm_pool_rest(void);
+
+/* The calling thread runs our own kernels again (decode): its jobs go to the pool's workers. */
+void pyllm_pool_wake(void);
 
 /* Waits until *count reaches target (the pieces of a job's first phase, done by several threads,
  * before its second phase reads them): spins briefly, then yields the core to whichever thread

@@ -49,6 +49,8 @@ void pyllm_gemm_f32(const float *w, int64_t n, int64_t k, const float *x, int64_
          * (batch-invariant prefill) a thread's whole share at once, since each claim would read
          * every pass again. Which thread computes a pair changes nothing in it. */
         const int threads = pyllm_claim_threads();
+        if (m <= pass_rows(k))
+            pyllm_pool_wake(); /* decode */
         gemm_job j = {.rows = rows, .w = w, .x = x, .n = n, .k = k, .m = m, .y = y};
         pyllm_claims_init(&j.claims, n, 4, m <= pass_rows(k) ? (INT64_C(128) << 10) / (4 * k) : n, threads);
         pyllm_pool_run(gemm_job_run, &j, threads);

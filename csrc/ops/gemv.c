@@ -282,6 +282,8 @@ static void run_product(const pyllm_gemv_out *outs, int count, const float *x, i
     for (int o = 0; o < count; o++)
         n += outs[o].w->n;
     const int threads = pyllm_parallel(n * w->k >= (1 << 16)) ? pyllm_claim_threads() : 1;
+    if (!tiled)
+        pyllm_pool_wake(); /* decode */
     product_job j = {.outs = outs, .count = count, .x = x, .a = &a, .avx512 = isa == PYLLM_ISA_AVX512,
                      .tiled = tiled, .rows = rows_kernel(isa), .units = prepare_units(&a, w)};
     pyllm_chunks_init(&j.prepare, j.units, (j.units + 4 * threads - 1) / (4 * threads));
