@@ -7,13 +7,14 @@ parent's threads, and that concurrent callers (one owns the workers, the others 
 get their own results."""
 import multiprocessing
 import threading
+import time
 
 import numpy as np
 import pytest
 
 import pyllm
 from pyllm import _core
-from pyllm._testing import pool_stats
+from pyllm._testing import pool_stats, set_pool_sizing
 
 # Big enough (6.5M multiply-adds a token) for a decode to run on more than one thread at all
 # (csrc/models/decoder.c, threads_for).
@@ -53,8 +54,12 @@ def greedy(model, new=24):
 
 @pytest.fixture
 def threads_restored():
+    """Also turns the busy-neighbour sizing off: on a loaded host it would rightly run the jobs
+    without workers for a while, and the counts below would then depend on the load."""
     before = _core.get_num_threads()
+    set_pool_sizing(False)
     yield
+    set_pool_sizing(True)
     _core.set_num_threads(before)
 
 
@@ -78,7 +83,29 @@ def test_one_thread_publishes_nothing(threads_restored):
     assert pool_stats()["jobs"] == before["jobs"]
 
 
+def test_workers_left_out_sleep_on(threads_restored):
+    """After a 5-thread call, 2-thread calls use worker 1 only: workers 2-4 must sleep through
+    their jobs, not be woken for each (on 2 cores they would take the time of the two that work)."""
+    model = pyllm.Model.from_arrays(CONFIG, weights(0), n_threads=5)
+    want = greedy(model)
+    assert pool_stats()["workers"] >= 4
+    deadline = time.monotonic() + 10
+    before = pool_stats()
+    while time.monotonic() < deadline:  # the workers go to sleep within about 50 us of the call
+        time.sleep(0.05)
+        now = pool_stats()
+        if now["wakeups"] == before["wakeups"]:
+            break
+        before = now
+    model.n_threads = 2
+    assert np.array_equal(greedy(model), want)
+    after = pool_stats()
+    assert after["jobs"] - before["jobs"] >= 24
+    assert after["wakeups"][1:4] == before["wakeups"][1:4], (before, after)
+
+
 def _child_decode(queue):
+    set_pool_sizing(False)  # the child's own pool
     model = pyllm.Model.from_arrays(CONFIG, weights(0), n_threads=2)
     before = pool_stats()
     tokens = greedy(model)

@@ -10,7 +10,6 @@
  * on a futex, so an idle process burns no core. */
 #include "core/pool.h"
 
-#include <limits.h>
 #include <linux/futex.h>
 #include <omp.h>
 #include <pthread.h>
@@ -31,11 +30,18 @@
 /* How long a waiting thread spins before it sleeps (PYLLM_POOL_SPIN_US overrides). */
 #define DEFAULT_SPIN_NS 50000
 
+/* A worker's own futex word, so that a job wakes only the workers it will use: one left out of the
+ * jobs (n_threads lowered, or the sizing below) sleeps on through them. */
+typedef struct {
+    _Alignas(64) _Atomic uint32_t wake; /* bumped to wake the worker */
+    _Atomic int asleep;                 /* the worker sleeps (or is about to) on wake */
+    _Atomic int64_t wakeups;            /* returns from its futex wait, ever (tests) */
+} worker_slot;
+
 static struct {
     pthread_mutex_t owner; /* held by the caller whose job the workers serve */
     _Alignas(64) _Atomic uint32_t generation;
-    _Atomic int sleepers; /* workers asleep (or about to be) on generation */
-    _Atomic int resting;  /* pyllm_pool_rest: sleep instead of spinning */
+    _Atomic int resting; /* pyllm_pool_rest: sleep instead of spinning */
     _Alignas(64) _Atomic int closed;
     _Alignas(64) _Atomic int active;
     _Atomic int caller_asleep; /* the caller sleeps on active */
@@ -46,6 +52,7 @@ static struct {
     _Atomic int64_t jobs;    /* jobs published to the workers, ever */
     int workers;             /* started, under owner */
     int64_t spin_ns;
+    worker_slot slot[PYLLM_POOL_MAX_THREADS]; /* by worker index (1..) */
 } pool = {.owner = PTHREAD_MUTEX_INITIALIZER, .closed = 1};
 
 /* Work sizing against a busy neighbour, kept by the owning caller.
@@ -67,6 +74,8 @@ static struct {
 #define CLEAN_WINDOWS 8
 #define FIRST_BACKOFF_NS (20 * 1000000LL)
 #define LAST_BACKOFF_NS (320 * 1000000LL)
+
+static _Atomic int sizing_on = 1; /* pyllm_pool_set_sizing */
 
 static struct {
     int counted, missed; /* in the current window */
@@ -105,20 +114,40 @@ static int moved(void *seen)
     return atomic_load_explicit(&pool.generation, memory_order_acquire) != *(uint32_t *)seen;
 }
 
-/* A worker's wait for the next job after generation *seen. */
-static void wait_for_job(uint32_t *seen)
+/* A worker's wait for the next job after generation *seen: a spin first if `spin`, then sleep.
+ * The worker raises asleep, then reads the generation; the caller bumps the generation, then reads
+ * asleep (both sequentially consistent): either the worker sees the job or the caller wakes it. */
+static void wait_for_job(worker_slot *me, uint32_t *seen, int spin)
 {
-    if (!spin_until(moved, seen)) {
+    if (!spin || !spin_until(moved, seen)) {
         for (;;) {
-            atomic_fetch_add(&pool.sleepers, 1);
+            const uint32_t w = atomic_load(&me->wake);
+            atomic_store(&me->asleep, 1);
             if (atomic_load(&pool.generation) == *seen)
-                futex(&pool.generation, FUTEX_WAIT_PRIVATE, *seen);
-            atomic_fetch_sub(&pool.sleepers, 1);
+                futex(&me->wake, FUTEX_WAIT_PRIVATE, w);
+            atomic_fetch_add_explicit(&me->wakeups, 1, memory_order_relaxed);
+            atomic_store(&me->asleep, 0);
             if (moved(seen))
                 break;
         }
     }
     *seen = atomic_load_explicit(&pool.generation, memory_order_acquire);
+}
+
+/* The caller, after publishing a job for `threads` threads: wakes those of its workers that
+ * sleep; returns whether all of them were awake. */
+static int wake_workers(int threads)
+{
+    int awake = 1;
+    for (int i = 1; i < threads; i++) {
+        worker_slot *w = &pool.slot[i];
+        if (atomic_load(&w->asleep)) {
+            awake = 0;
+            atomic_fetch_add(&w->wake, 1);
+            futex(&w->wake, FUTEX_WAKE_PRIVATE, 1);
+        }
+    }
+    return awake;
 }
 
 static void leave_job(void)
@@ -132,8 +161,9 @@ static void *worker_main(void *arg)
     const uint64_t packed = (uint64_t)(uintptr_t)arg;
     const int self = (int)(packed & 0xff);
     uint32_t seen = (uint32_t)(packed >> 32);
+    int spin = 1; /* the last job used this worker: the next one likely will, soon */
     for (;;) {
-        wait_for_job(&seen);
+        wait_for_job(&pool.slot[self], &seen, spin);
         atomic_fetch_add(&pool.active, 1);
         if (!atomic_load(&pool.closed)) {
             /* Open: fn, ctx and threads are this job's, published before closed was cleared. */
@@ -146,6 +176,7 @@ static void *worker_main(void *arg)
             }
         }
         leave_job();
+        spin = self < atomic_load_explicit(&pool.threads, memory_order_relaxed);
     }
     return NULL;
 }
@@ -180,7 +211,8 @@ static void after_fork_in_child(void)
     sizing.backoff = FIRST_BACKOFF_NS;
     atomic_store(&pool.closed, 1);
     atomic_store(&pool.active, 0);
-    atomic_store(&pool.sleepers, 0);
+    for (int i = 0; i < PYLLM_POOL_MAX_THREADS; i++)
+        atomic_store(&pool.slot[i].asleep, 0);
     atomic_store(&pool.caller_asleep, 0);
 }
 
@@ -233,6 +265,7 @@ void pyllm_pool_wake(void)
 /* A job as an OpenMP region (pyllm_pool_rest): every thread of the team runs it. */
 static void run_on_openmp(pyllm_pool_fn fn, void *ctx, int threads)
 {
+    (void)threads; /* serial builds without OpenMP (TSan, fuzz) ignore the pragma */
 #pragma omp parallel num_threads(threads)
     fn(ctx, omp_get_thread_num());
 }
@@ -298,13 +331,11 @@ void pyllm_pool_run(pyllm_pool_fn fn, void *ctx, int threads)
     atomic_fetch_add_explicit(&pool.jobs, 1, memory_order_relaxed);
     atomic_store(&pool.closed, 0);
     atomic_fetch_add(&pool.generation, 1);
-    const int awake = atomic_load(&pool.sleepers) == 0;
-    if (!awake)
-        futex(&pool.generation, FUTEX_WAKE_PRIVATE, INT_MAX);
+    const int awake = wake_workers(threads);
     fn(ctx, 0);
     atomic_store(&pool.closed, 1);
     wait_for_workers();
-    if (awake && sizing.reduce == 0)
+    if (awake && sizing.reduce == 0 && atomic_load_explicit(&sizing_on, memory_order_relaxed))
         count_misses(threads - 1 - (int)(atomic_load_explicit(&pool.entries, memory_order_relaxed) - entries));
     pthread_mutex_unlock(&pool.owner);
 }
@@ -315,10 +346,21 @@ int pyllm_pool_threads(void)
     return t < PYLLM_POOL_MAX_THREADS ? t : PYLLM_POOL_MAX_THREADS;
 }
 
-void pyllm_pool_stats(int *workers, int64_t *jobs, int64_t *entries, int *reduced)
+void pyllm_pool_set_sizing(int on)
+{
+    pthread_mutex_lock(&pool.owner);
+    atomic_store(&sizing_on, on != 0);
+    sizing.counted = sizing.missed = sizing.reduce = sizing.clean = 0;
+    sizing.backoff = FIRST_BACKOFF_NS;
+    pthread_mutex_unlock(&pool.owner);
+}
+
+void pyllm_pool_stats(int *workers, int64_t *jobs, int64_t *entries, int *reduced, int64_t *wakeups)
 {
     pthread_mutex_lock(&pool.owner);
     *workers = pool.workers;
+    for (int i = 1; i <= pool.workers; i++)
+        wakeups[i - 1] = atomic_load(&pool.slot[i].wakeups);
     *reduced = sizing.reduce > 0 && now_ns() < sizing.until ? sizing.reduce : 0;
     pthread_mutex_unlock(&pool.owner);
     *jobs = atomic_load(&pool.jobs);

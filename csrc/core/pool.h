@@ -49,8 +49,13 @@ void pyllm_pool_wake(void);
 void pyllm_pool_await(_Atomic int64_t *count, int64_t target);
 
 /* Tests only (_testing.pool_stats): workers started, jobs published to them, entries of workers
- * into those jobs, and the threads the busy-neighbour sizing takes off now. */
-void pyllm_pool_stats(int *workers, int64_t *jobs, int64_t *entries, int *reduced);
+ * into those jobs, the threads the busy-neighbour sizing takes off now, and each worker's wake-ups
+ * from sleep (wakeups[PYLLM_POOL_MAX_THREADS - 1], worker 1 first). */
+void pyllm_pool_stats(int *workers, int64_t *jobs, int64_t *entries, int *reduced, int64_t *wakeups);
+
+/* Tests only (_testing.set_pool_sizing): 0 turns the busy-neighbour sizing off (every job uses
+ * all its threads), so that tests counting the workers' part do not depend on the host's load. */
+void pyllm_pool_set_sizing(int on);
 
 /* Items [0, n) handed out grain at a time to whichever thread asks next. */
 typedef struct {
