@@ -53,12 +53,14 @@ export PYTHONPATH="$work${PYTHONPATH:+:$PYTHONPATH}"  # the sanitized pyllm wins
 # Not in it: the LLaMA/BLOOM parity and scoring files (the same C paths against torch, 5x longer),
 # the files that measure the process's memory or count its allocations (ASan's allocator changes
 # both), those that run the installed package or children under RLIMIT_AS (where ASan cannot map its
-# shadow) and test_smollm2 (a real 135M model).
+# shadow) and test_smollm2 (a real 135M model). test_pool and test_thread_counts run the worker
+# pool (core/pool.c) with 2 to 7 threads, which the small models of the others never ask for
+# (about 15 s under ASan).
 default=(fault_injection threads tokenizer_bounds tokenizer_json_parity tokenizer_json_bad_input
          tokenizer_sentencepiece tokenizer_gguf tokenizer_llama2c tokenizer_stream dtypes bad_input
          bloom_parity generate generate_batch sampling gguf_dequant gguf_model model_inputs bloom_inputs
          generation_options chat checkpoint llama2c model_stories gguf_reader beam_search activations
-         speculative)
+         speculative pool thread_counts)
 default=("${default[@]/#/tests/test_}")
 default=("${default[@]/%/.py}")
 tests=(${SANITIZE_TESTS:-${default[@]}})
