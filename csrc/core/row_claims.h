@@ -14,7 +14,8 @@
 #include "core/pool.h"
 #include "core/threads.h"
 
-#define PYLLM_CLAIM_MAX_THREADS 64
+/* One share per thread a pool job may have (pyllm_pool_threads never asks for more). */
+#define PYLLM_CLAIM_MAX_THREADS PYLLM_POOL_MAX_THREADS
 
 /* One thread's share: rows [front, back), front in the low 32 bits, back in the high ones. */
 typedef struct {
@@ -29,7 +30,7 @@ typedef struct {
 } pyllm_row_claims;
 
 /* Before the job, on its caller: n rows (< 2^32) in even shares for `threads` threads (at most
- * PYLLM_CLAIM_MAX_THREADS; see pyllm_claim_threads), claimed `chunk` rows at a time (rounded up to
+ * PYLLM_CLAIM_MAX_THREADS: pyllm_pool_threads()), claimed `chunk` rows at a time (rounded up to
  * a multiple of unit). A share whose thread never comes is taken by the others. */
 static inline void pyllm_claims_init(pyllm_row_claims *c, int64_t n, int64_t unit, int64_t chunk, int threads)
 {
@@ -44,13 +45,6 @@ static inline void pyllm_claims_init(pyllm_row_claims *c, int64_t n, int64_t uni
         pyllm_share_of(n, unit, t, threads, &front, &back);
         atomic_init(&c->share[t].range, (uint64_t)front | (uint64_t)back << 32);
     }
-}
-
-/* The team size to ask for: every thread the pool may give, up to PYLLM_CLAIM_MAX_THREADS. */
-static inline int pyllm_claim_threads(void)
-{
-    const int t = pyllm_pool_threads();
-    return t < PYLLM_CLAIM_MAX_THREADS ? t : PYLLM_CLAIM_MAX_THREADS;
 }
 
 /* Takes the next chunk of a share, from its front (the owner) or its back (another thread). */

@@ -48,7 +48,7 @@ void pyllm_gemm_f32(const float *w, int64_t n, int64_t k, const float *x, int64_
          * unit), 128 KB of weights a claim while the activations take one pass (decode); past it
          * (batch-invariant prefill) a thread's whole share at once, since each claim would read
          * every pass again. Which thread computes a pair changes nothing in it. */
-        const int threads = pyllm_claim_threads();
+        const int threads = pyllm_pool_threads();
         if (m <= pass_rows(k))
             pyllm_pool_wake(); /* decode */
         gemm_job j = {.rows = rows, .w = w, .x = x, .n = n, .k = k, .m = m, .y = y};

@@ -269,10 +269,10 @@ static void product_job_run(void *p, int self)
         product_rows(j, lo, hi);
 }
 
-/* Runs the product of outs[0..count) (one input x of m rows) on the threads, claim_rows weight
- * rows a claim. */
+/* Runs the product of outs[0..count) (one input x of m rows) on the threads, about claim_bytes of
+ * weights a claim. */
 static void run_product(const pyllm_gemv_out *outs, int count, const float *x, int64_t m, void *scratch, int tiled,
-                        int64_t (*claim_rows)(int64_t row_bytes))
+                        int64_t claim_bytes)
 {
     const pyllm_isa isa = pyllm_gemv_isa();
     const pyllm_qweight *w = outs[0].w;
@@ -281,33 +281,27 @@ static void run_product(const pyllm_gemv_out *outs, int count, const float *x, i
     int64_t n = 0;
     for (int o = 0; o < count; o++)
         n += outs[o].w->n;
-    const int threads = pyllm_parallel(n * w->k >= (1 << 16)) ? pyllm_claim_threads() : 1;
+    const int threads = pyllm_parallel(n * w->k >= (1 << 16)) ? pyllm_pool_threads() : 1;
     if (!tiled)
         pyllm_pool_wake(); /* decode */
     product_job j = {.outs = outs, .count = count, .x = x, .a = &a, .avx512 = isa == PYLLM_ISA_AVX512,
                      .tiled = tiled, .rows = rows_kernel(isa), .units = prepare_units(&a, w)};
     pyllm_chunks_init(&j.prepare, j.units, (j.units + 4 * threads - 1) / (4 * threads));
     atomic_init(&j.prepared, 0);
-    pyllm_claims_init(&j.claims, n, 4, claim_rows((int64_t)pyllm_weight_bytes(w->type, 1, w->k)), threads);
+    pyllm_claims_init(&j.claims, n, 4, claim_bytes / (int64_t)pyllm_weight_bytes(w->type, 1, w->k), threads);
     pyllm_pool_run(product_job_run, &j, threads);
 }
 
-/* Decode: CLAIM_BYTES of weights a claim. */
-static int64_t decode_claim(int64_t row_bytes) { return CLAIM_BYTES / row_bytes; }
-
-/* Prefill: TILE_BYTES of weights a claim. */
-static int64_t tile_claim(int64_t row_bytes) { return TILE_BYTES / row_bytes; }
-
 void pyllm_gemv_many(const pyllm_gemv_out *outs, int count, const float *x, int64_t m, void *scratch)
 {
-    run_product(outs, count, x, m, scratch, 0, decode_claim);
+    run_product(outs, count, x, m, scratch, 0, CLAIM_BYTES);
 }
 
 void pyllm_gemv_tiled(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,
                       void *scratch)
 {
     const pyllm_gemv_out out = {.w = w, .bias = bias, .y = y, .ldy = ldy};
-    run_product(&out, 1, x, m, scratch, 1, tile_claim);
+    run_product(&out, 1, x, m, scratch, 1, TILE_BYTES);
 }
 
 void pyllm_gemv(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,
