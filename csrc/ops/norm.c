@@ -4,12 +4,30 @@
 
 #include "core/pool.h"
 
+/* Σ x² in double over SUM_LANES interleaved partial sums, added at the end in a fixed order: one
+ * running sum waited on each add's latency (about 2 µs a row of 2048, 1.7% of a batch-8 decode
+ * step); the lanes vectorise. The order depends on nothing but dim, so a row's norm is the same
+ * in any batch and on any thread. */
+#define SUM_LANES 8
+static double sum_squares(const float *x, int64_t n)
+{
+    double part[SUM_LANES] = {0};
+    int64_t i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++)
+            part[l] += (double)x[i + l] * (double)x[i + l];
+    for (int l = 0; i < n; i++, l++)
+        part[l] += (double)x[i] * (double)x[i];
+    double sum = 0.0;
+    for (int l = 0; l < SUM_LANES; l++)
+        sum += part[l];
+    return sum;
+}
+
 static void rms_norm_row(const float *xr, const float *weight, float *yr, int64_t dim, float eps)
 {
     /* Sum in double: closer to torch's pairwise f32 mean than a naive f32 loop. */
-    double sum = 0.0;
-    for (int64_t i = 0; i < dim; i++)
-        sum += (double)xr[i] * (double)xr[i];
+    const double sum = sum_squares(xr, dim);
     float mean = (float)(sum / (double)dim);
     float inv = 1.0f / sqrtf(mean + eps);
     for (int64_t i = 0; i < dim; i++)
