@@ -393,34 +393,105 @@ static inline __attribute__((always_inline)) __m512 round_half_away16(__m512 x)
     return _mm512_mask_add_ps(t, _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ), t, away);
 }
 
+/* Lane l of the result: the reduction of v[l] (the maximum of floats, or the sum of int32s: both
+ * exact in any order, so the same as _mm512_reduce_*). Four rounds each halve the vectors, pairing
+ * them with shuffles (512 -> 256 -> 128 -> 64 -> 32 bits a value), instead of 16 reductions whose
+ * steps each wait on the last; a permute puts the lanes back in order. v is overwritten. */
+typedef enum { REDUCE_MAX_PS, REDUCE_ADD_EPI32 } lane_reduction;
+
+static inline __attribute__((always_inline)) __m512 reduce_pair(__m512 a, __m512 b, const lane_reduction op)
+{
+    return op == REDUCE_MAX_PS ? _mm512_max_ps(a, b)
+                               : _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+}
+
+static inline __attribute__((always_inline)) __m512 reduce_lanes16(__m512 v[PYLLM_LANE_GROUP], const lane_reduction op)
+{
+    for (int p = 0; p < 8; p++) /* 256-bit halves: v[2p]'s into the low half, v[2p + 1]'s the high */
+        v[p] = reduce_pair(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], 0x44),
+                           _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], 0xee), op);
+    for (int p = 0; p < 4; p++) /* 128-bit lane j: v[4p + j] */
+        v[p] = reduce_pair(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], 0x88),
+                           _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], 0xdd), op);
+    for (int p = 0; p < 2; p++) /* lane j: v[8p + j] in its low pair, v[8p + 4 + j] in its high */
+        v[p] = reduce_pair(_mm512_shuffle_ps(v[2 * p], v[2 * p + 1], 0x44),
+                           _mm512_shuffle_ps(v[2 * p], v[2 * p + 1], 0xee), op);
+    /* value 4j + t: v[j + 4t] */
+    const __m512 r = reduce_pair(_mm512_shuffle_ps(v[0], v[1], 0x88), _mm512_shuffle_ps(v[0], v[1], 0xdd), op);
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), r);
+}
+
+/* A lane group's quantized blocks, 32 bytes each in block order, into the lane order: 16 rows of
+ * 8 dwords transposed into 8 vectors of 16 (vector s: dword s of every block), in three rounds of
+ * two-source permutes. Round 1 puts dwords 4h..4h+3 of 4 blocks in a vector (value 4·step +
+ * block), round 2 two steps of 8 blocks (8·step + block), round 3 one step of all 16. */
+static inline __attribute__((always_inline)) void blocks_to_lanes(const int8_t *blocks, int8_t *q)
+{
+    const __m512i round1[2] = {
+        _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27),
+        _mm512_setr_epi32(4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31)};
+    const __m512i round2[2] = {
+        _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23),
+        _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31)};
+    __m512i pairs[8], fours[4][2], eights[2][2][2];
+    for (int p = 0; p < 8; p++) /* blocks 2p and 2p + 1 */
+        pairs[p] = _mm512_load_si512(blocks + p * 64);
+    for (int f = 0; f < 4; f++) /* blocks 4f..4f+3 */
+        for (int h = 0; h < 2; h++)
+            fours[f][h] = _mm512_permutex2var_epi32(pairs[2 * f], round1[h], pairs[2 * f + 1]);
+    for (int e = 0; e < 2; e++) /* blocks 8e..8e+7, steps 4h + 2h2 and 4h + 2h2 + 1 */
+        for (int h = 0; h < 2; h++)
+            for (int h2 = 0; h2 < 2; h2++)
+                eights[e][h][h2] = _mm512_permutex2var_epi32(fours[2 * e][h], round2[h2], fours[2 * e + 1][h]);
+    for (int h = 0; h < 2; h++)
+        for (int h2 = 0; h2 < 2; h2++) {
+            const int s = 4 * h + 2 * h2;
+            _mm512_store_si512(q + s * 64, _mm512_shuffle_i32x4(eights[0][h][h2], eights[1][h][h2], 0x44));
+            _mm512_store_si512(q + (s + 1) * 64, _mm512_shuffle_i32x4(eights[0][h][h2], eights[1][h][h2], 0xee));
+        }
+}
+
+/* A unit is one lane group (16 blocks) of one activation row, done 16 blocks at a time: the
+ * blocks' maxima and sums reduced together (reduce_lanes16), the scales divided as a vector, the
+ * bytes transposed into the lane order by permutes (blocks_to_lanes). Each value is what ggml's
+ * scalar scheme gives: the same IEEE operations lane by lane, and exact reductions. */
 void pyllm_gemv_prepare_avx512(const pyllm_qweight *w, const float *x, pyllm_gemv_act *a, int64_t u0, int64_t u1)
 {
     const int64_t k = w->k, padded_blocks = a->groups * PYLLM_LANE_GROUP;
     const int32_t offset = w->type == PYLLM_WEIGHT_Q8_0 ? 128 : w->type == PYLLM_WEIGHT_Q4_0 ? 8 : 0;
     for (int64_t u = u0; u < u1; u++) {
         const int64_t i = u / a->groups, g = u % a->groups;
-        int8_t *q = a->q + i * a->row_bytes + g * PYLLM_LANE_GROUP * PYLLM_QBLOCK;
-        for (int64_t l = 0; l < PYLLM_LANE_GROUP; l++) {
+        __mmask16 m0[PYLLM_LANE_GROUP], m1[PYLLM_LANE_GROUP];
+        const float *xb[PYLLM_LANE_GROUP];
+        __m512 v[PYLLM_LANE_GROUP];
+        for (int l = 0; l < PYLLM_LANE_GROUP; l++) {
             const int64_t b = g * PYLLM_LANE_GROUP + l;
             const int64_t left = k - b * PYLLM_QBLOCK, n = left < 0 ? 0 : left < PYLLM_QBLOCK ? left : PYLLM_QBLOCK;
-            const __mmask16 m0 = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
-            const __mmask16 m1 = n >= 32 ? (__mmask16)0xffff : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
-            const float *xb = x + i * k + (n > 0 ? b * PYLLM_QBLOCK : 0);
-            const __m512 lo = _mm512_maskz_loadu_ps(m0, xb), hi = _mm512_maskz_loadu_ps(m1, xb + 16);
-            const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
-            const float scale = amax / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
-            const __m512i qlo = _mm512_cvttps_epi32(round_half_away16(_mm512_mul_ps(lo, _mm512_set1_ps(inv))));
-            const __m512i qhi = _mm512_cvttps_epi32(round_half_away16(_mm512_mul_ps(hi, _mm512_set1_ps(inv))));
-            const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
-            a->d[i * padded_blocks + b] = scale;
-            a->qsum[i * padded_blocks + b] = sum;
-            a->corr[(i * a->groups + g) * PYLLM_LANE_GROUP + l] = -offset * sum;
-            /* the block's 32 bytes, 4 at a time, into lane l of the group's 8 steps */
-            int8_t bytes[PYLLM_QBLOCK];
-            _mm_storeu_si128((__m128i *)bytes, _mm512_cvtepi32_epi8(qlo));
-            _mm_storeu_si128((__m128i *)(bytes + 16), _mm512_cvtepi32_epi8(qhi));
-            for (int s = 0; s < 8; s++)
-                memcpy(q + s * 64 + l * 4, bytes + s * 4, 4);
+            m0[l] = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+            m1[l] = n >= 32 ? (__mmask16)0xffff : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
+            xb[l] = x + i * k + (n > 0 ? b * PYLLM_QBLOCK : 0);
+            v[l] = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps(m0[l], xb[l])),
+                                 _mm512_abs_ps(_mm512_maskz_loadu_ps(m1[l], xb[l] + 16)));
         }
+        const __m512 scale = _mm512_div_ps(reduce_lanes16(v, REDUCE_MAX_PS), _mm512_set1_ps(127.0f));
+        const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(scale, _mm512_setzero_ps(), _CMP_NEQ_UQ),
+                                               _mm512_set1_ps(1.0f), scale);
+        float inv_of[PYLLM_LANE_GROUP];
+        _mm512_storeu_ps(inv_of, inv);
+        _Alignas(64) int8_t blocks[PYLLM_LANE_GROUP * PYLLM_QBLOCK];
+        for (int l = 0; l < PYLLM_LANE_GROUP; l++) {
+            const __m512 il = _mm512_set1_ps(inv_of[l]);
+            const __m512i qlo = _mm512_cvttps_epi32(round_half_away16(_mm512_mul_ps(_mm512_maskz_loadu_ps(m0[l], xb[l]), il)));
+            const __m512i qhi = _mm512_cvttps_epi32(round_half_away16(_mm512_mul_ps(_mm512_maskz_loadu_ps(m1[l], xb[l] + 16), il)));
+            v[l] = _mm512_castsi512_ps(_mm512_add_epi32(qlo, qhi));
+            _mm_store_si128((__m128i *)(blocks + l * PYLLM_QBLOCK), _mm512_cvtepi32_epi8(qlo));
+            _mm_store_si128((__m128i *)(blocks + l * PYLLM_QBLOCK + 16), _mm512_cvtepi32_epi8(qhi));
+        }
+        const __m512i sum = _mm512_castps_si512(reduce_lanes16(v, REDUCE_ADD_EPI32));
+        const int64_t b0 = i * padded_blocks + g * PYLLM_LANE_GROUP;
+        _mm512_storeu_ps(a->d + b0, scale);
+        _mm512_storeu_si512(a->qsum + b0, sum);
+        _mm512_storeu_si512(a->corr + (i * a->groups + g) * PYLLM_LANE_GROUP, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-offset)));
+        blocks_to_lanes(blocks, a->q + i * a->row_bytes + g * PYLLM_LANE_GROUP * PYLLM_QBLOCK);
     }
 }
