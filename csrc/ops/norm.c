@@ -4,20 +4,24 @@
 
 #include "core/pool.h"
 
-/* Σ x² in double over SUM_LANES interleaved partial sums, added at the end in a fixed order: one
- * running sum waited on each add's latency (about 2 µs a row of 2048, 1.7% of a batch-8 decode
- * step); the lanes vectorise. The order depends on nothing but dim, so a row's norm is the same
- * in any batch and on any thread. */
+/* Σ (x - centre)², or Σ x when not squaring, in double over SUM_LANES interleaved partial sums
+ * added at the end in a fixed order: one running sum waited on each add's latency (about 2 µs a
+ * row of 2048, 1.7% of a batch-8 decode step); the lanes vectorise. The order depends on nothing
+ * but n, so a row's norm is the same in any batch and on any thread. */
 #define SUM_LANES 8
-static double sum_squares(const float *x, int64_t n)
+static inline __attribute__((always_inline)) double lane_sum(const float *x, int64_t n, double centre, const int square)
 {
     double part[SUM_LANES] = {0};
     int64_t i = 0;
     for (; i + SUM_LANES <= n; i += SUM_LANES)
-        for (int l = 0; l < SUM_LANES; l++)
-            part[l] += (double)x[i + l] * (double)x[i + l];
-    for (int l = 0; i < n; i++, l++)
-        part[l] += (double)x[i] * (double)x[i];
+        for (int l = 0; l < SUM_LANES; l++) {
+            const double v = (double)x[i + l] - centre;
+            part[l] += square ? v * v : v;
+        }
+    for (int l = 0; i < n; i++, l++) {
+        const double v = (double)x[i] - centre;
+        part[l] += square ? v * v : v;
+    }
     double sum = 0.0;
     for (int l = 0; l < SUM_LANES; l++)
         sum += part[l];
@@ -27,7 +31,7 @@ static double sum_squares(const float *x, int64_t n)
 static void rms_norm_row(const float *xr, const float *weight, float *yr, int64_t dim, float eps)
 {
     /* Sum in double: closer to torch's pairwise f32 mean than a naive f32 loop. */
-    const double sum = sum_squares(xr, dim);
+    const double sum = lane_sum(xr, dim, 0.0, 1);
     float mean = (float)(sum / (double)dim);
     float inv = 1.0f / sqrtf(mean + eps);
     for (int64_t i = 0; i < dim; i++)
@@ -65,15 +69,8 @@ static void layer_norm_row(const float *xr, const float *weight, const float *bi
                            float eps)
 {
     /* Mean, then the variance around it, in double: two passes, no cancellation. */
-    double sum = 0.0;
-    for (int64_t i = 0; i < dim; i++)
-        sum += (double)xr[i];
-    const double mean = sum / (double)dim;
-    double squares = 0.0;
-    for (int64_t i = 0; i < dim; i++) {
-        const double centred = (double)xr[i] - mean;
-        squares += centred * centred;
-    }
+    const double mean = lane_sum(xr, dim, 0.0, 0) / (double)dim;
+    const double squares = lane_sum(xr, dim, mean, 1);
     const float inv = (float)(1.0 / sqrt(squares / (double)dim + (double)eps));
     const float m = (float)mean;
     for (int64_t i = 0; i < dim; i++)
