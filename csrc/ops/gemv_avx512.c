@@ -192,7 +192,7 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
                         _mm_prefetch((const char *)(wq + s * lg.stride + PREFETCH_BYTES), _MM_HINT_T1);
                     const __m512i raw = _mm512_maskz_loadu_epi8(lg.wmask, wq + s * lg.stride);
                     lo[q] = _mm512_and_si512(raw, low4);
-                    hi[q] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+                    hi[q] = _mm512_andnot_si512(low4, raw); /* 16 x the high nibble */
                 }
                 for (int c = 0; c < cols; c++) {
                     const __m512i x0 = _mm512_load_si512(xg[c] + s * 64), x1 = _mm512_load_si512(xg[c] + (s + 4) * 64);
@@ -208,7 +208,8 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
             const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lg.smask, w->scales + b0));
             for (int c = 0; c < cols; c++) {
                 const __m512 dx = _mm512_loadu_ps(a->d + (i + c) * padded + g * PYLLM_LANE_GROUP);
-                const __m512i d = _mm512_add_epi32(dot[q][c], dot2[q][c]);
+                /* Q4: dot2 holds 16 x the high nibbles' sum, exactly (no shift per load) */
+                const __m512i d = _mm512_add_epi32(dot[q][c], q8 ? dot2[q][c] : _mm512_srai_epi32(dot2[q][c], 4));
                 acc[q][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dw, dx), acc[q][c]);
                 if (q4_1) {
                     const __m512 mins = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lg.smask, w->mins + b0));
