@@ -17,8 +17,6 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma,f16c")
 #include <immintrin.h>
 
-#include <string.h>
-
 #include "ops/gemv_kernels.h"
 
 #define COLS 4  /* activation rows per bf16 tile */
