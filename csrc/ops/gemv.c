@@ -185,18 +185,20 @@ static pyllm_gemv_rows_fn rows_kernel(pyllm_isa isa)
 /* Weight bytes a thread takes at a time in decode (core/row_claims.h). */
 #define CLAIM_BYTES (128 << 10)
 
-/* One thread's part of a shared-input call: rows [r0, r1) of the outputs laid end to end. */
+/* One thread's part of a shared-input call: rows [r0, r1) of the outputs laid end to end, against
+ * the activation rows of a, which are rows i0.. of the call's. */
 static void rows_of_outputs(pyllm_gemv_rows_fn rows, const pyllm_gemv_out *outs, int count, const pyllm_gemv_act *a,
-                            int64_t r0, int64_t r1)
+                            int64_t i0, int64_t r0, int64_t r1)
 {
     int64_t base = 0;
     for (int o = 0; o < count && base < r1; base += outs[o].w->n, o++) {
         const int64_t lo = r0 > base ? r0 - base : 0, hi = r1 - base < outs[o].w->n ? r1 - base : outs[o].w->n;
         if (lo >= hi)
             continue;
-        rows(outs[o].w, a, lo, hi, outs[o].y, outs[o].ldy);
+        float *y = outs[o].y + i0 * outs[o].ldy;
+        rows(outs[o].w, a, lo, hi, y, outs[o].ldy);
         if (outs[o].bias != NULL)
-            pyllm_add_bias(outs[o].y + lo, outs[o].ldy, outs[o].bias + lo, a->m, hi - lo);
+            pyllm_add_bias(y + lo, outs[o].ldy, outs[o].bias + lo, a->m, hi - lo);
     }
 }
 
@@ -244,16 +246,13 @@ typedef struct {
 static void product_rows(const product_job *j, int64_t lo, int64_t hi)
 {
     if (!j->tiled) {
-        rows_of_outputs(j->rows, j->outs, j->count, j->a, lo, hi);
+        rows_of_outputs(j->rows, j->outs, j->count, j->a, 0, lo, hi);
         return;
     }
-    const pyllm_gemv_out *o = &j->outs[0];
     for (int64_t i0 = 0; i0 < j->a->m; i0 += CHUNK_ROWS) {
         const pyllm_gemv_act chunk = act_rows(j->a, i0, j->a->m - i0 < CHUNK_ROWS ? j->a->m - i0 : CHUNK_ROWS);
-        j->rows(o->w, &chunk, lo, hi, o->y + i0 * o->ldy, o->ldy);
+        rows_of_outputs(j->rows, j->outs, j->count, &chunk, i0, lo, hi);
     }
-    if (o->bias != NULL)
-        pyllm_add_bias(o->y + lo, o->ldy, o->bias + lo, j->a->m, hi - lo);
 }
 
 static void product_job_run(void *p, int self)
@@ -297,11 +296,16 @@ void pyllm_gemv_many(const pyllm_gemv_out *outs, int count, const float *x, int6
     run_product(outs, count, x, m, scratch, 0, CLAIM_BYTES);
 }
 
+void pyllm_gemv_tiled_many(const pyllm_gemv_out *outs, int count, const float *x, int64_t m, void *scratch)
+{
+    run_product(outs, count, x, m, scratch, 1, TILE_BYTES);
+}
+
 void pyllm_gemv_tiled(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,
                       void *scratch)
 {
     const pyllm_gemv_out out = {.w = w, .bias = bias, .y = y, .ldy = ldy};
-    run_product(&out, 1, x, m, scratch, 1, TILE_BYTES);
+    pyllm_gemv_tiled_many(&out, 1, x, m, scratch);
 }
 
 void pyllm_gemv(const pyllm_qweight *w, const float *x, int64_t m, const float *bias, float *y, int64_t ldy,

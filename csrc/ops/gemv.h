@@ -55,6 +55,10 @@ typedef struct {
  * Each output is what pyllm_gemv alone gives, bit for bit. */
 void pyllm_gemv_many(const pyllm_gemv_out *outs, int count, const float *x, int64_t m, void *scratch);
 
+/* pyllm_gemv_tiled for several weights that read the same x, as pyllm_gemv_many: the activations
+ * of a prefill are prepared once for q, k and v (gate and up), not once per weight. */
+void pyllm_gemv_tiled_many(const pyllm_gemv_out *outs, int count, const float *x, int64_t m, void *scratch);
+
 /* y[i * ldy + j] += bias[j] for i < m, j < n: the bias of every linear-layer path. */
 static inline void pyllm_add_bias(float *y, int64_t ldy, const float *bias, int64_t m, int64_t n)
 {

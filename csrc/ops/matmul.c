@@ -459,9 +459,12 @@ pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
 pyllm_status pyllm_linear_forward_many(pyllm_matmul_ctx *ctx, const pyllm_linear *const *lins, int count,
                                        const float *x, float *const *ys, int64_t m)
 {
-    int shared = m > 0 && m <= PYLLM_GEMV_MAX_M && count <= PYLLM_LINEAR_MANY_MAX && lins[0]->type != PYLLM_WEIGHT_F32;
+    /* decode; or prefill by the int8 dot products, outside batch-invariant mode */
+    const int tiled = m > PYLLM_GEMV_MAX_M;
+    int shared = m > 0 && count <= PYLLM_LINEAR_MANY_MAX && lins[0]->type != PYLLM_WEIGHT_F32 &&
+                 (!tiled || (prefill_in_int8(lins[0]->type) && !lins[0]->invariant));
     for (int i = 1; i < count && shared; i++)
-        shared = lins[i]->type == lins[0]->type && lins[i]->k == lins[0]->k;
+        shared = lins[i]->type == lins[0]->type && lins[i]->k == lins[0]->k && lins[i]->invariant == lins[0]->invariant;
     if (!shared) {
         for (int i = 0; i < count; i++)
             PYLLM_TRY(pyllm_linear_forward(ctx, lins[i], x, ys[i], m));
@@ -471,6 +474,9 @@ pyllm_status pyllm_linear_forward_many(pyllm_matmul_ctx *ctx, const pyllm_linear
     for (int i = 0; i < count; i++)
         outs[i] = (pyllm_gemv_out){.w = &lins[i]->q, .bias = lins[i]->bias, .y = ys[i], .ldy = lins[i]->n};
     PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lins[0], m)));
-    pyllm_gemv_many(outs, count, x, m, ctx->scratch);
+    if (tiled)
+        pyllm_gemv_tiled_many(outs, count, x, m, ctx->scratch);
+    else
+        pyllm_gemv_many(outs, count, x, m, ctx->scratch);
     return PYLLM_OK;
 }
