@@ -298,8 +298,8 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
  * loads each 64 bytes once and feeds both nibble vectors to the pair's one chain (loading twice,
  * once per nibble, was 4% slower than 2 x 4): 517-520 -> 570-578 GOP/s there. The low nibbles
  * meet all 4 activation rows first, then the high ones, so that one activation vector at a time
- * is held in a register (see in_register): 579 -> 612 GOP/s at m = 512, 582 -> 604 at m = 8. Q4_1 (a second
- * accumulator per pair for its minimum) keeps 2 x 4. Batched decode (5 to 8 activation rows) takes
+ * is held in a register (see in_register): 579 -> 612 GOP/s at m = 512, 582 -> 604 at m = 8.
+ * Q4_1 (a second accumulator per pair for its minimum) keeps 2 x 4. Batched decode (5 to 8 activation rows) takes
  * this tile for Q4_0 too, with its weights prefetched as block_tile's (they come from DRAM there):
  * 32000 x 2048 at m = 8 took 3-4% less time than with 2 x 4 tiles (alternating builds), where
  * Q8_0 took 50% more, so Q8_0 keeps its tiles; without the prefetch Q4_0 took 60% more. The prefetch
