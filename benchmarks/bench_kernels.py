@@ -24,7 +24,7 @@ import tempfile
 import numpy as np
 
 SHAPES = {"cache": (6144, 2048), "dram": (96000, 2048)}  # 6.5 MB of Q4_0 (L3); 104 MB (DRAM)
-BYTES_PER_WEIGHT = {"bfloat16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32}
+BYTES_PER_WEIGHT = {"float32": 4.0, "bfloat16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32}
 
 
 def measure(types, ms, shapes, calls):
