@@ -10,7 +10,7 @@ with 2 threads everywhere and every measurement in its own subprocess (so peak R
 
 - prefill tok/s: a 512-token prompt to its first new token;
 - decode tok/s at batch 1: 128 new tokens after a 128-token prompt, the first token's time
-  (prefill) taken out: 127 / (t(128 new) - t(1 new));
+  (prefill) taken out: 127 / (best of 2 t(128 new) - best of 3 t(1 new));
 - batch-8 decode tok/s: 8 prompts of 128 tokens, 128 new tokens each, the first token's time
   (the 8 prefills) taken out as for batch 1: 8 x 127 / (t(128 new) - t(1 new)); beside it the
   end-to-end figure, 8 x 128 / t(128 new), prefills included (llama-cpp-python has no batched
