@@ -299,35 +299,40 @@ static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight
  * once per nibble, was 4% slower than 2 x 4): 517-520 -> 570-578 GOP/s there. The low nibbles
  * meet all 4 activation rows first, then the high ones, so that one activation vector at a time
  * is held in a register (see in_register): 579 -> 612 GOP/s at m = 512, 582 -> 604 at m = 8.
- * Q4_1 (a second accumulator per pair for its minimum) keeps 2 x 4. Batched decode (5 to 8 activation rows) takes
- * this tile for Q4_0 too, with its weights prefetched as block_tile's (they come from DRAM there):
- * 32000 x 2048 at m = 8 took 3-4% less time than with 2 x 4 tiles (alternating builds), where
- * Q8_0 took 50% more, so Q8_0 keeps its tiles; without the prefetch Q4_0 took 60% more. The prefetch
- * is a constant of each instance: tested at run time it slowed prefill by 15%. */
+ * Q4_1 (a second accumulator per pair for its minimum) keeps 2 x 4. Batched decode (5 to 8
+ * activation rows) takes a 2 x m tile of it instead (BATCH_ROWS x up to BATCH_COLS: 16 chains,
+ * each weight load and nibble split serving every row of the batch), with its weights prefetched as
+ * block_tile's (they come from DRAM there). Against 3 x 4 tiles (Q4_0) and 2 x 4 (Q8_0), alternating
+ * builds, 96000 x 2048 from DRAM: Q4_0 1.24x at m = 5, 1.25x at 6, 1.10x at 7, 1.04x at 8; Q8_0
+ * 1.07x, 1.10x, 0.99x, 1.08x (in cache 1.2-1.3x but Q4_0 at m = 8, 0.97x). The prefetch is a
+ * constant of each instance: tested at run time it slowed prefill by 15%. */
 #define WIDE_ROWS 3
 #define WIDE_COLS 4
-#define WIDE_MIN_M 8 /* past these activation rows (prefill); batched decode keeps its tiles */
+#define WIDE_MIN_M 8 /* past these activation rows (prefill) */
+#define BATCH_ROWS 2
+#define BATCH_COLS 8 /* = WIDE_MIN_M */
 static inline __attribute__((always_inline)) void block_tile_wide(const pyllm_qweight *w, const pyllm_gemv_act *a,
-                                                                 int64_t r, int64_t i, float *y, int64_t ldy,
-                                                                 const pyllm_weight_type type, const int prefetch)
+                                                                 int64_t r, const int rows, int64_t i, const int cols,
+                                                                 float *y, int64_t ldy, const pyllm_weight_type type,
+                                                                 const int prefetch)
 {
     const int q8 = type == PYLLM_WEIGHT_Q8_0;
     const int64_t nb = w->blocks, padded = a->groups * PYLLM_LANE_GROUP, block_bytes = q8 ? 32 : 16;
     const int64_t row_bytes = nb * block_bytes;
     const uint8_t *wrow = (const uint8_t *)w->quants + r * row_bytes;
     const __m512i low4 = _mm512_set1_epi8(0x0f);
-    __m512 acc[WIDE_ROWS][WIDE_COLS];
-    for (int q = 0; q < WIDE_ROWS; q++)
-        for (int c = 0; c < WIDE_COLS; c++)
+    __m512 acc[WIDE_ROWS][BATCH_COLS];
+    for (int q = 0; q < rows; q++)
+        for (int c = 0; c < cols; c++)
             acc[q][c] = _mm512_setzero_ps();
     for (int64_t g = 0; g < a->groups; g++) {
         const lane_group lg = group_of(nb, g);
         const uint8_t *wg = wrow + g * PYLLM_LANE_GROUP * block_bytes;
-        __m512i dot[WIDE_ROWS][WIDE_COLS];
-        const int8_t *xg[WIDE_COLS];
-        for (int c = 0; c < WIDE_COLS; c++) {
+        __m512i dot[WIDE_ROWS][BATCH_COLS];
+        const int8_t *xg[BATCH_COLS];
+        for (int c = 0; c < cols; c++) {
             const __m512i corr = _mm512_load_si512(a->corr + ((i + c) * a->groups + g) * PYLLM_LANE_GROUP);
-            for (int q = 0; q < WIDE_ROWS; q++)
+            for (int q = 0; q < rows; q++)
                 dot[q][c] = corr;
             xg[c] = a->q + (i + c) * a->row_bytes + g * PYLLM_LANE_GROUP * PYLLM_QBLOCK;
         }
@@ -338,49 +343,52 @@ static inline __attribute__((always_inline)) void block_tile_wide(const pyllm_qw
             _Pragma("GCC unroll 8")
             for (int s = 0; s < 8; s++) {
                 __m512i wv[WIDE_ROWS];
-                for (int q = 0; q < WIDE_ROWS; q++)
+                for (int q = 0; q < rows; q++) {
+                    if (prefetch)
+                        _mm_prefetch((const char *)(wg + q * row_bytes + s * lg.stride + PREFETCH_BYTES), _MM_HINT_T1);
                     wv[q] = _mm512_maskz_loadu_epi8(lg.wmask, wg + q * row_bytes + s * lg.stride);
-                for (int c = 0; c < WIDE_COLS; c++) {
+                }
+                for (int c = 0; c < cols; c++) {
                     __m512i xv = _mm512_load_si512(xg[c] + s * 64);
                     in_register(&xv);
-                    for (int q = 0; q < WIDE_ROWS; q++)
+                    for (int q = 0; q < rows; q++)
                         dot[q][c] = _mm512_dpbusd_epi32(dot[q][c], wv[q], xv);
                 }
             }
         } else {
             for (int s = 0; s < 4; s++) { /* one load: low nibbles meet step s of x, high ones s + 4 */
                 __m512i lo[WIDE_ROWS], hi[WIDE_ROWS];
-                for (int q = 0; q < WIDE_ROWS; q++) {
+                for (int q = 0; q < rows; q++) {
                     if (prefetch)
                         _mm_prefetch((const char *)(wg + q * row_bytes + s * lg.stride + PREFETCH_BYTES), _MM_HINT_T1);
                     const __m512i raw = _mm512_maskz_loadu_epi8(lg.wmask, wg + q * row_bytes + s * lg.stride);
                     lo[q] = _mm512_and_si512(raw, low4);
                     hi[q] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
                 }
-                for (int c = 0; c < WIDE_COLS; c++) {
+                for (int c = 0; c < cols; c++) {
                     __m512i x0 = _mm512_load_si512(xg[c] + s * 64);
                     in_register(&x0);
-                    for (int q = 0; q < WIDE_ROWS; q++)
+                    for (int q = 0; q < rows; q++)
                         dot[q][c] = _mm512_dpbusd_epi32(dot[q][c], lo[q], x0);
                 }
-                for (int c = 0; c < WIDE_COLS; c++) {
+                for (int c = 0; c < cols; c++) {
                     __m512i x1 = _mm512_load_si512(xg[c] + (s + 4) * 64);
                     in_register(&x1);
-                    for (int q = 0; q < WIDE_ROWS; q++)
+                    for (int q = 0; q < rows; q++)
                         dot[q][c] = _mm512_dpbusd_epi32(dot[q][c], hi[q], x1);
                 }
             }
         }
-        for (int q = 0; q < WIDE_ROWS; q++) {
+        for (int q = 0; q < rows; q++) {
             const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lg.smask, w->scales + (r + q) * nb + g * PYLLM_LANE_GROUP));
-            for (int c = 0; c < WIDE_COLS; c++) {
+            for (int c = 0; c < cols; c++) {
                 const __m512 dx = _mm512_loadu_ps(a->d + (i + c) * padded + g * PYLLM_LANE_GROUP);
                 acc[q][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[q][c]), _mm512_mul_ps(dw, dx), acc[q][c]);
             }
         }
     }
-    for (int q = 0; q < WIDE_ROWS; q++)
-        for (int c = 0; c < WIDE_COLS; c++)
+    for (int q = 0; q < rows; q++)
+        for (int c = 0; c < cols; c++)
             y[(i + c) * ldy + r + q] = _mm512_reduce_add_ps(acc[q][c]);
 }
 
@@ -431,8 +439,9 @@ static inline __attribute__((always_inline)) int64_t block_rows16(const pyllm_qw
 
 /* One instance per block type, so that its sizes are constants in the loops (a runtime type
  * left an integer division and the type tests in the innermost loop). Q8_0 and Q4_0 past
- * WIDE_MIN_M activation rows (prefill), and Q4_0 past QCOLS: weight rows in threes
- * (block_tile_wide); past QCOLS rows: in pairs (as bf16's); else one at a time: a single stream. */
+ * WIDE_MIN_M activation rows (prefill): weight rows in threes against activation rows in fours
+ * (block_tile_wide); past QCOLS (batched decode): weight rows in pairs against all activation rows;
+ * Q4_1 past QCOLS: in pairs (block_tile); else one at a time: a single stream. */
 static void block_rows_of(const pyllm_qweight *w, const pyllm_gemv_act *a, int64_t r, int64_t row1, float *y,
                           int64_t ldy, const pyllm_weight_type type)
 {
@@ -444,19 +453,24 @@ static void block_rows_of(const pyllm_qweight *w, const pyllm_gemv_act *a, int64
     default: break;
     }
     const int prefill = a->m > WIDE_MIN_M;
-    if ((prefill || (type == PYLLM_WEIGHT_Q4_0 && a->m > QCOLS)) && type != PYLLM_WEIGHT_Q4_1)
+    if (prefill && type != PYLLM_WEIGHT_Q4_1)
         for (; r + WIDE_ROWS <= row1; r += WIDE_ROWS) {
             int64_t i = 0;
             for (; i + WIDE_COLS <= a->m; i += WIDE_COLS)
-                if (prefill)
-                    block_tile_wide(w, a, r, i, y, ldy, type, 0);
-                else
-                    block_tile_wide(w, a, r, i, y, ldy, type, 1);
+                block_tile_wide(w, a, r, WIDE_ROWS, i, WIDE_COLS, y, ldy, type, 0);
             for (; i < a->m; i++) {
                 block_tile(w, a, r, 2, i, 1, y, ldy, type, NULL, NULL);
                 block_tile(w, a, r + 2, 1, i, 1, y, ldy, type, NULL, NULL);
             }
         }
+    if (!prefill && type != PYLLM_WEIGHT_Q4_1 && a->m > QCOLS)
+        for (; r + BATCH_ROWS <= row1; r += BATCH_ROWS)
+            switch (a->m) {
+            case 5: block_tile_wide(w, a, r, BATCH_ROWS, 0, 5, y, ldy, type, 1); break;
+            case 6: block_tile_wide(w, a, r, BATCH_ROWS, 0, 6, y, ldy, type, 1); break;
+            case 7: block_tile_wide(w, a, r, BATCH_ROWS, 0, 7, y, ldy, type, 1); break;
+            default: block_tile_wide(w, a, r, BATCH_ROWS, 0, BATCH_COLS, y, ldy, type, 1); break;
+            }
     if (a->m > QCOLS)
         for (; r + 2 <= row1; r += 2)
             block_rows(w, a, r, 2, y, ldy, type);
