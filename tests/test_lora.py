@@ -1,6 +1,7 @@
-"""PEFT LoRA adapters merged at load (pyllm.lora): logits against peft's own merge_and_unload() on
-the same adapter files, made here by peft (get_peft_model, random lora_B so every delta counts,
-save_pretrained) on small random LLaMA and BLOOM bases; and every refusal, by name."""
+"""PEFT LoRA adapters merged at load (pyllm.lora): the merged weights and the logits against peft's
+own merge_and_unload() on the same adapter files, made here by peft (get_peft_model, random lora_B
+so every delta counts, save_pretrained) on small random LLaMA and BLOOM bases; and every refusal,
+by name."""
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 import pyllm
+from pyllm import architectures, checkpoint, lora
 from bloom_reference import make_config as bloom_config, reference_model as bloom_model
 from llama_reference import make_config as llama_config, reference_model as llama_model
 from test_dtypes import RANDOM_MODEL_LIMIT, _relative_error
@@ -58,20 +60,52 @@ def make_adapter(base, directory, seed, resize=None, **lora):
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name or "lora_embedding_B" in name or "lora_A" in name or "lora_embedding_A" in name:
-                param.copy_(0.3 * torch.randn(param.shape, generator=gen))
+                # Factors of 0.1 give deltas about the size of the base weights (std 0.02), which move
+                # the logits by 1-15. At 0.3 the adapted matrices were 18x the base's, the f32 forward
+                # of both libraries lost digits to them, and logits of the same merged weights differed
+                # by up to 1.3e-4 (the merges themselves being equal, checked below).
+                param.copy_(0.1 * torch.randn(param.shape, generator=gen))
             elif "modules_to_save" in name:
                 param.add_(0.5 * param.std() * torch.randn(param.shape, generator=gen))
     model.save_pretrained(directory)
     return str(directory)
 
 
-def reference_logits(base, adapters, ids=IDS, resize=None):
-    """peft's logits: each adapter loaded and merged in order with merge_and_unload()."""
+def reference_model(base, adapters, resize=None):
+    """peft's model: each adapter loaded and merged in order with merge_and_unload()."""
     hf = _hf(base, resize)
     for adapter in adapters:
         hf = peft.PeftModel.from_pretrained(hf, adapter).merge_and_unload()
+    return hf
+
+
+def reference_logits(base, adapters, ids=IDS, resize=None):
     with torch.no_grad():
-        return hf(torch.as_tensor(ids)).logits.numpy()
+        return reference_model(base, adapters, resize)(torch.as_tensor(ids)).logits.numpy()
+
+
+def our_merge(base, adapters):
+    """pyllm's merged tensors, by Hugging Face name, as Model.from_pretrained makes them."""
+    config = checkpoint.load_config(base)
+    tied = architectures.spec_from_hf(config, None, source=base)["tie_word_embeddings"]
+    weights = checkpoint.load_weights(base, bf16="bits")
+    return lora.merge(weights, [lora.read(path) for path in adapters], tied)
+
+
+def assert_merge_matches_peft(base, adapters, resize=None):
+    """Every tensor the merge changed equals peft's merged one within 4 units in the last place of
+    its largest entry: numpy's and torch's B @ A add their r products in different orders."""
+    ref = reference_model(base, adapters, resize).state_dict()
+    base_weights = checkpoint.load_weights(base, bf16="bits")
+    changed = 0
+    for name, got in our_merge(base, adapters).items():
+        if name in base_weights and np.array_equal(np.asarray(base_weights[name]), np.asarray(got)):
+            continue
+        changed += 1
+        want = ref[name].numpy()
+        ulp = float(np.spacing(np.float32(np.abs(want).max())))
+        np.testing.assert_allclose(np.asarray(got, dtype=np.float32), want, rtol=0, atol=4 * ulp, err_msg=name)
+    assert changed > 0
 
 
 def ours(base, adapters, ids=IDS, **kwargs):
@@ -83,6 +117,7 @@ def ours(base, adapters, ids=IDS, **kwargs):
 
 
 def assert_matches_peft(base, adapters, resize=None, ids=IDS):
+    assert_merge_matches_peft(base, adapters, resize)
     ref = reference_logits(base, adapters, ids, resize)
     got = ours(base, adapters, ids)
     assert got.shape == ref.shape
