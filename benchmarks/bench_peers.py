@@ -447,9 +447,22 @@ class PyllmRunner:
         return [list(r[ids.shape[1]:]) for r in out]
 
 
+# What a build of llama-cpp-python on an AMX host needs: ggml's AMX backend (built by default there)
+# segfaults in ggml_backend_amx_mul_mat on the first Q8_0 or Q4_0 product on some hosts
+# (ggml-org/llama.cpp#20824, open), this one included; its AVX-512 paths (and weight repacking) stay.
+LLAMA_CPP_WITHOUT_AMX = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON "
+                         "-DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON "
+                         "-DGGML_AVX512_BF16=ON")
+
+
 class LlamaCppRunner:
     def __init__(self, path, precision, threads):
         import llama_cpp
+        if precision in ("Q8_0", "Q4_0") and b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info():
+            raise RuntimeError("llama-cpp-python has ggml's AMX backend, which segfaults on Q8_0/Q4_0 here "
+                               "(ggml-org/llama.cpp#20824): reinstall it without, CMAKE_ARGS=\""
+                               + LLAMA_CPP_WITHOUT_AMX + "\" pip install --force-reinstall --no-deps "
+                               "--no-cache-dir llama-cpp-python")
         self.llm = llama_cpp.Llama(path, n_ctx=1024, n_batch=512, n_ubatch=512, n_threads=threads,
                                    n_threads_batch=threads, verbose=False)
 
