@@ -7,7 +7,12 @@ the same file; CI has no llama-cpp-python, so they are compared here.
 - Token ids equal llama.cpp's on every reference string, among them 12 generated exotic ones with
   bytes whose characters have no token in SmolLM2's vocabulary: both drop them.
 - Greedy continuations of 32 tokens equal llama.cpp's up to its first near-tie (a top-2 margin
-  below NEAR_TIE), on every prompt; at least 3 prompts are identical for all 32 tokens.
+  below NEAR_TIE), on every prompt. Where prefill computes as llama.cpp does (8-bit activations
+  into the int8 dot products, pyllm._testing.prefill_compute "int8": AVX-512 VNNI without AMX),
+  at least 3 of the 8 prompts are identical for all 32 tokens. Past a near-tie that is chance:
+  5 of the 8 prompts have one at their first or second new token, and with prefill in f32 (AVX2: oneDNN's
+  f32 GEMM on dequantized weights) 1 or 2 prompts stayed identical, the others parting only after
+  a near-tie.
 - Logits at the last prompt position: llama.cpp computes Q4_1 products with the activations
   quantized to 8 bits per block of 32 (Q8_1) and keeps its KV cache in f16; pyllm's decode
   kernels do the same activation quantization and its q4_1 models keep an f16 cache. Measured
@@ -27,7 +32,7 @@ import numpy as np
 import pytest
 
 import pyllm
-from pyllm import default_model
+from pyllm import _testing, default_model
 from conftest import run_isolated
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "smollm2")
@@ -100,7 +105,8 @@ def test_greedy_equals_llama_cpp_up_to_its_first_near_tie(llm, reference):
         assert new[:upto] == run["greedy"][:upto], (run["prompt"], upto)
         identical += new == run["greedy"]
     assert len(reference["runs"]) >= 5
-    assert identical >= 3
+    if _testing.prefill_compute("q4_1") == "int8":
+        assert identical >= 3
 
 
 def _row_distance(model, ids, ref_row):
