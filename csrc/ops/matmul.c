@@ -30,8 +30,12 @@ static pyllm_status decide_prefill_type(pyllm_matmul_ctx *ctx)
         dnnl_primitive_desc_destroy(pd);
     if (st == dnnl_out_of_memory)
         return pyllm_dnnl_fail(st, "probe for a bf16 matmul");
-    if (st == dnnl_success)
+    if (st == dnnl_success) {
         ctx->prefill_dt = dnnl_bf16;
+        /* ISAs are nested bit sets; ONEDNN_MAX_CPU_ISA lowers what this returns */
+        const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+        ctx->prefill_amx = (isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx;
+    }
     return PYLLM_OK;
 }
 
@@ -102,10 +106,13 @@ static int prefill_in_bf16(const pyllm_matmul_ctx *ctx) { return ctx->prefill_dt
  * the block types on AVX-512 (VNNI). A 2048 x 5632 matrix at m = 512 took 23 ms there against
  * 29-30 ms dequantized to bf16 tiles for oneDNN's GEMM (Q8_0 and Q4_0, alternating runs), the
  * dequantization alone being 15% of the int8 prefill. AVX2 has no int8 dot product that keeps up
- * with oneDNN's f32 GEMM. */
-static int prefill_in_int8(pyllm_weight_type type)
+ * with oneDNN's f32 GEMM. Where oneDNN's bf16 GEMM runs on AMX tiles, dequantizing to bf16 for it
+ * wins instead (the numerics of a bf16 prefill, see prefill_compute): at m = 512 on a Xeon with
+ * AMX, 2048 x 2048 ran at 1,250 GOP/s (Q8_0) and 1,330 (Q4_0) against 598 and 602 in int8, and
+ * 2048 x 5632 at 1,206 and 1,208 against 558 and 617. */
+static int prefill_in_int8(const pyllm_matmul_ctx *ctx, pyllm_weight_type type)
 {
-    return type != PYLLM_WEIGHT_BF16 && pyllm_gemv_isa() == PYLLM_ISA_AVX512;
+    return type != PYLLM_WEIGHT_BF16 && pyllm_gemv_isa() == PYLLM_ISA_AVX512 && !ctx->prefill_amx;
 }
 
 /* Weight rows per prefill tile: about 1 MB, a multiple of 64 rows (whole matrices, which spare
@@ -117,8 +124,11 @@ static int64_t tile_rows(pyllm_matmul_ctx *ctx, const pyllm_linear *lin)
         return lin->n;
     const int64_t element = prefill_in_bf16(ctx) ? 2 : 4;
     int64_t rows = ((int64_t)1 << 20) / (element * lin->k) / 64 * 64;
-    if (rows < 64)
-        rows = 64;
+    /* AMX: 64 rows of a 2048 x 5632 matrix at m = 512 ran at 1,050-1,130 GOP/s, 320 rows at
+     * 1,200-1,220 (2048 x 2048 in 256-row tiles: 1,260-1,410 either way) */
+    const int64_t fewest = ctx->prefill_amx ? 256 : 64;
+    if (rows < fewest)
+        rows = fewest;
     return rows < lin->n ? rows : lin->n;
 }
 
@@ -284,7 +294,7 @@ static size_t scratch_need(pyllm_matmul_ctx *ctx, const pyllm_linear *lin, int64
 {
     if (lin->invariant)
         return pyllm_gemv_scratch_bytes(&lin->q, m < PYLLM_INVARIANT_PASS_M ? m : PYLLM_INVARIANT_PASS_M);
-    if (m <= PYLLM_GEMV_MAX_M || prefill_in_int8(lin->type))
+    if (m <= PYLLM_GEMV_MAX_M || prefill_in_int8(ctx, lin->type))
         return pyllm_gemv_scratch_bytes(&lin->q, m);
     const size_t element = prefill_in_bf16(ctx) ? 2 : 4, rows = (size_t)tile_rows(ctx, lin);
     const size_t src = prefill_in_bf16(ctx) ? pyllm_round64(element * (size_t)(m * lin->k)) : 0; /* f32: x itself */
@@ -311,7 +321,7 @@ pyllm_status pyllm_linear_prepare(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
     if (lin->type == PYLLM_WEIGHT_F32)
         return lin->invariant || m <= PYLLM_GEMV_MAX_M ? PYLLM_OK : lookup(ctx, dnnl_f32, m, lin->k, lin->n, lin->n, &e);
     PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
-    if (m <= PYLLM_GEMV_MAX_M || lin->invariant || prefill_in_int8(lin->type))
+    if (m <= PYLLM_GEMV_MAX_M || lin->invariant || prefill_in_int8(ctx, lin->type))
         return PYLLM_OK;
     const int64_t rows = tile_rows(ctx, lin);
     const dnnl_data_type_t dt = prefill_in_bf16(ctx) ? dnnl_bf16 : dnnl_f32;
@@ -400,7 +410,7 @@ const char *pyllm_matmul_prefill_compute(pyllm_matmul_ctx *ctx, pyllm_weight_typ
 {
     if (type == PYLLM_WEIGHT_F32)
         return "float32";
-    if (prefill_in_int8(type))
+    if (prefill_in_int8(ctx, type))
         return "int8";
     return prefill_in_bf16(ctx) ? "bfloat16" : "float32";
 }
@@ -446,7 +456,7 @@ pyllm_status pyllm_linear_forward(pyllm_matmul_ctx *ctx, const pyllm_linear *lin
         return forward_invariant(ctx, lin, x, y, m);
     if (lin->type == PYLLM_WEIGHT_F32)
         return forward_f32(ctx, lin, x, y, m);
-    if (m > PYLLM_GEMV_MAX_M && !prefill_in_int8(lin->type))
+    if (m > PYLLM_GEMV_MAX_M && !prefill_in_int8(ctx, lin->type))
         return forward_tiles(ctx, lin, x, y, m);
     PYLLM_TRY(reserve_scratch(ctx, scratch_need(ctx, lin, m)));
     if (m > PYLLM_GEMV_MAX_M)
@@ -462,7 +472,7 @@ pyllm_status pyllm_linear_forward_many(pyllm_matmul_ctx *ctx, const pyllm_linear
     /* decode; or prefill by the int8 dot products, outside batch-invariant mode */
     const int tiled = m > PYLLM_GEMV_MAX_M;
     int shared = m > 0 && count <= PYLLM_LINEAR_MANY_MAX && lins[0]->type != PYLLM_WEIGHT_F32 &&
-                 (!tiled || (prefill_in_int8(lins[0]->type) && !lins[0]->invariant));
+                 (!tiled || (prefill_in_int8(ctx, lins[0]->type) && !lins[0]->invariant));
     for (int i = 1; i < count && shared; i++)
         shared = lins[i]->type == lins[0]->type && lins[i]->k == lins[0]->k && lins[i]->invariant == lins[0]->invariant;
     if (!shared) {

@@ -59,6 +59,7 @@ typedef struct {
     void *scratch;          /* activations and weight tiles of the low-precision paths */
     size_t scratch_bytes;
     int prefill_dt;         /* dnnl_bf16 or dnnl_f32, decided at init (matmul.c decide_prefill_type) */
+    int prefill_amx;        /* oneDNN runs that bf16 GEMM on AMX tiles (decided there too) */
     int batch_invariant;    /* layers made from now on compute each row alone (see above) */
 } pyllm_matmul_ctx;
 
