@@ -54,7 +54,9 @@ def test_products_equal_across_thread_counts(restore_threads, n, k, m):
 
 def test_model_decode_equal_across_thread_counts(restore_threads):
     """A whole decode, whose fused q/k/v and gate/up products share one claim of rows laid end to
-    end: the same tokens and last logits with 1, 2 and 5 threads."""
+    end: the same tokens and last logits with 1, 2 and 5 threads. Prompts of 4 tokens, so that the
+    prefill (2 x 4 rows) runs on the decode kernels too: longer ones go to oneDNN's GEMM, whose f32
+    results on an AVX2 host change with the thread count (bit for bit only with batch_invariant)."""
     config = {"model_type": "llama", "vocab_size": 512, "hidden_size": 256, "intermediate_size": 688,
               "num_hidden_layers": 2, "num_attention_heads": 8, "num_key_value_heads": 2,
               "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
@@ -73,7 +75,7 @@ def test_model_decode_equal_across_thread_counts(restore_threads):
             weights[p + name + ".weight"] = rng.standard_normal(shape, dtype=np.float32) * 0.05
         weights[p + "input_layernorm.weight"] = np.ones(d, np.float32)
         weights[p + "post_attention_layernorm.weight"] = np.ones(d, np.float32)
-    ids = rng.integers(0, v, size=(2, 9))
+    ids = rng.integers(0, v, size=(2, 4))
     for dtype in ("float32", "bfloat16", "int8", "int4"):
         results = []
         for threads in (1, 2, 5):
