@@ -71,7 +71,7 @@ def make_adapter(base, directory, seed, resize=None, **lora):
     return str(directory)
 
 
-def reference_model(base, adapters, resize=None):
+def peft_model(base, adapters, resize=None):
     """peft's model: each adapter loaded and merged in order with merge_and_unload()."""
     hf = _hf(base, resize)
     for adapter in adapters:
@@ -79,27 +79,26 @@ def reference_model(base, adapters, resize=None):
     return hf
 
 
-def reference_logits(base, adapters, ids=IDS, resize=None):
+def logits_of(hf, ids=IDS):
     with torch.no_grad():
-        return reference_model(base, adapters, resize)(torch.as_tensor(ids)).logits.numpy()
+        return hf(torch.as_tensor(ids)).logits.numpy()
 
 
-def our_merge(base, adapters):
-    """pyllm's merged tensors, by Hugging Face name, as Model.from_pretrained makes them."""
-    config = checkpoint.load_config(base)
-    tied = architectures.spec_from_hf(config, None, source=base)["tie_word_embeddings"]
-    weights = checkpoint.load_weights(base, bf16="bits")
-    return lora.merge(weights, [lora.read(path) for path in adapters], tied)
+def reference_logits(base, adapters, ids=IDS, resize=None):
+    return logits_of(peft_model(base, adapters, resize), ids)
 
 
-def assert_merge_matches_peft(base, adapters, resize=None):
-    """Every tensor the merge changed equals peft's merged one within 4 units in the last place of
-    its largest entry: numpy's and torch's B @ A add their r products in different orders."""
-    ref = reference_model(base, adapters, resize).state_dict()
+def assert_merge_matches_peft(base, adapters, hf):
+    """Every tensor pyllm's merge (as Model.from_pretrained makes it) changed equals the one of
+    peft's merged model hf within 4 units in the last place of its largest entry: numpy's and
+    torch's B @ A add their r products in different orders."""
+    tied = architectures.spec_from_hf(checkpoint.load_config(base), None, source=base)["tie_word_embeddings"]
     base_weights = checkpoint.load_weights(base, bf16="bits")
+    merged = lora.merge(dict(base_weights), [lora.read(path) for path in adapters], tied)  # replaces entries only
+    ref = hf.state_dict()
     changed = 0
-    for name, got in our_merge(base, adapters).items():
-        if name in base_weights and np.array_equal(np.asarray(base_weights[name]), np.asarray(got)):
+    for name, got in merged.items():
+        if name in base_weights and got is base_weights[name]:
             continue
         changed += 1
         want = ref[name].numpy()
@@ -117,8 +116,9 @@ def ours(base, adapters, ids=IDS, **kwargs):
 
 
 def assert_matches_peft(base, adapters, resize=None, ids=IDS):
-    assert_merge_matches_peft(base, adapters, resize)
-    ref = reference_logits(base, adapters, ids, resize)
+    hf = peft_model(base, adapters, resize)
+    assert_merge_matches_peft(base, adapters, hf)
+    ref = logits_of(hf, ids)
     got = ours(base, adapters, ids)
     assert got.shape == ref.shape
     err = float(np.abs(got - ref).max())

@@ -10,9 +10,9 @@ the same file; CI has no llama-cpp-python, so they are compared here.
   below NEAR_TIE), on every prompt. Where prefill computes as llama.cpp does (8-bit activations
   into the int8 dot products, pyllm._testing.prefill_compute "int8": AVX-512 VNNI without AMX),
   at least 3 of the 8 prompts are identical for all 32 tokens. Past a near-tie that is chance:
-  5 of the 8 prompts have one at their first or second new token, and with prefill in f32 (AVX2: oneDNN's
-  f32 GEMM on dequantized weights) 1 or 2 prompts stayed identical, the others parting only after
-  a near-tie.
+  5 of the 8 prompts have one at their first or second new token, and with prefill in f32
+  (AVX2: oneDNN's f32 GEMM on dequantized weights) 1 or 2 prompts stayed identical, the others
+  parting only after a near-tie.
 - Logits at the last prompt position: llama.cpp computes Q4_1 products with the activations
   quantized to 8 bits per block of 32 (Q8_1) and keeps its KV cache in f16; pyllm's decode
   kernels do the same activation quantization and its q4_1 models keep an f16 cache. Measured
