@@ -151,8 +151,9 @@ static inline __attribute__((always_inline)) void block_step(const uint8_t *wp, 
 
 /* Weight row r against activation rows i..i+cols-1. Each pair's accumulators see the same
  * operations in the same order whatever the tile, so its result never depends on m. The scales
- * of the next 8 blocks are formed while this 8's are used (two buffers), so that no broadcast
- * waits on the store that wrote its scale. */
+ * of the next 8 blocks are formed while this 8's are used (two buffers), so that a broadcast need
+ * not wait on the store that wrote its scale; on the Zen 3 host this was within the noise of
+ * forming them just before use, and was kept as the pattern that cannot stall. */
 static inline __attribute__((always_inline)) void block_tile(const pyllm_qweight *w, const pyllm_gemv_act *a,
                                                                int64_t r, int64_t i, const int cols, float *y,
                                                                int64_t ldy, const pyllm_weight_type type)
